@@ -1,0 +1,3 @@
+"""Graph datasets for multiresolution graph generation."""
+
+__all__ = []

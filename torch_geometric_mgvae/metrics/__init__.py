@@ -1,0 +1,3 @@
+"""Evaluation metrics: graph MMD, link prediction, molecules."""
+
+__all__ = []

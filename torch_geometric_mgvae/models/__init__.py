@@ -1,0 +1,3 @@
+"""Multiresolution models: MGN and MGVAE."""
+
+__all__ = []

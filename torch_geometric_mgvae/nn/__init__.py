@@ -1,0 +1,3 @@
+"""Layers of the multiresolution graph network."""
+
+__all__ = []

@@ -1,0 +1,84 @@
+"""Result records in the tidy format of the project's benchmarks.
+
+Every benchmark and example writes a list of flat records to
+``benchmark/results/<name>.json``::
+
+    {"task": "link_prediction", "dataset": "Cora", "method": "MGVAE",
+     "metric": "AUC", "value": 0.951, "std": 0.004, "n": 5,
+     "protocol": "RandomLinkSplit(0.05,0.1)", "command": "python ...",
+     "device": "cpu"}
+"""
+import json
+import os
+import platform
+import shlex
+import sys
+from typing import Any, Dict, Iterable, List, Optional
+
+REQUIRED = ('task', 'dataset', 'method', 'metric', 'value')
+
+
+def record(task: str, dataset: str, method: str, metric: str, value: float,
+           std: Optional[float] = None, n: Optional[int] = None,
+           protocol: Optional[str] = None, command: Optional[str] = None,
+           device: str = 'cpu', **extra: Any) -> Dict[str, Any]:
+    r"""Builds one flat result record.
+
+    :obj:`command` defaults to the command line of the running process.
+    """
+    out: Dict[str, Any] = dict(task=task, dataset=dataset, method=method,
+                               metric=metric, value=float(value))
+    out['std'] = None if std is None else float(std)
+    out['n'] = n
+    out['protocol'] = protocol
+    out['command'] = command if command is not None else current_command()
+    out['device'] = device
+    out.update(extra)
+    return out
+
+
+def current_command() -> str:
+    r"""The command line of this process, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith('.py'):
+        argv = ['python', os.path.relpath(argv[0])] + argv[1:]
+    elif argv:
+        argv[0] = os.path.basename(argv[0])
+    return ' '.join(shlex.quote(a) for a in argv)
+
+
+def machine() -> str:
+    r"""A short description of the machine the numbers were measured on."""
+    return f'{platform.machine()} {os.cpu_count()} cores, {platform.system()}'
+
+
+def write_records(path: str, records: Iterable[Dict[str, Any]],
+                  replace: bool = True) -> List[Dict[str, Any]]:
+    r"""Writes :obj:`records` to the JSON file at :obj:`path`.
+
+    With :obj:`replace=True`, records already in the file that share
+    ``(task, dataset, method, metric)`` and any extra keys used as settings
+    (``setting``) with a new record are replaced; the others are kept, so
+    several commands can contribute to one file.
+    """
+    records = list(records)
+    for r in records:
+        missing = [k for k in REQUIRED if k not in r]
+        if missing:
+            raise ValueError(f"Record {r} misses the keys {missing}")
+    old: List[Dict[str, Any]] = []
+    if replace and os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+
+    def key(r: Dict[str, Any]) -> tuple:
+        return (r['task'], r['dataset'], r['method'], r['metric'],
+                str(r.get('setting')))
+
+    new_keys = {key(r) for r in records}
+    merged = [r for r in old if key(r) not in new_keys] + records
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(merged, f, indent=1)
+        f.write('\n')
+    return merged
