@@ -1,5 +1,6 @@
 """Multiresolution Graph Networks and Multiresolution Graph VAEs for PyG."""
+from torch_geometric_mgvae.models import MGN, MGVAE, MGNLevel, MGNOutput
 
 __version__ = '0.1.0'
 
-__all__ = ['__version__']
+__all__ = ['MGN', 'MGVAE', 'MGNLevel', 'MGNOutput', '__version__']

@@ -1,3 +1,5 @@
 """Multiresolution models: MGN and MGVAE."""
+from .mgn import MGN, MGNLevel, MGNOutput
+from .mgvae import MGVAE, kl_normal
 
-__all__ = []
+__all__ = ['MGN', 'MGNLevel', 'MGNOutput', 'MGVAE', 'kl_normal']

@@ -1,0 +1,178 @@
+r"""The Multiresolution Graph Variational Autoencoder (MGVAE)."""
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.typing import OptTensor
+
+from torch_geometric_mgvae.models.mgn import MGN, MGNOutput
+
+MAX_LOGSTD = 10.0
+
+
+def kl_normal(mu: Tensor, logstd: Tensor) -> Tensor:
+    r"""KL divergence of :math:`\mathcal{N}(\mu, \sigma^2)` from
+    :math:`\mathcal{N}(0, 1)` entry by entry:
+    :math:`-\frac{1}{2}(1 + 2\log\sigma - \mu^2 - \sigma^2)` (note the
+    variance is :math:`\exp(2 \log\sigma)`)."""
+    return -0.5 * (1 + 2 * logstd - mu**2 - torch.exp(2 * logstd))
+
+
+class MGVAE(MGN):
+    r"""The Multiresolution Graph Variational Autoencoder from the
+    `"Multiresolution Equivariant Graph Variational Autoencoder"
+    <https://arxiv.org/abs/2106.00967>`_ paper (Sec. 4.2).
+
+    An :class:`MGN` whose latents are stochastic at every level: the local
+    encoder of level :math:`\ell` gives :math:`\mu^{(\ell)}` and
+    :math:`\log\sigma^{(\ell)}` of a diagonal Gaussian posterior
+    :math:`q(\mathcal{Z}^{(\ell)} \mid \mathcal{Z}^{(\ell+1)},
+    \mathcal{G}^{(\ell)})` (Eq. 8), sampled by the reparameterisation trick
+    in training (the mean in evaluation); the pooled sample feeds the next
+    level. The negative multiresolution ELBO (Eq. 9) per graph is
+
+    .. math::
+        -\mathcal{L}_{\text{MGVAE}} = \sum_{\ell} \left[
+        -\log p(\mathcal{G}^{(\ell)} \mid \mathcal{Z}^{(\ell)}) +
+        D_{KL}\left(q(\mathcal{Z}^{(\ell)}) \,\|\, \mathcal{N}(0, I)\right)
+        \right]
+
+    = :meth:`recon_loss` + :meth:`feature_recon_loss` + :meth:`kl_loss`;
+    :meth:`balanced_cut_loss` regularises the clustering.
+    :meth:`sample` generates graphs all at once from the prior at the finest
+    level with the global decoder.
+
+    Takes the arguments of :class:`MGN`.
+    """
+    variational = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_nodes_count: Optional[Tensor] = None
+
+    def latent(self, i: int, h: Tensor, eps: OptTensor = None,
+               generator: Optional[torch.Generator] = None):
+        mu = self.mu_heads[i](h)
+        logstd = self.logstd_heads[i](h).clamp(max=MAX_LOGSTD)
+        if not self.training:
+            return mu, mu, logstd, None
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator,
+                              device=mu.device, dtype=mu.dtype)
+        elif eps.shape != mu.shape:
+            raise ValueError(f"'eps' has shape {tuple(eps.shape)}, expected "
+                             f"{tuple(mu.shape)}")
+        return mu + eps * torch.exp(logstd), mu, logstd, eps
+
+    def kl_loss(self, out: MGNOutput, per_level: bool = False
+                ) -> Union[Tensor, List[Tensor]]:
+        r"""KL divergence of the posterior of every level from
+        :math:`\mathcal{N}(0, I)`, summed over nodes and channels, per graph
+        (summed over levels unless :obj:`per_level=True`)."""
+        B = max(out[0].num_graphs, 1)
+        kls = [kl_normal(lvl.mu, lvl.logstd).sum() / B for lvl in out.levels]
+        return kls if per_level else torch.stack(kls).sum()
+
+    def loss_terms(self, out: MGNOutput,
+                   generator: Optional[torch.Generator] = None
+                   ) -> Dict[str, Tensor]:
+        terms = super().loss_terms(out, generator)
+        terms['kl'] = self.kl_loss(out)
+        return terms
+
+    # Generation #############################################################
+
+    def fit_num_nodes(self, graphs: Union[Tensor, Iterable[Any]]):
+        r"""Stores the distribution of graph sizes that :meth:`sample` draws
+        from, from a tensor of node counts or from graphs with
+        :obj:`num_nodes`."""
+        if not isinstance(graphs, Tensor):
+            graphs = torch.tensor([int(g.num_nodes) for g in graphs])
+        counts = graphs.long().view(-1)
+        if counts.numel() == 0 or int(counts.min()) < 1:
+            raise ValueError("Need at least one graph, each with >= 1 node")
+        self.num_nodes_count = torch.bincount(counts).float()
+
+    def get_extra_state(self) -> Any:
+        return {'num_nodes_count': self.num_nodes_count}
+
+    def set_extra_state(self, state: Any):
+        self.num_nodes_count = state.get('num_nodes_count')
+
+    @torch.no_grad()
+    def sample(self, num_graphs: int, num_nodes: Optional[Union[int, Tensor]]
+               = None, generator: Optional[torch.Generator] = None,
+               threshold: Optional[float] = None,
+               return_probs: bool = False) -> List[Data]:
+        r"""Generates graphs all at once (paper Sec. 5.2): node latents
+        :math:`\mathcal{Z}^{(L)} \sim \mathcal{N}(0, I)`, edges
+        :math:`A_{ij} \sim \mathrm{Bernoulli}(\sigma(\text{global
+        decoder}))` for :math:`i < j`, node features from the feature decoder.
+
+        Args:
+            num_graphs (int): How many graphs.
+            num_nodes (int or torch.Tensor, optional): Their sizes (default:
+                drawn from the training distribution stored by
+                :meth:`fit_num_nodes`).
+            generator (torch.Generator, optional): Random generator.
+            threshold (float, optional): Keep the edges with probability above
+                it instead of sampling them. (default: :obj:`None`)
+            return_probs (bool): Attach the edge probabilities as a dense
+                :obj:`adj_prob` :math:`[n, n]` to every graph.
+
+        Returns:
+            A list of :class:`~torch_geometric.data.Data` with
+            :obj:`edge_index` (both directions), :obj:`num_nodes` and, with a
+            feature decoder, :obj:`x` (one-hot for :obj:`"ce"`).
+        """
+        if self.global_decoders is None:
+            raise RuntimeError("sample() needs the global decoder "
+                               "(global_decoder=True)")
+        device = self.mu_heads[0].weight.device
+        if num_nodes is None:
+            if self.num_nodes_count is None:
+                raise RuntimeError("Pass 'num_nodes' or call fit_num_nodes() "
+                                   "first")
+            probs = self.num_nodes_count.to(device)
+            num_nodes = torch.multinomial(probs, num_graphs, True,
+                                          generator=generator)
+        elif isinstance(num_nodes, int):
+            num_nodes = torch.full((num_graphs, ), num_nodes, device=device)
+        num_nodes = num_nodes.to(device).long().view(-1)
+        if num_nodes.numel() != num_graphs or (num_nodes.numel() > 0 and
+                                               int(num_nodes.min()) < 1):
+            raise ValueError("'num_nodes' must hold one positive size per "
+                             "graph")
+        out: List[Data] = []
+        if num_graphs == 0:
+            return out
+        m = int(num_nodes.max())
+        z = torch.randn(num_graphs, m, self.latent_channels,
+                        generator=generator, device=device)  # [B, m, d]
+        mask = torch.arange(m, device=device) < num_nodes.view(-1, 1)
+        prob = torch.sigmoid(self.global_decoders[0].dense(z))  # [B, m, m]
+        if threshold is None:
+            draw = torch.rand(prob.shape, generator=generator,
+                              device=device) < prob
+        else:
+            draw = prob > threshold
+        draw = draw & (mask.unsqueeze(2) & mask.unsqueeze(1))
+        draw = draw.triu(1)
+        draw = draw | draw.transpose(1, 2)
+        x = None
+        if self.feature_decoder is not None:
+            x = self.feature_decoder(z)  # [B, m, F]
+            if self.feature_loss == 'ce':
+                x = torch.nn.functional.one_hot(
+                    x.argmax(-1), self.in_channels).to(z.dtype)
+        for b in range(num_graphs):
+            n = int(num_nodes[b])
+            data = Data(edge_index=draw[b, :n, :n].nonzero().t().contiguous(),
+                        num_nodes=n)
+            if x is not None:
+                data.x = x[b, :n]
+            if return_probs:
+                data.adj_prob = prob[b, :n, :n]
+            out.append(data)
+        return out

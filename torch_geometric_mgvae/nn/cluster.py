@@ -1,0 +1,275 @@
+r"""Learned hard clustering (paper Sec. 3.3) and its balanced-cut loss."""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.typing import OptTensor
+from torch_geometric.utils import scatter
+
+from torch_geometric_mgvae.nn.conv import MeanConv
+
+
+class ClusterOutput:
+    r"""The result of clustering the nodes of a batch of graphs.
+
+    Cluster ids are global over the batch and compact: cluster
+    :math:`c \in \{0, \ldots, C-1\}` belongs to graph :obj:`batch[c]`, the
+    clusters of a graph are consecutive and ordered by their local id, and
+    empty clusters are dropped (a graph with fewer nodes than :math:`K` just
+    gets fewer clusters).
+
+    Args:
+        cluster (torch.Tensor): Global cluster id of every node,
+            shape :obj:`[N]`.
+        num_clusters (int): The number of (non-empty) clusters :math:`C`.
+        batch (torch.Tensor): The graph of every cluster, shape :obj:`[C]`.
+        local (torch.Tensor): The local cluster id in :math:`\{0,\ldots,K-1\}`
+            of every node, shape :obj:`[N]`.
+        num_local (int): The number of clusters per graph :math:`K`.
+        weight (torch.Tensor, optional): Straight-through weight of every
+            node's assignment (exactly :obj:`1.` in the forward pass, carrying
+            the gradient of the assignment probabilities), shape :obj:`[N]`.
+        assignment (torch.Tensor, optional): The straight-through one-hot
+            assignment matrix :math:`\Pi`, shape :obj:`[N, K]`.
+        logits (torch.Tensor, optional): The clustering logits,
+            shape :obj:`[N, K]`.
+        noise (torch.Tensor, optional): The Gumbel noise used, shape
+            :obj:`[N, K]`.
+    """
+    def __init__(self, cluster: Tensor, num_clusters: int, batch: Tensor,
+                 local: Tensor, num_local: int, weight: OptTensor = None,
+                 assignment: OptTensor = None, logits: OptTensor = None,
+                 noise: OptTensor = None):
+        if cluster.dim() != 1 or local.dim() != 1:
+            raise ValueError("'cluster' and 'local' must be one-dimensional")
+        if batch.numel() != num_clusters:
+            raise ValueError(f"'batch' holds {batch.numel()} entries for "
+                             f"{num_clusters} clusters")
+        self.cluster = cluster
+        self.num_clusters = num_clusters
+        self.batch = batch
+        self.local = local
+        self.num_local = num_local
+        self.weight = weight
+        self.assignment = assignment
+        self.logits = logits
+        self.noise = noise
+
+    def sizes(self) -> Tensor:
+        r"""The number of nodes of every cluster, shape :obj:`[C]`."""
+        return torch.bincount(self.cluster, minlength=self.num_clusters)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_nodes={self.cluster.numel()}, '
+                f'num_clusters={self.num_clusters})')
+
+
+def compact_clusters(local: Tensor, batch: Tensor, num_local: int,
+                     num_graphs: Optional[int] = None):
+    r"""Turns per-graph cluster ids into compact global ones.
+
+    The global id of :math:`(b, k)` is its rank among the non-empty
+    :math:`(b, k)` pairs, so clusters of different graphs never mix, empty
+    clusters are dropped, and the result is sorted by graph.
+
+    Returns:
+        (cluster [N], num_clusters, cluster_batch [C])
+    """
+    key = batch * num_local + local
+    uniq, cluster = torch.unique(key, sorted=True, return_inverse=True)
+    return cluster, uniq.numel(), torch.div(uniq, num_local,
+                                            rounding_mode='floor')
+
+
+def sample_gumbel(shape, generator: Optional[torch.Generator] = None,
+                  device=None, dtype=None) -> Tensor:
+    r"""Draws i.i.d. :math:`\mathrm{Gumbel}(0, 1)` noise."""
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    tiny = torch.finfo(u.dtype).tiny
+    return -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-7)))
+
+
+def gumbel_cluster(logits: Tensor, batch: Tensor, training: bool = True,
+                   noise: OptTensor = None,
+                   generator: Optional[torch.Generator] = None,
+                   tau: float = 1.0) -> ClusterOutput:
+    r"""Hard clustering by the Gumbel-max trick with a straight-through
+    gradient (paper Sec. 3.3):
+
+    .. math::
+        \Pi_i = \mathrm{onehot}\left(\arg\max_k\, g_{ik} +
+        \log p_{ik}\right), \qquad p_i = \mathrm{softmax}(\tilde{p}_i)
+
+    In the backward pass, :math:`\Pi` has the gradient of
+    :math:`\mathrm{softmax}((\log p_i + g_i) / \tau)`. In evaluation
+    (:obj:`training=False`) the noise is zero, i.e. Eq. (4):
+    :math:`\pi(i) = \arg\max_k \tilde{p}_{ik}`.
+
+    Args:
+        logits (torch.Tensor): Clustering logits :math:`\tilde{p}`,
+            shape :obj:`[N, K]`.
+        batch (torch.Tensor): Graph of every node, shape :obj:`[N]`.
+        training (bool): Draw Gumbel noise. (default: :obj:`True`)
+        noise (torch.Tensor, optional): Gumbel noise to use instead of
+            drawing it (to repeat a forward pass, or to permute it along with
+            the nodes). (default: :obj:`None`)
+        generator (torch.Generator, optional): Random generator for the
+            noise. (default: :obj:`None`)
+        tau (float): Temperature of the relaxation used for the gradient.
+            (default: :obj:`1.0`)
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"'logits' must be [N, K] (got {tuple(logits.shape)})")
+    N, K = logits.shape
+    log_p = F.log_softmax(logits, dim=-1)
+    if noise is None and training:
+        noise = sample_gumbel((N, K), generator, logits.device, logits.dtype)
+    if noise is not None and noise.shape != logits.shape:
+        raise ValueError(f"'noise' has shape {tuple(noise.shape)}, expected "
+                         f"{tuple(logits.shape)}")
+    scores = log_p if noise is None else log_p + noise
+    local = scores.argmax(dim=-1)
+    soft = F.softmax(scores / tau, dim=-1)
+    hard = F.one_hot(local, K).to(soft.dtype)
+    assignment = hard + soft - soft.detach()  # [N, K]
+    weight = assignment.gather(1, local.view(-1, 1)).view(-1)
+    cluster, C, cluster_batch = compact_clusters(local, batch, K)
+    return ClusterOutput(cluster, C, cluster_batch, local, K, weight,
+                         assignment, logits, noise)
+
+
+def balanced_cut_kl(assignment: Tensor, batch: Tensor,
+                    num_graphs: Optional[int] = None) -> Tensor:
+    r"""The balanced-cut loss of the paper (Sec. 3.3), per graph:
+
+    .. math::
+        D_{KL}(P \,\|\, Q) = \sum_{k} P(k) \log \frac{P(k)}{Q(k)}, \quad
+        P(k) = \frac{|\mathcal{V}_k|}{|\mathcal{V}|}
+
+    with :math:`Q` uniform. :math:`P` is computed from the straight-through
+    assignment, so its value is that of the hard cluster sizes and its
+    gradient reaches the clustering logits. For a graph with
+    :math:`n < K` nodes, :math:`Q` is uniform over :math:`n` clusters (the
+    most balanced partition it admits), so the optimum is always 0.
+
+    Args:
+        assignment (torch.Tensor): (Straight-through) one-hot assignment,
+            shape :obj:`[N, K]`.
+        batch (torch.Tensor): Graph of every node, shape :obj:`[N]`.
+        num_graphs (int, optional): The number of graphs :math:`B`.
+
+    Returns:
+        torch.Tensor: The KL divergence of every graph, shape :obj:`[B]`
+        (0 for a graph with no nodes).
+    """
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    K = assignment.size(1)
+    counts = scatter(assignment, batch, 0, dim_size=num_graphs,
+                     reduce='sum')  # [B, K]
+    n = torch.bincount(batch, minlength=num_graphs).to(assignment.dtype)
+    P = counts / n.clamp(min=1).view(-1, 1)
+    k_eff = n.clamp(min=1, max=K).view(-1, 1)
+    # 0 log 0 = 0, written so that the gradient at P = 0 stays finite:
+    terms = torch.where(P > 0, P * torch.log(P.clamp(min=1e-12) * k_eff),
+                        torch.zeros_like(P))
+    return terms.sum(dim=-1)
+
+
+class LearnedClustering(torch.nn.Module):
+    r"""Learned hard clustering into :math:`K` clusters per graph
+    (paper Sec. 3.3): a GNN of :class:`MeanConv` layers gives :math:`K`
+    logits per node, and :func:`gumbel_cluster` draws a hard assignment with a
+    straight-through gradient.
+
+    The clustering is permutation equivariant: permuting the nodes (and the
+    Gumbel noise with them) permutes the assignment.
+
+    Args:
+        in_channels (int): Size of the node features.
+        num_clusters (int): Number of clusters per graph :math:`K`.
+        hidden_channels (int): Hidden size of the GNN. (default: :obj:`64`)
+        num_layers (int): Number of message passing layers.
+            (default: :obj:`2`)
+        tau (float): Temperature of the straight-through relaxation.
+            (default: :obj:`1.0`)
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edge indices
+          :math:`(2, E)`, edge weights :math:`(E)` *(optional)*, batch
+          vector :math:`(N)` *(optional)*
+        - **output:** :class:`ClusterOutput`
+    """
+    def __init__(self, in_channels: int, num_clusters: int,
+                 hidden_channels: int = 64, num_layers: int = 2,
+                 tau: float = 1.0):
+        super().__init__()
+        if num_clusters < 1:
+            raise ValueError("'num_clusters' must be at least 1")
+        self.in_channels = in_channels
+        self.num_clusters = num_clusters
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.tau = tau
+        self.convs = torch.nn.ModuleList()
+        for i in range(num_layers):
+            self.convs.append(
+                MeanConv(in_channels if i == 0 else hidden_channels,
+                         hidden_channels))
+        last = hidden_channels if num_layers > 0 else in_channels
+        self.lin = torch.nn.Linear(last, num_clusters)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for conv in self.convs:
+            conv.reset_parameters()
+        self.lin.reset_parameters()
+
+    def logits(self, x: Tensor, edge_index: Tensor,
+               edge_weight: OptTensor = None) -> Tensor:
+        r"""The clustering logits :math:`\tilde{p}`, shape :obj:`[N, K]`."""
+        for conv in self.convs:
+            x = F.relu(conv(x, edge_index, edge_weight))
+        return self.lin(x)
+
+    def forward(self, x: Tensor, edge_index: Tensor,
+                edge_weight: OptTensor = None, batch: OptTensor = None,
+                noise: OptTensor = None,
+                generator: Optional[torch.Generator] = None
+                ) -> ClusterOutput:
+        if batch is None:
+            batch = x.new_zeros(x.size(0), dtype=torch.long)
+        logits = self.logits(x, edge_index, edge_weight)
+        return gumbel_cluster(logits, batch, self.training, noise, generator,
+                              self.tau)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'num_clusters={self.num_clusters}, '
+                f'num_layers={self.num_layers})')
+
+
+def fixed_cluster_output(local: Tensor, batch: Tensor,
+                         num_local: int) -> ClusterOutput:
+    r"""Wraps a fixed (precomputed) clustering into a :class:`ClusterOutput`
+    (no gradient, weight and assignment are exactly one-hot)."""
+    if local.numel() and (int(local.min()) < 0
+                          or int(local.max()) >= num_local):
+        raise ValueError(f"Cluster ids must lie in [0, {num_local})")
+    cluster, C, cluster_batch = compact_clusters(local, batch, num_local)
+    dtype = torch.get_default_dtype()
+    assignment = F.one_hot(local, num_local).to(dtype)
+    weight = torch.ones(local.numel(), dtype=dtype, device=local.device)
+    return ClusterOutput(cluster, C, cluster_batch, local, num_local, weight,
+                         assignment)
+
+
+def uniform_kl_bound(n: int, K: int) -> float:
+    r"""The smallest balanced-cut KL a graph of :math:`n` nodes can reach
+    with :math:`K` clusters (0 when :math:`K` divides :math:`n`)."""
+    k = min(n, K)
+    q, r = divmod(n, k)
+    sizes = [q + 1] * r + [q] * (k - r)
+    return sum(s / n * math.log(s / n * k) for s in sizes if s > 0)
