@@ -130,6 +130,7 @@ class MGVAE(MGN):
             raise RuntimeError("sample() needs the global decoder "
                                "(global_decoder=True)")
         device = self.mu_heads[0].weight.device
+        dtype = self.mu_heads[0].weight.dtype
         if num_nodes is None:
             if self.num_nodes_count is None:
                 raise RuntimeError("Pass 'num_nodes' or call fit_num_nodes() "
@@ -149,12 +150,13 @@ class MGVAE(MGN):
             return out
         m = int(num_nodes.max())
         z = torch.randn(num_graphs, m, self.latent_channels,
-                        generator=generator, device=device)  # [B, m, d]
+                        generator=generator, device=device,
+                        dtype=dtype)  # [B, m, d]
         mask = torch.arange(m, device=device) < num_nodes.view(-1, 1)
         prob = torch.sigmoid(self.global_decoders[0].dense(z))  # [B, m, m]
         if threshold is None:
             draw = torch.rand(prob.shape, generator=generator,
-                              device=device) < prob
+                              device=device, dtype=dtype) < prob
         else:
             draw = prob > threshold
         draw = draw & (mask.unsqueeze(2) & mask.unsqueeze(1))

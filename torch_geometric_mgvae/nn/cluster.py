@@ -133,7 +133,7 @@ def gumbel_cluster(logits: Tensor, batch: Tensor, training: bool = True,
     local = scores.argmax(dim=-1)
     soft = F.softmax(scores / tau, dim=-1)
     hard = F.one_hot(local, K).to(soft.dtype)
-    assignment = hard + soft - soft.detach()  # [N, K]
+    assignment = hard + (soft - soft.detach())  # [N, K], exactly one-hot
     weight = assignment.gather(1, local.view(-1, 1)).view(-1)
     cluster, C, cluster_batch = compact_clusters(local, batch, K)
     return ClusterOutput(cluster, C, cluster_batch, local, K, weight,

@@ -50,8 +50,12 @@ def kmeans(x: Tensor, k: int, num_iters: int = 50,
         if torch.equal(new, assign):
             break
         assign = new
-    # Relabel to 0..k'-1 in order of first appearance of the non-empty ones.
-    return torch.unique(assign, return_inverse=True)[1]
+    # Relabel to 0..k'-1 in order of first appearance (canonical labels).
+    first = torch.full((k, ), n, dtype=torch.long)
+    first = first.scatter_reduce(0, assign, torch.arange(n), reduce='amin')
+    rank = torch.empty(k, dtype=torch.long)
+    rank[torch.argsort(first)] = torch.arange(k)
+    return rank[assign]
 
 
 def spectral_embedding(edge_index: Tensor, num_nodes: int,

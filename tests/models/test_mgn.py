@@ -1,0 +1,181 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from tests.conftest import permute_within_graphs, random_batch
+from torch_geometric_mgvae import MGN, MGVAE
+
+
+def make(cls, **kwargs):
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, feature_loss='mse')
+    kw.update(kwargs)
+    return cls(4, 16, 8, [4, 2, 1], **kw).double()
+
+
+def permuted_noise(noise, perm):
+    out = [dict(n) for n in noise]
+    for key, val in out[0].items():
+        out[0][key] = val[perm]
+    return out
+
+
+@pytest.mark.parametrize('cls', [MGN, MGVAE])
+def test_whole_model_is_permutation_equivariant(cls):
+    data = random_batch(sizes=(9, 13, 6, 3))
+    model = make(cls).train()
+    gen = torch.Generator().manual_seed(0)
+    out = model(data.x, data.edge_index, batch=data.batch, generator=gen)
+    terms = model.loss_terms(out, torch.Generator().manual_seed(1))
+    perm, inv = permute_within_graphs(data.batch, seed=5)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch,
+                 noise=permuted_noise(out.noise, perm))
+    terms2 = model.loss_terms(out2, torch.Generator().manual_seed(1))
+    # Finest level: equivariant.
+    assert torch.allclose(out2[0].z, out[0].z[perm], atol=1e-5)
+    assert torch.equal(out2[0].cluster.cluster, out[0].cluster.cluster[perm])
+    # Coarser levels: invariant (cluster ids come from the logit channels).
+    for a, b in zip(out.levels[1:], out2.levels[1:]):
+        assert torch.allclose(a.x, b.x, atol=1e-5)
+        assert torch.allclose(a.z, b.z, atol=1e-5)
+        assert torch.equal(a.edge_index, b.edge_index)
+        assert torch.allclose(a.edge_weight, b.edge_weight, atol=1e-5)
+    for key in terms:
+        assert torch.allclose(terms[key], terms2[key], atol=1e-5), key
+    assert len(out) == 4 and [lvl.level for lvl in out.levels] == [4, 3, 2, 1]
+    assert out.top.num_nodes == 4  # one node per graph
+
+
+def test_eval_mode_is_deterministic_and_equivariant():
+    data = random_batch()
+    model = make(MGVAE).eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    perm, inv = permute_within_graphs(data.batch, seed=2)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch)
+    assert torch.allclose(out2[0].z, out[0].z[perm], atol=1e-8)
+    assert torch.allclose(out2.top.z, out.top.z, atol=1e-8)
+    assert torch.equal(out2[0].z, model(data.x[perm], inv[data.edge_index],
+                                        batch=data.batch)[0].z)
+
+
+def test_forward_is_repeatable_with_generator():
+    data = random_batch()
+    model = make(MGVAE).train()
+    a = model(data.x, data.edge_index, batch=data.batch,
+              generator=torch.Generator().manual_seed(3))
+    b = model(data.x, data.edge_index, batch=data.batch,
+              generator=torch.Generator().manual_seed(3))
+    for la, lb in zip(a.levels, b.levels):
+        assert torch.equal(la.z, lb.z)
+
+
+def test_gradients_reach_the_clustering_and_a_step_lowers_the_loss():
+    data = random_batch(sizes=(12, 15, 10), p=0.3)
+    model = make(MGVAE).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    noise = model(data.x, data.edge_index, batch=data.batch,
+                  generator=torch.Generator().manual_seed(0)).noise
+
+    def loss_fn():
+        out = model(data.x, data.edge_index, batch=data.batch, noise=noise)
+        return sum(model.loss_terms(out).values())
+
+    # Through the reconstruction alone (straight-through weights in the
+    # pooling and the coarse edge weights):
+    out = model(data.x, data.edge_index, batch=data.batch, noise=noise)
+    model.recon_loss(out).backward()
+    for name in ['0', '1']:
+        grads = [p.grad for p in model.clusterers[name].parameters()]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads), name
+    opt.zero_grad()
+    before = [p.detach().clone() for p in model.clusterers.parameters()]
+    loss0 = loss_fn()
+    loss0.backward()
+    opt.step()
+    after = list(model.clusterers.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))
+    assert loss_fn().item() < loss0.item()
+
+
+def test_kl_uses_the_variance():
+    model = make(MGVAE)
+    data = random_batch(sizes=(3, ))
+    out = model(data.x, data.edge_index)
+    for lvl in out.levels:
+        lvl.mu = torch.zeros_like(lvl.mu)
+        lvl.logstd = torch.full_like(lvl.logstd, 0.5)
+    # KL(N(0, e^1) || N(0, 1)) = 0.5 (e - 1 - 1) per entry
+    per_entry = 0.5 * (torch.e - 2)
+    n_entries = sum(lvl.mu.numel() for lvl in out.levels)
+    assert model.kl_loss(out).item() == pytest.approx(per_entry * n_entries)
+
+
+def test_bad_inputs():
+    model = make(MGVAE).train()
+    one = Data(x=torch.randn(1, 4, dtype=torch.double),
+               edge_index=torch.empty(2, 0, dtype=torch.long))
+    no_edges = Data(x=torch.randn(5, 4, dtype=torch.double),
+                    edge_index=torch.empty(2, 0, dtype=torch.long))
+    tiny = Data(x=torch.randn(2, 4, dtype=torch.double),
+                edge_index=torch.tensor([[0, 1], [1, 0]]))
+    empty = Data(x=torch.empty(0, 4, dtype=torch.double),
+                 edge_index=torch.empty(2, 0, dtype=torch.long))
+    for graphs in [[one], [no_edges], [tiny], [tiny, empty, one],
+                   [one, tiny, empty]]:
+        b = Batch.from_data_list(graphs)
+        out = model(b.x, b.edge_index, batch=b.batch, num_graphs=b.num_graphs)
+        terms = model.loss_terms(out)
+        for key, val in terms.items():
+            assert torch.isfinite(val), key
+        sum(terms.values()).backward()
+        assert out.top.num_nodes == sum(g.num_nodes > 0 for g in graphs)
+    # A whole empty batch is defined too.
+    out = model(empty.x, empty.edge_index, num_graphs=1)
+    assert all(torch.isfinite(v) for v in model.loss_terms(out).values())
+    x = tiny.x.clone()
+    x[0, 0] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        model(x, tiny.edge_index)
+    with pytest.raises(ValueError, match='do not exist'):
+        model(tiny.x, torch.tensor([[0], [7]]))
+    with pytest.raises(ValueError):
+        MGN(4, 8, 4, [])
+    with pytest.raises(ValueError):
+        MGN(4, 8, 4, [2], feature_loss='l1')
+
+
+def test_sample_and_state():
+    model = make(MGVAE, feature_loss='ce').eval()
+    with pytest.raises(RuntimeError, match='fit_num_nodes'):
+        model.sample(2)
+    model.fit_num_nodes(torch.tensor([5, 5, 7]))
+    graphs = model.sample(10, generator=torch.Generator().manual_seed(0),
+                          return_probs=True)
+    assert len(graphs) == 10
+    for g in graphs:
+        assert g.num_nodes in (5, 7)
+        assert g.x.shape == (g.num_nodes, 4)
+        assert torch.equal(g.x.sum(-1), torch.ones(g.num_nodes).double())
+        assert g.adj_prob.shape == (g.num_nodes, g.num_nodes)
+        ei = g.edge_index
+        assert bool((ei[0] != ei[1]).all())
+        # symmetric
+        assert set(map(tuple, ei.t().tolist())) == set(
+            map(tuple, ei.flip(0).t().tolist()))
+    state = model.state_dict()
+    other = make(MGVAE, feature_loss='ce')
+    other.load_state_dict(state)
+    assert torch.equal(other.num_nodes_count, model.num_nodes_count)
+    assert model.sample(3, num_nodes=4)[0].num_nodes == 4
+    with pytest.raises(RuntimeError, match='global'):
+        make(MGVAE, global_decoder=False).sample(1, num_nodes=3)
+    assert str(model) == 'MGVAE(4, 16, 8, num_clusters=[4, 2, 1])'
+
+
+def test_sampled_decoders_for_large_clusters():
+    data = random_batch(sizes=(40, 30), p=0.1)
+    model = make(MGVAE, max_dense_pairs=10).train()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    terms = model.loss_terms(out, torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()

@@ -1,0 +1,108 @@
+import math
+
+import pytest
+import torch
+
+from tests.conftest import permute_within_graphs, random_batch
+from torch_geometric_mgvae.nn import (LearnedClustering, balanced_cut_kl,
+                                      compact_clusters, gumbel_cluster,
+                                      uniform_kl_bound)
+
+
+def test_balanced_cut_kl_hand_values():
+    # Graph 0: 4 nodes, sizes (3, 1, 0, 0), K = 4:
+    #   KL = .75 log(.75 * 4) + .25 log(.25 * 4) = .75 log 3
+    # Graph 1: 2 nodes with K = 4 clusters, one node per cluster: optimum 0.
+    # Graph 2: 2 nodes in one cluster, K = 4: Q uniform over 2 -> log 2.
+    local = torch.tensor([0, 0, 0, 1, 2, 3, 1, 1])
+    batch = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    assign = torch.nn.functional.one_hot(local, 4).double()
+    kl = balanced_cut_kl(assign, batch)
+    expected = [0.75 * math.log(3), 0.0, math.log(2)]
+    assert torch.allclose(kl, torch.tensor(expected, dtype=torch.double))
+    assert uniform_kl_bound(4, 2) == 0.0
+    assert uniform_kl_bound(5, 2) == pytest.approx(
+        0.6 * math.log(1.2) + 0.4 * math.log(0.8))
+    # A graph without nodes (num_graphs larger than the batch) gives 0:
+    assert balanced_cut_kl(assign, batch, num_graphs=4)[3] == 0
+
+
+def test_compact_clusters_drop_empty_and_never_mix():
+    local = torch.tensor([3, 3, 0, 1, 1, 1])
+    batch = torch.tensor([0, 0, 0, 1, 1, 2])
+    cluster, C, cbatch = compact_clusters(local, batch, 4)
+    assert C == 4  # (0,0), (0,3), (1,1), (2,1)
+    assert cluster.tolist() == [1, 1, 0, 2, 2, 3]
+    assert cbatch.tolist() == [0, 0, 1, 2]
+
+
+def test_gumbel_cluster_eval_is_argmax_and_train_is_seedable():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, -1.0]])
+    batch = torch.zeros(3, dtype=torch.long)
+    out = gumbel_cluster(logits, batch, training=False)
+    assert out.local.tolist() == [0, 1, 0]
+    assert out.noise is None
+    assert torch.equal(out.weight, torch.ones(3))
+    a = gumbel_cluster(logits, batch, True,
+                       generator=torch.Generator().manual_seed(1))
+    b = gumbel_cluster(logits, batch, True,
+                       generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.local, b.local) and torch.equal(a.noise, b.noise)
+    c = gumbel_cluster(logits, batch, True, noise=a.noise)
+    assert torch.equal(c.local, a.local)
+    # Straight-through: forward value exactly one-hot.
+    assert torch.equal(a.assignment.detach().sum(-1), torch.ones(3))
+    with pytest.raises(ValueError, match='noise'):
+        gumbel_cluster(logits, batch, True, noise=torch.zeros(2, 2))
+
+
+def test_learned_clustering_equivariant():
+    data = random_batch()
+    model = LearnedClustering(4, 3, hidden_channels=8).double().train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                generator=torch.Generator().manual_seed(0))
+    perm, inv = permute_within_graphs(data.batch, seed=3)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch,
+                 noise=out.noise[perm])
+    assert torch.allclose(out2.logits, out.logits[perm], atol=1e-10)
+    assert torch.equal(out2.local, out.local[perm])
+    assert torch.equal(out2.cluster, out.cluster[perm])
+    assert torch.equal(out2.batch, out.batch)
+    assert str(model) == 'LearnedClustering(4, num_clusters=3, num_layers=2)'
+
+
+def test_clusters_never_mix_and_small_graphs_get_fewer():
+    data = random_batch(sizes=(2, 9, 1))
+    model = LearnedClustering(4, 5).double()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    # every cluster belongs to exactly one graph:
+    assert torch.equal(out.batch[out.cluster], data.batch)
+    per_graph = torch.bincount(out.batch, minlength=3)
+    assert per_graph[0] <= 2 and per_graph[2] == 1 and per_graph[1] <= 5
+    assert int(out.sizes().min()) >= 1  # no empty cluster
+
+
+def test_balanced_cut_gradient_trains_clustering():
+    torch.manual_seed(0)
+    data = random_batch(sizes=(30, ), p=0.2)
+    model = LearnedClustering(4, 4, hidden_channels=16).double()
+    with torch.no_grad():  # start from a very unbalanced clustering
+        model.lin.bias.copy_(torch.tensor([6.0, 0, 0, 0]))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    noise = model(data.x, data.edge_index).noise
+    before = [p.detach().clone() for p in model.parameters()]
+    first = balanced_cut_kl(model(data.x, data.edge_index, noise=noise)
+                            .assignment, data.batch).sum()
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        out = model(data.x, data.edge_index, noise=noise)
+        loss = balanced_cut_kl(out.assignment, data.batch).sum()
+        loss.backward()
+        assert model.lin.bias.grad.abs().sum() > 0
+        opt.step()
+        losses.append(loss.item())
+    after = list(model.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after))
+    assert first.item() > 1.0
+    assert losses[-1] < 0.2 * first.item()
