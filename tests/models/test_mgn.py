@@ -21,9 +21,10 @@ def permuted_noise(noise, perm):
 
 
 @pytest.mark.parametrize('cls', [MGN, MGVAE])
-def test_whole_model_is_permutation_equivariant(cls):
+@pytest.mark.parametrize('random_features', [0, 3])
+def test_whole_model_is_permutation_equivariant(cls, random_features):
     data = random_batch(sizes=(9, 13, 6, 3))
-    model = make(cls).train()
+    model = make(cls, random_features=random_features).train()
     gen = torch.Generator().manual_seed(0)
     out = model(data.x, data.edge_index, batch=data.batch, generator=gen)
     terms = model.loss_terms(out, torch.Generator().manual_seed(1))
@@ -43,6 +44,8 @@ def test_whole_model_is_permutation_equivariant(cls):
     for key in terms:
         assert torch.allclose(terms[key], terms2[key], atol=1e-5), key
     assert len(out) == 4 and [lvl.level for lvl in out.levels] == [4, 3, 2, 1]
+    assert ('features' in out.noise[0]) == (random_features > 0)
+    assert torch.equal(out[0].x, data.x)  # the level keeps the real input
     assert out.top.num_nodes == 4  # one node per graph
 
 

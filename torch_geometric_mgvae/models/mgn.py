@@ -178,6 +178,15 @@ class MGN(torch.nn.Module):
         balanced (bool): Decoder losses as mean over edges plus mean over
             non-edges (PyG GAE style) instead of the likelihood.
             (default: :obj:`False`)
+        random_features (int): Append this many i.i.d. :math:`\mathcal{N}(0,
+            1)` channels to the input features at every forward pass
+            (random node initialisation). Message passing cannot tell apart
+            nodes with the same local structure (e.g. the two communities of
+            a community graph); random features, smoothed by the layers, act
+            like a random spectral embedding and break such ties. The model
+            stays permutation equivariant in distribution (and exactly, when
+            the noise is permuted along with the nodes).
+            (default: :obj:`0`)
     """
     variational = False
 
@@ -188,7 +197,7 @@ class MGN(torch.nn.Module):
                  feature_loss: Optional[str] = None, tau: float = 1.0,
                  max_dense_pairs: int = 2**24,
                  num_neg_samples: Optional[int] = None,
-                 balanced: bool = False):
+                 balanced: bool = False, random_features: int = 0):
         super().__init__()
         num_clusters = list(num_clusters)
         if len(num_clusters) == 0 or min(num_clusters) < 1:
@@ -212,9 +221,11 @@ class MGN(torch.nn.Module):
         self.max_dense_pairs = max_dense_pairs
         self.num_neg_samples = num_neg_samples
         self.balanced = balanced
+        self.random_features = random_features
 
         num_levels = len(num_clusters) + 1
-        ins = [in_channels] + [hidden_channels] * len(num_clusters)
+        ins = ([in_channels + random_features] +
+               [hidden_channels] * len(num_clusters))
         self.clusterers = torch.nn.ModuleDict()
         if clustering == 'learned':
             for i, K in enumerate(num_clusters):
@@ -311,10 +322,19 @@ class MGN(torch.nn.Module):
             raise ValueError(f"Expected {len(self.num_clusters)} fixed "
                              f"clusterings (got {len(clusters)})")
         noise = list(noise) if noise is not None else []
+        x_in = x
 
         levels: List[MGNLevel] = []
         for i in range(self.num_levels):
             lvl_noise = dict(noise[i]) if i < len(noise) else {}
+            if i == 0 and self.random_features > 0:
+                r = lvl_noise.get('features')
+                if r is None:
+                    r = torch.randn(x.size(0), self.random_features,
+                                    generator=generator, device=x.device,
+                                    dtype=x.dtype)
+                lvl_noise['features'] = r
+                x = torch.cat([x, r], dim=-1)
             cl = None
             if i < len(self.num_clusters):
                 cl = self._cluster(i, x, edge_index, edge_weight, batch,
@@ -329,7 +349,8 @@ class MGN(torch.nn.Module):
             if eps is not None:
                 lvl_noise['eps'] = eps
             levels.append(
-                MGNLevel(self.num_levels - i, x, edge_index, edge_weight,
+                MGNLevel(self.num_levels - i, x_in if i == 0 else x,
+                         edge_index, edge_weight,
                          batch, num_graphs, cl, z, mu, logstd, lvl_noise))
             if cl is not None:
                 x = self.pools[i](z, cl.cluster, cl.num_clusters, cl.weight)

@@ -9,36 +9,51 @@ from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 class InnerProductDecoder(torch.nn.Module):
     r"""The dot-product decoder of Kipf & Welling (paper Example 1) with a
-    learnable bias:
+    learnable scale and bias:
 
     .. math::
         p(A_{ij} = 1 \mid \mathbf{z}_i, \mathbf{z}_j) =
-        \sigma(\mathbf{z}_i^{\top} \mathbf{z}_j + b)
+        \sigma(a \, \mathbf{z}_i^{\top} \mathbf{z}_j + b)
 
-    It is permutation equivariant (second order in, first order out).
+    :math:`a = 1, b = 0` is Kipf & Welling's decoder. Learning :math:`a`
+    lets a variational model keep unit-variance latents without drowning
+    the logits in their noise (for :math:`d_z` channels,
+    :math:`\mathbf{z}_i^{\top}\mathbf{z}_j` has standard deviation
+    :math:`\sqrt{d_z}` under the prior), and :math:`b` fits the edge density.
+    It is permutation equivariant.
 
     Args:
-        bias (bool): Learn the bias :math:`b`. (default: :obj:`True`)
+        bias (bool): Learn the scale :math:`a` and bias :math:`b`
+            (otherwise :math:`a = 1, b = 0`). (default: :obj:`True`)
     """
     def __init__(self, bias: bool = True):
         super().__init__()
         self.use_bias = bias
-        self.bias = torch.nn.Parameter(torch.zeros(1)) if bias else None
+        if bias:
+            self.log_scale = torch.nn.Parameter(torch.zeros(1))
+            self.bias = torch.nn.Parameter(torch.zeros(1))
+        else:
+            self.log_scale = self.bias = None
         self.reset_parameters()
 
     def reset_parameters(self):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
+            torch.nn.init.zeros_(self.log_scale)
 
     def forward(self, z_i: Tensor, z_j: Tensor) -> Tensor:
         r"""Logits of the pairs :math:`(i, j)`, row by row."""
         out = (z_i * z_j).sum(dim=-1)
-        return out if self.bias is None else out + self.bias
+        if self.bias is None:
+            return out
+        return out * self.log_scale.exp() + self.bias
 
     def dense(self, z: Tensor) -> Tensor:
         r"""All pair logits of dense blocks :obj:`[G, m, d] -> [G, m, m]`."""
         out = z @ z.transpose(-1, -2)  # [G, m, m]
-        return out if self.bias is None else out + self.bias
+        if self.bias is None:
+            return out
+        return out * self.log_scale.exp() + self.bias
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(bias={self.use_bias})'
