@@ -4,9 +4,13 @@ import pytest
 import torch
 
 from tests.conftest import permute_within_graphs, random_batch
-from torch_geometric_mgvae.nn import (LearnedClustering, balanced_cut_kl,
-                                      compact_clusters, gumbel_cluster,
-                                      uniform_kl_bound)
+from torch_geometric_mgvae.nn import (
+    LearnedClustering,
+    balanced_cut_kl,
+    compact_clusters,
+    gumbel_cluster,
+    uniform_kl_bound,
+)
 
 
 def test_balanced_cut_kl_hand_values():

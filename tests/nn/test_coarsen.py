@@ -54,9 +54,9 @@ def test_coarsen_def2_counts_edges(weighted):
     A = to_dense_adj(ei, edge_attr=w, max_num_nodes=N)[0].double()
     expected = torch.zeros(C, C, dtype=torch.double)
     for k in range(C):  # Def. 2 of the paper, literally
-        for l in range(C):
-            s = A[cluster == k][:, cluster == l].sum()
-            expected[k, l] = s / 2 if k == l else s
+        for j in range(C):
+            s = A[cluster == k][:, cluster == j].sum()
+            expected[k, j] = s / 2 if k == j else s
     out_ei, out_w = coarsen(ei, w, cluster, C)
     got = to_dense_adj(out_ei, edge_attr=out_w.double(), max_num_nodes=C)[0]
     assert torch.allclose(got, expected, atol=1e-12)

@@ -5,10 +5,15 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import grid, to_undirected
 
 from torch_geometric_mgvae import MGN
-from torch_geometric_mgvae.nn import (FixedHierarchy, feature_kmeans,
-                                      fixed_hierarchy, get_fixed_clusters,
-                                      grid_clustering, kmeans,
-                                      spectral_clustering)
+from torch_geometric_mgvae.nn import (
+    FixedHierarchy,
+    feature_kmeans,
+    fixed_hierarchy,
+    get_fixed_clusters,
+    grid_clustering,
+    kmeans,
+    spectral_clustering,
+)
 
 
 def two_cliques(n=5):

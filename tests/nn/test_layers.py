@@ -5,10 +5,16 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import permute_within_graphs, random_batch
-from torch_geometric_mgvae.nn import (ClusterPool, InnerProductDecoder,
-                                      LocalEncoder, MeanConv,
-                                      intra_cluster_edges, pair_recon_loss,
-                                      sample_group_pairs, undirected_pairs)
+from torch_geometric_mgvae.nn import (
+    ClusterPool,
+    InnerProductDecoder,
+    LocalEncoder,
+    MeanConv,
+    intra_cluster_edges,
+    pair_recon_loss,
+    sample_group_pairs,
+    undirected_pairs,
+)
 
 
 def test_mean_conv_hand_values():

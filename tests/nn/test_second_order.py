@@ -1,0 +1,392 @@
+import pytest
+import torch
+
+from torch_geometric_mgvae.nn.second_order import (
+    NUM_BASIS,
+    NUM_CONTRACTIONS,
+    MLPDecoder,
+    SecondOrderConv,
+    SecondOrderDecoder,
+    SecondOrderEncoder,
+    apply_mask,
+    contract_to_first_order,
+    contractions_eq3,
+    equivariant_basis_2to2,
+    pair_features,
+    to_second_order,
+)
+
+D = torch.float64
+
+
+# ---------------------------------------------------------------- helpers
+def dense_batch(sizes=(5, 3, 4), F=3, E=2, C=2, seed=0, garbage=True):
+    r"""Random dense blocks padded to ``max(sizes)``; padded entries hold
+    garbage (they must be ignored)."""
+    g = torch.Generator().manual_seed(seed)
+    B, n = len(sizes), max(sizes)
+    mask = torch.arange(n) < torch.tensor(sizes).view(-1, 1)  # [B, n]
+    w = torch.rand(B, n, n, generator=g, dtype=D) + 0.5
+    e = (torch.rand(B, n, n, generator=g) < 0.5).to(D)
+    adj = (e * w).triu(1)
+    adj = adj + adj.transpose(1, 2)  # [B, n, n]
+    ea = torch.randn(B, n, n, E, generator=g, dtype=D)
+    ea = ea + ea.transpose(1, 2)  # [B, n, n, E]
+    x = torch.randn(B, n, F, generator=g, dtype=D)
+    H = torch.randn(B, n, n, C, generator=g, dtype=D)  # not symmetric
+    z = torch.randn(B, n, F, generator=g, dtype=D)
+    if garbage:
+        pair = mask.unsqueeze(2) & mask.unsqueeze(1)
+        adj = torch.where(pair, adj, 7.0)
+        ea = torch.where(pair.unsqueeze(-1), ea, -3.0)
+        H = torch.where(pair.unsqueeze(-1), H, 11.0)
+        x = torch.where(mask.unsqueeze(-1), x, 5.0)
+        z = torch.where(mask.unsqueeze(-1), z, -9.0)
+    return dict(x=x, adj=adj, edge_attr=ea, H=H, z=z, mask=mask)
+
+
+def node_perm(mask, seed=1):
+    r"""Per block, a random permutation of the valid nodes (padded positions
+    stay): ``perm[b, i]`` is the old position of new node ``i``."""
+    g = torch.Generator().manual_seed(seed)
+    B, n = mask.shape
+    perm = torch.arange(n).repeat(B, 1)
+    for b in range(B):
+        m = int(mask[b].sum())
+        perm[b, :m] = torch.randperm(m, generator=g)
+    return perm
+
+
+def p1(t, perm):
+    return t[torch.arange(t.size(0)).view(-1, 1), perm]
+
+
+def p2(t, perm):
+    b = torch.arange(t.size(0)).view(-1, 1, 1)
+    return t[b, perm.unsqueeze(2), perm.unsqueeze(1)]
+
+
+def check_padding(out, mask, order):
+    assert torch.equal(out, apply_mask(out, mask, order))
+
+
+def T(rows):
+    return torch.tensor(rows, dtype=D)
+
+
+# ---------------------------------------------------------- equivariance
+def _modules():
+    torch.manual_seed(0)
+    return dict(
+        conv=SecondOrderConv(2, 4, hidden_channels=6).double(),
+        conv_nb=SecondOrderConv(2, 4, basis=False).double(),
+        enc=SecondOrderEncoder(3, 2, 6, 4, num_layers=2,
+                               return_diag=True).double(),
+        dec=SecondOrderDecoder(3, 6, num_layers=2, edge_channels=2).double(),
+    )
+
+
+def _apply(name, mods, d):
+    r"""Outputs of each layer as a list of ``(tensor, order)``."""
+    if name == 'basis':
+        return [(equivariant_basis_2to2(d['H'], d['mask']), 2)]
+    if name == 'contractions':
+        return [(contractions_eq3(d['adj'], d['H'], d['mask']), 2)]
+    if name == 'to_second_order':
+        return [(to_second_order(d['x'], d['adj'], d['mask'],
+                                 d['edge_attr']), 2)]
+    if name == 'first_order':
+        return [(contract_to_first_order(d['H'], d['mask'], True), 1)]
+    if name == 'pair_features':
+        return [(pair_features(d['z'], d['mask']), 2)]
+    if name in ('conv', 'conv_nb'):
+        return [(mods[name](d['H'], d['adj'], d['mask']), 2)]
+    if name == 'enc':
+        H, Z = mods['enc'](d['x'], d['adj'], d['mask'], d['edge_attr'])
+        return [(H, 2), (Z, 1)]
+    if name == 'dec':
+        return [(mods['dec'](d['z'], d['mask']), 2),
+                (mods['dec'](d['z'], d['mask'], d['adj']), 2)]
+    raise KeyError(name)
+
+
+NAMES = ['basis', 'contractions', 'to_second_order', 'first_order',
+         'pair_features', 'conv', 'conv_nb', 'enc', 'dec']
+
+
+def permute_inputs(d, perm):
+    return dict(x=p1(d['x'], perm), z=p1(d['z'], perm),
+                adj=p2(d['adj'], perm), edge_attr=p2(d['edge_attr'], perm),
+                H=p2(d['H'], perm), mask=d['mask'])
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_equivariance_with_padding(name):
+    mods = _modules()
+    d = dense_batch()
+    perm = node_perm(d['mask'])
+    outs = _apply(name, mods, d)
+    outs_p = _apply(name, mods, permute_inputs(d, perm))
+    for (out, order), (out_p, _) in zip(outs, outs_p):
+        check_padding(out, d['mask'], order)
+        expected = p1(out, perm) if order == 1 else p2(out, perm)
+        assert torch.allclose(out_p, expected, atol=1e-5, rtol=0)
+        assert out.abs().sum() > 0
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_padding_independence(name):
+    mods = _modules()
+    d = dense_batch()
+    outs = _apply(name, mods, d)
+    for b, m in enumerate(d['mask'].sum(1).tolist()):
+        single = dict(x=d['x'][b:b + 1, :m], z=d['z'][b:b + 1, :m],
+                      adj=d['adj'][b:b + 1, :m, :m],
+                      edge_attr=d['edge_attr'][b:b + 1, :m, :m],
+                      H=d['H'][b:b + 1, :m, :m],
+                      mask=d['mask'][b:b + 1, :m])
+        for (out, order), (ref, _) in zip(outs, _apply(name, mods, single)):
+            got = out[b, :m] if order == 1 else out[b, :m, :m]
+            assert torch.allclose(got, ref[0], atol=1e-10, rtol=0)
+
+
+def test_apply_mask():
+    mask = torch.tensor([[True, False]])
+    t = torch.full((1, 2, 2, 3), float('nan'))
+    out = apply_mask(t, mask, 2)
+    assert out[0, 0, 0].isnan().all() and (out[0, 1] == 0).all()
+    assert (out[0, 0, 1] == 0).all()
+    out = apply_mask(torch.full((1, 2, 4, 3), 2.0), mask, 1)
+    assert (out[0, 0] == 2).all() and (out[0, 1] == 0).all()
+    with pytest.raises(ValueError, match='order'):
+        apply_mask(t, mask, 3)
+
+
+def test_empty_block_and_isolated_nodes():
+    mask = torch.tensor([[False, False], [True, True]])
+    H = torch.randn(2, 2, 2, 1, dtype=D)
+    adj = torch.zeros(2, 2, 2, dtype=D)  # no edges: D^{-1} A = 0
+    for out in (equivariant_basis_2to2(H, mask),
+                contractions_eq3(adj, H, mask)):
+        assert out.isfinite().all() and (out[0] == 0).all()
+    out = contractions_eq3(adj, H, mask).view(2, 2, 2, NUM_CONTRACTIONS)
+    assert (out[1, ..., :6] == 0).all()  # A-dependent forms vanish
+
+
+# ------------------------------------------------------- hand-built values
+# 2 nodes, one edge, H = [[1, 2], [3, 4]] (one channel), m = 2:
+# diag (1, 4), row means r = (1.5, 3.5), column means c = (2, 3),
+# diagonal mean t = 2.5, total mean s = 10 / 4 = 2.5.
+A2 = T([[0, 1], [1, 0]])
+H2 = T([[1, 2], [3, 4]])
+BASIS2 = [
+    [[1, 0], [0, 4]],  # L1 diag(H)
+    [[2.5, 0], [0, 2.5]],  # L2 t on diag
+    [[1.5, 0], [0, 3.5]],  # L3 r on diag
+    [[2, 0], [0, 3]],  # L4 c on diag
+    [[2.5, 0], [0, 2.5]],  # L5 s on diag
+    [[1.5, 1.5], [3.5, 3.5]],  # L6 r_i
+    [[1.5, 3.5], [1.5, 3.5]],  # L7 r_j
+    [[2, 2], [3, 3]],  # L8 c_i
+    [[2, 3], [2, 3]],  # L9 c_j
+    [[1, 2], [3, 4]],  # L10 H
+    [[1, 3], [2, 4]],  # L11 H^T
+    [[1, 1], [4, 4]],  # L12 H_ii
+    [[1, 4], [1, 4]],  # L13 H_jj
+    [[2.5, 2.5], [2.5, 2.5]],  # L14 t
+    [[2.5, 2.5], [2.5, 2.5]],  # L15 s
+]
+# degrees (1, 1), so P = D^{-1} A = A; a_bar = 2 / 4, h_bar = 2.5,
+# d~ = deg / m = (0.5, 0.5).
+CONTR2 = [
+    [[3, 4], [1, 2]],  # T1 P H (rows of H swapped)
+    [[2, 4], [1, 3]],  # T2 P H^T
+    [[2, 1], [4, 3]],  # T3 H P^T
+    [[3, 1], [4, 2]],  # T4 H^T P^T
+    [[0, 2], [3, 0]],  # T5 A * H
+    [[0, 3], [2, 0]],  # T6 A * H^T
+    [[0.5, 1], [1.5, 2]],  # T7 a_bar H
+    [[0.5, 1.5], [1, 2]],  # T8 a_bar H^T
+    [[0, 2.5], [2.5, 0]],  # T9 h_bar A
+    [[1, 1.5], [1, 1.5]],  # T10 d~_i c_j
+    [[1, 1], [1.5, 1.5]],  # T11 c_i d~_j
+    [[0.75, 1.75], [0.75, 1.75]],  # T12 d~_i r_j
+    [[0.75, 0.75], [1.75, 1.75]],  # T13 r_i d~_j
+]
+
+# Path 0 - 1 - 2, H = [[1, 6, 0], [0, 2, 0], [0, 0, 3]], m = 3:
+# diag (1, 2, 3), r = (7/3, 2/3, 1), c = (1/3, 8/3, 1), t = 2, s = 12/9.
+A3 = T([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
+H3 = T([[1, 6, 0], [0, 2, 0], [0, 0, 3]])
+r3, c3 = [7 / 3, 2 / 3, 1], [1 / 3, 8 / 3, 1]
+BASIS3 = [
+    torch.diag(T([1, 2, 3])),  # L1
+    2 * torch.eye(3, dtype=D),  # L2
+    torch.diag(T(r3)),  # L3
+    torch.diag(T(c3)),  # L4
+    4 / 3 * torch.eye(3, dtype=D),  # L5
+    T([[7 / 3] * 3, [2 / 3] * 3, [1] * 3]),  # L6 r_i
+    T([r3] * 3),  # L7 r_j
+    T([[1 / 3] * 3, [8 / 3] * 3, [1] * 3]),  # L8 c_i
+    T([c3] * 3),  # L9 c_j
+    H3,  # L10
+    H3.t(),  # L11
+    T([[1] * 3, [2] * 3, [3] * 3]),  # L12 H_ii
+    T([[1, 2, 3]] * 3),  # L13 H_jj
+    2 * torch.ones(3, 3, dtype=D),  # L14
+    4 / 3 * torch.ones(3, 3, dtype=D),  # L15
+]
+# degrees (1, 2, 1), P = [[0, 1, 0], [.5, 0, .5], [0, 1, 0]],
+# a_bar = 4/9, h_bar = 12/9, d~ = (1/3, 2/3, 1/3).
+PH3 = T([[0, 2, 0], [0.5, 3, 1.5], [0, 2, 0]])
+PHt3 = T([[6, 2, 0], [0.5, 0, 1.5], [6, 2, 0]])
+T10_3 = T([[1 / 9, 8 / 9, 1 / 3], [2 / 9, 16 / 9, 2 / 3],
+           [1 / 9, 8 / 9, 1 / 3]])
+T12_3 = T([[7 / 9, 2 / 9, 1 / 3], [14 / 9, 4 / 9, 2 / 3],
+           [7 / 9, 2 / 9, 1 / 3]])
+CONTR3 = [
+    PH3,  # T1
+    PHt3,  # T2
+    T([[6, 0.5, 6], [2, 0, 2], [0, 1.5, 0]]),  # T3 = T2^T
+    T([[0, 0.5, 0], [2, 3, 2], [0, 1.5, 0]]),  # T4 = T1^T
+    T([[0, 6, 0], [0, 0, 0], [0, 0, 0]]),  # T5 A * H
+    T([[0, 0, 0], [6, 0, 0], [0, 0, 0]]),  # T6 A * H^T
+    4 / 9 * H3,  # T7
+    4 / 9 * H3.t(),  # T8
+    4 / 3 * A3,  # T9
+    T10_3,  # T10
+    T10_3.t(),  # T11
+    T12_3,  # T12
+    T12_3.t(),  # T13
+]
+
+
+@pytest.mark.parametrize('A,H,basis,contr', [(A2, H2, BASIS2, CONTR2),
+                                             (A3, H3, BASIS3, CONTR3)])
+@pytest.mark.parametrize('padded', [False, True])
+def test_hand_values(A, H, basis, contr, padded):
+    n = A.size(0)
+    adj, Hb = A.view(1, n, n), H.view(1, n, n, 1)
+    mask = torch.ones(1, n, dtype=torch.bool)
+    if padded:  # one more padded node holding garbage
+        adj = torch.nn.functional.pad(adj, (0, 1, 0, 1), value=5.0)
+        Hb = torch.nn.functional.pad(Hb, (0, 0, 0, 1, 0, 1), value=-2.0)
+        mask = torch.tensor([[True] * n + [False]])
+    out_b = equivariant_basis_2to2(Hb, mask)[0, :n, :n]  # [n, n, 15]
+    out_c = contractions_eq3(adj, Hb, mask)[0, :n, :n]  # [n, n, 13]
+    assert out_b.size(-1) == NUM_BASIS and out_c.size(-1) == NUM_CONTRACTIONS
+    for k, expected in enumerate(basis):
+        assert torch.allclose(out_b[..., k], T(expected) if isinstance(
+            expected, list) else expected), f'L{k + 1}'
+    for k, expected in enumerate(contr):
+        assert torch.allclose(out_c[..., k], T(expected) if isinstance(
+            expected, list) else expected), f'T{k + 1}'
+    # The conv feeds exactly these features, contractions first:
+    conv = SecondOrderConv(1, 2).double()
+    feats = conv.features(Hb, adj, mask)[0, :n, :n]
+    assert torch.equal(feats, torch.cat([out_c, out_b], dim=-1))
+
+
+def test_channel_layout_is_map_major():
+    # Two channels: map k occupies channels [k C, (k + 1) C).
+    H = torch.stack([H2, 10 * H2], dim=-1).view(1, 2, 2, 2)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    out = equivariant_basis_2to2(H, mask)[0].view(2, 2, NUM_BASIS, 2)
+    assert torch.allclose(out[..., 1], 10 * out[..., 0])
+    assert torch.equal(out[..., 10, 0], H2.t())  # L11 = transpose
+    out = contractions_eq3(A2.view(1, 2, 2), H, mask)[0]
+    out = out.view(2, 2, NUM_CONTRACTIONS, 2)
+    assert torch.allclose(out[..., 1], 10 * out[..., 0])
+
+
+def test_to_second_order_and_first_order_hand_values():
+    x = T([[1], [2]]).view(1, 2, 1)
+    ea = T([[0, 5], [5, 0]]).view(1, 2, 2, 1)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    H0 = to_second_order(x, A2.view(1, 2, 2), mask, ea)[0]
+    assert H0.shape == (2, 2, 3)
+    assert torch.equal(H0[..., 0], T([[1, 0], [0, 2]]))
+    assert torch.equal(H0[..., 1], T([[0, 5], [5, 0]]))
+    assert torch.equal(H0[..., 2], A2)
+    assert to_second_order(x, A2.view(1, 2, 2), mask).shape == (1, 2, 2, 2)
+    # Z = H_{down 1} + H_{down 2} (+ diag): column means, row means.
+    Z = contract_to_first_order(H2.view(1, 2, 2, 1), mask, diag=True)[0]
+    assert torch.equal(Z, T([[2, 1.5, 1], [3, 3.5, 4]]))
+    Z = contract_to_first_order(H2.view(1, 2, 2, 1), mask)[0]
+    assert torch.equal(Z, T([[2, 1.5], [3, 3.5]]))
+
+
+def test_pair_features_hand_values():
+    z = T([[1, -1], [3, 2]]).view(1, 2, 2)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    H = pair_features(z, mask)[0]  # [2, 2, 8]
+    assert torch.equal(H[0, 1], T([3, -2, 4, 1, 2, 3, 0, 0]))
+    assert torch.equal(H[1, 1], T([9, 4, 6, 4, 0, 0, 3, 2]))
+    assert torch.equal(H, H.transpose(0, 1))
+
+
+# ------------------------------------------------------------ the modules
+def test_conv_encoder_decoder_shapes_and_repr():
+    d = dense_batch()
+    mods = _modules()
+    conv, enc, dec = mods['conv'], mods['enc'], mods['dec']
+    assert conv.lin1.in_features == (NUM_BASIS + NUM_CONTRACTIONS) * 2
+    assert mods['conv_nb'].lin1.in_features == NUM_CONTRACTIONS * 2
+    assert conv(d['H'], d['adj'], d['mask']).shape == (3, 5, 5, 4)
+    H, Z = enc(d['x'], d['adj'], d['mask'], d['edge_attr'])
+    assert H.shape == (3, 5, 5, 4) and Z.shape == (3, 5, 12)
+    assert enc.first_order_channels == 12
+    out = dec(d['z'], d['mask'])
+    assert out.shape == (3, 5, 5, 2)
+    assert torch.equal(out, out.transpose(1, 2))
+    assert str(conv) == ('SecondOrderConv(2, 4, hidden_channels=6, '
+                         'basis=True)')
+    assert str(mods['conv_nb']) == ('SecondOrderConv(2, 4, hidden_channels=4,'
+                                    ' basis=False)')
+    assert str(enc) == 'SecondOrderEncoder(3, 2, 6, 4, num_layers=2)'
+    assert str(dec) == ('SecondOrderDecoder(3, 6, num_layers=2, '
+                        'edge_channels=2)')
+    with pytest.raises(ValueError, match='edge_attr'):
+        enc(d['x'], d['adj'], d['mask'])
+    with pytest.raises(ValueError, match='num_layers'):
+        SecondOrderEncoder(3, 0, 4, 4, num_layers=0)
+    with pytest.raises(ValueError, match='num_layers'):
+        SecondOrderDecoder(3, 4, num_layers=0)
+
+
+def test_encoder_gradients_and_reset():
+    d = dense_batch()
+    enc = SecondOrderEncoder(3, 0, 6, 4, num_layers=3).double()
+    H, Z = enc(d['x'], d['adj'], d['mask'])
+    (H.pow(2).sum() + Z.sum()).backward()
+    for p in enc.parameters():
+        assert p.grad is not None and p.grad.isfinite().all()
+    w = enc.convs[0].lin1.weight.clone()
+    enc.reset_parameters()
+    assert not torch.equal(w, enc.convs[0].lin1.weight)
+
+
+def test_mlp_decoder():
+    torch.manual_seed(0)
+    d = dense_batch()
+    dec = MLPDecoder(3, max_nodes=6, hidden_channels=16,
+                     edge_channels=2).double()
+    out = dec(d['z'], d['mask'])
+    assert out.shape == (3, 5, 5, 2)
+    check_padding(out, d['mask'], 2)
+    assert torch.equal(out, out.transpose(1, 2))
+    sigmoids = [m for m in dec.mlp if isinstance(m, torch.nn.Sigmoid)]
+    assert len(sigmoids) == 2
+    # Padded garbage is ignored ...
+    z = d['z'].clone()
+    z[~d['mask']] = 100.0
+    assert torch.equal(dec(z, d['mask']), out)
+    # ... but the decoder is NOT permutation equivariant (Table 6 baseline).
+    perm = node_perm(d['mask'])
+    out_p = dec(p1(d['z'], perm), d['mask'])
+    assert not torch.allclose(out_p, p2(out, perm), atol=1e-5)
+    with pytest.raises(ValueError, match='max_nodes'):
+        dec(torch.randn(1, 7, 3, dtype=D), torch.ones(1, 7, dtype=torch.bool))
+    assert str(MLPDecoder(3, 6)) == ('MLPDecoder(3, max_nodes=6, '
+                                     'hidden_channels=512, edge_channels=1)')
+    assert dec.mlp[0].out_features == 16

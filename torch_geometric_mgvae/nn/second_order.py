@@ -1,0 +1,627 @@
+r"""Second-order :math:`\mathbb{S}_n`-equivariant layers on dense blocks.
+
+The second-order message passing of Hy & Kondor, "Multiresolution
+Equivariant Graph Variational Autoencoder" (`arXiv:2106.00967
+<https://arxiv.org/abs/2106.00967>`_, Example 2, Eq. 3, Proposition 1),
+together with the 15 linear equivariant maps of Maron et al., "Invariant and
+Equivariant Graph Networks" (`ICLR 2019
+<https://arxiv.org/abs/1812.09902>`_).
+
+Every function works on dense per-block tensors (one block per cluster or
+per small graph) with a node mask:
+
+* node features ``x``: :math:`[B, n, F]`,
+* adjacency ``adj``: :math:`[B, n, n]`, weighted, **symmetric**, zero
+  diagonal,
+* edge features ``edge_attr``: :math:`[B, n, n, E]` *(optional)*,
+* second-order features ``H``: :math:`[B, n, n, C]`,
+* ``mask``: :math:`[B, n]` boolean, :obj:`True` on valid nodes.
+
+A block with :math:`m` valid nodes is read on its first :math:`m` rows and
+columns. Masks are applied in one place, :func:`apply_mask`; every public
+function masks its inputs on entry (so padded garbage never leaks into
+valid outputs) and its outputs on exit (so padded outputs are exactly 0).
+Where an operation sums over a node index we divide by :math:`m` (a mean),
+so feature scales do not grow with the block size.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric.typing import OptTensor
+
+NUM_BASIS = 15
+NUM_CONTRACTIONS = 13
+
+
+def apply_mask(t: Tensor, mask: Tensor, order: int) -> Tensor:
+    r"""Zero the padded entries of a dense tensor (the one place masks are
+    applied, cf. DiGress' ``PlaceHolder.mask``).
+
+    Args:
+        t (torch.Tensor): A tensor whose leading dimensions are
+            :math:`[B, n]` (:obj:`order=1`) or :math:`[B, n, n]`
+            (:obj:`order=2`); trailing dimensions (channels, a factor's
+            column index) are kept.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+        order (int): 1 masks the node index, 2 masks both node indices.
+
+    Uses :func:`torch.where`, so a padded :obj:`nan`/:obj:`inf` becomes an
+    exact 0 too.
+    """
+    if order == 1:
+        m = mask  # [B, n]
+    elif order == 2:
+        m = mask.unsqueeze(2) & mask.unsqueeze(1)  # [B, n, n]
+    else:
+        raise ValueError(f"'order' must be 1 or 2 (got {order})")
+    m = m.view(m.shape + (1, ) * (t.dim() - m.dim()))
+    return torch.where(m, t, torch.zeros((), dtype=t.dtype, device=t.device))
+
+
+def _num_nodes(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    r"""Valid nodes per block as a float :math:`[B]`, at least 1 so empty
+    blocks divide by 1 (their sums are 0 anyway)."""
+    return mask.sum(dim=1).clamp(min=1).to(dtype)  # [B]
+
+
+def _t(h: Tensor) -> Tensor:
+    r"""Transpose the two node indices of :math:`[B, n, n, C]`."""
+    return h.transpose(1, 2)
+
+
+def equivariant_basis_2to2(H: Tensor, mask: Tensor) -> Tensor:
+    r"""The 15 linear :math:`\mathbb{S}_n`-equivariant maps from second- to
+    second-order tensors (Maron et al., 2019), applied channel by channel.
+
+    With :math:`m` valid nodes, :math:`r_i = \frac{1}{m}\sum_k H_{ik}`
+    (row means), :math:`c_i = \frac{1}{m}\sum_k H_{ki}` (column means),
+    :math:`t = \frac{1}{m}\sum_k H_{kk}` (mean of the diagonal) and
+    :math:`s = \frac{1}{m^2}\sum_{k,l} H_{kl}` (mean of all entries):
+
+    .. math::
+        \begin{array}{lll}
+        L_1 = \delta_{ij} H_{ii} & L_2 = \delta_{ij}\, t &
+        L_3 = \delta_{ij}\, r_i \\
+        L_4 = \delta_{ij}\, c_i & L_5 = \delta_{ij}\, s &
+        L_6 = r_i \\
+        L_7 = r_j & L_8 = c_i & L_9 = c_j \\
+        L_{10} = H_{ij} & L_{11} = H_{ji} & L_{12} = H_{ii} \\
+        L_{13} = H_{jj} & L_{14} = t & L_{15} = s
+        \end{array}
+
+    :math:`L_1`-:math:`L_5` live on the diagonal, :math:`L_6`-:math:`L_9`
+    broadcast row/column means along rows or columns, :math:`L_{10},
+    L_{11}` are the identity and the transpose, :math:`L_{12}, L_{13}`
+    broadcast the diagonal, :math:`L_{14}, L_{15}` broadcast the two
+    invariants to all entries. They span the :math:`\mathrm{bell}(4) = 15`
+    dimensional space of equivariant linear maps. Maron et al. use sums;
+    we use means (divide by :math:`m` and :math:`m^2`), so the scale of
+    the outputs does not grow with the number of nodes.
+
+    Args:
+        H (torch.Tensor): Second-order features :math:`[B, n, n, C]`.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+
+    Returns:
+        :math:`[B, n, n, 15 C]`; map :math:`L_k` occupies the channels
+        :math:`(k-1) C, \dots, k C - 1`. Padded entries are 0.
+    """
+    B, n, _, C = H.shape
+    H = apply_mask(H, mask, 2)  # [B, n, n, C]
+    m = _num_nodes(mask, H.dtype).view(B, 1, 1)  # [B, 1, 1]
+    eye = torch.eye(n, dtype=H.dtype, device=H.device).view(1, n, n, 1)
+
+    diag = H.diagonal(dim1=1, dim2=2).transpose(1, 2)  # [B, n, C]
+    row = H.sum(dim=2) / m  # [B, n, C]
+    col = H.sum(dim=1) / m  # [B, n, C]
+    tr = diag.sum(dim=1, keepdim=True) / m  # [B, 1, C]
+    tot = row.sum(dim=1, keepdim=True) / m  # [B, 1, C]
+
+    def on_diag(v: Tensor) -> Tensor:  # [B, n or 1, C] -> [B, n, n, C]
+        return eye * v.unsqueeze(2)
+
+    def along_j(v: Tensor) -> Tensor:  # out_ij = v_i, [B, n, n, C]
+        return v.unsqueeze(2).expand(B, n, n, C)
+
+    def along_i(v: Tensor) -> Tensor:  # out_ij = v_j, [B, n, n, C]
+        return v.unsqueeze(1).expand(B, n, n, C)
+
+    maps = [
+        on_diag(diag),  # L1
+        on_diag(tr),  # L2
+        on_diag(row),  # L3
+        on_diag(col),  # L4
+        on_diag(tot),  # L5
+        along_j(row),  # L6
+        along_i(row),  # L7
+        along_j(col),  # L8
+        along_i(col),  # L9
+        H,  # L10
+        _t(H),  # L11
+        along_j(diag),  # L12
+        along_i(diag),  # L13
+        along_j(tr.expand(B, n, C)),  # L14
+        along_j(tot.expand(B, n, C)),  # L15
+    ]
+    return apply_mask(torch.cat(maps, dim=-1), mask, 2)  # [B, n, n, 15C]
+
+
+def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
+    r"""Second-order contractions of :math:`\mathcal{A} \otimes \mathcal{H}`
+    (the paper's Eq. 3), channel by channel.
+
+    :math:`(\mathcal{A} \otimes \mathcal{H})_{abcd} = A_{ab} H_{cd}` is a
+    fourth-order tensor; we contract it to second order in three ways.
+    With :math:`m` valid nodes, :math:`d_a = \sum_b A_{ab}` (degree),
+    :math:`P = D^{-1} A` (row-normalised adjacency, as in Eq. 2; a node
+    without neighbours gets a zero row), :math:`\tilde{d} = d / m`,
+    :math:`\bar{a} = \frac{1}{m^2}\sum_{ab} A_{ab}`,
+    :math:`\bar{h} = \frac{1}{m^2}\sum_{cd} H_{cd}`, and row/column means
+    :math:`r_i = \frac{1}{m}\sum_k H_{ik}`,
+    :math:`c_i = \frac{1}{m}\sum_k H_{ki}`:
+
+    **Identify-and-sum** (identify one index of :math:`A` with one of
+    :math:`H` and sum over it; normalised by the degree of the remaining
+    index of :math:`A`, i.e. :math:`D^{-1}A` as in Eq. 2):
+
+    .. math::
+        T_1 = P H,\quad T_2 = P H^{\top},\quad
+        T_3 = H P^{\top} = T_2^{\top},\quad T_4 = H^{\top} P^{\top} =
+        T_1^{\top}
+
+    e.g. :math:`(T_1)_{ij} = \frac{1}{d_i}\sum_k A_{ik} H_{kj}`.
+
+    **Identify without summing** (identify both index pairs):
+
+    .. math::
+        T_5 = A \odot H,\quad T_6 = A \odot H^{\top} = T_5^{\top}
+
+    **Sum-out** (Def. 11: sum two indices separately, means as above):
+
+    .. math::
+        T_7 = \bar{a}\, H \;(\downarrow_{1,2}),\quad
+        T_8 = \bar{a}\, H^{\top},\quad
+        T_9 = \bar{h}\, A \;(\downarrow_{3,4}),
+
+        (T_{10})_{ij} = \tilde{d}_i\, c_j \;(\downarrow_{1,3}),\quad
+        (T_{11})_{ij} = c_i\, \tilde{d}_j,\quad
+        (T_{12})_{ij} = \tilde{d}_i\, r_j \;(\downarrow_{1,4}),\quad
+        (T_{13})_{ij} = r_i\, \tilde{d}_j.
+
+    A contraction leaves two free indices whose order is a choice, so every
+    form whose transpose is a different tensor appears in both orders
+    (:math:`T_3, T_4, T_6, T_8, T_{11}, T_{13}`). Dropped as redundant,
+    because :math:`A` is symmetric with a zero diagonal: identifying
+    :math:`a` instead of :math:`b` with an index of :math:`H` (it gives
+    the same tensor), the sum-outs :math:`\downarrow_{2,3}` and
+    :math:`\downarrow_{2,4}` (equal to :math:`\downarrow_{1,3}`,
+    :math:`\downarrow_{1,4}`), and every form that identifies :math:`a`
+    with :math:`b` (:math:`A_{aa} = 0`). Contractions inside :math:`H`
+    alone (its trace, diagonal, ...) are not products with :math:`A`; the
+    Maron basis (:func:`equivariant_basis_2to2`) provides them.
+
+    Args:
+        adj (torch.Tensor): Symmetric adjacency :math:`[B, n, n]`.
+        H (torch.Tensor): Second-order features :math:`[B, n, n, C]`.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+
+    Returns:
+        :math:`[B, n, n, 13 C]`; form :math:`T_k` occupies the channels
+        :math:`(k-1) C, \dots, k C - 1`. Padded entries are 0.
+    """
+    B, n, _, C = H.shape
+    H = apply_mask(H, mask, 2)  # [B, n, n, C]
+    A = apply_mask(adj.to(H.dtype), mask, 2)  # [B, n, n]
+    m = _num_nodes(mask, H.dtype).view(B, 1, 1)  # [B, 1, 1]
+
+    deg = A.sum(dim=2)  # [B, n]
+    inv = torch.where(deg > 0, 1.0 / deg.clamp(min=1e-30),
+                      torch.zeros_like(deg))  # [B, n]
+    P = inv.unsqueeze(2) * A  # [B, n, n]
+
+    # (P X)_{ij} = sum_k P_ik X_kj for every channel:
+    PH = torch.einsum('bik,bkjc->bijc', P, H)  # [B, n, n, C]
+    PHt = torch.einsum('bik,bjkc->bijc', P, H)  # [B, n, n, C]
+    AH = A.unsqueeze(-1) * H  # [B, n, n, C]
+
+    a_bar = (A.sum(dim=(1, 2)) / m.view(B)**2).view(B, 1, 1, 1)
+    h_bar = H.sum(dim=(1, 2)).view(B, 1, 1, C) / m.view(B, 1, 1, 1)**2
+    d = (deg.unsqueeze(-1) / m).unsqueeze(2)  # [B, n, 1, 1]
+    row = H.sum(dim=2) / m  # [B, n, C]
+    col = H.sum(dim=1) / m  # [B, n, C]
+
+    forms = [
+        PH,  # T1
+        PHt,  # T2
+        _t(PHt),  # T3
+        _t(PH),  # T4
+        AH,  # T5
+        _t(AH),  # T6
+        a_bar * H,  # T7
+        a_bar * _t(H),  # T8
+        h_bar * A.unsqueeze(-1),  # T9
+        d * col.unsqueeze(1),  # T10
+        _t(d * col.unsqueeze(1)),  # T11
+        d * row.unsqueeze(1),  # T12
+        _t(d * row.unsqueeze(1)),  # T13
+    ]
+    return apply_mask(torch.cat(forms, dim=-1), mask, 2)  # [B, n, n, 13C]
+
+
+class SecondOrderConv(torch.nn.Module):
+    r"""One layer of the paper's second-order message passing (Eq. 3):
+
+    .. math::
+        \mathcal{M}_t = \mathcal{W}_t \Big[ \bigoplus_k
+        T_k(\mathcal{A}, \mathcal{H}_{t-1}) \;\oplus\; \bigoplus_{k=1}^{15}
+        L_k(\mathcal{H}_{t-1}) \Big]
+
+    where :math:`T_k` are the 13 contractions of
+    :math:`\mathcal{A} \otimes \mathcal{H}` (:func:`contractions_eq3`),
+    :math:`L_k` the 15 linear equivariant maps
+    (:func:`equivariant_basis_2to2`, only with :obj:`basis=True`), and
+    :math:`\mathcal{W}_t` a two-layer MLP (Linear-ReLU-Linear) applied to
+    every entry :math:`(i, j)` over the channels. It is
+    :math:`\mathbb{S}_n`-equivariant (Proposition 1) and costs
+    :math:`O(n^3 C + n^2 C\, h)` per block.
+
+    Args:
+        in_channels (int): Channels :math:`C` of :math:`\mathcal{H}`.
+        out_channels (int): Output channels.
+        hidden_channels (int, optional): Width of the MLP's hidden layer.
+            (default: :obj:`out_channels`)
+        basis (bool): Also feed the 15 Maron maps. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** :math:`H` :math:`(B, n, n, C_{in})`, adjacency
+          :math:`(B, n, n)`, mask :math:`(B, n)`
+        - **output:** :math:`(B, n, n, C_{out})`, 0 at padded entries
+    """
+    def __init__(self, in_channels: int, out_channels: int,
+                 hidden_channels: Optional[int] = None, basis: bool = True):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.hidden_channels = hidden_channels or out_channels
+        self.basis = basis
+        num_maps = NUM_CONTRACTIONS + (NUM_BASIS if basis else 0)
+        self.lin1 = torch.nn.Linear(num_maps * in_channels,
+                                    self.hidden_channels)
+        self.lin2 = torch.nn.Linear(self.hidden_channels, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin1.reset_parameters()
+        self.lin2.reset_parameters()
+
+    def features(self, H: Tensor, adj: Tensor, mask: Tensor) -> Tensor:
+        r"""The concatenated equivariant features fed to the MLP."""
+        feats = [contractions_eq3(adj, H, mask)]  # [B, n, n, 13C]
+        if self.basis:
+            feats.append(equivariant_basis_2to2(H, mask))  # [B, n, n, 15C]
+        return torch.cat(feats, dim=-1)  # [B, n, n, K C]
+
+    def forward(self, H: Tensor, adj: Tensor, mask: Tensor) -> Tensor:
+        out = self.lin2(self.lin1(self.features(H, adj, mask)).relu())
+        return apply_mask(out, mask, 2)  # [B, n, n, C_out]
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}, hidden_channels='
+                f'{self.hidden_channels}, basis={self.basis})')
+
+
+def to_second_order(x: Tensor, adj: Tensor, mask: Tensor,
+                    edge_attr: OptTensor = None) -> Tensor:
+    r"""The initial second-order message :math:`\mathcal{H}_0` of Example 2:
+    node features as self-loop features on the diagonal, edge features off
+    it, and the adjacency itself as a last channel:
+
+    .. math::
+        (\mathcal{H}_0)_{ij} = \big[\delta_{ij}\, x_i \;\oplus\;
+        (1 - \delta_{ij})\, e_{ij} \;\oplus\; A_{ij}\big]
+
+    Args:
+        x (torch.Tensor): Node features :math:`[B, n, F]`.
+        adj (torch.Tensor): Adjacency :math:`[B, n, n]`.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+        edge_attr (torch.Tensor, optional): Edge features
+            :math:`[B, n, n, E]`. (default: :obj:`None`)
+
+    Returns:
+        :math:`[B, n, n, F + E + 1]`, 0 at padded entries.
+    """
+    B, n, _ = x.shape
+    x = apply_mask(x, mask, 1)  # [B, n, F]
+    eye = torch.eye(n, dtype=x.dtype, device=x.device)  # [n, n]
+    parts = [eye.view(1, n, n, 1) * x.unsqueeze(2)]  # [B, n, n, F]
+    if edge_attr is not None:
+        off = (1 - eye).view(1, n, n, 1)
+        e = apply_mask(edge_attr.to(x.dtype), mask, 2)  # [B, n, n, E]
+        parts.append(off * e)
+    parts.append(apply_mask(adj.to(x.dtype), mask, 2).unsqueeze(-1))
+    return torch.cat(parts, dim=-1)  # [B, n, n, F + E + 1]
+
+
+def contract_to_first_order(H: Tensor, mask: Tensor,
+                            diag: bool = False) -> Tensor:
+    r"""First-order latent :math:`\mathcal{Z} = \mathcal{H}_{\downarrow 1}
+    \oplus \mathcal{H}_{\downarrow 2}` (means instead of sums):
+
+    .. math::
+        Z_i = \Big[\frac{1}{m}\sum_k H_{ki} \;\oplus\;
+        \frac{1}{m}\sum_k H_{ik} \;(\oplus\; H_{ii})\Big]
+
+    Args:
+        H (torch.Tensor): :math:`[B, n, n, C]`.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+        diag (bool): Append the diagonal as a third part.
+            (default: :obj:`False`)
+
+    Returns:
+        :math:`[B, n, 2C]` (or :math:`[B, n, 3C]`), 0 at padded nodes.
+    """
+    H = apply_mask(H, mask, 2)  # [B, n, n, C]
+    m = _num_nodes(mask, H.dtype).view(-1, 1, 1)  # [B, 1, 1]
+    parts = [H.sum(dim=1) / m, H.sum(dim=2) / m]  # 2 x [B, n, C]
+    if diag:
+        parts.append(H.diagonal(dim1=1, dim2=2).transpose(1, 2))
+    return torch.cat(parts, dim=-1)  # [B, n, 2C or 3C]
+
+
+class SecondOrderEncoder(torch.nn.Module):
+    r"""The paper's second-order encoder (Example 2): :math:`\mathcal{H}_0`
+    from :func:`to_second_order`, :obj:`num_layers` :class:`SecondOrderConv`
+    layers with ReLU between them (the last layer is left linear so its
+    output can parameterise means and covariance factors), then the
+    contraction to a first-order latent
+    :math:`\mathcal{Z} = \mathcal{H}_{T\downarrow 1} \oplus
+    \mathcal{H}_{T\downarrow 2}` (:func:`contract_to_first_order`).
+
+    Args:
+        node_channels (int): Node feature size :math:`F`.
+        edge_channels (int): Edge feature size :math:`E` (0 for none).
+        hidden_channels (int): Channels of the hidden layers.
+        out_channels (int): Channels of :math:`\mathcal{H}_T`.
+        num_layers (int): Number of :class:`SecondOrderConv` layers.
+        basis (bool): Use the Maron basis in every layer.
+            (default: :obj:`True`)
+        return_diag (bool): Append :math:`\mathrm{diag}(\mathcal{H}_T)` to
+            :math:`\mathcal{Z}` as a third part. (default: :obj:`False`)
+
+    Shapes:
+        - **input:** :math:`x` :math:`(B, n, F)`, adjacency
+          :math:`(B, n, n)`, mask :math:`(B, n)`, edge features
+          :math:`(B, n, n, E)` *(optional)*
+        - **output:** :math:`\mathcal{H}_T` :math:`(B, n, n, C_{out})` and
+          :math:`\mathcal{Z}` :math:`(B, n, 2 C_{out})` (or
+          :math:`3 C_{out}`)
+    """
+    def __init__(self, node_channels: int, edge_channels: int,
+                 hidden_channels: int, out_channels: int, num_layers: int,
+                 basis: bool = True, return_diag: bool = False):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
+        self.node_channels = node_channels
+        self.edge_channels = edge_channels
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.basis = basis
+        self.return_diag = return_diag
+        dims = ([node_channels + edge_channels + 1] +
+                [hidden_channels] * (num_layers - 1) + [out_channels])
+        self.convs = torch.nn.ModuleList([
+            SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis)
+            for i in range(num_layers)
+        ])
+        self.reset_parameters()
+
+    @property
+    def first_order_channels(self) -> int:
+        r"""Channels of :math:`\mathcal{Z}`."""
+        return (3 if self.return_diag else 2) * self.out_channels
+
+    def reset_parameters(self):
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, x: Tensor, adj: Tensor, mask: Tensor,
+                edge_attr: OptTensor = None) -> Tuple[Tensor, Tensor]:
+        if (edge_attr is None) != (self.edge_channels == 0):
+            raise ValueError(
+                f"'edge_attr' must be given iff edge_channels > 0 "
+                f"(edge_channels={self.edge_channels})")
+        H = to_second_order(x, adj, mask, edge_attr)  # [B, n, n, F+E+1]
+        for i, conv in enumerate(self.convs):
+            H = conv(H, adj, mask)  # [B, n, n, C]
+            if i < self.num_layers - 1:
+                H = H.relu()
+        Z = contract_to_first_order(H, mask, self.return_diag)  # [B, n, 2C]
+        return H, Z
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.node_channels}, '
+                f'{self.edge_channels}, {self.hidden_channels}, '
+                f'{self.out_channels}, num_layers={self.num_layers})')
+
+
+def pair_features(z: Tensor, mask: Tensor) -> Tensor:
+    r"""Promote node latents to a second-order tensor for decoding:
+
+    .. math::
+        (\mathcal{H}_0)_{ij} = \big[z_i \odot z_j \;\oplus\; z_i + z_j
+        \;\oplus\; |z_i - z_j| \;\oplus\; \delta_{ij}\, z_i\big]
+
+    Args:
+        z (torch.Tensor): :math:`[B, n, d]`.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+
+    Returns:
+        :math:`[B, n, n, 4d]`, symmetric in :math:`(i, j)`, 0 at padding.
+    """
+    B, n, d = z.shape
+    z = apply_mask(z, mask, 1)  # [B, n, d]
+    zi, zj = z.unsqueeze(2), z.unsqueeze(1)  # [B, n, 1, d], [B, 1, n, d]
+    eye = torch.eye(n, dtype=z.dtype, device=z.device).view(1, n, n, 1)
+    H = torch.cat([
+        zi * zj, zi + zj, (zi - zj).abs(), eye * zi
+    ], dim=-1)  # [B, n, n, 4d]
+    return apply_mask(H, mask, 2)
+
+
+def _symmetrise(X: Tensor) -> Tensor:
+    return 0.5 * (X + _t(X))  # [B, n, n, E]
+
+
+class SecondOrderDecoder(torch.nn.Module):
+    r"""The paper's :math:`\mathbb{S}_n`-equivariant second-order decoder for
+    small graphs (Appendix D.2, "all-at-once"): node latents are projected
+    to :obj:`hidden_channels` by a linear map (so the second-order
+    features do not grow with :math:`d`, e.g. the paper's :math:`d = 256`),
+    promoted to a second-order tensor (:func:`pair_features`), passed through
+    :obj:`num_layers` :class:`SecondOrderConv` layers (ReLU between them),
+    and symmetrised into edge logits
+
+    .. math::
+        \hat{X} = \tfrac{1}{2}(X + X^{\top}).
+
+    Eq. 3 needs an adjacency; the decoder has none, so by default it uses
+    the complete graph on the valid nodes (:math:`J - I`; any graph built
+    from the mask alone keeps the decoder equivariant, and with no edges the
+    adjacency-dependent contractions would vanish), for which
+    :math:`P H` averages over the other nodes. A known (e.g. coarser)
+    adjacency can be passed instead. The diagonal (self-loop logits) is
+    returned as computed; mask it in the loss if self loops are not
+    modelled.
+
+    Args:
+        latent_channels (int): Latent size :math:`d`.
+        hidden_channels (int): Channels of the hidden layers.
+        num_layers (int): Number of :class:`SecondOrderConv` layers.
+        edge_channels (int): Output logits per pair (1 for edge / no
+            edge, or the number of bond types). (default: :obj:`1`)
+        basis (bool): Use the Maron basis. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** :math:`z` :math:`(B, n, d)`, mask :math:`(B, n)`,
+          adjacency :math:`(B, n, n)` *(optional)*
+        - **output:** logits :math:`(B, n, n, E)`, symmetric, 0 at padding
+    """
+    def __init__(self, latent_channels: int, hidden_channels: int,
+                 num_layers: int, edge_channels: int = 1,
+                 basis: bool = True):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
+        self.latent_channels = latent_channels
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.edge_channels = edge_channels
+        self.basis = basis
+        self.lin_in = torch.nn.Linear(latent_channels, hidden_channels)
+        dims = ([4 * hidden_channels] + [hidden_channels] *
+                (num_layers - 1) + [edge_channels])
+        self.convs = torch.nn.ModuleList([
+            SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis)
+            for i in range(num_layers)
+        ])
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin_in.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, z: Tensor, mask: Tensor,
+                adj: OptTensor = None) -> Tensor:
+        B, n, _ = z.shape
+        if adj is None:
+            eye = torch.eye(n, dtype=z.dtype, device=z.device)
+            adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
+        H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
+        for i, conv in enumerate(self.convs):
+            H = conv(H, adj, mask)  # [B, n, n, C]
+            if i < self.num_layers - 1:
+                H = H.relu()
+        return apply_mask(_symmetrise(H), mask, 2)  # [B, n, n, E]
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.latent_channels}, '
+                f'{self.hidden_channels}, num_layers={self.num_layers}, '
+                f'edge_channels={self.edge_channels})')
+
+
+class MLPDecoder(torch.nn.Module):
+    r"""The non-equivariant MLP decoder of the paper's Table 6 comparison:
+    the padded latents :math:`Z \in \mathbb{R}^{N_{\max} \times d}` are
+    flattened and mapped by an MLP with two hidden layers of size 512 and
+    sigmoid nonlinearities to all :math:`N_{\max}^2 E` edge logits, then
+    symmetrised, :math:`\frac{1}{2}(X + X^{\top})`.
+
+    This decoder is **not** permutation equivariant: flattening ties every
+    weight to a node position, so permuting the nodes of :math:`Z` does not
+    permute the output. It exists only as the baseline of Table 6.
+
+    Args:
+        latent_channels (int): Latent size :math:`d`.
+        max_nodes (int): :math:`N_{\max}`, the padded block size.
+        hidden_channels (int): Hidden layer size. (default: :obj:`512`)
+        edge_channels (int): Output logits per pair. (default: :obj:`1`)
+
+    Shapes:
+        - **input:** :math:`z` :math:`(B, n, d)` with
+          :math:`n \le N_{\max}` (zero-padded to :math:`N_{\max}`
+          internally), mask :math:`(B, n)`
+        - **output:** logits :math:`(B, n, n, E)` (the top-left block of
+          the :math:`N_{\max} \times N_{\max}` output), 0 at padding
+    """
+    def __init__(self, latent_channels: int, max_nodes: int,
+                 hidden_channels: int = 512, edge_channels: int = 1):
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.max_nodes = max_nodes
+        self.hidden_channels = hidden_channels
+        self.edge_channels = edge_channels
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(max_nodes * latent_channels, hidden_channels),
+            torch.nn.Sigmoid(),
+            torch.nn.Linear(hidden_channels, hidden_channels),
+            torch.nn.Sigmoid(),
+            torch.nn.Linear(hidden_channels,
+                            max_nodes * max_nodes * edge_channels),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for layer in self.mlp:
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+
+    def forward(self, z: Tensor, mask: Tensor) -> Tensor:
+        B, n, d = z.shape
+        N = self.max_nodes
+        if n > N:
+            raise ValueError(f"Got blocks of {n} nodes but 'max_nodes' is "
+                             f"{N}")
+        z = apply_mask(z, mask, 1)  # [B, n, d]
+        z = torch.cat([z, z.new_zeros(B, N - n, d)], dim=1)  # [B, N, d]
+        X = self.mlp(z.reshape(B, N * d))  # [B, N * N * E]
+        X = X.view(B, N, N, self.edge_channels)[:, :n, :n]  # [B, n, n, E]
+        return apply_mask(_symmetrise(X), mask, 2)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.latent_channels}, '
+                f'max_nodes={self.max_nodes}, hidden_channels='
+                f'{self.hidden_channels}, edge_channels='
+                f'{self.edge_channels})')
+
+
+__all__: List[str] = [
+    'apply_mask', 'equivariant_basis_2to2', 'contractions_eq3',
+    'SecondOrderConv', 'to_second_order', 'contract_to_first_order',
+    'SecondOrderEncoder', 'pair_features', 'SecondOrderDecoder',
+    'MLPDecoder', 'NUM_BASIS', 'NUM_CONTRACTIONS'
+]
