@@ -15,13 +15,21 @@ from torch_geometric_mgvae.nn.cluster import (
 from torch_geometric_mgvae.nn.coarsen import coarsen
 from torch_geometric_mgvae.nn.conv import LocalEncoder
 from torch_geometric_mgvae.nn.decoder import (
+    DenseEdgeDecoder,
     InnerProductDecoder,
     pair_recon_loss,
 )
+from torch_geometric_mgvae.nn.dense import DenseBlocks, to_dense_blocks
 from torch_geometric_mgvae.nn.pool import ClusterPool
+from torch_geometric_mgvae.nn.second_order import (
+    MLPDecoder,
+    SecondOrderDecoder,
+    SecondOrderEncoder,
+)
 
 CLUSTERINGS = ('learned', 'fixed')
 FEATURE_LOSSES = (None, 'mse', 'ce')
+GLOBAL_DECODERS = ('inner', 'second_order', 'mlp')
 
 
 class MGNLevel:
@@ -42,6 +50,10 @@ class MGNLevel:
         z (torch.Tensor): Node latents :math:`(N, d_z)`.
         mu, logstd (torch.Tensor, optional): Posterior parameters
             (:class:`MGVAE` only).
+        blocks (DenseBlocks, optional): The dense per-cluster blocks the
+            second-order encoder ran on (:obj:`order=2`).
+        L (torch.Tensor, optional): Gaussian-MRF covariance factors of the
+            blocks, :obj:`[G, m, m, d]` (:obj:`covariance="mrf"`).
         noise (dict): The random tensors used (:obj:`"gumbel"`, :obj:`"eps"`),
             to repeat a forward pass exactly.
     """
@@ -49,7 +61,8 @@ class MGNLevel:
                  edge_weight: OptTensor, batch: Tensor, num_graphs: int,
                  cluster: Optional[ClusterOutput], z: Tensor,
                  mu: OptTensor = None, logstd: OptTensor = None,
-                 noise: Optional[Dict[str, Tensor]] = None):
+                 noise: Optional[Dict[str, Tensor]] = None,
+                 blocks: Optional[DenseBlocks] = None, L: OptTensor = None):
         self.level = level
         self.x = x
         self.edge_index = edge_index
@@ -61,6 +74,8 @@ class MGNLevel:
         self.mu = mu
         self.logstd = logstd
         self.noise = noise or {}
+        self.blocks = blocks
+        self.L = L
 
     @property
     def num_nodes(self) -> int:
@@ -163,7 +178,12 @@ class MGN(torch.nn.Module):
             (default: :obj:`2`)
         clustering (str): :obj:`"learned"` or :obj:`"fixed"` (cluster ids are
             then passed to :meth:`forward`). (default: :obj:`"learned"`)
-        global_decoder (bool): Add the global decoders.
+        global_decoder (bool or str): Add the global decoders: :obj:`True`
+            (inner product for :obj:`order=1`, second-order for
+            :obj:`order=2`), :obj:`"inner"`, :obj:`"second_order"` (the
+            paper's :math:`\mathbb{S}_n` decoder, dense per graph), or
+            :obj:`"mlp"` (the non-equivariant MLP decoder of the paper's
+            Table 6, finest level only), or :obj:`False`.
             (default: :obj:`True`)
         feature_loss (str, optional): Reconstruct the input features from the
             finest latents with :obj:`"mse"` or cross-entropy (:obj:`"ce"`,
@@ -178,6 +198,17 @@ class MGN(torch.nn.Module):
         balanced (bool): Decoder losses as mean over edges plus mean over
             non-edges (PyG GAE style) instead of the likelihood.
             (default: :obj:`False`)
+        order (int): 1 for first-order message passing (:class:`MeanConv`
+            local encoders, inner-product decoders), 2 for the paper's
+            second-order networks (Eq. 3) on dense per-cluster blocks
+            (:class:`~torch_geometric_mgvae.nn.SecondOrderEncoder` and
+            :class:`~torch_geometric_mgvae.nn.SecondOrderDecoder`; cost
+            :math:`\sum_k |\mathcal{V}_k|^2 d`). (default: :obj:`1`)
+        edge_channels (int): Size of the input edge features
+            (:obj:`edge_attr`, e.g. one-hot bond types), used by the
+            second-order encoder of the finest level. (default: :obj:`0`)
+        max_nodes (int, optional): The largest graph, needed by the
+            :obj:`"mlp"` global decoder (and the learnable prior).
         random_features (int): Append this many i.i.d. :math:`\mathcal{N}(0,
             1)` channels to the input features at every forward pass
             (random node initialisation). Message passing cannot tell apart
@@ -197,7 +228,9 @@ class MGN(torch.nn.Module):
                  feature_loss: Optional[str] = None, tau: float = 1.0,
                  max_dense_pairs: int = 2**24,
                  num_neg_samples: Optional[int] = None,
-                 balanced: bool = False, random_features: int = 0):
+                 balanced: bool = False, random_features: int = 0,
+                 order: int = 1, edge_channels: int = 0,
+                 max_nodes: Optional[int] = None):
         super().__init__()
         num_clusters = list(num_clusters)
         if len(num_clusters) == 0 or min(num_clusters) < 1:
@@ -208,6 +241,15 @@ class MGN(torch.nn.Module):
         if feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"'feature_loss' must be one of "
                              f"{FEATURE_LOSSES}")
+        if order not in (1, 2):
+            raise ValueError("'order' must be 1 or 2")
+        if global_decoder is True:
+            global_decoder = 'inner' if order == 1 else 'second_order'
+        if global_decoder and global_decoder not in GLOBAL_DECODERS:
+            raise ValueError(f"'global_decoder' must be a bool or one of "
+                             f"{GLOBAL_DECODERS}")
+        if global_decoder == 'mlp' and max_nodes is None:
+            raise ValueError("The 'mlp' global decoder needs 'max_nodes'")
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.latent_channels = latent_channels
@@ -222,6 +264,9 @@ class MGN(torch.nn.Module):
         self.num_neg_samples = num_neg_samples
         self.balanced = balanced
         self.random_features = random_features
+        self.order = order
+        self.edge_channels = edge_channels
+        self.max_nodes = max_nodes
 
         num_levels = len(num_clusters) + 1
         ins = ([in_channels + random_features] +
@@ -232,16 +277,25 @@ class MGN(torch.nn.Module):
                 if K > 1:
                     self.clusterers[str(i)] = LearnedClustering(
                         ins[i], K, hidden_channels, cluster_layers, tau)
-        self.encoders = torch.nn.ModuleList([
-            LocalEncoder(ins[i], hidden_channels, num_layers)
-            for i in range(num_levels)
-        ])
+        if order == 1:
+            self.encoders = torch.nn.ModuleList([
+                LocalEncoder(ins[i], hidden_channels, num_layers)
+                for i in range(num_levels)
+            ])
+            enc_out = hidden_channels
+        else:
+            self.encoders = torch.nn.ModuleList([
+                SecondOrderEncoder(ins[i], edge_channels if i == 0 else 0,
+                                   hidden_channels, hidden_channels,
+                                   num_layers) for i in range(num_levels)
+            ])
+            enc_out = self.encoders[0].first_order_channels
         self.mu_heads = torch.nn.ModuleList([
-            torch.nn.Linear(hidden_channels, latent_channels)
+            torch.nn.Linear(enc_out, latent_channels)
             for _ in range(num_levels)
         ])
         self.logstd_heads = torch.nn.ModuleList([
-            torch.nn.Linear(hidden_channels, latent_channels)
+            torch.nn.Linear(enc_out, latent_channels)
             for _ in range(num_levels)
         ]) if self.variational else None
         self.pools = torch.nn.ModuleList([
@@ -249,10 +303,17 @@ class MGN(torch.nn.Module):
             for _ in range(len(num_clusters))
         ])
         self.local_decoders = torch.nn.ModuleList(
-            [InnerProductDecoder() for _ in range(len(num_clusters))])
-        self.global_decoders = torch.nn.ModuleList(
-            [InnerProductDecoder() for _ in range(num_levels)]
-        ) if global_decoder else None
+            [self._make_decoder('inner' if order == 1 else 'second_order')
+             for _ in range(len(num_clusters))])
+        self.global_decoders = None
+        if global_decoder:
+            self.global_decoders = torch.nn.ModuleList([
+                self._make_decoder(global_decoder if i == 0 or
+                                   global_decoder != 'mlp' else
+                                   ('inner' if order == 1 else
+                                    'second_order'))
+                for i in range(num_levels)
+            ])
         self.feature_decoder = torch.nn.Sequential(
             torch.nn.Linear(latent_channels, hidden_channels),
             torch.nn.ReLU(),
@@ -264,6 +325,16 @@ class MGN(torch.nn.Module):
     def num_levels(self) -> int:
         return len(self.num_clusters) + 1
 
+    def _make_decoder(self, kind: str) -> torch.nn.Module:
+        if kind == 'inner':
+            return InnerProductDecoder()
+        if kind == 'second_order':
+            return DenseEdgeDecoder(
+                SecondOrderDecoder(self.latent_channels, self.hidden_channels,
+                                   self.num_layers))
+        return DenseEdgeDecoder(
+            MLPDecoder(self.latent_channels, self.max_nodes))
+
     def reset_parameters(self):
         for m in self.modules():
             if m is not self and hasattr(m, 'reset_parameters'):
@@ -272,17 +343,35 @@ class MGN(torch.nn.Module):
     # Latents ################################################################
 
     def latent(self, i: int, h: Tensor, eps: OptTensor = None,
-               generator: Optional[torch.Generator] = None):
-        r"""Node latents of level :obj:`i` from the encoder output
-        :obj:`h`. Returns :obj:`(z, mu, logstd, eps)`; deterministic in
-        :class:`MGN`."""
-        return self.mu_heads[i](h), None, None, None
+               generator: Optional[torch.Generator] = None,
+               H: OptTensor = None, blocks: Optional[DenseBlocks] = None):
+        r"""Node latents of level :obj:`i` from the first-order encoder
+        output :obj:`h` (and, for :obj:`order=2`, the second-order output
+        :obj:`H` on :obj:`blocks`). Returns
+        :obj:`(z, mu, logstd, eps, L)`; deterministic in :class:`MGN`."""
+        return self.mu_heads[i](h), None, None, None, None
+
+    def encode_level(self, i: int, x: Tensor, edge_index: Tensor,
+                     edge_weight: OptTensor, group: Tensor, num_groups: int,
+                     edge_attr: OptTensor = None):
+        r"""Runs the local encoder of level :obj:`i` on every group
+        (cluster). Returns the first-order output :obj:`[N, F]` and, for
+        :obj:`order=2`, the second-order output and its dense blocks."""
+        if self.order == 1:
+            return self.encoders[i](x, edge_index, edge_weight, group), \
+                None, None
+        blocks = to_dense_blocks(x, edge_index, group, num_groups,
+                                 edge_weight, edge_attr)
+        H, Z = self.encoders[i](blocks.x, blocks.adj, blocks.mask,
+                                blocks.edge_attr)  # [G,m,m,C], [G,m,2C]
+        return blocks.to_nodes(Z), H, blocks
 
     # Forward ################################################################
 
     def forward(self, x: Tensor, edge_index: Tensor,
                 edge_weight: OptTensor = None, batch: OptTensor = None,
                 num_graphs: Optional[int] = None,
+                edge_attr: OptTensor = None,
                 clusters: Optional[Sequence[Tensor]] = None,
                 noise: Optional[Sequence[Dict[str, Tensor]]] = None,
                 generator: Optional[torch.Generator] = None) -> MGNOutput:
@@ -298,6 +387,9 @@ class MGN(torch.nn.Module):
             num_graphs (int, optional): Number of graphs (give it when a
                 batch ends in graphs without nodes; default:
                 :obj:`batch.max() + 1`).
+            edge_attr (torch.Tensor, optional): Edge features
+                :math:`(E, F_e)` for the second-order encoder
+                (:obj:`edge_channels > 0`).
             clusters (List[torch.Tensor], optional): Fixed local cluster ids
                 in :math:`\{0, \ldots, K_\ell - 1\}` for every clustered level
                 (finest first), e.g. from
@@ -321,6 +413,10 @@ class MGN(torch.nn.Module):
         if clusters is not None and len(clusters) != len(self.num_clusters):
             raise ValueError(f"Expected {len(self.num_clusters)} fixed "
                              f"clusterings (got {len(clusters)})")
+        if (edge_attr is not None) != (self.order == 2 and
+                                       self.edge_channels > 0):
+            raise ValueError("'edge_attr' is used (and required) exactly "
+                             "when order=2 and edge_channels > 0")
         noise = list(noise) if noise is not None else []
         x_in = x
 
@@ -342,16 +438,19 @@ class MGN(torch.nn.Module):
                                    generator)
                 if cl.noise is not None:
                     lvl_noise['gumbel'] = cl.noise
-            h = self.encoders[i](x, edge_index, edge_weight,
-                                 None if cl is None else cl.cluster)
-            z, mu, logstd, eps = self.latent(i, h, lvl_noise.get('eps'),
-                                             generator)
+            group, num_groups = ((batch, num_graphs) if cl is None else
+                                 (cl.cluster, cl.num_clusters))
+            h, H, blocks = self.encode_level(
+                i, x, edge_index, edge_weight, group, num_groups,
+                edge_attr if i == 0 else None)
+            z, mu, logstd, eps, L = self.latent(i, h, lvl_noise.get('eps'),
+                                                generator, H, blocks)
             if eps is not None:
                 lvl_noise['eps'] = eps
             levels.append(
                 MGNLevel(self.num_levels - i, x_in if i == 0 else x,
-                         edge_index, edge_weight,
-                         batch, num_graphs, cl, z, mu, logstd, lvl_noise))
+                         edge_index, edge_weight, batch, num_graphs, cl, z,
+                         mu, logstd, lvl_noise, blocks, L))
             if cl is not None:
                 x = self.pools[i](z, cl.cluster, cl.num_clusters, cl.weight)
                 edge_index, edge_weight = coarsen(edge_index, edge_weight,

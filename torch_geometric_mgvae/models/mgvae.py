@@ -5,8 +5,19 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.typing import OptTensor
+from torch_geometric.utils import to_dense_batch
 
-from torch_geometric_mgvae.models.mgn import MGN, MGNOutput
+from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
+from torch_geometric_mgvae.nn.dense import DenseBlocks
+from torch_geometric_mgvae.nn.prior import (
+    GaussianMRFHead,
+    LearnablePrior,
+    kl_mvn_standard,
+)
+
+COVARIANCES = ('diag', 'mrf')
+PRIORS = ('standard', 'learnable')
+MATCHINGS = ('hungarian', 'free')
 
 MAX_LOGSTD = 10.0
 
@@ -43,35 +54,130 @@ class MGVAE(MGN):
     :meth:`sample` generates graphs all at once from the prior at the finest
     level with the global decoder.
 
-    Takes the arguments of :class:`MGN`.
+    Takes the arguments of :class:`MGN`, and:
+
+    Args:
+        covariance (str): :obj:`"diag"` (Eq. 6) or :obj:`"mrf"`: a
+            Gaussian Markov random field per cluster (appendix B) with
+            :math:`\Sigma = L L^T + \epsilon I` from the second-order
+            encoder (needs :obj:`order=2`); :math:`z = \mu + L \epsilon`.
+            (default: :obj:`"diag"`)
+        prior (str): :obj:`"standard"` :math:`\mathcal{N}(0, I)` or
+            :obj:`"learnable"`: the equivariant prior
+            :math:`\mathcal{N}(\hat{\mu}, \hat{L}\hat{L}^T + \epsilon I)`
+            of appendix C over :obj:`max_nodes` prior nodes, for the finest
+            level (coarser levels keep :math:`\mathcal{N}(0, I)`); the KL
+            (Eq. 12, Cholesky solves) is taken after matching every
+            posterior node to a prior node. (default: :obj:`"standard"`)
+        matching (str): :obj:`"hungarian"` (exact assignment, Eq. 13) or
+            :obj:`"free"` (the paper's nearest-mean matching; with the
+            full-covariance prior, two nodes matched to the same prior node
+            make the KL of order :math:`1/\epsilon`).
+            (default: :obj:`"hungarian"`)
     """
     variational = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, covariance: str = 'diag',
+                 prior: str = 'standard', matching: str = 'hungarian',
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        if covariance not in COVARIANCES:
+            raise ValueError(f"'covariance' must be one of {COVARIANCES}")
+        if prior not in PRIORS:
+            raise ValueError(f"'prior' must be one of {PRIORS}")
+        if matching not in MATCHINGS:
+            raise ValueError(f"'matching' must be one of {MATCHINGS}")
+        if covariance == 'mrf' and self.order != 2:
+            raise ValueError("covariance='mrf' needs the second-order "
+                             "encoder (order=2)")
+        if prior == 'learnable' and self.max_nodes is None:
+            raise ValueError("prior='learnable' needs 'max_nodes'")
+        self.covariance = covariance
+        self.prior_type = prior
+        self.matching = matching
+        self.mrf_heads = torch.nn.ModuleList([
+            GaussianMRFHead(self.hidden_channels, self.latent_channels,
+                            self.mu_heads[0].in_features)
+            for _ in range(self.num_levels)
+        ]) if covariance == 'mrf' else None
+        self.prior = LearnablePrior(self.max_nodes, self.latent_channels) \
+            if prior == 'learnable' else None
         self.num_nodes_count: Optional[Tensor] = None
 
     def latent(self, i: int, h: Tensor, eps: OptTensor = None,
-               generator: Optional[torch.Generator] = None):
-        mu = self.mu_heads[i](h)
-        logstd = self.logstd_heads[i](h).clamp(max=MAX_LOGSTD)
+               generator: Optional[torch.Generator] = None,
+               H: OptTensor = None, blocks: Optional[DenseBlocks] = None):
+        L = None
+        if self.covariance == 'mrf':
+            mu_d, L = self.mrf_heads[i](H, blocks.to_dense(h),
+                                        blocks.mask)  # [G,m,d], [G,m,m,d]
+            mu, logstd = blocks.to_nodes(mu_d), None
+        else:
+            mu = self.mu_heads[i](h)
+            logstd = self.logstd_heads[i](h).clamp(max=MAX_LOGSTD)
         if not self.training:
-            return mu, mu, logstd, None
+            return mu, mu, logstd, None, L
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator,
                               device=mu.device, dtype=mu.dtype)
         elif eps.shape != mu.shape:
             raise ValueError(f"'eps' has shape {tuple(eps.shape)}, expected "
                              f"{tuple(mu.shape)}")
-        return mu + eps * torch.exp(logstd), mu, logstd, eps
+        if L is None:
+            return mu + eps * torch.exp(logstd), mu, logstd, eps, L
+        noise = torch.einsum('gijc,gjc->gic', L, blocks.to_dense(eps))
+        return mu + blocks.to_nodes(noise), mu, logstd, eps, L
+
+    def _graph_posterior(self, lvl: MGNLevel):
+        r"""The posterior of every whole graph of a level as dense
+        :obj:`(mu [B, n, d], L [B, n, n, d], mask [B, n])`; the MRF factors
+        of the clusters form a block-diagonal :obj:`L`."""
+        mu, mask = to_dense_batch(lvl.mu, lvl.batch,
+                                  batch_size=lvl.num_graphs)  # [B, n, d]
+        if lvl.L is None:
+            std, _ = to_dense_batch(lvl.logstd.exp(), lvl.batch,
+                                    batch_size=lvl.num_graphs)
+            L = torch.diag_embed(std.transpose(1, 2)).permute(0, 2, 3, 1)
+            return mu, L, mask
+        # Position of every node inside its graph's dense block:
+        N = lvl.num_nodes
+        counts = torch.bincount(lvl.batch, minlength=lvl.num_graphs)
+        ptr = torch.cumsum(counts, 0) - counts
+        gorder = torch.argsort(lvl.batch, stable=True)
+        pos = torch.empty_like(gorder)
+        pos[gorder] = torch.arange(N, device=mu.device) - ptr[lvl.batch[
+            gorder]]
+        blocks = lvl.blocks
+        slot_node = torch.full(blocks.mask.shape, -1, dtype=torch.long,
+                               device=mu.device)
+        slot_node[blocks.mask] = blocks.order  # [C, m]
+        pair = blocks.mask.unsqueeze(2) & blocks.mask.unsqueeze(1)
+        c, a, b = pair.nonzero(as_tuple=True)
+        na, nb = slot_node[c, a], slot_node[c, b]
+        Lg = mu.new_zeros(mu.shape[:2] + mu.shape[1:])  # [B, n, n, d]
+        Lg[lvl.batch[na], pos[na], pos[nb]] = lvl.L[c, a, b]
+        return mu, Lg, mask
 
     def kl_loss(self, out: MGNOutput, per_level: bool = False
                 ) -> Union[Tensor, List[Tensor]]:
-        r"""KL divergence of the posterior of every level from
-        :math:`\mathcal{N}(0, I)`, summed over nodes and channels, per graph
-        (summed over levels unless :obj:`per_level=True`)."""
+        r"""KL divergence of the posterior of every level from its prior
+        (:math:`\mathcal{N}(0, I)`, or the learnable prior at the finest
+        level), summed over nodes and channels, per graph (summed over levels
+        unless :obj:`per_level=True`)."""
         B = max(out[0].num_graphs, 1)
-        kls = [kl_normal(lvl.mu, lvl.logstd).sum() / B for lvl in out.levels]
+        kls = []
+        for i, lvl in enumerate(out.levels):
+            if lvl.num_nodes == 0:
+                kls.append(lvl.z.new_zeros(()))
+            elif i == 0 and self.prior is not None:
+                mu, L, mask = self._graph_posterior(lvl)
+                kls.append(self.prior.kl(mu, L, mask, self.matching).sum() / B)
+            elif lvl.L is not None:
+                mu = lvl.blocks.to_dense(lvl.mu)
+                kls.append(kl_mvn_standard(mu, lvl.L, lvl.blocks.mask).sum() /
+                           B)
+            else:
+                kls.append(kl_normal(lvl.mu, lvl.logstd).sum() / B)
         return kls if per_level else torch.stack(kls).sum()
 
     def loss_terms(self, out: MGNOutput,
@@ -149,11 +255,15 @@ class MGVAE(MGN):
         if num_graphs == 0:
             return out
         m = int(num_nodes.max())
-        z = torch.randn(num_graphs, m, self.latent_channels,
-                        generator=generator, device=device,
-                        dtype=dtype)  # [B, m, d]
-        mask = torch.arange(m, device=device) < num_nodes.view(-1, 1)
-        prob = torch.sigmoid(self.global_decoders[0].dense(z))  # [B, m, m]
+        if self.prior is not None:
+            z, mask = self.prior.sample(num_nodes, generator)  # [B, m, d]
+            z = z.to(dtype)
+        else:
+            z = torch.randn(num_graphs, m, self.latent_channels,
+                            generator=generator, device=device,
+                            dtype=dtype)  # [B, m, d]
+            mask = torch.arange(m, device=device) < num_nodes.view(-1, 1)
+        prob = torch.sigmoid(self.global_decoders[0].dense(z, mask))
         if threshold is None:
             draw = torch.rand(prob.shape, generator=generator,
                               device=device, dtype=dtype) < prob

@@ -48,8 +48,10 @@ class InnerProductDecoder(torch.nn.Module):
             return out
         return out * self.log_scale.exp() + self.bias
 
-    def dense(self, z: Tensor) -> Tensor:
-        r"""All pair logits of dense blocks :obj:`[G, m, d] -> [G, m, m]`."""
+    def dense(self, z: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        r"""All pair logits of dense blocks :obj:`[G, m, d] -> [G, m, m]`
+        (:obj:`mask` is not needed: padded pairs are dropped by the
+        loss)."""
         out = z @ z.transpose(-1, -2)  # [G, m, m]
         if self.bias is None:
             return out
@@ -57,6 +59,33 @@ class InnerProductDecoder(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(bias={self.use_bias})'
+
+
+class DenseEdgeDecoder(torch.nn.Module):
+    r"""Adapts a decoder of whole dense blocks (``module(z [G, m, d], mask)
+    -> logits [G, m, m, 1]``, e.g.
+    :class:`~torch_geometric_mgvae.nn.SecondOrderDecoder` or
+    :class:`~torch_geometric_mgvae.nn.MLPDecoder`) to the interface of
+    :func:`pair_recon_loss`. Such decoders see the whole block, so they have
+    no per-pair (sampled) mode."""
+    pairwise = False
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def reset_parameters(self):
+        self.module.reset_parameters()
+
+    def dense(self, z: Tensor, mask: Tensor) -> Tensor:
+        return self.module(z, mask)[..., 0]  # [G, m, m]
+
+    def forward(self, z_i: Tensor, z_j: Tensor) -> Tensor:
+        raise RuntimeError(f"{self.module.__class__.__name__} decodes whole "
+                           f"dense blocks only")
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({self.module})'
 
 
 def _bce_terms(pos: Tensor, neg: Tensor, neg_weight: Optional[Tensor],
@@ -163,13 +192,18 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
         return z.sum() * 0.
     sizes = torch.bincount(group, minlength=num_groups)
     m = int(sizes.max())
+    dense_only = not getattr(decoder, 'pairwise', True)
+    if dense_only and num_groups * m * m > max_dense_pairs:
+        raise ValueError(f"{decoder} needs dense blocks, but the largest of "
+                         f"{num_groups} groups has {m} nodes (raise "
+                         f"'max_dense_pairs' or use a pairwise decoder)")
     if num_groups * m * m <= max_dense_pairs:
         order = torch.argsort(group, stable=True)
         inv = torch.empty_like(order)
         inv[order] = torch.arange(N, device=z.device)
         zd, mask = to_dense_batch(z[order], group[order], batch_size=num_groups,
                                   max_num_nodes=m)  # [G, m, d]
-        logits = decoder.dense(zd)  # [G, m, m]
+        logits = decoder.dense(zd, mask)  # [G, m, m]
         target = to_dense_adj(inv[pos], group[order], batch_size=num_groups,
                               max_num_nodes=m)  # [G, m, m]
         target = ((target + target.transpose(1, 2)) > 0).to(logits.dtype)

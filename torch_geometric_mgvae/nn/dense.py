@@ -44,6 +44,14 @@ class DenseBlocks:
         out[self.order] = t[self.mask]
         return out
 
+    def to_dense(self, t: Tensor) -> Tensor:
+        r"""Scatters a node tensor :obj:`[N, ...]` into the block layout
+        :obj:`[G, m, ...]` (0 at padding); the inverse of
+        :meth:`to_nodes`."""
+        out = t.new_zeros(self.mask.shape + t.shape[1:])
+        out[self.mask] = t[self.order]
+        return out
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_groups={self.num_groups}, '
                 f'max_size={self.max_size})')

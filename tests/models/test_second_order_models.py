@@ -1,0 +1,110 @@
+import pytest
+import torch
+
+from tests.conftest import permute_within_graphs, random_batch
+from tests.models.test_mgn import permuted_noise
+from torch_geometric_mgvae import MGN, MGVAE
+from torch_geometric_mgvae.nn import kl_mvn_standard
+
+
+def molecule_like(sizes=(7, 9, 5), seed=0):
+    data = random_batch(sizes=sizes, p=0.4, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    half = data.edge_index[:, data.edge_index[0] < data.edge_index[1]]
+    bond = torch.nn.functional.one_hot(
+        torch.randint(3, (half.size(1), ), generator=g), 3).double()
+    data.edge_index = torch.cat([half, half.flip(0)], 1)
+    data.edge_attr = torch.cat([bond, bond])
+    return data
+
+
+def make(cls, **kwargs):
+    torch.manual_seed(0)
+    kw = dict(order=2, edge_channels=3, num_layers=2, max_nodes=12)
+    kw.update(kwargs)
+    return cls(4, 8, 4, [2, 1], **kw).double()
+
+
+CONFIGS = [
+    (MGN, {}),
+    (MGVAE, {}),
+    (MGVAE, dict(covariance='mrf')),
+    (MGVAE, dict(covariance='mrf', prior='learnable')),
+    (MGVAE, dict(covariance='mrf', prior='learnable', matching='free')),
+    (MGVAE, dict(prior='learnable', global_decoder='inner')),
+]
+
+
+@pytest.mark.parametrize('cls,kwargs', CONFIGS)
+def test_second_order_model_is_equivariant(cls, kwargs):
+    data = molecule_like()
+    model = make(cls, **kwargs).train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr,
+                generator=torch.Generator().manual_seed(0))
+    terms = model.loss_terms(out)
+    perm, inv = permute_within_graphs(data.batch, seed=4)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch,
+                 edge_attr=data.edge_attr,
+                 noise=permuted_noise(out.noise, perm))
+    terms2 = model.loss_terms(out2)
+    assert torch.allclose(out2[0].z, out[0].z[perm], atol=1e-5)
+    for a, b in zip(out.levels[1:], out2.levels[1:]):
+        assert torch.allclose(a.z, b.z, atol=1e-5)
+    for key in terms:
+        assert torch.isfinite(terms[key]), key
+        assert torch.allclose(terms[key], terms2[key], atol=1e-5), key
+    sum(terms.values()).backward()
+
+
+def test_block_diagonal_posterior_matches_cluster_blocks():
+    data = molecule_like(sizes=(8, 6))
+    model = make(MGVAE, covariance='mrf').train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    lvl = out[0]
+    mu, L, mask = model._graph_posterior(lvl)
+    per_graph = kl_mvn_standard(mu, L, mask).sum()
+    per_block = kl_mvn_standard(lvl.blocks.to_dense(lvl.mu), lvl.L,
+                                lvl.blocks.mask).sum()
+    # N(0, I) factorises over the clusters, so the KL adds up exactly:
+    assert torch.allclose(per_graph, per_block, atol=1e-8)
+    assert torch.allclose(model.kl_loss(out, per_level=True)[0],
+                          per_block / 2, atol=1e-8)
+
+
+@pytest.mark.parametrize('decoder', ['second_order', 'mlp', 'inner'])
+def test_second_order_sampling(decoder):
+    model = make(MGVAE, covariance='mrf', prior='learnable',
+                 global_decoder=decoder).eval()
+    model.fit_num_nodes(torch.tensor([5, 7, 9]))
+    graphs = model.sample(6, generator=torch.Generator().manual_seed(0),
+                          return_probs=True)
+    assert [g.num_nodes in (5, 7, 9) for g in graphs] == [True] * 6
+    for g in graphs:
+        p = g.adj_prob
+        assert torch.allclose(p, p.t())
+    with pytest.raises(ValueError):
+        model.sample(1, num_nodes=13)  # beyond max_nodes
+
+
+def test_second_order_bad_inputs_and_config():
+    model = make(MGVAE, covariance='mrf', prior='learnable')
+    data = molecule_like(sizes=(1, 2))
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    assert all(torch.isfinite(v) for v in model.loss_terms(out).values())
+    with pytest.raises(ValueError, match='edge_attr'):
+        model(data.x, data.edge_index, batch=data.batch)
+    with pytest.raises(ValueError, match='order=2'):
+        MGVAE(4, 8, 4, [2, 1], covariance='mrf')
+    with pytest.raises(ValueError, match='max_nodes'):
+        MGVAE(4, 8, 4, [2, 1], prior='learnable')
+    with pytest.raises(ValueError, match='max_nodes'):
+        MGVAE(4, 8, 4, [2, 1], global_decoder='mlp')
+    # A dense-only decoder refuses blocks that are too large:
+    big = make(MGVAE, max_dense_pairs=4)
+    out = big(data.x, data.edge_index, batch=data.batch,
+              edge_attr=data.edge_attr)
+    with pytest.raises(ValueError, match='dense'):
+        big.recon_loss(out)
