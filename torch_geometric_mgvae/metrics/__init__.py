@@ -1,3 +1,36 @@
 """Evaluation metrics: graph MMD, link prediction, molecules."""
+from torch_geometric_mgvae.metrics.graph_mmd import (
+    KERNEL_SETTINGS,
+    clustering_histograms,
+    clustering_mmd,
+    compute_mmd,
+    degree_histograms,
+    degree_mmd,
+    graph_mmd,
+    orbit_features,
+    orbit_mmd,
+    pairwise_kernel,
+    to_nx,
+)
+from torch_geometric_mgvae.metrics.orbits import (
+    NUM_ORBITS,
+    orbit_counts,
+    orbit_counts_many,
+)
 
-__all__ = []
+__all__ = [
+    'graph_mmd',
+    'degree_mmd',
+    'clustering_mmd',
+    'orbit_mmd',
+    'compute_mmd',
+    'pairwise_kernel',
+    'degree_histograms',
+    'clustering_histograms',
+    'orbit_features',
+    'to_nx',
+    'KERNEL_SETTINGS',
+    'orbit_counts',
+    'orbit_counts_many',
+    'NUM_ORBITS',
+]
