@@ -1,0 +1,99 @@
+r"""Regenerates the README's results tables from benchmark/results/*.json.
+
+    python benchmark/make_tables.py          # rewrite README.md in place
+    python benchmark/make_tables.py --check  # fail if README.md is stale
+
+The tables sit between ``<!-- results:NAME -->`` and ``<!-- /results:NAME
+-->`` markers; NAME is the JSON file's stem.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+from collections import OrderedDict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'benchmark', 'results')
+
+
+def fmt(v, std=None):
+    if v is None:
+        return '—'
+    if isinstance(v, float):
+        a = abs(v)
+        s = (f'{v:.4g}' if a < 1e-2 or a >= 1e3 else f'{v:.4f}'.rstrip('0')
+             .rstrip('.'))
+    else:
+        s = str(v)
+    if std is not None:
+        s += f' ± {std:.2g}'
+    return s
+
+
+def table(records):
+    r"""One Markdown table: rows = (dataset, method, setting), columns =
+    metrics; a command column lists the command of every row."""
+    metrics = list(OrderedDict.fromkeys(r['metric'] for r in records))
+    rows = OrderedDict()
+    for r in records:
+        key = (r['dataset'], r['method'], str(r.get('setting') or ''))
+        rows.setdefault(key, {})[r['metric']] = r
+    head = ['dataset', 'method'] + metrics + ['command']
+    has_setting = any(k[2] for k in rows)
+    if has_setting:
+        head.insert(2, 'setting')
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '---|' * len(head)]
+    for (ds, method, setting), cells in rows.items():
+        cmd = next(iter(cells.values())).get('command', '')
+        vals = []
+        for m in metrics:
+            r = cells.get(m)
+            if r is None:
+                vals.append('')
+            elif r.get('value') is None:
+                vals.append(r.get('error', 'failed'))
+            else:
+                vals.append(fmt(r['value'], r.get('std')))
+        row = [ds, method] + ([setting] if has_setting else []) + vals
+        row.append(f'`{cmd}`' if cmd else '')
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines)
+
+
+def render(readme: str) -> str:
+    def repl(m):
+        name = m.group(1)
+        path = os.path.join(RESULTS, f'{name}.json')
+        if not os.path.exists(path):
+            return m.group(0)
+        with open(path) as f:
+            records = json.load(f)
+        return (f'<!-- results:{name} -->\n{table(records)}\n'
+                f'<!-- /results:{name} -->')
+    return re.sub(r'<!-- results:(\w+) -->.*?<!-- /results:\1 -->', repl,
+                  readme, flags=re.S)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--check', action='store_true')
+    args = parser.parse_args()
+    path = os.path.join(ROOT, 'README.md')
+    with open(path) as f:
+        old = f.read()
+    new = render(old)
+    if args.check:
+        if new != old:
+            print('README.md results tables are stale: run '
+                  'python benchmark/make_tables.py')
+            return 1
+        return 0
+    with open(path, 'w') as f:
+        f.write(new)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,111 @@
+r"""Small training helpers shared by the CLI, the examples and benchmarks."""
+from typing import Dict, Iterable, List, Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.utils import degree, to_undirected
+
+from torch_geometric_mgvae.models import MGN
+
+
+def structural_features(data: Data, walk_length: int = 8) -> Tensor:
+    r"""Permutation-equivariant node features for graphs without any:
+    the degree and the return probabilities of random walks of length
+    :math:`1, \ldots,` :obj:`walk_length` (RWPE), shape
+    :obj:`[N, 1 + walk_length]`.
+
+    Constant features would make every node look the same to a mean-
+    aggregation network (and every node would fall into one cluster).
+    """
+    n = int(data.num_nodes)
+    ei = data.edge_index
+    deg = degree(ei[0], n) if ei.numel() else torch.zeros(n)
+    feats = [deg.view(-1, 1) / 10.0]
+    if n == 0:
+        return torch.zeros(0, 1 + walk_length)
+    A = torch.zeros(n, n)
+    if ei.numel():
+        A[ei[0], ei[1]] = 1.0
+    P = A / deg.clamp(min=1).view(-1, 1)
+    M = torch.eye(n)
+    for _ in range(walk_length):
+        M = M @ P
+        feats.append(M.diagonal().view(-1, 1))
+    return torch.cat(feats, dim=-1)
+
+
+def with_structural_features(graphs: Iterable[Data],
+                             walk_length: int = 8) -> List[Data]:
+    r"""Copies of small graphs with :func:`structural_features` as :obj:`x`
+    and undirected edges."""
+    out = []
+    for g in graphs:
+        ei = to_undirected(g.edge_index, num_nodes=g.num_nodes)
+        h = Data(edge_index=ei, num_nodes=g.num_nodes)
+        h.x = structural_features(h, walk_length)
+        out.append(h)
+    return out
+
+
+DEFAULT_WEIGHTS = dict(local_recon=1.0, global_recon=1.0, feature_recon=1.0,
+                       balanced_cut=1.0, kl=1.0)
+
+
+def weighted_loss(terms: Dict[str, Tensor],
+                  weights: Optional[Dict[str, float]] = None) -> Tensor:
+    r"""Sums the loss terms of :meth:`MGN.loss_terms` with weights."""
+    weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+    return sum(weights.get(k, 1.0) * v for k, v in terms.items())
+
+
+def train_epoch(model: MGN, loader, optimizer: torch.optim.Optimizer,
+                weights: Optional[Dict[str, float]] = None,
+                generator: Optional[torch.Generator] = None
+                ) -> Dict[str, float]:
+    r"""One epoch over :obj:`loader`; returns the mean of every loss term
+    (per graph) and of the weighted total (:obj:`"loss"`)."""
+    model.train()
+    sums: Dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        optimizer.zero_grad()
+        out = model(batch.x, batch.edge_index,
+                    getattr(batch, 'edge_weight', None), batch.batch,
+                    num_graphs=batch.num_graphs, generator=generator)
+        terms = model.loss_terms(out, generator)
+        loss = weighted_loss(terms, weights)
+        loss.backward()
+        optimizer.step()
+        n = batch.num_graphs
+        count += n
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * n
+        sums['loss'] = sums.get('loss', 0.0) + loss.item() * n
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def evaluate(model: MGN, loader,
+             weights: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    r"""The mean loss terms over :obj:`loader` in evaluation mode."""
+    model.eval()
+    sums: Dict[str, float] = {}
+    count = 0
+    gen = torch.Generator().manual_seed(0)
+    for batch in loader:
+        out = model(batch.x, batch.edge_index,
+                    getattr(batch, 'edge_weight', None), batch.batch,
+                    num_graphs=batch.num_graphs)
+        terms = model.loss_terms(out, gen)
+        n = batch.num_graphs
+        count += n
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * n
+        sums['loss'] = sums.get('loss', 0.0) + float(
+            weighted_loss(terms, weights)) * n
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+__all__ = ['structural_features', 'with_structural_features',
+           'weighted_loss', 'train_epoch', 'evaluate']
