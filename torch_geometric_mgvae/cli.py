@@ -32,6 +32,15 @@ def _demo_parser(sub):
     p.add_argument('--latent', type=int, default=16)
     p.add_argument('--clusters', default='2,1',
                    help='clusters per level, finest first (default: 2,1)')
+    p.add_argument('--layers', type=int, default=2,
+                   help='message passing layers per encoder (default: 2)')
+    p.add_argument('--order', type=int, default=1, choices=[1, 2],
+                   help='first- or second-order encoders/decoders')
+    p.add_argument('--prior', default='standard',
+                   choices=['standard', 'learnable'])
+    p.add_argument('--covariance', default='diag', choices=['diag', 'mrf'])
+    p.add_argument('--random-features', type=int, default=0)
+    p.add_argument('--kl-weight', type=float, default=1.0)
     p.add_argument('--num-samples', type=int, default=256)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='outputs/demo',
@@ -76,8 +85,11 @@ def run_demo(args) -> dict:
     train_set = with_structural_features(train_graphs)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     clusters = [int(k) for k in args.clusters.split(',')]
+    max_nodes = max(g.num_nodes for g in train_graphs + test_graphs)
     model = MGVAE(train_set[0].num_features, args.hidden, args.latent,
-                  clusters)
+                  clusters, num_layers=args.layers, order=args.order,
+                  prior=args.prior, covariance=args.covariance,
+                  random_features=args.random_features, max_nodes=max_nodes)
     model.fit_num_nodes(train_graphs)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
@@ -86,7 +98,8 @@ def run_demo(args) -> dict:
     bar = tqdm(range(1, args.epochs + 1), desc='train',
                disable=args.no_progress, file=sys.stdout)
     for epoch in bar:
-        stats = train_epoch(model, loader, opt, generator=gen)
+        stats = train_epoch(model, loader, opt, {'kl': args.kl_weight},
+                            generator=gen)
         history.append(dict(epoch=epoch, **stats))
         bar.set_postfix(loss=f"{stats['loss']:.1f}",
                         cut=f"{stats['balanced_cut']:.3f}")
