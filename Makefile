@@ -5,6 +5,8 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
+# Sleeping (not spinning) OpenMP threads: see torch_geometric_mgvae/__init__.py
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install demo test
 

@@ -1,5 +1,7 @@
 import os
 
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 import pytest
 import torch
 from torch import Tensor

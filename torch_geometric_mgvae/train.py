@@ -59,53 +59,62 @@ def weighted_loss(terms: Dict[str, Tensor],
     return sum(weights.get(k, 1.0) * v for k, v in terms.items())
 
 
+def _forward_terms(model: MGN, batch,
+                   generator: Optional[torch.Generator]) -> Dict[str, Tensor]:
+    out = model(batch.x, batch.edge_index,
+                getattr(batch, 'edge_weight', None), batch.batch,
+                num_graphs=batch.num_graphs,
+                edge_attr=getattr(batch, 'edge_attr', None)
+                if getattr(model, 'edge_channels', 0) else None,
+                generator=generator)
+    return model.loss_terms(out, generator)
+
+
+def run_epoch(model: MGN, loader,
+              optimizer: Optional[torch.optim.Optimizer] = None,
+              weights: Optional[Dict[str, float]] = None,
+              generator: Optional[torch.Generator] = None
+              ) -> Dict[str, float]:
+    r"""One pass over :obj:`loader`: training steps when an
+    :obj:`optimizer` is given, otherwise an evaluation pass (no gradients,
+    evaluation mode). Returns the mean of every loss term (per graph) and of
+    the weighted total (:obj:`"loss"`)."""
+    training = optimizer is not None
+    model.train(training)
+    sums: Dict[str, float] = {}
+    count = 0
+    with torch.set_grad_enabled(training):
+        for batch in loader:
+            if training:
+                optimizer.zero_grad()
+            terms = _forward_terms(model, batch, generator)
+            loss = weighted_loss(terms, weights)
+            if training:
+                loss.backward()
+                optimizer.step()
+            n = batch.num_graphs
+            count += n
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item() * n
+            sums['loss'] = sums.get('loss', 0.0) + loss.item() * n
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
 def train_epoch(model: MGN, loader, optimizer: torch.optim.Optimizer,
                 weights: Optional[Dict[str, float]] = None,
                 generator: Optional[torch.Generator] = None
                 ) -> Dict[str, float]:
-    r"""One epoch over :obj:`loader`; returns the mean of every loss term
-    (per graph) and of the weighted total (:obj:`"loss"`)."""
-    model.train()
-    sums: Dict[str, float] = {}
-    count = 0
-    for batch in loader:
-        optimizer.zero_grad()
-        out = model(batch.x, batch.edge_index,
-                    getattr(batch, 'edge_weight', None), batch.batch,
-                    num_graphs=batch.num_graphs, generator=generator)
-        terms = model.loss_terms(out, generator)
-        loss = weighted_loss(terms, weights)
-        loss.backward()
-        optimizer.step()
-        n = batch.num_graphs
-        count += n
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v.item() * n
-        sums['loss'] = sums.get('loss', 0.0) + loss.item() * n
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    r"""One training epoch (see :func:`run_epoch`)."""
+    return run_epoch(model, loader, optimizer, weights, generator)
 
 
-@torch.no_grad()
 def evaluate(model: MGN, loader,
              weights: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-    r"""The mean loss terms over :obj:`loader` in evaluation mode."""
-    model.eval()
-    sums: Dict[str, float] = {}
-    count = 0
-    gen = torch.Generator().manual_seed(0)
-    for batch in loader:
-        out = model(batch.x, batch.edge_index,
-                    getattr(batch, 'edge_weight', None), batch.batch,
-                    num_graphs=batch.num_graphs)
-        terms = model.loss_terms(out, gen)
-        n = batch.num_graphs
-        count += n
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v.item() * n
-        sums['loss'] = sums.get('loss', 0.0) + float(
-            weighted_loss(terms, weights)) * n
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    r"""The mean loss terms over :obj:`loader` in evaluation mode (a fixed
+    seed for the sampled non-edges of large graphs)."""
+    return run_epoch(model, loader, None, weights,
+                     torch.Generator().manual_seed(0))
 
 
 __all__ = ['structural_features', 'with_structural_features',
-           'weighted_loss', 'train_epoch', 'evaluate']
+           'weighted_loss', 'run_epoch', 'train_epoch', 'evaluate']

@@ -9,6 +9,7 @@ from torch_geometric.typing import OptTensor
 from torch_geometric_mgvae.nn.cluster import (
     ClusterOutput,
     LearnedClustering,
+    assignment_entropy,
     balanced_cut_kl,
     fixed_cluster_output,
 )
@@ -18,6 +19,7 @@ from torch_geometric_mgvae.nn.decoder import (
     DenseEdgeDecoder,
     InnerProductDecoder,
     pair_recon_loss,
+    undirected_pairs,
 )
 from torch_geometric_mgvae.nn.dense import DenseBlocks, to_dense_blocks
 from torch_geometric_mgvae.nn.pool import ClusterPool
@@ -80,6 +82,15 @@ class MGNLevel:
     @property
     def num_nodes(self) -> int:
         return self.x.size(0)
+
+    @property
+    def pairs(self) -> Tensor:
+        r"""The distinct undirected node pairs joined by an edge,
+        :obj:`[2, P]` with :obj:`row < col` (computed once, shared by the
+        local and global decoders)."""
+        if getattr(self, '_pairs', None) is None:
+            self._pairs = undirected_pairs(self.edge_index, self.num_nodes)
+        return self._pairs
 
     def __repr__(self) -> str:
         C = None if self.cluster is None else self.cluster.num_clusters
@@ -192,7 +203,7 @@ class MGN(torch.nn.Module):
             (default: :obj:`1.0`)
         max_dense_pairs (int): Largest padded dense block (groups times
             squared size) a decoder builds before it switches to sampled
-            non-edges. (default: :obj:`2**24`)
+            non-edges. (default: :obj:`2**20`)
         num_neg_samples (int, optional): Non-edges sampled per decoder in the
             sampled mode (default: as many as edges).
         balanced (bool): Decoder losses as mean over edges plus mean over
@@ -226,7 +237,7 @@ class MGN(torch.nn.Module):
                  num_layers: int = 2, cluster_layers: int = 2,
                  clustering: str = 'learned', global_decoder: bool = True,
                  feature_loss: Optional[str] = None, tau: float = 1.0,
-                 max_dense_pairs: int = 2**24,
+                 max_dense_pairs: int = 2**20,
                  num_neg_samples: Optional[int] = None,
                  balanced: bool = False, random_features: int = 0,
                  order: int = 1, edge_channels: int = 0,
@@ -489,7 +500,7 @@ class MGN(torch.nn.Module):
             loss = loss + pair_recon_loss(
                 lvl.z, lvl.edge_index, cl.cluster, cl.num_clusters,
                 self.local_decoders[i], self.max_dense_pairs,
-                self.num_neg_samples, self.balanced, generator)
+                self.num_neg_samples, self.balanced, generator, lvl.pairs)
         return loss / max(out[0].num_graphs, 1)
 
     def global_recon_loss(self, out: MGNOutput,
@@ -504,7 +515,7 @@ class MGN(torch.nn.Module):
             loss = loss + pair_recon_loss(
                 lvl.z, lvl.edge_index, lvl.batch, lvl.num_graphs,
                 self.global_decoders[i], self.max_dense_pairs,
-                self.num_neg_samples, self.balanced, generator)
+                self.num_neg_samples, self.balanced, generator, lvl.pairs)
         return loss / max(out[0].num_graphs, 1)
 
     def recon_loss(self, out: MGNOutput,
@@ -540,6 +551,20 @@ class MGN(torch.nn.Module):
                 loss = loss + kl.mean()
         return loss
 
+    def cluster_entropy_loss(self, out: MGNOutput) -> Tensor:
+        r"""The mean entropy of the learned assignment distributions,
+        averaged over graphs and summed over levels (see
+        :func:`~torch_geometric_mgvae.nn.assignment_entropy`; not in the
+        paper)."""
+        loss = out[0].z.new_zeros(())
+        for lvl in out.levels[:-1]:
+            cl = lvl.cluster
+            if cl.logits is None or lvl.num_nodes == 0:
+                continue
+            loss = loss + assignment_entropy(cl.logits, lvl.batch,
+                                             lvl.num_graphs).mean()
+        return loss
+
     def loss_terms(self, out: MGNOutput,
                    generator: Optional[torch.Generator] = None
                    ) -> Dict[str, Tensor]:
@@ -548,7 +573,8 @@ class MGN(torch.nn.Module):
         return dict(local_recon=self.local_recon_loss(out, generator),
                     global_recon=self.global_recon_loss(out, generator),
                     feature_recon=self.feature_recon_loss(out),
-                    balanced_cut=self.balanced_cut_loss(out))
+                    balanced_cut=self.balanced_cut_loss(out),
+                    cluster_entropy=self.cluster_entropy_loss(out))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

@@ -53,7 +53,8 @@ from .second_order import (
 )
 
 __all__ = [
-    'ClusterOutput', 'LearnedClustering', 'balanced_cut_kl',
+    'ClusterOutput', 'LearnedClustering', 'assignment_entropy',
+    'balanced_cut_kl',
     'compact_clusters', 'fixed_cluster_output', 'gumbel_cluster',
     'sample_gumbel', 'uniform_kl_bound', 'Coarsen', 'coarsen',
     'LocalEncoder', 'MeanConv', 'intra_cluster_edges', 'mean_aggregate',

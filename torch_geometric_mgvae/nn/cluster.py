@@ -178,6 +178,29 @@ def balanced_cut_kl(assignment: Tensor, batch: Tensor,
     return terms.sum(dim=-1)
 
 
+def assignment_entropy(logits: Tensor, batch: Tensor,
+                       num_graphs: Optional[int] = None) -> Tensor:
+    r"""The mean entropy of the nodes' cluster distributions
+    :math:`p_i = \mathrm{softmax}(\tilde{p}_i)` of every graph,
+    :math:`\frac{1}{n}\sum_i -\sum_k p_{ik} \log p_{ik}` (as DiffPool's
+    entropy regulariser).
+
+    The balanced-cut KL alone is satisfied by *random* balanced assignments:
+    with near-uniform :math:`p_i`, the Gumbel-max samples are balanced in
+    training while the evaluation-mode :math:`\arg\max` can put every node
+    into one cluster. Minimising this entropy makes the assignments decisive,
+    so training and evaluation cluster alike.
+
+    Returns:
+        torch.Tensor: Shape :obj:`[B]` (0 for a graph with no nodes).
+    """
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    log_p = F.log_softmax(logits, dim=-1)
+    ent = -(log_p.exp() * log_p).sum(dim=-1)  # [N]
+    return scatter(ent, batch, 0, dim_size=num_graphs, reduce='mean')
+
+
 class LearnedClustering(torch.nn.Module):
     r"""Learned hard clustering into :math:`K` clusters per graph
     (paper Sec. 3.3): a GNN of :class:`MeanConv` layers gives :math:`K`
