@@ -1,0 +1,627 @@
+r"""Scaling of one training step with the number of nodes.
+
+Forward + backward time and peak memory of ONE training step on random sparse
+graphs of average degree ~10 (N nodes, ~5N undirected edges stored in both
+directions), from 10^3 to 10^6 nodes, for
+
+* ``MGVAE`` (this library): ``loss = sum(model.loss_terms(out).values())``,
+* PyG ``VGAE`` with the GCN encoder of PyG's ``examples/autoencoder.py``:
+  ``recon_loss(z, pos_edge_index) + (1 / N) * kl_loss()``,
+* PyG ``dense_diff_pool`` with a ``DenseGCNConv`` assignment network on the
+  dense adjacency ``[1, N, N]`` (expected to run out of memory at a few 10^4
+  nodes).
+
+Every (method, size) runs in a fresh subprocess with ``RLIMIT_AS`` set (so
+the machine never meets the OOM killer) and 2 torch threads. Peak memory is
+the largest RSS sampled by a background thread (``/proc/self/statm`` every
+few ms) during the warm-up and timed steps, minus the RSS just before the
+first step; the absolute peak RSS is recorded too.
+
+    python benchmark/scale.py                       # full run (~15-20 min)
+    python benchmark/scale.py --sizes 1e3 1e4       # quick check
+
+Writes ``benchmark/results/scale.{json,csv,png}``.
+"""
+import argparse
+import gc
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'benchmark', 'results')
+METHODS = ('MGVAE', 'MGVAE (all decoders sampled)', 'PyG VGAE',
+           'PyG dense_diff_pool')
+SHORT = {'mgvae': 'MGVAE', 'mgvae-sampled': 'MGVAE (all decoders sampled)',
+         'vgae': 'PyG VGAE', 'diffpool': 'PyG dense_diff_pool'}
+PROTOCOLS = {
+    'MGVAE': ('one training step = forward + sum(model.loss_terms(out)'
+              '.values()) + backward; MGVAE(16, 32, 16, num_clusters={K}, '
+              'global_decoder=True), learned clustering, default '
+              'max_dense_pairs=2**24 (decoders over larger blocks use '
+              'sampled non-edges); {threads} torch threads; median of {n} '
+              'steps after 1 warm-up step'),
+    'MGVAE (all decoders sampled)': (
+        'as MGVAE but max_dense_pairs=0: every decoder uses the edges plus '
+        'as many sampled non-edges (like VGAE) instead of the exact dense '
+        'likelihood of small blocks; {threads} torch threads; median of {n} '
+        'steps after 1 warm-up step'),
+    'PyG VGAE': ('one training step = encode + recon_loss(z, '
+                 'pos_edge_index) (PyG negative_sampling) + (1/N) * kl_loss() '
+                 '+ backward; VGAE with the GCN encoder of PyG '
+                 'examples/autoencoder.py (GCNConv 16->32, mu/logstd GCNConv '
+                 '32->16), positives = the undirected edges once; {threads} '
+                 'torch threads; median of {n} steps after 1 warm-up step'),
+    'PyG dense_diff_pool': ('one training step = s = DenseGCNConv(16, 64)'
+                            '(x, adj) on the dense adjacency [1, N, N], '
+                            'dense_diff_pool(x, adj, s), backward of '
+                            'out.sum() + link_loss + ent_loss; {threads} '
+                            'torch threads; median of {n} steps after 1 '
+                            'warm-up step'),
+}
+MB = 2**20
+
+
+def parse_size(s: str) -> int:
+    return int(float(s))
+
+
+def default_repeats(n: int) -> int:
+    if n <= 10**4:
+        return 5
+    if n <= 10**5:
+        return 3
+    return 2
+
+
+# Worker (one method at one size, in its own process) #########################
+
+
+class RssSampler(threading.Thread):
+    r"""Samples the resident set size of this process every
+    :obj:`interval` seconds and keeps the maximum."""
+    def __init__(self, interval: float = 0.002):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.page = os.sysconf('SC_PAGE_SIZE')
+        self.fd = os.open('/proc/self/statm', os.O_RDONLY)
+        self.peak = self.rss()
+        self.running = True
+
+    def rss(self) -> int:
+        return int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+
+    def run(self):
+        while self.running:
+            r = self.rss()
+            if r > self.peak:
+                self.peak = r
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self.running = False
+        self.join()
+        self.peak = max(self.peak, self.rss())
+        return self.peak
+
+
+def random_graph(n: int, seed: int):
+    r"""A random graph with ~5n undirected edges (average degree ~10),
+    stored in both directions, no self loops, no duplicates."""
+    import torch
+    from torch_geometric.utils import to_undirected
+    g = torch.Generator().manual_seed(seed)
+    m = 5 * n
+    row = torch.randint(n, (m, ), generator=g)
+    col = torch.randint(n, (m, ), generator=g)
+    keep = row != col
+    edge_index = to_undirected(torch.stack([row[keep], col[keep]]),
+                               num_nodes=n)
+    x = torch.randn(n, 16, generator=g)
+    return x, edge_index
+
+
+def decoder_modes(model, out) -> list:
+    r"""For every decoder: dense exact likelihood or sampled non-edges
+    (the rule of :func:`pair_recon_loss`: groups * m^2 > max_dense_pairs)."""
+    import torch
+    modes = []
+    for i, lvl in enumerate(out.levels):
+        groups = []
+        if lvl.cluster is not None:
+            groups.append(('local', lvl.cluster.cluster,
+                           lvl.cluster.num_clusters))
+        groups.append(('global', lvl.batch, lvl.num_graphs))
+        for name, group, G in groups:
+            m = int(torch.bincount(group, minlength=G).max())
+            mode = 'dense' if G * m * m <= model.max_dense_pairs else \
+                'sampled'
+            modes.append(f'level {i} {name}: {mode} (N={lvl.num_nodes}, '
+                         f'E={lvl.edge_index.size(1)}, {G} groups, '
+                         f'largest {m})')
+    return modes
+
+
+def worker(args) -> dict:
+    import torch
+    torch.set_num_threads(args.threads)
+    method = SHORT[args.method]
+    n = args.num_nodes
+    x, edge_index = random_graph(n, args.seed)
+    E = edge_index.size(1)
+    info = dict(method=method, num_nodes=n, num_edges=E)
+    torch.manual_seed(args.seed)
+
+    if method.startswith('MGVAE'):
+        from torch_geometric_mgvae import MGVAE
+        kwargs = dict(max_dense_pairs=0) if 'sampled' in method else {}
+        model = MGVAE(16, 32, 16, num_clusters=args.num_clusters,
+                      global_decoder=True, **kwargs)
+        model.train()
+
+        def step():
+            out = model(x, edge_index)
+            loss = sum(model.loss_terms(out).values())
+            loss.backward()
+            return out
+    elif method == 'PyG VGAE':
+        from torch_geometric.nn import VGAE, GCNConv
+
+        class VariationalGCNEncoder(torch.nn.Module):  # examples/autoencoder
+            def __init__(self, in_channels, out_channels):
+                super().__init__()
+                self.conv1 = GCNConv(in_channels, 2 * out_channels)
+                self.conv_mu = GCNConv(2 * out_channels, out_channels)
+                self.conv_logstd = GCNConv(2 * out_channels, out_channels)
+
+            def forward(self, x, edge_index):
+                x = self.conv1(x, edge_index).relu()
+                return self.conv_mu(x, edge_index), self.conv_logstd(
+                    x, edge_index)
+
+        model = VGAE(VariationalGCNEncoder(16, 16))
+        model.train()
+        pos_edge_index = edge_index[:, edge_index[0] < edge_index[1]]
+
+        def step():
+            z = model.encode(x, edge_index)
+            loss = model.recon_loss(z, pos_edge_index)
+            loss = loss + (1 / n) * model.kl_loss()
+            loss.backward()
+    else:
+        from torch_geometric.nn import DenseGCNConv, dense_diff_pool
+        from torch_geometric.utils import to_dense_adj
+        need = 4 * n * n  # one dense float32 N x N tensor
+        if need > args.mem_limit:
+            info['error'] = (f'OOM (refused: one dense N x N float32 tensor '
+                             f'needs {need / 2**30:.1f} GiB > the '
+                             f'{args.mem_limit / 2**30:.1f} GiB address-space '
+                             f'limit)')
+            return info
+        model = DenseGCNConv(16, 64)
+        adj = to_dense_adj(edge_index, max_num_nodes=n)  # [1, N, N]
+        xd = x.unsqueeze(0)  # [1, N, 16]
+
+        def step():
+            s = model(xd, adj)  # [1, N, K]
+            out, out_adj, link_loss, ent_loss = dense_diff_pool(xd, adj, s)
+            loss = out.sum() + link_loss + ent_loss
+            loss.backward()
+
+    params = list(model.parameters())
+    gc.collect()
+    sampler = RssSampler(args.interval)
+    base = sampler.rss()
+    sampler.start()
+    times = []
+    repeats = args.repeats
+    try:
+        k = 0
+        while k < 1 + repeats:
+            for p in params:
+                p.grad = None
+            t0 = time.perf_counter()
+            res = step()
+            dt = time.perf_counter() - t0
+            if k > 0:
+                times.append(dt)
+            else:  # keep slow runs within the time budget
+                repeats = min(repeats, max(1, int(args.time_budget // dt)))
+            if k == 0 and method.startswith('MGVAE'):
+                info['decoders'] = decoder_modes(model, res)
+            res = None
+            gc.collect()
+            k += 1
+    except (MemoryError, RuntimeError) as e:
+        peak = sampler.stop()
+        msg = str(e).strip().splitlines()[0][:200]
+        if isinstance(e, MemoryError) or 'alloc' in msg.lower() or \
+                'memory' in msg.lower():
+            info['error'] = (f'OOM at N={n} under a '
+                             f'{args.mem_limit / 2**30:.1f} GiB address-space'
+                             f' limit after reaching {peak / MB:.0f} MB RSS: '
+                             f'{type(e).__name__}: {msg}')
+            return info
+        raise
+    peak = sampler.stop()
+    info.update(step_seconds=statistics.median(times),
+                step_seconds_all=times, n=len(times),
+                baseline_rss_mb=base / MB, peak_rss_mb=peak / MB,
+                peak_mem_mb=(peak - base) / MB,
+                ru_maxrss_mb=resource.getrusage(
+                    resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if method == 'PyG VGAE':
+        # How much of the step is PyG's (Python-level) negative sampling:
+        from torch_geometric.utils import (
+            add_self_loops,
+            negative_sampling,
+            remove_self_loops,
+        )
+        pos, _ = remove_self_loops(pos_edge_index)
+        pos, _ = add_self_loops(pos)
+        t0 = time.perf_counter()
+        negative_sampling(pos, n)
+        info['neg_sampling_seconds'] = time.perf_counter() - t0
+    return info
+
+
+def run_worker_main(args):
+    limit = int(args.mem_limit)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        info = worker(args)
+    except MemoryError as e:
+        info = dict(method=SHORT[args.method], num_nodes=args.num_nodes,
+                    error=f'OOM at N={args.num_nodes}: MemoryError {e}')
+    print('RESULT ' + json.dumps(info), flush=True)
+
+
+# Driver ######################################################################
+
+
+def mem_available() -> int:
+    with open('/proc/meminfo') as f:
+        for line in f:
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def launch(method_key: str, n: int, args) -> dict:
+    limit = min(int(args.mem_limit_gb * 2**30),
+                mem_available() - int(1.5 * 2**30))
+    repeats = args.repeats or default_repeats(n)
+    cmd = [sys.executable, os.path.abspath(__file__), '--worker',
+           '--method', method_key, '--num-nodes', str(n),
+           '--repeats', str(repeats), '--seed', str(args.seed),
+           '--threads', str(args.threads), '--mem-limit', str(limit),
+           '--interval', str(args.interval),
+           '--time-budget', str(args.time_budget),
+           '--num-clusters', *[str(k) for k in args.num_clusters]]
+    load = round(os.getloadavg()[0], 2)  # other processes share the cores
+    env = dict(os.environ)
+    if args.omp_wait_policy:
+        env['OMP_WAIT_POLICY'] = args.omp_wait_policy
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                           timeout=args.timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return dict(method=SHORT[method_key], num_nodes=n,
+                    error=f'timeout after {args.timeout} s at N={n}',
+                    mem_limit_gb=limit / 2**30)
+    info = None
+    for line in p.stdout.splitlines():
+        if line.startswith('RESULT '):
+            info = json.loads(line[len('RESULT '):])
+    if info is None:
+        tail = (p.stderr.strip().splitlines() or ['?'])[-1][:300]
+        oom = p.returncode in (-9, 137) or 'memory' in tail.lower() or \
+            'alloc' in tail.lower()
+        info = dict(method=SHORT[method_key], num_nodes=n,
+                    error=(f'OOM at N={n} ' if oom else
+                           f'failed at N={n} ') +
+                    f'(exit {p.returncode}): {tail}')
+    info['mem_limit_gb'] = limit / 2**30
+    info['wall_seconds'] = time.time() - t0
+    info['load_avg_1min'] = load
+    return info
+
+
+def to_records(results, args):
+    from torch_geometric_mgvae.results import current_command, record
+    command = current_command()
+    records = []
+    for r in results:
+        n = r['num_nodes']
+        dataset = f'random avg-degree-10 graph, {n} nodes'
+        method = r['method']
+        extra = dict(num_nodes=n, num_edges=r.get('num_edges'),
+                     mem_limit_gb=round(r['mem_limit_gb'], 2),
+                     threads=args.threads)
+        if 'load_avg_1min' in r:
+            extra['load_avg_1min_before'] = r['load_avg_1min']
+        protocol = PROTOCOLS[method].format(K=args.num_clusters,
+                                            threads=args.threads,
+                                            n=r.get('n', args.repeats or
+                                                    default_repeats(n)))
+        protocol += (f'; OMP_WAIT_POLICY={args.omp_wait_policy or "unset"}; '
+                     f'fresh process per (method, size), RLIMIT_AS '
+                     f'{r["mem_limit_gb"]:.1f} GiB')
+        if 'error' in r:
+            for metric in ('step_seconds', 'peak_mem_mb'):
+                rec = record('scale', dataset, method, metric, 0.0,
+                             protocol=protocol, command=command,
+                             device='cpu', error=r['error'], **extra)
+                rec['value'] = None
+                records.append(rec)
+            continue
+        times = r['step_seconds_all']
+        std = statistics.stdev(times) if len(times) > 1 else None
+        more = dict(step_seconds_all=[round(t, 4) for t in times])
+        if 'decoders' in r:
+            more['decoders'] = r['decoders']
+        if 'neg_sampling_seconds' in r:
+            more['neg_sampling_seconds'] = round(r['neg_sampling_seconds'], 4)
+        records.append(record('scale', dataset, method, 'step_seconds',
+                              r['step_seconds'], std=std, n=r['n'],
+                              protocol=protocol, command=command,
+                              device='cpu', **extra, **more))
+        records.append(record(
+            'scale', dataset, method, 'peak_mem_mb', r['peak_mem_mb'],
+            n=r['n'] + 1,
+            protocol=protocol + '; peak RSS (sampled every '
+            f'{args.interval * 1e3:g} ms) over the warm-up and timed steps '
+            'minus the RSS just before them', command=command, device='cpu',
+            baseline_rss_mb=round(r['baseline_rss_mb'], 1),
+            peak_rss_mb=round(r['peak_rss_mb'], 1),
+            ru_maxrss_mb=round(r['ru_maxrss_mb'], 1), **extra))
+    return records
+
+
+def write_csv(path, results):
+    cols = ['num_nodes', 'num_edges', 'method', 'step_seconds', 'n',
+            'peak_mem_mb', 'baseline_rss_mb', 'peak_rss_mb', 'error']
+    with open(path, 'w') as f:
+        f.write(','.join(cols) + '\n')
+        for r in results:
+            vals = []
+            for c in cols:
+                v = r.get(c)
+                if v is None:
+                    vals.append('')
+                elif isinstance(v, float):
+                    vals.append(f'{v:.6g}')
+                else:
+                    v = str(v)
+                    vals.append('"' + v.replace('"', '""') + '"'
+                                if (',' in v or '"' in v) else v)
+            f.write(','.join(vals) + '\n')
+
+
+def plot(path, results, mem_limit_gb):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {'MGVAE': 'o-', 'MGVAE (all decoders sampled)': 'o--',
+              'PyG VGAE': 's-', 'PyG dense_diff_pool': '^-'}
+    for ax, key, label in ((axes[0], 'step_seconds', 'step time [s]'),
+                           (axes[1], 'peak_mem_mb', 'step peak memory [MB]')):
+        for method in METHODS:
+            rs = sorted((r for r in results if r['method'] == method),
+                        key=lambda r: r['num_nodes'])
+            ok = [r for r in rs if 'error' not in r]
+            if ok:
+                line, = ax.plot([r['num_nodes'] for r in ok],
+                                [r[key] for r in ok], styles[method],
+                                label=method)
+                fails = [r for r in rs if 'error' in r and
+                         r['error'].startswith('OOM')]
+                if fails:
+                    f = fails[0]
+                    y = ok[-1][key]
+                    ax.plot([f['num_nodes']], [y], 'x', ms=11, mew=2.5,
+                            color=line.get_color())
+                    ax.annotate(f"OOM at N={f['num_nodes']:.0e}",
+                                (f['num_nodes'], y), textcoords='offset '
+                                'points', xytext=(6, -12), fontsize=8,
+                                color=line.get_color())
+        xs = sorted({r['num_nodes'] for r in results})
+        ref = [r for r in results if r['method'] == 'MGVAE' and
+               'error' not in r]
+        if ref:
+            r0 = max(ref, key=lambda r: r['num_nodes'])
+            ax.plot(xs, [r0[key] * x / r0['num_nodes'] for x in xs], 'k:',
+                    lw=1, label='slope 1 (linear), through MGVAE at the '
+                    'largest N')
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_xlabel('number of nodes N (|E| ~ 10 N directed edges)')
+        ax.set_ylabel(label)
+        ax.grid(True, which='both', alpha=0.3)
+        ax.legend(fontsize=8)
+    if any(r['method'] == 'PyG dense_diff_pool' for r in results):
+        axes[1].axhline(mem_limit_gb * 1024, color='grey', lw=0.8, ls='--')
+        axes[1].annotate(f'RLIMIT_AS {mem_limit_gb:g} GiB',
+                         (min(r['num_nodes'] for r in results),
+                          mem_limit_gb * 1024), textcoords='offset points',
+                         xytext=(2, -10), fontsize=7, color='grey')
+    fig.suptitle('One training step (forward + backward) on random graphs '
+                 'of average degree 10, CPU, 2 threads', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def print_table(results):
+    by = {(r['num_nodes'], r['method']): r for r in results}
+    sizes = sorted({r['num_nodes'] for r in results})
+    head = (f"{'N':>8} {'edges':>9} {'method':<29} {'step s':>8} "
+            f"{'peak MB':>8} {'B/edge':>6} {'RSS MB':>7} "
+            f"{'t/VGAE':>7} {'mem/VGAE':>8}")
+    print(head)
+    print('-' * len(head))
+    for n in sizes:
+        vg = by.get((n, 'PyG VGAE'))
+        vg_ok = vg is not None and 'error' not in vg
+        for method in METHODS:
+            r = by.get((n, method))
+            if r is None:
+                continue
+            E = r.get('num_edges') or 0
+            if 'error' in r:
+                print(f"{n:>8} {E:>9} {method:<29} {r['error'][:100]}")
+                continue
+            ratio_t = ratio_m = ''
+            if method.startswith('MGVAE') and vg_ok:
+                ratio_t = f"{r['step_seconds'] / vg['step_seconds']:.2f}x"
+                ratio_m = f"{r['peak_mem_mb'] / vg['peak_mem_mb']:.2f}x"
+            bpe = r['peak_mem_mb'] * MB / max(E, 1)
+            extra = ''
+            if 'neg_sampling_seconds' in r:
+                extra = (f"  (PyG negative_sampling alone "
+                         f"{r['neg_sampling_seconds']:.3f} s)")
+            print(f"{n:>8} {E:>9} {method:<29} {r['step_seconds']:>8.4f} "
+                  f"{r['peak_mem_mb']:>8.1f} {bpe:>6.0f} "
+                  f"{r['peak_rss_mb']:>7.0f} {ratio_t:>7} {ratio_m:>8}"
+                  f"{extra}")
+    sys.stdout.flush()
+
+
+def summary(results):
+    r"""The checks of the benchmark: MGVAE within 3x of VGAE, memory linear
+    in |E| (log-log slopes between consecutive sizes)."""
+    by = {(r['num_nodes'], r['method']): r for r in results
+          if 'error' not in r}
+    sizes = sorted({r['num_nodes'] for r in results})
+    print('\nMGVAE / VGAE step time (goal: <= 3x):')
+    for n in sizes:
+        mg, vg = by.get((n, 'MGVAE')), by.get((n, 'PyG VGAE'))
+        if mg and vg:
+            q = mg['step_seconds'] / vg['step_seconds']
+            print(f"  N={n:>8}: {q:6.2f}x  {'ok' if q <= 3 else 'OVER 3x'}")
+    for method in ('MGVAE', 'PyG VGAE'):
+        rs = [by[(n, method)] for n in sizes if (n, method) in by]
+        if len(rs) < 2:
+            continue
+        print(f'{method}: log-log slope vs |E| between consecutive sizes '
+              f'(1 = linear), time / memory:')
+        for a, b in zip(rs[:-1], rs[1:]):
+            le = math.log(b['num_edges'] / a['num_edges'])
+            st = math.log(b['step_seconds'] / a['step_seconds']) / le
+            sm = math.log(b['peak_mem_mb'] / a['peak_mem_mb']) / le
+            print(f"  {a['num_nodes']:>8} -> {b['num_nodes']:>8}: "
+                  f"{st:5.2f} / {sm:5.2f}")
+    fails = [r for r in results if 'error' in r]
+    for r in fails:
+        print(f"  {r['method']} at N={r['num_nodes']}: {r['error']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', nargs='+', type=parse_size,
+                        default=[10**3, 3 * 10**3, 10**4, 3 * 10**4,
+                                 5 * 10**4, 10**5, 3 * 10**5, 10**6])
+    parser.add_argument('--methods', nargs='+', default=list(SHORT),
+                        choices=list(SHORT))
+    parser.add_argument('--sampled-max-nodes', type=parse_size,
+                        default=10**4, help='largest size for "MGVAE (all '
+                        'decoders sampled)" (above ~4096 nodes the default '
+                        'MGVAE samples its level-0 decoders anyway)')
+    parser.add_argument('--num-clusters', nargs='+', type=int,
+                        default=[64, 8, 1])
+    parser.add_argument('--repeats', type=int, default=0,
+                        help='timed steps after the warm-up (default: 5 up '
+                        'to 1e4 nodes, 3 up to 1e5, 2 above; see '
+                        '--time-budget)')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--omp-wait-policy', default='PASSIVE',
+                        help='OMP_WAIT_POLICY of the runs: with the default '
+                        '(spinning) policy and another process busy on the '
+                        'shared cores, small steps take ~1 s of OpenMP '
+                        'waiting; PASSIVE avoids that ("" to leave it unset)')
+    parser.add_argument('--mem-limit-gb', type=float, default=20.0,
+                        help='RLIMIT_AS of every run (lowered to the '
+                        'available memory minus 1.5 GiB)')
+    parser.add_argument('--interval', type=float, default=0.002,
+                        help='RSS sampling interval in seconds')
+    parser.add_argument('--time-budget', type=float, default=90,
+                        help='fewer timed steps (at least 1) when the warm-up '
+                        'step shows they would take longer than this many '
+                        'seconds')
+    parser.add_argument('--timeout', type=float, default=900)
+    parser.add_argument('--out', default=os.path.join(RESULTS, 'scale'),
+                        help='output path without extension')
+    parser.add_argument('--no-write', action='store_true')
+    # Worker mode (internal):
+    parser.add_argument('--worker', action='store_true',
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--method', help=argparse.SUPPRESS)
+    parser.add_argument('--num-nodes', type=int, help=argparse.SUPPRESS)
+    parser.add_argument('--mem-limit', type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        return run_worker_main(args)
+
+    results = []
+    failed = {}  # method -> size at which it ran out of memory
+    t_start = time.time()
+    for n in sorted(args.sizes):
+        edges_at_n = None
+        for key in args.methods:
+            method = SHORT[key]
+            if key == 'mgvae-sampled' and n > args.sampled_max_nodes:
+                continue
+            if method in failed:
+                gib = 4 * n * n / 2**30
+                r = dict(method=method, num_nodes=n, num_edges=edges_at_n,
+                         mem_limit_gb=args.mem_limit_gb,
+                         error=f'OOM (not run: out of memory already at '
+                         f'N={failed[method]}; one dense N x N float32 '
+                         f'tensor alone needs {gib:.1f} GiB)')
+                results.append(r)
+                print(f'[{time.time() - t_start:6.0f}s] N={n} {method}: '
+                      f'{r["error"]}', flush=True)
+                continue
+            r = launch(key, n, args)
+            if r.get('num_edges') is None:
+                r['num_edges'] = edges_at_n
+            edges_at_n = r.get('num_edges') or edges_at_n
+            results.append(r)
+            status = r.get('error') or (
+                f"{r['step_seconds']:.4f} s, {r['peak_mem_mb']:.1f} MB "
+                f"(RSS {r['peak_rss_mb']:.0f} MB), n={r['n']}")
+            print(f'[{time.time() - t_start:6.0f}s] N={n} '
+                  f'E={r.get("num_edges")} {method}: {status}', flush=True)
+            for d in r.get('decoders', []):
+                print(f'        {d}', flush=True)
+            if 'neg_sampling_seconds' in r:
+                print(f"        PyG negative_sampling alone: "
+                      f"{r['neg_sampling_seconds']:.4f} s", flush=True)
+            if 'error' in r and r['error'].startswith('OOM'):
+                failed[method] = n
+    print()
+    print_table(results)
+    summary(results)
+    print(f'total {time.time() - t_start:.0f} s')
+    if args.no_write:
+        return
+    from torch_geometric_mgvae.results import write_records
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_records(args.out + '.json', to_records(results, args))
+    write_csv(args.out + '.csv', results)
+    plot(args.out + '.png', results, args.mem_limit_gb)
+    print(f'wrote {args.out}.json, .csv, .png')
+
+
+if __name__ == '__main__':
+    main()
