@@ -21,10 +21,15 @@ def permuted_noise(noise, perm):
 
 
 @pytest.mark.parametrize('cls', [MGN, MGVAE])
-@pytest.mark.parametrize('random_features', [0, 3])
-def test_whole_model_is_permutation_equivariant(cls, random_features):
+@pytest.mark.parametrize('options', [
+    dict(),
+    dict(random_features=3),
+    dict(encoder_scope='graph', hierarchical_decoding=True),
+])
+def test_whole_model_is_permutation_equivariant(cls, options):
+    random_features = options.get('random_features', 0)
     data = random_batch(sizes=(9, 13, 6, 3))
-    model = make(cls, random_features=random_features).train()
+    model = make(cls, **options).train()
     gen = torch.Generator().manual_seed(0)
     out = model(data.x, data.edge_index, batch=data.batch, generator=gen)
     terms = model.loss_terms(out, torch.Generator().manual_seed(1))
@@ -173,6 +178,21 @@ def test_sample_and_state():
     with pytest.raises(RuntimeError, match='global'):
         make(MGVAE, global_decoder=False).sample(1, num_nodes=3)
     assert str(model) == 'MGVAE(4, 16, 8, num_clusters=[4, 2, 1])'
+
+
+def test_hierarchical_sampling_and_encoder_scope():
+    model = make(MGVAE, hierarchical_decoding=True).eval()
+    graphs = model.sample(5, num_nodes=torch.tensor([1, 2, 6, 9, 3]),
+                          generator=torch.Generator().manual_seed(0))
+    assert [g.num_nodes for g in graphs] == [1, 2, 6, 9, 3]
+    parts = model._sample_ancestors(torch.tensor([4, 2]), 4, None)
+    assert len(parts) == 3 and parts[0].shape == (2, 4, 8)
+    # The top level has one node per graph: every node shares its latent.
+    assert torch.equal(parts[-1][0], parts[-1][0][:1].expand(4, -1))
+    # Level 3 has 4 clusters of a 4-node graph: one node each.
+    assert len({tuple(r.tolist()) for r in parts[0][0]}) == 4
+    with pytest.raises(ValueError, match='encoder_scope'):
+        MGN(4, 8, 4, [2], encoder_scope='bad')
 
 
 def test_sampled_decoders_for_large_clusters():

@@ -220,6 +220,22 @@ class MGN(torch.nn.Module):
             second-order encoder of the finest level. (default: :obj:`0`)
         max_nodes (int, optional): The largest graph, needed by the
             :obj:`"mlp"` global decoder (and the learnable prior).
+        encoder_scope (str): :obj:`"cluster"` (the paper's local encoders,
+            Def. 4: message passing over intra-cluster edges only) or
+            :obj:`"graph"` (message passing over the whole level graph, as the
+            paper's global encoders of the image experiment, D.6; the local
+            decoders still reconstruct every cluster). (default:
+            :obj:`"cluster"`)
+        hierarchical_decoding (bool): Decode every level from its node
+            latents concatenated with the latents of the node's clusters at
+            all coarser levels, :math:`[\mathbf{z}^{(\ell)}_i,
+            \mathbf{z}^{(\ell-1)}_{\pi(i)}, \ldots]` (for the inner product,
+            :math:`\sum_{\ell'} \mathbf{z}^{(\ell')\top}_{\pi(i)}
+            \mathbf{z}^{(\ell')}_{\pi(j)}`: nodes of one cluster share a
+            term). Not in the paper, whose decoders see one level only; with
+            independent priors per level (Eq. 7) it turns all-at-once sampling
+            into a multiresolution generative model (clusters, then nodes).
+            (default: :obj:`False`)
         random_features (int): Append this many i.i.d. :math:`\mathcal{N}(0,
             1)` channels to the input features at every forward pass
             (random node initialisation). Message passing cannot tell apart
@@ -241,7 +257,9 @@ class MGN(torch.nn.Module):
                  num_neg_samples: Optional[int] = None,
                  balanced: bool = False, random_features: int = 0,
                  order: int = 1, edge_channels: int = 0,
-                 max_nodes: Optional[int] = None):
+                 max_nodes: Optional[int] = None,
+                 encoder_scope: str = 'cluster',
+                 hierarchical_decoding: bool = False):
         super().__init__()
         num_clusters = list(num_clusters)
         if len(num_clusters) == 0 or min(num_clusters) < 1:
@@ -254,6 +272,8 @@ class MGN(torch.nn.Module):
                              f"{FEATURE_LOSSES}")
         if order not in (1, 2):
             raise ValueError("'order' must be 1 or 2")
+        if encoder_scope not in ('cluster', 'graph'):
+            raise ValueError("'encoder_scope' must be 'cluster' or 'graph'")
         if global_decoder is True:
             global_decoder = 'inner' if order == 1 else 'second_order'
         if global_decoder and global_decoder not in GLOBAL_DECODERS:
@@ -278,6 +298,8 @@ class MGN(torch.nn.Module):
         self.order = order
         self.edge_channels = edge_channels
         self.max_nodes = max_nodes
+        self.encoder_scope = encoder_scope
+        self.hierarchical_decoding = hierarchical_decoding
 
         num_levels = len(num_clusters) + 1
         ins = ([in_channels + random_features] +
@@ -313,17 +335,17 @@ class MGN(torch.nn.Module):
             ClusterPool(latent_channels, hidden_channels)
             for _ in range(len(num_clusters))
         ])
-        self.local_decoders = torch.nn.ModuleList(
-            [self._make_decoder('inner' if order == 1 else 'second_order')
-             for _ in range(len(num_clusters))])
+        local_kind = 'inner' if order == 1 else 'second_order'
+        self.local_decoders = torch.nn.ModuleList([
+            self._make_decoder(local_kind, i)
+            for i in range(len(num_clusters))
+        ])
         self.global_decoders = None
         if global_decoder:
             self.global_decoders = torch.nn.ModuleList([
-                self._make_decoder(global_decoder if i == 0 or
-                                   global_decoder != 'mlp' else
-                                   ('inner' if order == 1 else
-                                    'second_order'))
-                for i in range(num_levels)
+                self._make_decoder(
+                    global_decoder if i == 0 or global_decoder != 'mlp' else
+                    local_kind, i) for i in range(num_levels)
             ])
         self.feature_decoder = torch.nn.Sequential(
             torch.nn.Linear(latent_channels, hidden_channels),
@@ -336,15 +358,30 @@ class MGN(torch.nn.Module):
     def num_levels(self) -> int:
         return len(self.num_clusters) + 1
 
-    def _make_decoder(self, kind: str) -> torch.nn.Module:
+    def _make_decoder(self, kind: str, i: int) -> torch.nn.Module:
+        parts = self.num_levels - i if self.hierarchical_decoding else 1
+        channels = parts * self.latent_channels
         if kind == 'inner':
             return InnerProductDecoder()
         if kind == 'second_order':
             return DenseEdgeDecoder(
-                SecondOrderDecoder(self.latent_channels, self.hidden_channels,
+                SecondOrderDecoder(channels, self.hidden_channels,
                                    self.num_layers))
-        return DenseEdgeDecoder(
-            MLPDecoder(self.latent_channels, self.max_nodes))
+        return DenseEdgeDecoder(MLPDecoder(channels, self.max_nodes))
+
+    def decoding_latents(self, out: 'MGNOutput', i: int) -> Tensor:
+        r"""The latents the decoders of level :obj:`i` see: the node latents,
+        with :obj:`hierarchical_decoding` concatenated with those of the
+        node's clusters at every coarser level."""
+        z = out[i].z
+        if not self.hierarchical_decoding:
+            return z
+        parts, index = [z], None
+        for j in range(i, len(out.levels) - 1):
+            cluster = out[j].cluster.cluster
+            index = cluster if index is None else cluster[index]
+            parts.append(out[j + 1].z[index])
+        return torch.cat(parts, dim=-1)
 
     def reset_parameters(self):
         for m in self.modules():
@@ -449,8 +486,10 @@ class MGN(torch.nn.Module):
                                    generator)
                 if cl.noise is not None:
                     lvl_noise['gumbel'] = cl.noise
-            group, num_groups = ((batch, num_graphs) if cl is None else
-                                 (cl.cluster, cl.num_clusters))
+            group, num_groups = (
+                (batch, num_graphs) if cl is None
+                or self.encoder_scope == 'graph' else
+                (cl.cluster, cl.num_clusters))
             h, H, blocks = self.encode_level(
                 i, x, edge_index, edge_weight, group, num_groups,
                 edge_attr if i == 0 else None)
@@ -498,7 +537,8 @@ class MGN(torch.nn.Module):
         for i, lvl in enumerate(out.levels[:-1]):
             cl = lvl.cluster
             loss = loss + pair_recon_loss(
-                lvl.z, lvl.edge_index, cl.cluster, cl.num_clusters,
+                self.decoding_latents(out, i), lvl.edge_index, cl.cluster,
+                cl.num_clusters,
                 self.local_decoders[i], self.max_dense_pairs,
                 self.num_neg_samples, self.balanced, generator, lvl.pairs)
         return loss / max(out[0].num_graphs, 1)
@@ -513,7 +553,8 @@ class MGN(torch.nn.Module):
             return loss
         for i, lvl in enumerate(out.levels):
             loss = loss + pair_recon_loss(
-                lvl.z, lvl.edge_index, lvl.batch, lvl.num_graphs,
+                self.decoding_latents(out, i), lvl.edge_index, lvl.batch,
+                lvl.num_graphs,
                 self.global_decoders[i], self.max_dense_pairs,
                 self.num_neg_samples, self.balanced, generator, lvl.pairs)
         return loss / max(out[0].num_graphs, 1)

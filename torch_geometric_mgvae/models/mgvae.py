@@ -206,6 +206,36 @@ class MGVAE(MGN):
     def set_extra_state(self, state: Any):
         self.num_nodes_count = state.get('num_nodes_count')
 
+    def _sample_ancestors(self, num_nodes: Tensor, m: int,
+                          generator: Optional[torch.Generator]
+                          ) -> List[Tensor]:
+        r"""For :obj:`hierarchical_decoding`: partitions the nodes of every
+        graph into balanced random clusters level by level (the balanced cut
+        the clustering is trained towards), draws the cluster latents from
+        :math:`\mathcal{N}(0, I)` and returns, for every coarser level, the
+        latent of each finest node's ancestor, :obj:`[B, m, d]`."""
+        device = num_nodes.device
+        dtype = self.mu_heads[0].weight.dtype
+        B = num_nodes.numel()
+        n = num_nodes
+        index = torch.arange(m, device=device).expand(B, m)  # ancestor ids
+        parts = []
+        for K in self.num_clusters:
+            width = int(n.max())
+            score = torch.rand(B, width, generator=generator, device=device)
+            valid = torch.arange(width, device=device) < n.view(-1, 1)
+            score = score.masked_fill(~valid, 2.0)
+            rank = score.argsort(dim=1).argsort(dim=1)  # [B, width]
+            n_next = n.clamp(max=K)
+            cluster = rank % n_next.clamp(min=1).view(-1, 1)  # [B, width]
+            index = cluster.gather(1, index.clamp(max=width - 1))
+            z = torch.randn(B, int(n_next.max()), self.latent_channels,
+                            generator=generator, device=device, dtype=dtype)
+            parts.append(z.gather(1, index.unsqueeze(-1).expand(
+                -1, -1, self.latent_channels)))  # [B, m, d]
+            n = n_next
+        return parts
+
     @torch.no_grad()
     def sample(self, num_graphs: int, num_nodes: Optional[Union[int, Tensor]]
                = None, generator: Optional[torch.Generator] = None,
@@ -263,7 +293,11 @@ class MGVAE(MGN):
                             generator=generator, device=device,
                             dtype=dtype)  # [B, m, d]
             mask = torch.arange(m, device=device) < num_nodes.view(-1, 1)
-        prob = torch.sigmoid(self.global_decoders[0].dense(z, mask))
+        z_dec = z
+        if self.hierarchical_decoding:
+            z_dec = torch.cat([z] + self._sample_ancestors(num_nodes, m,
+                                                          generator), dim=-1)
+        prob = torch.sigmoid(self.global_decoders[0].dense(z_dec, mask))
         if threshold is None:
             draw = torch.rand(prob.shape, generator=generator,
                               device=device, dtype=dtype) < prob
