@@ -44,7 +44,7 @@ PROTOCOLS = {
     'MGVAE': ('one training step = forward + sum(model.loss_terms(out)'
               '.values()) + backward; MGVAE(16, 32, 16, num_clusters={K}, '
               'global_decoder=True), learned clustering, default '
-              'max_dense_pairs=2**24 (decoders over larger blocks use '
+              'max_dense_pairs=2**18 (decoders over larger blocks use '
               'sampled non-edges); {threads} torch threads; median of {n} '
               'steps after 1 warm-up step'),
     'MGVAE (all decoders sampled)': (

@@ -102,9 +102,10 @@ def test_second_order_bad_inputs_and_config():
         MGVAE(4, 8, 4, [2, 1], prior='learnable')
     with pytest.raises(ValueError, match='max_nodes'):
         MGVAE(4, 8, 4, [2, 1], global_decoder='mlp')
-    # A dense-only decoder refuses blocks that are too large:
+    # Decoders of whole blocks ignore the dense threshold (no sampled mode):
     big = make(MGVAE, max_dense_pairs=4)
     out = big(data.x, data.edge_index, batch=data.batch,
               edge_attr=data.edge_attr)
-    with pytest.raises(ValueError, match='dense'):
-        big.recon_loss(out)
+    assert torch.isfinite(big.recon_loss(out))
+    with pytest.raises(RuntimeError, match='dense blocks'):
+        big.local_decoders[0](out[0].z, out[0].z)

@@ -203,7 +203,9 @@ class MGN(torch.nn.Module):
             (default: :obj:`1.0`)
         max_dense_pairs (int): Largest padded dense block (groups times
             squared size) a decoder builds before it switches to sampled
-            non-edges. (default: :obj:`2**20`)
+            non-edges; the dense sum is exact, the sampled one an unbiased
+            estimate. (default: :obj:`2**18`, e.g. one graph of 512 nodes
+            or 128 graphs of 45)
         num_neg_samples (int, optional): Non-edges sampled per decoder in the
             sampled mode (default: as many as edges).
         balanced (bool): Decoder losses as mean over edges plus mean over
@@ -253,7 +255,7 @@ class MGN(torch.nn.Module):
                  num_layers: int = 2, cluster_layers: int = 2,
                  clustering: str = 'learned', global_decoder: bool = True,
                  feature_loss: Optional[str] = None, tau: float = 1.0,
-                 max_dense_pairs: int = 2**20,
+                 max_dense_pairs: int = 2**18,
                  num_neg_samples: Optional[int] = None,
                  balanced: bool = False, random_features: int = 0,
                  order: int = 1, edge_channels: int = 0,

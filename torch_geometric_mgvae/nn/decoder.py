@@ -156,7 +156,7 @@ def sample_group_pairs(group: Tensor, num_groups: int, num_samples: int,
 
 def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
                     num_groups: int, decoder: InnerProductDecoder,
-                    max_dense_pairs: int = 2**20,
+                    max_dense_pairs: int = 2**18,
                     num_neg_samples: Optional[int] = None,
                     balanced: bool = False,
                     generator: Optional[torch.Generator] = None,
@@ -174,7 +174,8 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
     reconstructed; edge weights only count as "edge present").
 
     While the padded dense blocks are small (:math:`G \cdot m^2 \le`
-    :obj:`max_dense_pairs`, :math:`m` the largest group), the sum is exact
+    :obj:`max_dense_pairs`, :math:`m` the largest group), or always for
+    decoders of whole blocks (:class:`DenseEdgeDecoder`), the sum is exact
     and costs :math:`O(G m^2 d)`, never :math:`N^2`. Beyond that, the edges
     are used as positives and :obj:`num_neg_samples` random pairs inside the
     groups (default: as many as edges) give an unbiased importance-weighted
@@ -195,12 +196,9 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
         return z.sum() * 0.
     sizes = torch.bincount(group, minlength=num_groups)
     m = int(sizes.max())
+    # Decoders of whole blocks (second-order, MLP) have no sampled mode.
     dense_only = not getattr(decoder, 'pairwise', True)
-    if dense_only and num_groups * m * m > max_dense_pairs:
-        raise ValueError(f"{decoder} needs dense blocks, but the largest of "
-                         f"{num_groups} groups has {m} nodes (raise "
-                         f"'max_dense_pairs' or use a pairwise decoder)")
-    if num_groups * m * m <= max_dense_pairs:
+    if dense_only or num_groups * m * m <= max_dense_pairs:
         order = torch.argsort(group, stable=True)
         inv = torch.empty_like(order)
         inv[order] = torch.arange(N, device=z.device)
