@@ -390,3 +390,166 @@ def test_mlp_decoder():
     assert str(MLPDecoder(3, 6)) == ('MLPDecoder(3, max_nodes=6, '
                                      'hidden_channels=512, edge_channels=1)')
     assert dec.mlp[0].out_features == 16
+
+
+# ------------------------------------- factorised forward == reference MLP
+def ref_conv(conv, H, adj, mask):
+    r"""The definition: the MLP on the explicit concatenation."""
+    feats = conv.features(H, adj, mask)  # [B, n, n, K C]
+    return apply_mask(conv.lin2(conv.lin1(feats).relu()), mask, 2)
+
+
+def ref_encoder(enc, x, adj, mask, edge_attr=None):
+    H = to_second_order(x, adj, mask, edge_attr)
+    for i, conv in enumerate(enc.convs):
+        H = ref_conv(conv, H, adj, mask)
+        if i < enc.num_layers - 1:
+            H = H.relu()
+    return H, contract_to_first_order(H, mask, enc.return_diag)
+
+
+def ref_decoder(dec, z, mask, adj=None):
+    B, n, _ = z.shape
+    if adj is None:
+        adj = (1 - torch.eye(n, dtype=z.dtype)).expand(B, n, n)
+    H = pair_features(dec.lin_in(z), mask)
+    for i, conv in enumerate(dec.convs):
+        H = ref_conv(conv, H, adj, mask)
+        if i < dec.num_layers - 1:
+            H = H.relu()
+    return apply_mask(0.5 * (H + H.transpose(1, 2)), mask, 2)
+
+
+def _grads(module, outs, inputs, seed=3):
+    r"""Gradients of a random linear functional of :obj:`outs` w.r.t. the
+    parameters and :obj:`inputs`."""
+    g = torch.Generator().manual_seed(seed)
+    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum()
+               for o in outs)
+    return torch.autograd.grad(loss, list(module.parameters()) + inputs,
+                               allow_unused=True)
+
+
+def _assert_close(got, ref, atol=1e-10):
+    for a, b in zip(got, ref):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=atol, rtol=0), \
+                (a - b).abs().max()
+
+
+SIZES = [(5, 3, 4), (1, ), (7, 7), (2, 6, 1, 4, 6), (9, 2)]
+
+
+def _no_features(self, *args):
+    raise AssertionError('forward must not build the K C features')
+
+
+@pytest.mark.parametrize('sizes', SIZES)
+@pytest.mark.parametrize('basis', [True, False])
+@pytest.mark.parametrize('symmetric', [True, False])
+def test_conv_matches_reference(sizes, basis, symmetric, monkeypatch):
+    torch.manual_seed(0)
+    d = dense_batch(sizes, C=3, seed=len(sizes))
+    adj = d['adj']
+    if not symmetric:  # A * H^T etc. must use A^T, not assume symmetry
+        adj = adj * torch.rand(adj.shape, dtype=D)
+    H = d['H'].requires_grad_()
+    conv = SecondOrderConv(3, 4, hidden_channels=5, basis=basis).double()
+    ref = ref_conv(conv, H, adj, d['mask'])
+    ref_g = _grads(conv, [ref], [H])
+    monkeypatch.setattr(SecondOrderConv, 'features', _no_features)
+    out = conv(H, adj, d['mask'])
+    _assert_close([out], [ref])
+    check_padding(out, d['mask'], 2)
+    _assert_close(_grads(conv, [out], [H]), ref_g)
+
+
+def test_conv_matches_reference_wide_and_garbage():
+    # C != hidden != out, weighted adjacency, nan / inf in the padding.
+    torch.manual_seed(1)
+    d = dense_batch((6, 2, 5), C=7, seed=4)
+    pair = d['mask'].unsqueeze(2) & d['mask'].unsqueeze(1)
+    H = torch.where(pair.unsqueeze(-1), d['H'], float('nan'))
+    adj = torch.where(pair, d['adj'], float('inf'))
+    conv = SecondOrderConv(7, 3, hidden_channels=11).double()
+    out = conv(H.requires_grad_(), adj, d['mask'])
+    ref = ref_conv(conv, H, adj, d['mask'])
+    assert out.isfinite().all()
+    _assert_close([out], [ref])
+    _assert_close(_grads(conv, [out], [H]), _grads(conv, [ref], [H]))
+
+
+def test_conv_float32_and_state_dict():
+    # Same parameters give the same function: the layout is unchanged.
+    torch.manual_seed(2)
+    d = dense_batch((5, 3, 4), C=2, seed=5)
+    a, b = SecondOrderConv(2, 4, 6), SecondOrderConv(2, 4, 6)
+    b.load_state_dict(a.state_dict())
+    assert set(a.state_dict()) == {'lin1.weight', 'lin1.bias',
+                                   'lin2.weight', 'lin2.bias'}
+    H, adj = d['H'].float(), d['adj'].float()
+    out = b(H, adj, d['mask'])
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, ref_conv(a, H, adj, d['mask']), atol=1e-5)
+
+
+def test_conv_chunks(monkeypatch):
+    import torch_geometric_mgvae.nn.second_order as so
+    torch.manual_seed(3)
+    d = dense_batch((5, 3, 4, 1, 5, 2, 4), C=2, seed=6)
+    H = d['H'].requires_grad_()
+    conv = SecondOrderConv(2, 3, hidden_channels=4).double()
+    out = conv(H, d['adj'], d['mask'])
+    grads = _grads(conv, [out], [H])
+    for chunk in (1, 2 * 25 * 4, 3 * 25 * 4 + 7):  # 1, 2, 3 blocks
+        monkeypatch.setattr(so, 'CHUNK_ELEMENTS', chunk)
+        out_c = conv(H, d['adj'], d['mask'])
+        _assert_close([out_c], [out])
+        _assert_close(_grads(conv, [out_c], [H]), grads)
+
+
+def test_conv_empty_blocks():
+    mask = torch.tensor([[False, False, False], [True, False, False]])
+    H = torch.randn(2, 3, 3, 2, dtype=D)
+    adj = torch.ones(2, 3, 3, dtype=D)
+    conv = SecondOrderConv(2, 3).double()
+    out = conv(H, adj, mask)
+    assert out.isfinite().all() and (out[0] == 0).all()
+    _assert_close([out], [ref_conv(conv, H, adj, mask)])
+    out = conv(H[:, :0, :0], adj[:, :0, :0], mask[:, :0])
+    assert out.shape == (2, 0, 0, 3)
+
+
+@pytest.mark.parametrize('sizes', SIZES)
+@pytest.mark.parametrize('edge_channels', [0, 2])
+def test_encoder_matches_reference(sizes, edge_channels, monkeypatch):
+    torch.manual_seed(4)
+    d = dense_batch(sizes, F=3, E=max(edge_channels, 1), seed=len(sizes))
+    ea = d['edge_attr'] if edge_channels else None
+    x = d['x'].requires_grad_()
+    enc = SecondOrderEncoder(3, edge_channels, 5, 4, num_layers=3,
+                             return_diag=True).double()
+    ref = ref_encoder(enc, x, d['adj'], d['mask'], ea)
+    ref_g = _grads(enc, list(ref), [x])
+    monkeypatch.setattr(SecondOrderConv, 'features', _no_features)
+    out = enc(x, d['adj'], d['mask'], ea)
+    _assert_close(out, ref)
+    _assert_close(_grads(enc, list(out), [x]), ref_g)
+
+
+@pytest.mark.parametrize('sizes', SIZES)
+@pytest.mark.parametrize('given_adj', [False, True])
+def test_decoder_matches_reference(sizes, given_adj, monkeypatch):
+    torch.manual_seed(5)
+    d = dense_batch(sizes, F=3, seed=len(sizes))
+    adj = d['adj'] if given_adj else None
+    z = d['z'].requires_grad_()
+    dec = SecondOrderDecoder(3, 5, num_layers=2, edge_channels=2).double()
+    ref = ref_decoder(dec, z, d['mask'], adj)
+    ref_g = _grads(dec, [ref], [z])
+    monkeypatch.setattr(SecondOrderConv, 'features', _no_features)
+    out = dec(z, d['mask'], adj)
+    _assert_close([out], [ref])
+    _assert_close(_grads(dec, [out], [z]), ref_g)

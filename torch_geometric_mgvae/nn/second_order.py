@@ -21,10 +21,13 @@ A block with :math:`m` valid nodes is read on its first :math:`m` rows and
 columns. Masks are applied in one place, :func:`apply_mask`; every public
 function masks its inputs on entry (so padded garbage never leaks into
 valid outputs) and its outputs on exit (so padded outputs are exactly 0).
+Between the layers of :class:`SecondOrderEncoder` and
+:class:`SecondOrderDecoder` the tensors are already masked, so the
+layers skip their entry masks there.
 Where an operation sums over a node index we divide by :math:`m` (a mean),
 so feature scales do not grow with the block size.
 """
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -32,6 +35,10 @@ from torch_geometric.typing import OptTensor
 
 NUM_BASIS = 15
 NUM_CONTRACTIONS = 13
+# SecondOrderConv processes its blocks in chunks of at most this many
+# entries times hidden channels (B n^2 h), so its transient buffers (5 of
+# this size) stay small; the result does not depend on it.
+CHUNK_ELEMENTS = 2**22
 
 
 def apply_mask(t: Tensor, mask: Tensor, order: int) -> Tensor:
@@ -249,6 +256,91 @@ def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
     return apply_mask(torch.cat(forms, dim=-1), mask, 2)  # [B, n, n, 13C]
 
 
+class _AdjStats(NamedTuple):
+    r"""Adjacency-derived quantities shared by every layer of a stack."""
+    A: Tensor  # [B, n, n] masked adjacency
+    P: Tensor  # [B, n, n] D^{-1} A (zero rows for isolated nodes)
+    a_bar: Tensor  # [B] mean of A over the valid pairs
+    d: Tensor  # [B, n] degree / m
+    m: Tensor  # [B] valid nodes, at least 1
+
+
+def _adj_stats(adj: Tensor, mask: Tensor, dtype: torch.dtype) -> _AdjStats:
+    r"""The quantities :func:`contractions_eq3` derives from the adjacency,
+    computed once (they are the same for every layer)."""
+    A = apply_mask(adj.to(dtype), mask, 2)  # [B, n, n]
+    m = _num_nodes(mask, dtype)  # [B]
+    deg = A.sum(dim=2)  # [B, n]
+    inv = torch.where(deg > 0, 1.0 / deg.clamp(min=1e-30),
+                      torch.zeros_like(deg))  # [B, n]
+    P = inv.unsqueeze(2) * A  # [B, n, n]
+    a_bar = A.sum(dim=(1, 2)) / m**2  # [B]
+    return _AdjStats(A, P, a_bar, deg / m.unsqueeze(1), m)
+
+
+# The factorised SecondOrderConv.forward. Map k of features() (T1-T13 are
+# k = 0-12, L1-L15 are k = 13-27) enters the first linear layer as
+# map_k(H) W_k, W_k = lin1.weight[:, k C:(k + 1) C]^T [C, h]; as map_k acts
+# on the node indices only, map_k(H) W_k = map_k(H W_k). With r, c, diag
+# the row means, column means and diagonal of H [B, n, C], t, s the means
+# of its diagonal and of all entries [B, C], d = deg / m [B, n], the
+# pre-activation is
+#   acc = S_id + S_tr^T + diag(w),
+#   S_id = H W22 + a_bar H W6 + A * (H W4 + q) + P (H W0 + (H W1)^T)
+#          + u_i + d_i g_j + bias,
+#   S_tr = H W23 + a_bar H W7 + A * (H W5) + P (H W3 + (H W2)^T)
+#          + v_i + d_i f_j,
+# where the first-order vectors u, v, g, f, w [B, n, h] and the constants
+# q [B, h] are small projections of (r, c, diag) and (t, s) (tables below);
+# S_tr gathers the maps that end in a transpose (L7, L9, L11, L13, T3, T4,
+# T6, T8, T11, T13), added as a view. Only H W_k is ever [B, n, n, h].
+# Full second-order slices of S_id and S_tr: [self, a_bar-scaled self,
+# A-product, P-product, transposed P-product].
+_FULL_ID = (22, 6, 4, 0, 1)  # L10, T7, T5, T1, T2
+_FULL_TR = (23, 7, 5, 3, 2)  # L11, T8, T6, T4, T3
+# First-order inputs [r, c, diag] -> vectors g, f (contractions) and
+# u, v, w (Maron maps, only with basis):
+_FIRST = (
+    (11, 9, None),  # g: T12 d_i r_j, T10 d_i c_j
+    (12, 10, None),  # f: T13 r_i d_j, T11 c_i d_j (in S_tr)
+    (18, 20, 24),  # u: L6 r_i, L8 c_i, L12 H_ii
+    (19, 21, 25),  # v: L7 r_j, L9 c_j, L13 H_jj (in S_tr)
+    (15, 16, 13),  # w: L3, L4, L1 on the diagonal
+)
+# Zeroth-order inputs [t, s] -> q (contractions), u, w (Maron maps):
+_ZEROTH = (
+    (None, 8),  # q: T9 h_bar A (h_bar = s)
+    (26, 27),  # u: L14 t, L15 s
+    (14, 17),  # w: L2 t, L5 s on the diagonal
+)
+
+
+def _gather(W: Tensor, table: Tuple[Tuple[Optional[int], ...], ...],
+            num_maps: int) -> Tensor:
+    r"""Stacks first-layer weight slices into one matrix.
+
+    Args:
+        W (torch.Tensor): The first layer's weight viewed as
+            :math:`[h, K + 1, C]` (map-major, as in :meth:`features`),
+            with a zero slice :math:`K` appended.
+        table: :math:`n_{out}` rows of :math:`n_{in}` map indices
+            (:obj:`None`, or a Maron map missing without :obj:`basis`,
+            picks the zero slice).
+        num_maps (int): :math:`K`.
+
+    Returns:
+        :math:`[n_{in} C, n_{out} h]`: input block :math:`a` to output
+        block :math:`o` is :math:`W_{k}^{\top}` with :math:`k` =
+        :obj:`table[o][a]`.
+    """
+    h, _, C = W.shape
+    idx = torch.tensor([[num_maps if k is None or k >= num_maps else k
+                         for k in row] for row in table], device=W.device)
+    n_out, n_in = idx.shape
+    Ws = W[:, idx]  # [h, n_out, n_in, C]
+    return Ws.permute(2, 3, 1, 0).reshape(n_in * C, n_out * h)
+
+
 class SecondOrderConv(torch.nn.Module):
     r"""One layer of the paper's second-order message passing (Eq. 3):
 
@@ -263,8 +355,24 @@ class SecondOrderConv(torch.nn.Module):
     (:func:`equivariant_basis_2to2`, only with :obj:`basis=True`), and
     :math:`\mathcal{W}_t` a two-layer MLP (Linear-ReLU-Linear) applied to
     every entry :math:`(i, j)` over the channels. It is
-    :math:`\mathbb{S}_n`-equivariant (Proposition 1) and costs
-    :math:`O(n^3 C + n^2 C\, h)` per block.
+    :math:`\mathbb{S}_n`-equivariant (Proposition 1).
+
+    :meth:`features` builds the :math:`K C`-channel concatenation
+    (:math:`K = 28`, or 13 without the basis) literally; it is the
+    reference. :meth:`forward` computes the same function without it: the
+    first linear layer commutes with every map (they act on the node
+    indices only), so each map is applied *after* its slice of the first
+    weight, :math:`L_k(H) W_k = L_k(H W_k)`. Maps that broadcast means,
+    diagonals or invariants project those :math:`[B, n, C]` or
+    :math:`[B, C]` quantities and broadcast-add them; the maps on the
+    whole tensor (identity, transpose, :math:`A \odot H`, the
+    :math:`P`-products, ...) need 10 projections :math:`H W_k` (two GEMMs
+    with :math:`5h` outputs), combined by :math:`P`-products, transposes
+    (views) and in-place additions into one :math:`[B, n, n, h]`
+    accumulator. That costs :math:`O(n^3 h + 10\, n^2 C h)` time and
+    :math:`O(n^2 (C + 5h))` memory per block instead of
+    :math:`O(n^3 C + K n^2 C h)` and :math:`O(K n^2 C)`; blocks are
+    processed in chunks of :obj:`CHUNK_ELEMENTS`.
 
     Args:
         in_channels (int): Channels :math:`C` of :math:`\mathcal{H}`.
@@ -303,8 +411,104 @@ class SecondOrderConv(torch.nn.Module):
         return torch.cat(feats, dim=-1)  # [B, n, n, K C]
 
     def forward(self, H: Tensor, adj: Tensor, mask: Tensor) -> Tensor:
-        out = self.lin2(self.lin1(self.features(H, adj, mask)).relu())
-        return apply_mask(out, mask, 2)  # [B, n, n, C_out]
+        r"""Equal to ``lin2(relu(lin1(features(H, adj, mask))))``, masked,
+        but evaluated without the :math:`K C` features (see the class
+        description)."""
+        H = apply_mask(H, mask, 2)  # [B, n, n, C]
+        return self._forward(H, _adj_stats(adj, mask, H.dtype), mask)
+
+    def _forward(self, H: Tensor, st: _AdjStats, mask: Tensor) -> Tensor:
+        r"""The factorised forward on a masked :obj:`H`, in chunks of
+        blocks (:obj:`CHUNK_ELEMENTS`): blocks are independent, and the
+        autograd graph of a chunk holds only that chunk's buffers, so the
+        peak memory of the forward and the backward pass shrinks with the
+        chunk size while the saved tensors stay the same."""
+        B, n = mask.shape
+        step = max(1, CHUNK_ELEMENTS // max(1, n * n * self.hidden_channels))
+        if B <= step:
+            return self._forward_chunk(H, st, mask)
+        # split (not slicing), so the backward pass concatenates the chunk
+        # gradients once instead of padding each to the full size:
+        chunks = zip(H.split(step), zip(*(t.split(step) for t in st)),
+                     mask.split(step))
+        return torch.cat([
+            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c)
+            for H_c, st_c, mask_c in chunks
+        ], dim=0)
+
+    def _forward_chunk(self, H: Tensor, st: _AdjStats,
+                       mask: Tensor) -> Tensor:
+        r"""The factorised forward on a masked :obj:`H` (0 at padded
+        entries) with precomputed adjacency statistics :obj:`st`.
+
+        Masking: no mask is needed between the entry mask (of :obj:`H`,
+        :obj:`A`) and the output mask. Every term evaluated at a valid
+        entry :math:`(i, j)` reads only valid entries of :math:`H`,
+        :math:`A`, :math:`P` (padded ones are 0, so the sums and matrix
+        products over a node index only see valid nodes) and divides by
+        the valid count :math:`m`. Padded entries of the accumulator do
+        receive garbage (the bias, the row vectors :math:`u_i` at
+        :math:`(i, \text{pad})`, the diagonal vector :math:`w` at padded
+        diagonal entries), but the MLP acts entry by entry, so this stays
+        on padded entries and the output mask zeroes it (and stops its
+        gradient).
+        """
+        B, n, _, C = H.shape
+        h = self.hidden_channels
+        K = self.lin1.in_features // self.in_channels  # number of maps
+        W = self.lin1.weight.view(h, K, C)
+        W = torch.cat([W, W.new_zeros(h, 1, C)], dim=1)  # [h, K + 1, C]
+        A, P, a_bar, d, m = st
+
+        # First- and zeroth-order statistics of H (cheap, [B, n, C]):
+        row = H.sum(dim=2) / m.view(B, 1, 1)  # [B, n, C]
+        col = H.sum(dim=1) / m.view(B, 1, 1)  # [B, n, C]
+        diag = H.diagonal(dim1=1, dim2=2).transpose(1, 2)  # [B, n, C]
+        tr = diag.sum(dim=1) / m.view(B, 1)  # [B, C]
+        tot = row.sum(dim=1) / m.view(B, 1)  # [B, C] (also h_bar)
+        nf, nz = (5, 3) if self.basis else (2, 1)
+        first = torch.cat([row, col, diag], dim=-1) @ _gather(
+            W, _FIRST[:nf], K)  # [B, n, nf h]
+        zeroth = torch.cat([tr, tot], dim=-1) @ _gather(
+            W, _ZEROTH[:nz], K)  # [B, nz h]
+        first, zeroth = first.split(h, dim=-1), zeroth.split(h, dim=-1)
+        g, f, q = first[0], first[1], zeroth[0]
+        u = self.lin1.bias.view(1, 1, h)  # bias, broadcast everywhere
+        v = w = None
+        if self.basis:
+            u = u + first[2] + zeroth[1].unsqueeze(1)  # [B, n, h]
+            v = first[3]  # [B, n, h]
+            w = first[4] + zeroth[2].unsqueeze(1)  # [B, n, h]
+
+        def group(full: Tuple[int, ...], A4: Tensor, g: Tensor,
+                  u: Optional[Tensor], q: Optional[Tensor]) -> Tensor:
+            r"""S = H W_0 + a_bar H W_1 + A4 * (H W_2 + q)
+            + P (H W_3 + (H W_4)^T) + u_i + d_i g_j."""
+            Wf = _gather(W, tuple((k, ) for k in full), K)  # [C, 5h]
+            G = H.reshape(B * n * n, C) @ Wf  # one GEMM, [B n^2, 5h]
+            g_self, g_a, g_A, g_P, g_Pt = G.view(B, n, n, 5 * h).split(h, -1)
+            Q = g_P + g_Pt.transpose(1, 2)  # [B, n, n, h]
+            # Out of place, so S is no view (in-place ops on a view would
+            # each clone the gradient in the backward pass):
+            S = g_self + torch.bmm(P, Q.view(B, n, n * h)).view(B, n, n, h)
+            S.addcmul_(a_bar.view(B, 1, 1, 1), g_a)
+            S.addcmul_(A4, g_A)
+            if q is not None:
+                S.addcmul_(A4, q.view(B, 1, 1, h))
+            S.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))
+            if u is not None:  # [B or 1, n or 1, h]
+                S.add_(u.unsqueeze(2))
+            return S
+
+        # T6 is (A * H)^T (contractions_eq3), so S_tr also takes A itself:
+        A4 = A.unsqueeze(-1)  # [B, n, n, 1]
+        acc = group(_FULL_ID, A4, g, u, q)  # [B, n, n, h]
+        S_tr = group(_FULL_TR, A4, f, v, None)
+        acc.add_(S_tr.transpose(1, 2))
+        if w is not None:
+            acc.diagonal(dim1=1, dim2=2).add_(w.transpose(1, 2))
+        out = self.lin2(acc.relu_())  # [B, n, n, C_out]
+        return apply_mask(out, mask, 2)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
@@ -363,7 +567,14 @@ def contract_to_first_order(H: Tensor, mask: Tensor,
         :math:`[B, n, 2C]` (or :math:`[B, n, 3C]`), 0 at padded nodes.
     """
     H = apply_mask(H, mask, 2)  # [B, n, n, C]
-    m = _num_nodes(mask, H.dtype).view(-1, 1, 1)  # [B, 1, 1]
+    return _first_order(H, _num_nodes(mask, H.dtype), diag)
+
+
+def _first_order(H: Tensor, m: Tensor, diag: bool) -> Tensor:
+    r""":func:`contract_to_first_order` of a masked :obj:`H` (0 at padded
+    entries, so the padded nodes' outputs are 0 too) with :math:`m`
+    :math:`[B]` valid nodes per block."""
+    m = m.view(-1, 1, 1)  # [B, 1, 1]
     parts = [H.sum(dim=1) / m, H.sum(dim=2) / m]  # 2 x [B, n, C]
     if diag:
         parts.append(H.diagonal(dim1=1, dim2=2).transpose(1, 2))
@@ -435,11 +646,14 @@ class SecondOrderEncoder(torch.nn.Module):
                 f"'edge_attr' must be given iff edge_channels > 0 "
                 f"(edge_channels={self.edge_channels})")
         H = to_second_order(x, adj, mask, edge_attr)  # [B, n, n, F+E+1]
+        # H is masked here and after every layer (ReLU keeps the zeros), so
+        # the layers skip their entry masks and share the adjacency stats.
+        st = _adj_stats(adj, mask, H.dtype)
         for i, conv in enumerate(self.convs):
-            H = conv(H, adj, mask)  # [B, n, n, C]
+            H = conv._forward(H, st, mask)  # [B, n, n, C]
             if i < self.num_layers - 1:
                 H = H.relu()
-        Z = contract_to_first_order(H, mask, self.return_diag)  # [B, n, 2C]
+        Z = _first_order(H, st.m, self.return_diag)  # [B, n, 2C]
         return H, Z
 
     def __repr__(self) -> str:
@@ -541,9 +755,10 @@ class SecondOrderDecoder(torch.nn.Module):
         if adj is None:
             eye = torch.eye(n, dtype=z.dtype, device=z.device)
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
-        H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
+        H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h], masked
+        st = _adj_stats(adj, mask, H.dtype)  # shared by the layers
         for i, conv in enumerate(self.convs):
-            H = conv(H, adj, mask)  # [B, n, n, C]
+            H = conv._forward(H, st, mask)  # [B, n, n, C], masked
             if i < self.num_layers - 1:
                 H = H.relu()
         return apply_mask(_symmetrise(H), mask, 2)  # [B, n, n, E]
