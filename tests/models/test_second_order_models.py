@@ -27,9 +27,10 @@ def make(cls, **kwargs):
 
 CONFIGS = [
     (MGN, {}),
-    (MGVAE, {}),
+    (MGVAE, dict(global_decoder='second_order')),
     (MGVAE, dict(covariance='mrf')),
-    (MGVAE, dict(covariance='mrf', prior='learnable')),
+    (MGVAE, dict(covariance='mrf', prior='learnable',
+                 global_decoder='second_order')),
     (MGVAE, dict(covariance='mrf', prior='learnable', matching='free')),
     (MGVAE, dict(prior='learnable', global_decoder='inner')),
 ]

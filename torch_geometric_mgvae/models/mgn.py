@@ -190,9 +190,10 @@ class MGN(torch.nn.Module):
         clustering (str): :obj:`"learned"` or :obj:`"fixed"` (cluster ids are
             then passed to :meth:`forward`). (default: :obj:`"learned"`)
         global_decoder (bool or str): Add the global decoders: :obj:`True`
-            (inner product for :obj:`order=1`, second-order for
-            :obj:`order=2`), :obj:`"inner"`, :obj:`"second_order"` (the
-            paper's :math:`\mathbb{S}_n` decoder, dense per graph), or
+            or :obj:`"inner"` (inner product; sampled non-edges for large
+            graphs), :obj:`"second_order"` (the paper's
+            :math:`\mathbb{S}_n` decoder, dense per graph: for small graphs
+            only, it costs :math:`O(n^2 d)` per graph), or
             :obj:`"mlp"` (the non-equivariant MLP decoder of the paper's
             Table 6, finest level only), or :obj:`False`.
             (default: :obj:`True`)
@@ -277,7 +278,7 @@ class MGN(torch.nn.Module):
         if encoder_scope not in ('cluster', 'graph'):
             raise ValueError("'encoder_scope' must be 'cluster' or 'graph'")
         if global_decoder is True:
-            global_decoder = 'inner' if order == 1 else 'second_order'
+            global_decoder = 'inner'
         if global_decoder and global_decoder not in GLOBAL_DECODERS:
             raise ValueError(f"'global_decoder' must be a bool or one of "
                              f"{GLOBAL_DECODERS}")
