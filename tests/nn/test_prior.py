@@ -360,3 +360,19 @@ def test_diagonal_prior_repeated_matches_are_independent():
     for c in range(2):
         assert torch.allclose(L_d[0, ..., c] @ L_d[0, ..., c].t(),
                               Lf[0, ..., c] @ Lf[0, ..., c].t())
+
+
+def test_float32_kl_with_large_factors_is_finite():
+    # In float32, eps = 1e-4 drowns in the rounding of L L^T for entries of
+    # a few units; the factorisation must not fail (it runs in float64).
+    from torch_geometric_mgvae.nn import kl_mvn_standard
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(4, 40, 1, 8, generator=g) * 30  # rank one, large
+    L = u * torch.randn(4, 1, 40, 8, generator=g)
+    mu = torch.randn(4, 40, 8, generator=g)
+    mask = torch.ones(4, 40, dtype=torch.bool)
+    L.requires_grad_()
+    kl = kl_mvn_standard(mu, L, mask)
+    assert kl.dtype == torch.float32 and torch.isfinite(kl).all()
+    kl.sum().backward()
+    assert torch.isfinite(L.grad).all()

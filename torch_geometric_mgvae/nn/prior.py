@@ -45,8 +45,13 @@ def _cov_cholesky(L: Tensor, mask: Tensor, eps: float) -> Tensor:
     (instead of :math:`\epsilon`), so the padded block of :math:`\Sigma` and
     of its Cholesky factor is exactly the identity, decoupled from the
     valid block.
+
+    The factorisation runs in float64: in float32, :math:`\epsilon = 10^{-4}`
+    is below the rounding error of :math:`L L^{\top}` once the entries of
+    :math:`L` reach a few units, and Cholesky fails on a matrix that is
+    positive definite in exact arithmetic.
     """
-    L = apply_mask(L, mask, 1).permute(0, 3, 1, 2)  # [B, d, n, k]
+    L = apply_mask(L, mask, 1).permute(0, 3, 1, 2).double()  # [B, d, n, k]
     S = L @ L.transpose(-1, -2)  # [B, d, n, n]
     one = torch.ones((), dtype=L.dtype, device=L.device)
     jitter = torch.where(mask, eps * one, one)  # [B, n]
@@ -95,14 +100,14 @@ def kl_mvn(mu_q: Tensor, L_q: Tensor, mu_p: Tensor, L_p: Tensor,
     """
     C_q = _cov_cholesky(L_q, mask, eps)  # [B, d, n, n]
     C_p = _cov_cholesky(L_p, mask, eps)  # [B, d, n, n]
-    diff = apply_mask(mu_p - mu_q, mask, 1)  # [B, n, d]
+    diff = apply_mask(mu_p - mu_q, mask, 1).double()  # [B, n, d]
     diff = diff.transpose(1, 2).unsqueeze(-1)  # [B, d, n, 1]
     M = torch.linalg.solve_triangular(C_p, C_q, upper=False)  # [B, d, n, n]
     v = torch.linalg.solve_triangular(C_p, diff, upper=False)  # [B, d, n, 1]
     n = mask.size(1)  # padded nodes add 1 to the trace, -1 here: exact 0
     kl = 0.5 * (M.pow(2).sum(dim=(-2, -1)) + v.pow(2).sum(dim=(-2, -1)) - n +
                 _logdet(C_p) - _logdet(C_q))  # [B, d]
-    return kl.sum(dim=-1)
+    return kl.sum(dim=-1).to(mu_q.dtype)
 
 
 def kl_mvn_standard(mu: Tensor, L: Tensor, mask: Tensor,
@@ -129,8 +134,8 @@ def kl_mvn_standard(mu: Tensor, L: Tensor, mask: Tensor,
     mu = apply_mask(mu, mask, 1)  # [B, n, d]
     m = mask.sum(dim=1, keepdim=True).to(mu.dtype)  # [B, 1]
     tr = L.pow(2).sum(dim=(1, 2)) + eps * m  # [B, d]
-    kl = 0.5 * (tr + mu.pow(2).sum(dim=1) - m - _logdet(C))  # [B, d]
-    return kl.sum(dim=-1)
+    kl = 0.5 * (tr + mu.pow(2).sum(dim=1) - m - _logdet(C).to(mu.dtype))
+    return kl.sum(dim=-1)  # [B]
 
 
 def kl_diag(mu: Tensor, logstd: Tensor,
