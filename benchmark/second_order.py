@@ -1,0 +1,222 @@
+r"""Cost of second- vs first-order local encoders per training step.
+
+One MGVAE training step (forward, ``sum(model.loss_terms(out).values())``,
+backward) with ``order=1`` (MeanConv local encoders, inner-product decoders)
+and ``order=2`` (the Eq. 3 + Maron-basis encoders and S_n decoders on dense
+per-cluster blocks; also with Gaussian-MRF posteriors) on
+
+* QM9-sized molecules: a batch of 128 graphs of 9 nodes,
+* ZINC-sized molecules: a batch of 128 graphs of 23 nodes,
+  (random connected molecule-like graphs: a random tree plus ~10% extra
+  ring-closing edges, 4 bond types as edge features, paper D.2 hierarchy
+  num_clusters = [4, 2, 1]),
+* Cora (2,708 nodes, 1,433 features) with 128 learned clusters at the finest
+  level (num_clusters = [128, 16, 1]).
+
+The global decoders are inner products (sampled non-edges on Cora) in every
+configuration, so the difference is the local encoders and decoders.
+
+Every configuration runs in its own subprocess; peak memory is the largest
+RSS sampled during the steps minus the RSS before them.
+
+    python benchmark/second_order.py [--quick]
+
+Writes ``benchmark/results/second_order.json``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from scale import RssSampler  # noqa: E402
+
+from torch_geometric_mgvae.results import record, write_records  # noqa
+
+RESULTS = os.path.join(ROOT, 'benchmark', 'results')
+SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+CONFIGS = {
+    'first order': dict(order=1),
+    'second order': dict(order=2, edge_channels=4),
+    'second order + MRF': dict(order=2, edge_channels=4,
+                               covariance='mrf'),
+}
+MB = 2**20
+
+
+def molecule_batch(num_graphs: int, n: int, seed: int):
+    import torch
+    from torch_geometric.data import Batch, Data
+    g = torch.Generator().manual_seed(seed)
+    graphs = []
+    for _ in range(num_graphs):
+        parent = [int(torch.randint(i, (1, ), generator=g)) for i in
+                  range(1, n)]
+        edges = {(p, i + 1) for i, p in enumerate(parent)}
+        for _ in range(max(1, n // 10)):
+            a, b = torch.randint(n, (2, ), generator=g).tolist()
+            if a != b:
+                edges.add((min(a, b), max(a, b)))
+        ei = torch.tensor(sorted(edges)).t()
+        bond = torch.nn.functional.one_hot(
+            torch.randint(4, (ei.size(1), ), generator=g), 4).float()
+        x = torch.nn.functional.one_hot(
+            torch.randint(9, (n, ), generator=g), 9).float()
+        graphs.append(Data(x=x, edge_index=torch.cat([ei, ei.flip(0)], 1),
+                           edge_attr=torch.cat([bond, bond])))
+    return Batch.from_data_list(graphs)
+
+
+def cora():
+    import shutil
+    import tempfile
+
+    from torch_geometric.datasets import Planetoid
+    root = tempfile.mkdtemp()
+    shutil.copytree(os.path.join(SHARED, 'cora', 'raw'),
+                    os.path.join(root, 'Cora', 'raw'))
+    data = Planetoid(root, 'Cora')[0]
+    g = torch_generator(0)
+    import torch
+    data.edge_attr = torch.nn.functional.one_hot(
+        torch.zeros(data.edge_index.size(1), dtype=torch.long), 4).float()
+    data.batch = torch.zeros(data.num_nodes, dtype=torch.long)
+    del g
+    return data
+
+
+def torch_generator(seed):
+    import torch
+    return torch.Generator().manual_seed(seed)
+
+
+def worker(dataset: str, config: str, repeats: int) -> dict:
+    import torch
+
+    from torch_geometric_mgvae import MGVAE
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    if dataset == 'Cora':
+        data, clusters = cora(), [128, 16, 1]
+    else:
+        n = 9 if dataset.startswith('QM9') else 23
+        data, clusters = molecule_batch(128, n, 0), [4, 2, 1]
+    kw = dict(CONFIGS[config])
+    edge_attr = data.edge_attr if kw.get('order') == 2 else None
+    model = MGVAE(data.num_features, 32, 16, clusters, num_layers=2, **kw)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        opt.zero_grad()
+        out = model(data.x, data.edge_index, batch=data.batch,
+                    num_graphs=int(data.batch.max()) + 1,
+                    edge_attr=edge_attr, generator=gen)
+        loss = sum(model.loss_terms(out, gen).values())
+        loss.backward()
+        opt.step()
+        return out
+
+    sampler = RssSampler()
+    before = sampler.rss()
+    sampler.start()
+    out = step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    peak = sampler.stop()
+    sizes = out[0].cluster.sizes()
+    return dict(step_seconds=statistics.median(times),
+                peak_mem_mb=(peak - before) / MB, peak_rss_mb=peak / MB,
+                repeats=repeats, max_cluster=int(sizes.max()),
+                num_clusters=int(out[0].cluster.num_clusters),
+                num_nodes=int(data.num_nodes))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--quick', action='store_true',
+                        help='1 repeat, molecules only')
+    parser.add_argument('--worker', nargs=2, default=None)
+    parser.add_argument('--repeats', type=int, default=3)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.repeats)))
+        return
+    datasets = ['QM9-sized (128 x 9 nodes)', 'ZINC-sized (128 x 23 nodes)']
+    if not args.quick:
+        datasets.append('Cora')
+    repeats = 1 if args.quick else args.repeats
+    command = 'python benchmark/second_order.py' + (' --quick'
+                                                    if args.quick else '')
+    results = {}
+    for ds in datasets:
+        for config in CONFIGS:
+            proc = subprocess.run(
+                [sys.executable, __file__, '--worker', ds, config,
+                 '--repeats', str(repeats)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                err = proc.stderr.strip().splitlines()[-1:]
+                results[ds, config] = dict(error=' '.join(err)[:200])
+            else:
+                results[ds, config] = json.loads(
+                    proc.stdout.strip().splitlines()[-1])
+            print(ds, config, results[ds, config], flush=True)
+
+    records = []
+    print(f'\n{"dataset":<30}{"encoder":<22}{"step s":>9}{"peak MB":>10}'
+          f'{"x time":>8}{"x mem":>8}')
+    for ds in datasets:
+        base = results[ds, 'first order']
+        for config in CONFIGS:
+            r = results[ds, config]
+            protocol = ('one MGVAE training step (forward + all loss terms '
+                        '+ backward + Adam), hidden 32, latent 16, 2 '
+                        'layers, learned clustering num_clusters='
+                        f'{[128, 16, 1] if ds == "Cora" else [4, 2, 1]}, '
+                        f'{CONFIGS[config]}, 2 torch threads')
+            extra = {k: r.get(k) for k in ('max_cluster', 'num_clusters',
+                                           'num_nodes', 'peak_rss_mb')}
+            if 'error' in r:
+                for metric in ('step_seconds', 'peak_mem_mb'):
+                    records.append(record('second_order', ds,
+                                          f'MGVAE ({config})', metric, None
+                                          if False else float('nan'),
+                                          protocol=protocol,
+                                          command=command, error=r['error']))
+                continue
+            rt = r['step_seconds'] / base['step_seconds'] \
+                if 'error' not in base else None
+            rm = r['peak_mem_mb'] / max(base['peak_mem_mb'], 1e-9) \
+                if 'error' not in base else None
+            print(f'{ds:<30}{config:<22}{r["step_seconds"]:>9.3f}'
+                  f'{r["peak_mem_mb"]:>10.1f}{rt:>8.2f}{rm:>8.2f}')
+            for metric in ('step_seconds', 'peak_mem_mb'):
+                records.append(record('second_order', ds, f'MGVAE ({config})',
+                                      metric, r[metric], n=r['repeats'],
+                                      protocol=protocol, command=command,
+                                      **extra))
+            if config != 'first order':
+                records.append(record('second_order', ds,
+                                      f'MGVAE ({config})',
+                                      'time_ratio_vs_first_order', rt,
+                                      protocol=protocol, command=command))
+                records.append(record('second_order', ds,
+                                      f'MGVAE ({config})',
+                                      'mem_ratio_vs_first_order', rm,
+                                      protocol=protocol, command=command))
+    path = os.path.join(RESULTS, 'second_order.json')
+    write_records(path, records, replace=False)
+    print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+    main()
