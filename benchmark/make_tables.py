@@ -22,8 +22,8 @@ def fmt(v, std=None):
         return '—'
     if isinstance(v, float):
         a = abs(v)
-        s = (f'{v:.4g}' if a < 1e-2 or a >= 1e3 else f'{v:.4f}'.rstrip('0')
-             .rstrip('.'))
+        s = (f'{v:.0f}' if a >= 100 else f'{v:.2f}' if a >= 1 else
+             f'{v:.3g}')
     else:
         s = str(v)
     if std is not None:

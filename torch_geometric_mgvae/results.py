@@ -18,16 +18,19 @@ from typing import Any, Dict, Iterable, List, Optional
 REQUIRED = ('task', 'dataset', 'method', 'metric', 'value')
 
 
-def record(task: str, dataset: str, method: str, metric: str, value: float,
+def record(task: str, dataset: str, method: str, metric: str,
+           value: Optional[float],
            std: Optional[float] = None, n: Optional[int] = None,
            protocol: Optional[str] = None, command: Optional[str] = None,
            device: str = 'cpu', **extra: Any) -> Dict[str, Any]:
     r"""Builds one flat result record.
 
-    :obj:`command` defaults to the command line of the running process.
+    :obj:`command` defaults to the command line of the running process. A
+    failed measurement has :obj:`value=None` and says why in :obj:`error`.
     """
     out: Dict[str, Any] = dict(task=task, dataset=dataset, method=method,
-                               metric=metric, value=float(value))
+                               metric=metric,
+                               value=None if value is None else float(value))
     out['std'] = None if std is None else float(std)
     out['n'] = n
     out['protocol'] = protocol
