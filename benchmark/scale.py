@@ -356,11 +356,10 @@ def to_records(results, args):
                      f'{r["mem_limit_gb"]:.1f} GiB')
         if 'error' in r:
             for metric in ('step_seconds', 'peak_mem_mb'):
-                rec = record('scale', dataset, method, metric, 0.0,
-                             protocol=protocol, command=command,
-                             device='cpu', error=r['error'], **extra)
-                rec['value'] = None
-                records.append(rec)
+                records.append(record('scale', dataset, method, metric, None,
+                                      protocol=protocol, command=command,
+                                      device='cpu', error=r['error'],
+                                      **extra))
             continue
         times = r['step_seconds_all']
         std = statistics.stdev(times) if len(times) > 1 else None
