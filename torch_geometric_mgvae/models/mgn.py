@@ -78,6 +78,7 @@ class MGNLevel:
         self.noise = noise or {}
         self.blocks = blocks
         self.L = L
+        self._pairs: OptTensor = None
 
     @property
     def num_nodes(self) -> int:
@@ -88,7 +89,7 @@ class MGNLevel:
         r"""The distinct undirected node pairs joined by an edge,
         :obj:`[2, P]` with :obj:`row < col` (computed once, shared by the
         local and global decoders)."""
-        if getattr(self, '_pairs', None) is None:
+        if self._pairs is None:
             self._pairs = undirected_pairs(self.edge_index, self.num_nodes)
         return self._pairs
 
