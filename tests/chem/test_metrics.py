@@ -1,0 +1,79 @@
+import math
+
+import pytest
+
+Chem = pytest.importorskip('rdkit.Chem')
+
+from rdkit.Chem import QED  # noqa: E402
+
+from torch_geometric_mgvae.chem import (  # noqa: E402
+    molecule_metrics,
+    novelty,
+    qed_stats,
+    uniqueness,
+    valid_mols,
+    validity,
+)
+
+
+def test_validity():
+    items = ['CCO', 'OCC', 'xyz', None, '', 'C1CC',
+             Chem.MolFromSmiles('c1ccccc1'),
+             Chem.MolFromSmiles('C(C)(C)(C)(C)C', sanitize=False)]
+    assert validity(items) == 3 / 8
+    assert len(valid_mols(items)) == 3
+    assert validity([]) == 0.0
+    assert validity(['C', 'N']) == 1.0
+
+
+def test_uniqueness():
+    # 'CCO', 'OCC' and 'C(O)C' are the same molecule; invalid ignored.
+    items = ['CCO', 'OCC', 'C(O)C', 'c1ccccc1', 'C1=CC=CC=C1', 'xyz', None]
+    assert uniqueness(items) == 2 / 5
+    assert uniqueness(['xyz']) == 0.0
+    assert uniqueness(['C', 'N', 'O']) == 1.0
+    # Stereo is ignored:
+    assert uniqueness(['C[C@H](N)O', 'C[C@@H](N)O']) == 1 / 2
+
+
+def test_novelty():
+    train = ['OCC', 'c1ccccc1', 'invalid-train']
+    items = ['CCO', 'CCO', 'CCN', 'C1=CC=CC=C1', 'CCCC', 'xyz']
+    # Valid: 5 (with duplicates); novel: CCN, CCCC.
+    assert novelty(items, train) == 2 / 5
+    assert novelty([], train) == 0.0
+    assert novelty(['C'], []) == 1.0
+
+
+def test_qed_stats():
+    smiles = ['CCO', 'c1ccccc1', 'CC(=O)Oc1ccccc1C(=O)O']
+    values = [QED.qed(Chem.MolFromSmiles(s)) for s in smiles]
+    mean, std = qed_stats(smiles + ['xyz', None])
+    expected_mean = sum(values) / 3
+    expected_std = math.sqrt(sum((v - expected_mean)**2
+                                 for v in values) / 3)
+    assert abs(mean - expected_mean) < 1e-12
+    assert abs(std - expected_std) < 1e-12
+    mean, std = qed_stats(['xyz'])
+    assert math.isnan(mean) and math.isnan(std)
+
+
+def test_molecule_metrics():
+    train = ['CCO', 'c1ccccc1']
+    generated = ['OCC', 'CCO', 'CCN', 'CC.O', 'xyz', None, 'CCCC', 'CCN']
+    out = molecule_metrics(generated, train)
+    assert out['num_generated'] == 8
+    assert out['num_valid'] == 6
+    assert out['validity'] == 6 / 8
+    assert out['validity_connected'] == 5 / 8
+    # Distinct valid: CCO, CCN, CC.O, CCCC.
+    assert out['uniqueness'] == 4 / 6
+    # Novel (with multiplicity): CCN, CC.O, CCCC, CCN.
+    assert out['novelty'] == 4 / 6
+    assert out['valid_unique_novel'] == 3 / 8
+    mean, std = qed_stats(generated)
+    assert out['qed_mean'] == mean and out['qed_std'] == std
+
+    out = molecule_metrics([], train)
+    assert out['validity'] == 0.0 and out['uniqueness'] == 0.0
+    assert math.isnan(out['qed_mean'])

@@ -1,0 +1,203 @@
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from torch_geometric_mgvae.chem.convert import (
+    Chem,
+    _quiet_rdkit,
+    _require_rdkit,
+    canonical_smiles,
+    mol_to_smiles,
+)
+
+
+def _to_mol(item: Any) -> Optional['Chem.Mol']:
+    r"""Returns a sanitized copy of a SMILES string / RDKit molecule, or
+    :obj:`None` if it is :obj:`None`, empty (no atoms) or RDKit fails to
+    parse or sanitize it."""
+    _require_rdkit()
+    if item is None:
+        return None
+    try:
+        with _quiet_rdkit():
+            if isinstance(item, str):
+                if len(item.strip()) == 0:
+                    return None
+                mol = Chem.MolFromSmiles(item.strip())
+            else:
+                mol = Chem.Mol(item)
+                Chem.SanitizeMol(mol)
+    except Exception:
+        return None
+    if mol is None or mol.GetNumAtoms() == 0:
+        return None
+    return mol
+
+
+def valid_mols(smiles_or_mols: Iterable[Any]) -> List['Chem.Mol']:
+    r"""Returns the sanitized molecules of all valid entries (see
+    :func:`validity`), in order."""
+    out = [_to_mol(item) for item in smiles_or_mols]
+    return [mol for mol in out if mol is not None]
+
+
+def validity(smiles_or_mols: Sequence[Any]) -> float:
+    r"""The fraction of valid molecules.
+
+    .. math::
+        \textrm{validity} = \frac{\#\{\textrm{entries that RDKit parses and
+        sanitizes}\}}{\#\{\textrm{all entries}\}}
+
+    Entries are SMILES strings or RDKit molecules; :obj:`None`, empty
+    strings, molecules without atoms and anything RDKit fails to parse or
+    sanitize count as invalid (in the denominator). Returns :obj:`0.0` for
+    an empty list.
+    """
+    items = list(smiles_or_mols)
+    if len(items) == 0:
+        return 0.0
+    return len(valid_mols(items)) / len(items)
+
+
+def _canonical(items: Iterable[Any]) -> List[str]:
+    out = []
+    for mol in valid_mols(items):
+        smi = mol_to_smiles(mol)
+        if smi is not None:
+            out.append(smi)
+    return out
+
+
+def uniqueness(valid: Sequence[Any]) -> float:
+    r"""The fraction of unique molecules among the valid ones.
+
+    .. math::
+        \textrm{uniqueness} = \frac{\#\{\textrm{distinct canonical SMILES of
+        valid entries}\}}{\#\{\textrm{valid entries}\}}
+
+    Invalid entries (see :func:`validity`) are ignored, *i.e.* they appear
+    in neither numerator nor denominator. Canonical SMILES are written
+    without stereo information. Returns :obj:`0.0` if there is no valid
+    entry.
+    """
+    smiles = _canonical(valid)
+    if len(smiles) == 0:
+        return 0.0
+    return len(set(smiles)) / len(smiles)
+
+
+def novelty(valid: Sequence[Any], train_smiles: Iterable[str]) -> float:
+    r"""The fraction of valid molecules that are not in the training set.
+
+    .. math::
+        \textrm{novelty} = \frac{\#\{\textrm{valid entries whose canonical
+        SMILES is not a training canonical SMILES}\}}{\#\{\textrm{valid
+        entries}\}}
+
+    Duplicates are counted with multiplicity; invalid entries are ignored
+    (in neither numerator nor denominator); invalid training SMILES are
+    ignored. Canonical SMILES are written without stereo information.
+    Returns :obj:`0.0` if there is no valid entry.
+    """
+    smiles = _canonical(valid)
+    if len(smiles) == 0:
+        return 0.0
+    train = _train_set(train_smiles)
+    return sum(smi not in train for smi in smiles) / len(smiles)
+
+
+def _train_set(train_smiles: Iterable[str]) -> set:
+    train = set()
+    for smi in train_smiles:
+        can = canonical_smiles(smi)
+        if can is not None:
+            train.add(can)
+    return train
+
+
+def qed_stats(mols: Sequence[Any]) -> Tuple[float, float]:
+    r"""The mean and (population, :obj:`ddof=0`) standard deviation of the
+    QED drug-likeness of the valid entries (invalid ones are ignored).
+    Returns :obj:`(nan, nan)` if there is no valid entry."""
+    from rdkit.Chem import QED
+    values = []
+    for mol in valid_mols(mols):
+        try:
+            values.append(float(QED.qed(mol)))
+        except Exception:  # pragma: no cover
+            continue
+    if len(values) == 0:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    var = sum((v - mean)**2 for v in values) / len(values)
+    return mean, math.sqrt(var)
+
+
+def _fcd(smiles: List[str], train: List[str]) -> Optional[float]:
+    try:
+        from fcd_torch import FCD
+    except ImportError:
+        return None
+    if len(smiles) < 2 or len(train) < 2:
+        return None
+    try:
+        return float(FCD(device='cpu', n_jobs=1)(smiles, train))
+    except Exception:  # pragma: no cover
+        return None
+
+
+def molecule_metrics(
+    generated: Sequence[Any],
+    train_smiles: Sequence[str],
+    fcd: bool = True,
+) -> Dict[str, float]:
+    r"""Computes the standard molecule generation metrics.
+
+    With :math:`N` generated entries (SMILES strings or RDKit molecules,
+    :obj:`None` allowed) of which :math:`V` are valid:
+
+    * :obj:`num_generated`: :math:`N`; :obj:`num_valid`: :math:`V`.
+    * :obj:`validity`: :math:`V / N` (see :func:`validity`).
+    * :obj:`validity_connected`: the number of valid entries that are a
+      single connected fragment, divided by :math:`N` (the validity
+      without the "keep the largest fragment" relaxation).
+    * :obj:`uniqueness`: distinct canonical SMILES of valid entries
+      divided by :math:`V` (see :func:`uniqueness`).
+    * :obj:`novelty`: valid entries (with multiplicity) not in
+      :obj:`train_smiles` divided by :math:`V` (see :func:`novelty`).
+    * :obj:`valid_unique_novel`: distinct canonical SMILES of valid entries
+      not in :obj:`train_smiles`, divided by :math:`N`.
+    * :obj:`qed_mean`, :obj:`qed_std`: QED over the :math:`V` valid
+      entries (see :func:`qed_stats`).
+    * :obj:`fcd`: Fréchet ChemNet Distance between the valid canonical
+      SMILES and :obj:`train_smiles`, only if :obj:`fcd=True` and the
+      optional :obj:`fcd_torch` package is importable.
+
+    Ratios with a zero denominator are :obj:`0.0`; QED statistics are
+    :obj:`nan` without valid entries.
+    """
+    items = list(generated)
+    n = len(items)
+    mols = valid_mols(items)
+    smiles = [mol_to_smiles(mol) for mol in mols]
+    v = len(mols)
+    train = _train_set(train_smiles)
+    connected = sum(len(Chem.GetMolFrags(mol)) == 1 for mol in mols)
+    unique = set(smiles)
+    qed_mean, qed_std = qed_stats(mols)
+    out = {
+        'num_generated': float(n),
+        'num_valid': float(v),
+        'validity': v / n if n > 0 else 0.0,
+        'validity_connected': connected / n if n > 0 else 0.0,
+        'uniqueness': len(unique) / v if v > 0 else 0.0,
+        'novelty': (sum(s not in train for s in smiles) / v if v > 0 else
+                    0.0),
+        'valid_unique_novel': (len(unique - train) / n if n > 0 else 0.0),
+        'qed_mean': qed_mean,
+        'qed_std': qed_std,
+    }
+    if fcd:
+        value = _fcd(smiles, sorted(train))
+        if value is not None:
+            out['fcd'] = value
+    return out
