@@ -261,31 +261,26 @@ def matched_erdos_renyi(train: Sequence[Data], num_graphs: int,
 def graph_stats(graphs: Sequence[Data]) -> Dict[str, float]:
     r"""Mean nodes, edges, density, local clustering coefficient (nodes of
     degree below 2 count 0, as in :obj:`networkx.average_clustering`) and
-    connected components per graph, and the fraction of isolated nodes
-    (dense per graph: meant for small graphs)."""
+    connected components per graph, and the fraction of isolated nodes."""
     from scipy.sparse.csgraph import connected_components
 
-    nodes, edges, clust, comps, isolated = [], [], [], [], 0
-    for g in graphs:
-        n, m = _pairs(g)
-        A = np.zeros((n, n))
-        ei = g.edge_index.numpy()
-        A[ei[0], ei[1]] = 1.0
-        np.fill_diagonal(A, 0.0)
-        deg = A.sum(1)
-        tri2 = ((A @ A) * A).sum(1)  # 2 * triangles at every node
-        pairs = deg * (deg - 1)
-        c = np.divide(tri2, pairs, out=np.zeros(n), where=pairs > 0)
-        nodes.append(n)
-        edges.append(m)
-        clust.append(c.mean() if n else 0.0)
-        comps.append(connected_components(A, directed=False)[0] if n else 0)
-        isolated += int((deg == 0).sum())
-    return dict(nodes=float(np.mean(nodes)), edges=float(np.mean(edges)),
+    from torch_geometric_mgvae.metrics import local_clustering
+    from torch_geometric_mgvae.metrics.orbits import union_adjacency
+
+    adj, sizes = union_adjacency(graphs)
+    coef, deg, graph_id = local_clustering(graphs)
+    B = len(graphs)
+    clust = np.bincount(graph_id, weights=coef, minlength=B) / np.maximum(
+        sizes, 1)
+    _, label = connected_components(adj, directed=False)
+    first = np.unique(label, return_index=True)[1]  # a node per component
+    comps = np.bincount(graph_id[first], minlength=B)
+    edges = [_pairs(g)[1] for g in graphs]
+    return dict(nodes=float(np.mean(sizes)), edges=float(np.mean(edges)),
                 density=mean_density(graphs),
                 clustering=float(np.mean(clust)),
                 components=float(np.mean(comps)),
-                isolated=isolated / max(sum(nodes), 1))
+                isolated=int((deg == 0).sum()) / max(int(sizes.sum()), 1))
 
 
 def split_overlap(train: Sequence[Data], test: Sequence[Data]

@@ -7,6 +7,7 @@ from torch_geometric_mgvae.metrics.graph_mmd import (
     degree_histograms,
     degree_mmd,
     graph_mmd,
+    local_clustering,
     orbit_features,
     orbit_mmd,
     pairwise_kernel,
@@ -20,6 +21,7 @@ from torch_geometric_mgvae.metrics.orbits import (
 
 __all__ = [
     'graph_mmd',
+    'local_clustering',
     'degree_mmd',
     'clustering_mmd',
     'orbit_mmd',

@@ -152,16 +152,26 @@ def degree_histograms(graphs: Sequence[Any],
     return flat.reshape(len(graphs), length).astype(np.float64)
 
 
-def clustering_histograms(graphs: Sequence[Any],
-                          bins: int = 100) -> np.ndarray:
-    r"""Histograms ``[num_graphs, bins]`` of the local clustering
-    coefficients (``nx.clustering``) on :math:`[0, 1]`, binned exactly as
-    ``np.histogram(c, bins=bins, range=(0, 1))`` (last bin closed)."""
+def local_clustering(
+    graphs: Sequence[Any]
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The local clustering coefficient of every node of every graph (as
+    ``nx.clustering``: 0 for nodes of degree below 2), with the node
+    degrees and the graph of every node, all of shape ``[total nodes]``."""
     deg, tri2, graph_id = _degrees_and_triangles(graphs)
     pairs = deg * (deg - 1)
     coef = np.zeros(deg.shape, dtype=np.float64)
     mask = tri2 > 0
     coef[mask] = tri2[mask] / pairs[mask]
+    return coef, deg, graph_id
+
+
+def clustering_histograms(graphs: Sequence[Any],
+                          bins: int = 100) -> np.ndarray:
+    r"""Histograms ``[num_graphs, bins]`` of the local clustering
+    coefficients (``nx.clustering``) on :math:`[0, 1]`, binned exactly as
+    ``np.histogram(c, bins=bins, range=(0, 1))`` (last bin closed)."""
+    coef, _, graph_id = local_clustering(graphs)
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.clip(np.searchsorted(edges, coef, side='right') - 1, 0,
                   bins - 1)
