@@ -71,6 +71,7 @@ def _generate_parser(sub):
 
 def load_graphs(args):
     from torch_geometric_mgvae.datasets import (
+        gdss_split,
         make_community_dataset,
         read_graph_list,
     )
@@ -80,9 +81,9 @@ def load_graphs(args):
     else:
         graphs = make_community_dataset(args.num_graphs, seed=args.seed)
         source = f'built-in two-community generator (seed {args.seed})'
-    n_test = int(0.2 * len(graphs))
     # GDSS split: the first 20% are the test graphs, the rest train.
-    return graphs[n_test:], graphs[:n_test], source
+    return (graphs[gdss_split(len(graphs), 'train')],
+            graphs[gdss_split(len(graphs), 'test')], source)
 
 
 def run_demo(args) -> dict:
