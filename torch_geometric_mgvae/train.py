@@ -17,6 +17,9 @@ def structural_features(data: Data, walk_length: int = 8) -> Tensor:
 
     Constant features would make every node look the same to a mean-
     aggregation network (and every node would fall into one cluster).
+    Computed with a dense :math:`n \times n` walk matrix: for small graphs
+    (use :class:`torch_geometric.transforms.AddRandomWalkPE` for large
+    ones).
     """
     n = int(data.num_nodes)
     ei = data.edge_index
