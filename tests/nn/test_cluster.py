@@ -9,6 +9,7 @@ from torch_geometric_mgvae.nn import (
     balanced_cut_kl,
     compact_clusters,
     gumbel_cluster,
+    sinkhorn_balance,
     uniform_kl_bound,
 )
 
@@ -110,3 +111,50 @@ def test_balanced_cut_gradient_trains_clustering():
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     assert first.item() > 1.0
     assert losses[-1] < 0.2 * first.item()
+
+
+def test_sinkhorn_balance_makes_clusters_equal_in_mass():
+    torch.manual_seed(0)
+    batch = torch.tensor([0] * 40 + [1] * 12)
+    logits = torch.randn(52, 4, dtype=torch.float64) * 2
+    logits[:, 0] += 3  # every node prefers cluster 0
+    out = sinkhorn_balance(logits, batch, num_iters=50)
+    p = out.exp()
+    assert torch.allclose(p.sum(-1), torch.ones(52, dtype=torch.float64))
+    mass = torch.stack([p[batch == b].sum(0) for b in (0, 1)])
+    expected = torch.tensor([[10.] * 4, [3.] * 4], dtype=torch.float64)
+    assert torch.allclose(mass, expected, atol=1e-3)
+    # The argmax is far more balanced than that of the raw logits:
+    raw = torch.bincount(logits[batch == 0].argmax(-1), minlength=4)
+    bal = torch.bincount(out[batch == 0].argmax(-1), minlength=4)
+    assert raw.max() >= 25 and bal.max() <= 16
+
+
+def test_sinkhorn_balance_equivariant_and_edge_cases():
+    data = random_batch()
+    logits = torch.randn(data.num_nodes, 3, dtype=torch.float64)
+    out = sinkhorn_balance(logits, data.batch)
+    perm, _ = permute_within_graphs(data.batch, seed=1)
+    assert torch.allclose(sinkhorn_balance(logits[perm], data.batch),
+                          out[perm], atol=1e-10)
+    # No iterations: the plain log-softmax; no nodes: an empty result.
+    assert torch.allclose(sinkhorn_balance(logits, data.batch, num_iters=0),
+                          logits.log_softmax(-1))
+    empty = sinkhorn_balance(torch.zeros(0, 3),
+                             torch.zeros(0, dtype=torch.long))
+    assert empty.shape == (0, 3)
+    # A graph with fewer nodes than clusters stays finite:
+    tiny = sinkhorn_balance(torch.randn(2, 5), torch.zeros(2, dtype=torch.long))
+    assert torch.isfinite(tiny).all()
+
+
+def test_learned_clustering_with_balance_is_equivariant_and_balanced():
+    data = random_batch(sizes=(30, 24), p=0.2)
+    model = LearnedClustering(4, 3, hidden_channels=8, balance=20).double()
+    model.eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    sizes = torch.bincount(out.local[data.batch == 0], minlength=3)
+    assert sizes.min() >= 5  # argmax of balanced logits (10 expected)
+    perm, inv = permute_within_graphs(data.batch, seed=2)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch)
+    assert torch.equal(out2.local, out.local[perm])

@@ -7,6 +7,7 @@ from .cluster import (
                       fixed_cluster_output,
                       gumbel_cluster,
                       sample_gumbel,
+                      sinkhorn_balance,
                       uniform_kl_bound,
 )
 from .coarsen import Coarsen, coarsen
@@ -56,6 +57,7 @@ __all__ = [
     'ClusterOutput', 'LearnedClustering', 'assignment_entropy',
     'balanced_cut_kl',
     'compact_clusters', 'fixed_cluster_output', 'gumbel_cluster',
+    'sinkhorn_balance',
     'sample_gumbel', 'uniform_kl_bound', 'Coarsen', 'coarsen',
     'LocalEncoder', 'MeanConv', 'intra_cluster_edges', 'mean_aggregate',
     'InnerProductDecoder', 'pair_recon_loss', 'sample_group_pairs',

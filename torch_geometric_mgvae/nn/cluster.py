@@ -140,6 +140,43 @@ def gumbel_cluster(logits: Tensor, batch: Tensor, training: bool = True,
                          assignment, logits, noise)
 
 
+def sinkhorn_balance(logits: Tensor, batch: Tensor,
+                     num_graphs: Optional[int] = None,
+                     num_iters: int = 10) -> Tensor:
+    r"""Balances clustering logits with Sinkhorn-Knopp iterations in the log
+    domain, per graph: alternately normalises every node's distribution
+    over the :math:`K` clusters to 1 and every cluster's total mass to
+    :math:`n / K`. The result is the log of a (nearly) doubly stochastic
+    assignment :math:`\log p_{ik}` whose clusters have equal expected
+    sizes, so that Gumbel-max samples *and* the evaluation-mode
+    :math:`\arg\max` are balanced, not only random assignments of
+    near-uniform logits (not in the paper; a balanced-cut constraint
+    built into the assignment, as in optimal-transport clustering).
+
+    Permutation equivariant (only per-node and per-graph sums). Rows are
+    normalised last, so :obj:`softmax` of the output is the output's
+    :obj:`exp`.
+    """
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    N, K = logits.shape
+    if N == 0 or num_iters <= 0:
+        return F.log_softmax(logits, dim=-1)
+    count = torch.bincount(batch, minlength=num_graphs).to(logits.dtype)
+    log_target = (count.clamp(min=1) / K).log()[batch].view(-1, 1)
+    out = F.log_softmax(logits, dim=-1)
+    index = batch.view(-1, 1).expand(-1, K)
+    for _ in range(num_iters):
+        col_max = scatter(out.detach(), batch, 0, dim_size=num_graphs,
+                          reduce='max')  # [B, K]
+        col = scatter((out - col_max[batch]).exp(), batch, 0,
+                      dim_size=num_graphs, reduce='sum')
+        log_col = col.clamp(min=1e-30).log() + col_max  # [B, K]
+        out = out - log_col.gather(0, index) + log_target
+        out = F.log_softmax(out, dim=-1)
+    return out
+
+
 def balanced_cut_kl(assignment: Tensor, batch: Tensor,
                     num_graphs: Optional[int] = None) -> Tensor:
     r"""The balanced-cut loss of the paper (Sec. 3.3), per graph:
@@ -218,6 +255,9 @@ class LearnedClustering(torch.nn.Module):
             (default: :obj:`2`)
         tau (float): Temperature of the straight-through relaxation.
             (default: :obj:`1.0`)
+        balance (int): Sinkhorn iterations of :func:`sinkhorn_balance`
+            applied to the logits before the Gumbel-max (0: the paper's plain
+            softmax). (default: :obj:`0`)
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices
@@ -227,10 +267,11 @@ class LearnedClustering(torch.nn.Module):
     """
     def __init__(self, in_channels: int, num_clusters: int,
                  hidden_channels: int = 64, num_layers: int = 2,
-                 tau: float = 1.0):
+                 tau: float = 1.0, balance: int = 0):
         super().__init__()
         if num_clusters < 1:
             raise ValueError("'num_clusters' must be at least 1")
+        self.balance = balance
         self.in_channels = in_channels
         self.num_clusters = num_clusters
         self.hidden_channels = hidden_channels
@@ -265,6 +306,8 @@ class LearnedClustering(torch.nn.Module):
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
         logits = self.logits(x, edge_index, edge_weight)
+        if self.balance > 0:
+            logits = sinkhorn_balance(logits, batch, num_iters=self.balance)
         return gumbel_cluster(logits, batch, self.training, noise, generator,
                               self.tau)
 
