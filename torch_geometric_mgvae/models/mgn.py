@@ -132,7 +132,9 @@ def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
     if x.dim() != 2:
         raise ValueError(f"'x' must be [num_nodes, channels] "
                          f"(got shape {tuple(x.shape)})")
-    if not torch.isfinite(x).all():
+    # One reduction first (no [N, F] boolean tensor on the common path);
+    # the exact test only when the sum is not finite (NaN/inf, or overflow).
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise ValueError("'x' contains NaN or infinite values")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must be [2, num_edges] "
@@ -228,8 +230,9 @@ class MGN(torch.nn.Module):
             Def. 4: message passing over intra-cluster edges only) or
             :obj:`"graph"` (message passing over the whole level graph, as the
             paper's global encoders of the image experiment, D.6; the local
-            decoders still reconstruct every cluster). (default:
-            :obj:`"cluster"`)
+            decoders still reconstruct every cluster). Then the learned
+            clustering of a level reads the encoder's output instead of the
+            level's input features. (default: :obj:`"cluster"`)
         hierarchical_decoding (bool): Decode every level from its node
             latents concatenated with the latents of the node's clusters at
             all coarser levels, :math:`[\mathbf{z}^{(\ell)}_i,
@@ -249,6 +252,10 @@ class MGN(torch.nn.Module):
             stays permutation equivariant in distribution (and exactly, when
             the noise is permuted along with the nodes).
             (default: :obj:`0`)
+        cluster_balance (int): Sinkhorn iterations that balance the learned
+            clustering logits (see
+            :func:`~torch_geometric_mgvae.nn.sinkhorn_balance`; not in the
+            paper). (default: :obj:`0`)
     """
     variational = False
 
@@ -263,7 +270,8 @@ class MGN(torch.nn.Module):
                  order: int = 1, edge_channels: int = 0,
                  max_nodes: Optional[int] = None,
                  encoder_scope: str = 'cluster',
-                 hierarchical_decoding: bool = False):
+                 hierarchical_decoding: bool = False,
+                 cluster_balance: int = 0):
         super().__init__()
         num_clusters = list(num_clusters)
         if len(num_clusters) == 0 or min(num_clusters) < 1:
@@ -304,16 +312,11 @@ class MGN(torch.nn.Module):
         self.max_nodes = max_nodes
         self.encoder_scope = encoder_scope
         self.hierarchical_decoding = hierarchical_decoding
+        self.cluster_balance = cluster_balance
 
         num_levels = len(num_clusters) + 1
         ins = ([in_channels + random_features] +
                [hidden_channels] * len(num_clusters))
-        self.clusterers = torch.nn.ModuleDict()
-        if clustering == 'learned':
-            for i, K in enumerate(num_clusters):
-                if K > 1:
-                    self.clusterers[str(i)] = LearnedClustering(
-                        ins[i], K, hidden_channels, cluster_layers, tau)
         if order == 1:
             self.encoders = torch.nn.ModuleList([
                 LocalEncoder(ins[i], hidden_channels, num_layers)
@@ -327,6 +330,18 @@ class MGN(torch.nn.Module):
                                    num_layers) for i in range(num_levels)
             ])
             enc_out = self.encoders[0].first_order_channels
+        # With encoder_scope='graph' the encoder does not depend on the
+        # clusters, so the clustering GNN reads the encoder's output (one
+        # pass over the raw, possibly wide, features instead of two).
+        cluster_ins = ([enc_out] * num_levels if encoder_scope == 'graph'
+                       else ins)
+        self.clusterers = torch.nn.ModuleDict()
+        if clustering == 'learned':
+            for i, K in enumerate(num_clusters):
+                if K > 1:
+                    self.clusterers[str(i)] = LearnedClustering(
+                        cluster_ins[i], K, hidden_channels, cluster_layers,
+                        tau, cluster_balance)
         self.mu_heads = torch.nn.ModuleList([
             torch.nn.Linear(enc_out, latent_channels)
             for _ in range(num_levels)
@@ -483,20 +498,24 @@ class MGN(torch.nn.Module):
                                     dtype=x.dtype)
                 lvl_noise['features'] = r
                 x = torch.cat([x, r], dim=-1)
+            graph_scope = self.encoder_scope == 'graph'
+            if graph_scope:  # Encode the whole level graph, then cluster.
+                h, H, blocks = self.encode_level(
+                    i, x, edge_index, edge_weight, batch, num_graphs,
+                    edge_attr if i == 0 else None)
             cl = None
             if i < len(self.num_clusters):
-                cl = self._cluster(i, x, edge_index, edge_weight, batch,
-                                   clusters, lvl_noise.get('gumbel'),
-                                   generator)
+                cl = self._cluster(i, h if graph_scope else x, edge_index,
+                                   edge_weight, batch, clusters,
+                                   lvl_noise.get('gumbel'), generator)
                 if cl.noise is not None:
                     lvl_noise['gumbel'] = cl.noise
-            group, num_groups = (
-                (batch, num_graphs) if cl is None
-                or self.encoder_scope == 'graph' else
-                (cl.cluster, cl.num_clusters))
-            h, H, blocks = self.encode_level(
-                i, x, edge_index, edge_weight, group, num_groups,
-                edge_attr if i == 0 else None)
+            if not graph_scope:  # Encode every cluster on its own.
+                group, num_groups = ((batch, num_graphs) if cl is None else
+                                     (cl.cluster, cl.num_clusters))
+                h, H, blocks = self.encode_level(
+                    i, x, edge_index, edge_weight, group, num_groups,
+                    edge_attr if i == 0 else None)
             z, mu, logstd, eps, L = self.latent(i, h, lvl_noise.get('eps'),
                                                 generator, H, blocks)
             if eps is not None:
