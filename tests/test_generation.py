@@ -19,8 +19,8 @@ from torch_geometric_mgvae.generation import (
     matched_erdos_renyi,
     mean_density,
     parse_args,
-    write_dataset_records,
 )
+from torch_geometric_mgvae.results import write_dataset_records
 
 STATS = ('degree', 'clustering', 'orbit', 'avg')
 

@@ -41,7 +41,7 @@ from torch_geometric_mgvae.results import (
     current_command,
     machine,
     record,
-    write_records,
+    write_dataset_records,
 )
 from torch_geometric_mgvae.train import train_epoch, with_structural_features
 
@@ -618,22 +618,6 @@ class GenerationExperiment:
             json.dump(summary, f, indent=1)
         self.log(f'wrote {args.results}, {pic}, {curve}')
         return recs
-
-
-def write_dataset_records(path: str, task: str, dataset: str,
-                          records: List[Dict[str, Any]]):
-    r"""Writes :obj:`records` to :obj:`path`, first dropping every old
-    record of :obj:`(task, dataset)` (a rerun with another configuration
-    renames the MGVAE method, which :func:`write_records` alone would
-    keep)."""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        kept = [r for r in old
-                if (r.get('task'), r.get('dataset')) != (task, dataset)]
-        if len(kept) != len(old):
-            write_records(path, kept, replace=False)
-    return write_records(path, records, replace=True)
 
 
 def run(args: argparse.Namespace, command: Optional[str] = None

@@ -85,3 +85,19 @@ def write_records(path: str, records: Iterable[Dict[str, Any]],
         json.dump(merged, f, indent=1)
         f.write('\n')
     return merged
+
+
+def write_dataset_records(path: str, task: str, dataset: str,
+                          records: List[Dict[str, Any]]):
+    r"""Writes :obj:`records` to :obj:`path`, first dropping every old
+    record of :obj:`(task, dataset)` (a rerun with another configuration
+    renames the MGVAE method, which :func:`write_records` alone would
+    keep)."""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        kept = [r for r in old
+                if (r.get('task'), r.get('dataset')) != (task, dataset)]
+        if len(kept) != len(old):
+            write_records(path, kept, replace=False)
+    return write_records(path, records, replace=True)
