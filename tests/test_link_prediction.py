@@ -1,0 +1,136 @@
+import argparse
+import json
+import math
+import os
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import stochastic_blockmodel_graph
+
+from torch_geometric_mgvae import link_prediction as lp
+
+
+def sbm_graph(seed: int = 0) -> Data:
+    torch.manual_seed(seed)
+    sizes = [30, 30, 30]
+    edge_index = stochastic_blockmodel_graph(
+        sizes, [[0.35, 0.02, 0.02], [0.02, 0.35, 0.02], [0.02, 0.02, 0.35]])
+    block = torch.arange(3).repeat_interleave(30)
+    # Noisy block features:
+    x = torch.nn.functional.one_hot(block, 3).float()
+    x = x + 0.3 * torch.randn(90, 3)
+    return Data(x=x, edge_index=edge_index, num_nodes=90)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser()
+    lp.add_arguments(p)
+    return lp.resolve_args(p.parse_args(argv))
+
+
+def test_split_has_no_held_out_edge_in_the_training_graph():
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    n = data.num_nodes
+
+    def keys(ei):
+        return set((ei.min(0).values * n + ei.max(0).values).tolist())
+
+    train_keys = keys(train.edge_index)
+    for d in (val, test):
+        assert not keys(d.pos_edge_label_index) & train_keys
+        assert not keys(d.neg_edge_label_index) & keys(data.edge_index)
+        assert d.pos_edge_label_index.size(1) == d.neg_edge_label_index.size(1)
+    assert not keys(val.pos_edge_label_index) & keys(test.pos_edge_label_index)
+    # 85/5/10 of the undirected edges:
+    total = data.edge_index.size(1) // 2
+    assert test.pos_edge_label_index.size(1) == int(math.floor(0.1 * total))
+    assert train.edge_index.size(1) // 2 + val.pos_edge_label_index.size(
+        1) + test.pos_edge_label_index.size(1) == total
+    # Another seed gives another split:
+    other = lp.split_edges(data, seed=1)[2]
+    assert keys(other.pos_edge_label_index) != keys(test.pos_edge_label_index)
+
+
+def test_check_split_catches_leakage():
+    train, val, test = lp.split_edges(sbm_graph(), seed=0)
+    leaky = test.clone()
+    leaky.pos_edge_label_index = train.edge_index[:, :3].flip(0)
+    with pytest.raises(RuntimeError, match='test edge'):
+        lp.check_split(train, val, leaky)
+
+
+def test_auc_ap_and_cluster_stats_hand_values():
+    auc, ap = lp.auc_ap(torch.tensor([3., 2.]), torch.tensor([1., 2.5]))
+    assert auc == pytest.approx(0.75)
+    assert ap == pytest.approx((1 + 2 / 3) / 2)
+    with pytest.raises(ValueError):
+        lp.auc_ap(torch.tensor([float('nan')]), torch.tensor([0.]))
+    stats = lp.cluster_size_stats(torch.tensor([0, 0, 0, 1]), 4)
+    assert stats['cluster_min'] == 0 and stats['cluster_max'] == 3
+    assert stats['cluster_empty'] == 2
+    p = torch.tensor([0.75, 0.25], dtype=torch.float64)
+    assert stats['cluster_kl'] == pytest.approx(float((p * (p * 4).log()
+                                                       ).sum()))
+    assert lp.cluster_size_stats(torch.arange(8) % 4, 4)['cluster_kl'] == 0
+    assert lp.clusters_per_level(7) == [128, 64, 32, 16, 8, 4, 2]
+    assert lp.clusters_per_level(3) == [64, 16, 4]
+
+
+@pytest.mark.parametrize('variant', ['learned', 'spectral', 'kmeans'])
+def test_pipeline_learns_links_on_a_block_model(variant):
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    args = parse(['--hidden', '16', '--latent', '8', '--cluster-balance',
+                  '10'])
+    K = [6, 3]
+    torch.manual_seed(0)
+    model = lp.MGVAELinkModel(3, K, variant, args,
+                              lp.level_clusters(train, variant, K, 0))
+    res = lp.train_model(model, train, val, test, epochs=150, lr=0.01,
+                         eval_every=5)
+    assert res['auc'] > 0.7, res  # chance is 0.5; 50 test edges
+    assert res['val_auc'] > 0.75, res
+    assert 0 < res['epoch'] <= 150 and res['step_seconds'] > 0
+    clusters = model.finest_clusters(train, training=False)
+    assert clusters.shape == (90, ) and int(clusters.max()) < 6
+
+
+def test_vgae_baseline_learns_links_on_a_block_model():
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    torch.manual_seed(0)
+    res = lp.train_model(lp.VGAEBaseline(3, 8), train, val, test, epochs=60,
+                         lr=0.01)
+    assert res['auc'] > 0.75, res
+
+
+def test_run_writes_records_table_and_plot(tmp_path, shared_data):
+    out, results = tmp_path / 'out', tmp_path / 'lp.json'
+    args = parse(['--dataset', 'Cora', '--root', str(tmp_path / 'data'),
+                  '--raw', shared_data, '--seeds', '1', '--epochs', '2',
+                  '--eval-every', '1', '--variants', 'learned', '--levels',
+                  '3', '--out', str(out), '--results', str(results),
+                  '--no-progress'])
+    recs = lp.run(args, command='test')
+    methods = {r['method'] for r in recs}
+    assert methods == {'PyG VGAE', 'MGVAE (learned, L=3)'}
+    saved = json.loads(results.read_text())
+    assert len(saved) == len(recs)
+    metrics = {r['metric'] for r in recs if r['method'] != 'PyG VGAE'}
+    assert {'AUC', 'AP', 'time_ratio_vs_vgae', 'cluster_kl',
+            'train_cluster_kl'} <= metrics
+    for r in recs:
+        assert r['command'] == 'test' and r['n'] == 1
+        assert 'RandomLinkSplit' in r['protocol']
+    assert os.path.exists(out / 'cluster_sizes_Cora.png')
+    assert '| Cora | PyG VGAE |' in (out / 'link_prediction.md').read_text()
+    assert (out / 'link_prediction.csv').read_text().startswith('task,')
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        parse(['--levels', '5'])
+    with pytest.raises(ValueError):
+        parse(['--epochs', '0'])
