@@ -9,6 +9,15 @@ from torch_geometric_mgvae.datasets.graph_generation import (
     make_community_dataset,
     read_graph_list,
 )
+from torch_geometric_mgvae.datasets.molecules import (
+    MOSES,
+    QM9_TARGETS,
+    ZINC12K_TARGETS,
+    QM9Molecules,
+    ZINC12k,
+    molecule_dataset_stats,
+    penalized_logp,
+)
 
 __all__ = [
     'CommunitySmall',
@@ -19,4 +28,11 @@ __all__ = [
     'community_graph',
     'CommunityGraphGenerator',
     'make_community_dataset',
+    'QM9Molecules',
+    'ZINC12k',
+    'MOSES',
+    'QM9_TARGETS',
+    'ZINC12K_TARGETS',
+    'molecule_dataset_stats',
+    'penalized_logp',
 ]
