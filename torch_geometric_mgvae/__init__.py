@@ -7,8 +7,17 @@ import os
 # yourself to override it.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from torch_geometric_mgvae.models import MGN, MGVAE, MGNLevel, MGNOutput
+from torch_geometric_mgvae.models import (
+    MGN,
+    MGVAE,
+    AutoregressiveMGN,
+    MGNLevel,
+    MGNOutput,
+)
 
 __version__ = '0.1.0'
 
-__all__ = ['MGN', 'MGVAE', 'MGNLevel', 'MGNOutput', '__version__']
+__all__ = [
+    'MGN', 'MGVAE', 'MGNLevel', 'MGNOutput', 'AutoregressiveMGN',
+    '__version__'
+]

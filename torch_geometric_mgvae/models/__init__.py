@@ -1,5 +1,7 @@
 """Multiresolution models: MGN and MGVAE."""
+from .autoregressive import AutoregressiveMGN
 from .mgn import MGN, MGNLevel, MGNOutput
 from .mgvae import MGVAE, kl_normal
 
-__all__ = ['MGN', 'MGNLevel', 'MGNOutput', 'MGVAE', 'kl_normal']
+__all__ = ['MGN', 'MGNLevel', 'MGNOutput', 'MGVAE', 'kl_normal',
+           'AutoregressiveMGN']
