@@ -62,6 +62,66 @@ def table(records):
     return '\n'.join(lines)
 
 
+def _pct(r):
+    return '' if r is None or r.get('value') is None else \
+        f"{100 * r['value']:.2f}%"
+
+
+def molecule_table(records):
+    r"""The molecule generation table: one row per (dataset, method,
+    correction setting); rates in percent, QED as mean ± std over the
+    valid molecules, FCD against the test set, seconds to sample."""
+    rows = OrderedDict()
+    for r in records:
+        key = (r['dataset'], r['method'], str(r.get('setting') or ''))
+        rows.setdefault(key, {})[r['metric']] = r
+    train = {(r['dataset'], r['method']): r for r in records
+             if r['metric'] == 'train_seconds'}
+    head = ['dataset', 'method', 'correction', 'validity',
+            'valid & connected', 'uniqueness', 'novelty', 'QED', 'FCD',
+            'sampling (s)', 'training (s)', 'command']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for (ds, method, setting), cells in rows.items():
+        if set(cells) == {'train_seconds'}:
+            continue
+        get = cells.get
+        qed = get('QED')
+        fcd = get('FCD')
+        fcd_cell = ('' if fcd is None else fmt(fcd['value']) if
+                    fcd.get('value') is not None else
+                    fcd.get('error', 'failed'))
+        t = train.get((ds, method))
+        cmd = next(iter(cells.values())).get('command', '')
+        row = [ds, method, setting or '—', _pct(get('validity')),
+               _pct(get('valid_connected')), _pct(get('uniqueness')),
+               _pct(get('novelty')),
+               '' if qed is None else fmt(qed['value'], qed.get('std')),
+               fcd_cell,
+               '' if get('sample_seconds') is None else
+               fmt(get('sample_seconds')['value']),
+               '' if t is None or setting not in ('', 'w/o correction')
+               else fmt(t['value']),
+               f'`{cmd}`' if cmd else '']
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines)
+
+
+def link_table(records):
+    r"""The link prediction table of
+    :func:`torch_geometric_mgvae.link_prediction.format_table`, followed by
+    the command(s) that produced it."""
+    from torch_geometric_mgvae.link_prediction import format_table
+    commands = list(OrderedDict.fromkeys(r.get('command', '')
+                                         for r in records))
+    return format_table(records) + '\n\n' + '\n\n'.join(
+        f'Command: `{c}`' for c in commands if c)
+
+
+#: Results files with a table of their own (the others use :func:`table`).
+RENDERERS = {'molecule_generation': molecule_table,
+             'link_prediction': link_table}
+
+
 def render(readme: str) -> str:
     def repl(m):
         name = m.group(1)
@@ -70,7 +130,8 @@ def render(readme: str) -> str:
             return m.group(0)
         with open(path) as f:
             records = json.load(f)
-        return (f'<!-- results:{name} -->\n{table(records)}\n'
+        body = RENDERERS.get(name, table)(records)
+        return (f'<!-- results:{name} -->\n{body}\n'
                 f'<!-- /results:{name} -->')
     return re.sub(r'<!-- results:(\w+) -->.*?<!-- /results:\1 -->', repl,
                   readme, flags=re.S)
