@@ -171,20 +171,11 @@ def worker(args) -> dict:
             loss.backward()
             return out
     elif method == 'PyG VGAE':
-        from torch_geometric.nn import VGAE, GCNConv
+        from torch_geometric.nn import VGAE
 
-        class VariationalGCNEncoder(torch.nn.Module):  # examples/autoencoder
-            def __init__(self, in_channels, out_channels):
-                super().__init__()
-                self.conv1 = GCNConv(in_channels, 2 * out_channels)
-                self.conv_mu = GCNConv(2 * out_channels, out_channels)
-                self.conv_logstd = GCNConv(2 * out_channels, out_channels)
-
-            def forward(self, x, edge_index):
-                x = self.conv1(x, edge_index).relu()
-                return self.conv_mu(x, edge_index), self.conv_logstd(
-                    x, edge_index)
-
+        from torch_geometric_mgvae.link_prediction import (
+            VariationalGCNEncoder,
+        )
         model = VGAE(VariationalGCNEncoder(16, 16))
         model.train()
         pos_edge_index = edge_index[:, edge_index[0] < edge_index[1]]

@@ -46,7 +46,8 @@ from torch_geometric_mgvae.train import weighted_loss
 __all__ = [
     'DATASETS', 'VARIANTS', 'add_arguments', 'resolve_args', 'load_dataset',
     'split_edges', 'check_split', 'auc_ap', 'cluster_size_stats',
-    'level_clusters', 'VGAEBaseline', 'MGVAELinkModel', 'train_model',
+    'level_clusters', 'VariationalGCNEncoder', 'VGAEBaseline',
+    'MGVAELinkModel', 'train_model',
     'run'
 ]
 
@@ -219,6 +220,22 @@ def cluster_size_stats(cluster: Tensor, num_clusters: int
 
 # Models ###################################################################
 
+class VariationalGCNEncoder(torch.nn.Module):
+    r"""The GCN encoder of PyG's ``examples/autoencoder.py``: one GCN layer
+    of :math:`2d` channels, then GCN heads for :math:`\mu` and
+    :math:`\log\sigma` (:math:`d` channels each)."""
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+        self.conv1 = GCNConv(in_channels, 2 * out_channels)
+        self.conv_mu = GCNConv(2 * out_channels, out_channels)
+        self.conv_logstd = GCNConv(2 * out_channels, out_channels)
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tuple[Tensor, Tensor]:
+        x = self.conv1(x, edge_index).relu()
+        return self.conv_mu(x, edge_index), self.conv_logstd(x, edge_index)
+
+
 class VGAEBaseline(torch.nn.Module):
     r"""PyG's :class:`~torch_geometric.nn.models.VGAE` with the GCN
     encoder of PyG's ``examples/autoencoder.py`` (hidden :math:`2d`, latent
@@ -227,21 +244,8 @@ class VGAEBaseline(torch.nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int = 16):
         super().__init__()
-        from torch_geometric.nn import VGAE, GCNConv
-
-        class Encoder(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.conv1 = GCNConv(in_channels, 2 * out_channels)
-                self.conv_mu = GCNConv(2 * out_channels, out_channels)
-                self.conv_logstd = GCNConv(2 * out_channels, out_channels)
-
-            def forward(self, x, edge_index):
-                x = self.conv1(x, edge_index).relu()
-                return (self.conv_mu(x, edge_index),
-                        self.conv_logstd(x, edge_index))
-
-        self.model = VGAE(Encoder())
+        from torch_geometric.nn import VGAE
+        self.model = VGAE(VariationalGCNEncoder(in_channels, out_channels))
 
     def loss(self, train: Data) -> Tensor:
         z = self.model.encode(train.x, train.edge_index)
