@@ -2,6 +2,7 @@
 from .autoregressive import AutoregressiveMGN
 from .mgn import MGN, MGNLevel, MGNOutput
 from .mgvae import MGVAE, kl_normal
+from .molecule import MoleculeMGVAE, MoleculeSample
 
 __all__ = ['MGN', 'MGNLevel', 'MGNOutput', 'MGVAE', 'kl_normal',
-           'AutoregressiveMGN']
+           'AutoregressiveMGN', 'MoleculeMGVAE', 'MoleculeSample']

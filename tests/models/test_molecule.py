@@ -1,0 +1,279 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import Batch
+
+from tests.conftest import permute_within_graphs
+from tests.models.test_mgn import permuted_noise
+from torch_geometric_mgvae.models.molecule import (
+    MoleculeDecoder,
+    MoleculeMGVAE,
+    MoleculeSample,
+)
+
+Chem = pytest.importorskip('rdkit.Chem')
+
+from torch_geometric_mgvae.chem import (  # noqa: E402
+    QM9_ATOMS,
+    check_valence,
+    mol_to_smiles,
+    smiles_to_data,
+)
+
+SMILES = ['CCO', 'C1=CC=CN1', 'CC(=O)N', 'C#N', 'O=C1CC1', 'C']
+
+
+def molecules(smiles=SMILES):
+    data = Batch.from_data_list([smiles_to_data(s) for s in smiles])
+    data.x, data.edge_attr = data.x.double(), data.edge_attr.double()
+    return data
+
+
+def make(**kwargs):
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, decoder_layers=2)
+    kw.update(kwargs)
+    return MoleculeMGVAE(len(QM9_ATOMS), 8, 4, [2, 1], max_nodes=9,
+                         **kw).double()
+
+
+def test_repr_and_config():
+    model = make()
+    assert str(model) == ('MoleculeMGVAE(8, 8, 4, num_clusters=[2, 1], '
+                          'max_nodes=9)')
+    assert str(model.decoder) == ('MoleculeDecoder(4, 8, num_layers=2, '
+                                  'num_atom_types=8, num_bond_types=3)')
+    assert (model.order, model.covariance, model.prior_type,
+            model.encoder_scope) == (2, 'mrf', 'learnable', 'graph')
+    assert model.decoder is model.global_decoders[0]
+    assert len(make(local_decoding=False).local_decoders) == 0
+    with pytest.raises(ValueError, match='feature_loss'):
+        MoleculeMGVAE(8, 8, 4, [2, 1], 9, feature_loss='ce')
+    with pytest.raises(ValueError, match='order'):
+        MoleculeMGVAE(8, 8, 4, [2, 1], 9, order=1, covariance='diag')
+    with pytest.raises(ValueError, match='edge_attr'):
+        data = molecules()
+        make()(data.x, data.edge_index, batch=data.batch)
+
+
+def test_decoder_shapes_symmetry_and_equivariance():
+    torch.manual_seed(0)
+    dec = MoleculeDecoder(4, 8, 2, num_atom_types=5).double()
+    z = torch.randn(2, 6, 4, dtype=torch.double)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    atom, bond = dec(z, mask)
+    assert atom.shape == (2, 6, 5) and bond.shape == (2, 6, 6, 4)
+    assert torch.allclose(bond, bond.transpose(1, 2))
+    assert (atom[1, 4:] == 0).all() and (bond[1, 4:] == 0).all()
+    # Padding does not change the valid entries:
+    atom2, bond2 = dec(z[1:, :4], mask[1:, :4])
+    assert torch.allclose(atom2[0], atom[1, :4], atol=1e-10)
+    assert torch.allclose(bond2[0], bond[1, :4, :4], atol=1e-10)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    atom_p, bond_p = dec(z[:1, perm], mask[:1])
+    assert torch.allclose(atom_p[0], atom[0, perm], atol=1e-10)
+    assert torch.allclose(bond_p[0], bond[0][perm][:, perm], atol=1e-10)
+
+
+def test_loss_terms_are_invariant_and_train():
+    data = molecules()
+    model = make().train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr,
+                generator=torch.Generator().manual_seed(0))
+    terms = model.loss_terms(out)
+    assert {'atom_recon', 'bond_recon', 'kl', 'local_recon',
+            'global_recon'} <= set(terms)
+    perm, inv = permute_within_graphs(data.batch, seed=3)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch,
+                 edge_attr=data.edge_attr,
+                 noise=permuted_noise(out.noise, perm))
+    terms2 = model.loss_terms(out2)
+    for key in terms:
+        assert torch.isfinite(terms[key]), key
+        assert torch.allclose(terms[key], terms2[key], atol=1e-6), key
+    sum(terms.values()).backward()
+    assert model.decoder.net.lin_in.weight.grad is not None
+
+
+def test_molecule_recon_loss_is_the_categorical_likelihood():
+    data = molecules(['CC=O', 'N'])
+    model = make().eval()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    z = torch.zeros(2, 3, 4, dtype=torch.double)
+    z[0] = out[0].z[:3]
+    z[1, :1] = out[0].z[3:]
+    mask = torch.tensor([[True] * 3, [True, False, False]])
+    atom, bond = model.decode(z, mask)
+    # Atoms C, C, O, N; bonds: (0, 1) single, (1, 2) double, (0, 2) none.
+    atom_nll = -(atom[0, :3].log_softmax(-1)[[0, 1, 2], [0, 0, 2]].sum() +
+                 atom[1, 0].log_softmax(-1)[1])
+    logp = bond[0].log_softmax(-1)
+    bond_nll = -(logp[0, 1, 1] + logp[1, 2, 2] + logp[0, 2, 0])
+    terms = model.molecule_recon_loss(out)
+    assert torch.allclose(terms['atom_recon'], atom_nll / 2)
+    assert torch.allclose(terms['bond_recon'], bond_nll / 2)
+
+
+def _hand_sample():
+    # Molecule 0: C-C=O with an ambiguous pair; molecule 1: an oxygen with
+    # three most-probable single bonds (over-valent without correction).
+    atom = torch.zeros(2, 4, len(QM9_ATOMS))
+    atom[0, :3] = F.one_hot(torch.tensor([0, 0, 2]), len(QM9_ATOMS)).float()
+    atom[1] = F.one_hot(torch.tensor([2, 0, 0, 0]), len(QM9_ATOMS)).float()
+    bond = torch.zeros(2, 4, 4, 4)
+    bond[..., 0] = 1.0
+
+    def put(b, i, j, p):
+        bond[b, i, j] = bond[b, j, i] = torch.tensor(p)
+
+    put(0, 0, 1, [0.1, 0.8, 0.1, 0.0])
+    put(0, 1, 2, [0.2, 0.1, 0.7, 0.0])
+    put(0, 0, 2, [0.6, 0.4, 0.0, 0.0])
+    put(1, 0, 1, [0.05, 0.95, 0.0, 0.0])
+    put(1, 0, 2, [0.1, 0.9, 0.0, 0.0])
+    put(1, 0, 3, [0.2, 0.8, 0.0, 0.0])
+    mask = torch.tensor([[True, True, True, False], [True] * 4])
+    bond[0, 3] = bond[0, :, 3] = 0
+    return MoleculeSample(atom, bond, mask)
+
+
+def test_sample_raw_and_corrected_molecules():
+    sample = _hand_sample()
+    assert len(sample) == 2 and sample.num_nodes.tolist() == [3, 4]
+    m = sample.molecule(0)
+    assert m['edge_prob'].shape == (3, 3)
+    assert torch.allclose(m['edge_prob'][0, 2], torch.tensor(0.4))
+    assert torch.allclose(m['bond_type_prob'][1, 2],
+                          torch.tensor([0.1, 0.7, 0.0]) / 0.8)
+    assert (m['edge_prob'].diagonal() == 0).all()
+    raw = sample.raw()
+    assert raw[0].edge_index.tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]
+    assert raw[0].edge_attr.argmax(-1).tolist() == [0, 0, 1, 1]
+    mols = sample.raw_mols(QM9_ATOMS)
+    assert mol_to_smiles(mols[0]) == 'CC=O'
+    assert mols[1] is None  # O with three bonds fails sanitization
+    fixed = sample.corrected_mols(QM9_ATOMS)
+    assert mol_to_smiles(fixed[0]) == 'CC=O'
+    # Descending probability: O-C (0.95), O-C (0.9), then O is full;
+    # the largest fragment is kept.
+    assert check_valence(fixed[1]) and mol_to_smiles(fixed[1]) == 'COC'
+
+
+def test_sampling_from_the_prior():
+    model = make().eval()
+    with pytest.raises(RuntimeError, match='fit_num_nodes'):
+        model.sample(2)
+    model.fit_num_nodes(torch.tensor([3, 5, 9]))
+    gen = torch.Generator().manual_seed(0)
+    sample = model.sample(7, generator=gen, batch_size=3)
+    assert set(sample.num_nodes.tolist()) <= {3, 5, 9}
+    assert torch.allclose(sample.atom_prob.sum(-1)[sample.mask],
+                          torch.ones(()).double())
+    assert torch.allclose(sample.bond_prob, sample.bond_prob.transpose(1, 2))
+    mols = sample.corrected_mols(QM9_ATOMS)
+    assert all(check_valence(m) for m in mols)
+    assert len(sample.raw()) == 7
+    again = model.sample(7, generator=torch.Generator().manual_seed(0),
+                         batch_size=3)
+    assert torch.equal(again.bond_prob, sample.bond_prob)
+    cold = model.sample(4, num_nodes=6, temperature=1e-3,
+                        generator=torch.Generator().manual_seed(1))
+    assert cold.num_nodes.tolist() == [6] * 4
+    with pytest.raises(ValueError, match='num_nodes'):
+        model.sample(1, num_nodes=10)
+    assert len(model.sample(0, num_nodes=3)) == 0
+
+
+def test_prior_temperature_scales_the_noise():
+    model = make().eval()
+    sizes = torch.tensor([5, 5])
+    z1, _ = model.prior_sample(sizes, torch.Generator().manual_seed(0), 1.0)
+    z0, _ = model.prior_sample(sizes, torch.Generator().manual_seed(0), 0.0)
+    zh, _ = model.prior_sample(sizes, torch.Generator().manual_seed(0), 0.5)
+    # Same prior nodes and noise: z(T) = mean + T (z(1) - mean).
+    assert torch.allclose(zh, z0 + 0.5 * (z1 - z0), atol=1e-6)
+    z, mask = model.prior_sample(torch.tensor([2, 4]), None, 1.0)
+    assert z.shape == (2, 4, 4) and (z[0, 2:] == 0).all()
+
+
+def test_encode_and_decode_latents():
+    model = make().train()
+    data = molecules(['CC(=O)N'])
+    z = model.encode_latents(data)
+    assert z.shape == (4, 4) and model.training
+    mean = model.encode_latents(data, sample=False)
+    assert torch.allclose(model.eval()(data.x, data.edge_index,
+                                       edge_attr=data.edge_attr)[0].mu, mean)
+    sample = model.decode_latents(z.unsqueeze(0))
+    assert sample.num_nodes.tolist() == [4]
+    assert len(sample.corrected_mols(QM9_ATOMS)) == 1
+
+
+def test_valence_excess_exact_and_straight_through():
+    from torch_geometric_mgvae.models.molecule import valence_excess
+    sample = _hand_sample()
+    maxval = torch.tensor([4., 3., 2., 1., 4., 1., 3., 2.])
+    atom = sample.atom_prob.log().clamp(min=-30).requires_grad_()
+    bond = sample.bond_prob.clamp(min=1e-9).log().requires_grad_()
+    out = valence_excess(atom, bond, sample.mask, maxval)
+    # Molecule 0 (C-C=O) is valid; in molecule 1 the oxygen has three
+    # single bonds for a valence of 2:
+    assert torch.allclose(out, torch.tensor([0., 1.]), atol=1e-6)
+    out.sum().backward()
+    assert bond.grad[1].abs().sum() > 0 and atom.grad[1].abs().sum() > 0
+    assert bond.grad[0].abs().sum() == 0
+
+
+def test_valence_regularizer_term():
+    data = molecules()
+    with pytest.raises(ValueError, match='atoms'):
+        make(valence_regularizer=True, atoms=None)
+    model = make(valence_regularizer=True, atoms=QM9_ATOMS).train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    terms = model.loss_terms(out, torch.Generator().manual_seed(0))
+    assert terms['valence'] >= 0 and torch.isfinite(terms['valence'])
+    terms['valence'].backward()
+    assert model.prior.mu_hat.grad is None  # only the decoder learns
+    assert 'valence' not in model.eval().loss_terms(out)
+
+
+def test_connect_fragments():
+    from torch_geometric_mgvae.models.molecule import connect_fragments
+    sample = _hand_sample()
+    joined = sample.corrected_mols(QM9_ATOMS, connect=True)
+    assert mol_to_smiles(joined[0]) == 'CC=O'  # already connected
+    # O-C, O-C by the correction; the third carbon cannot bond to the full
+    # oxygen (p = 0.8), so it joins the first carbon (ties in order):
+    assert mol_to_smiles(joined[1]) == 'CCOC'
+    # Two fragments C=C and O=O: no free valence on either oxygen, so the
+    # join goes through the carbons' most probable pair.
+    types = torch.tensor([0, 0, 2, 2])
+    ei = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
+    bonds = torch.tensor([2, 2, 2, 2])
+    prob = torch.zeros(4, 4)
+    prob[0, 2] = prob[2, 0] = 0.9
+    ei2, b2 = connect_fragments(types, ei, bonds, prob, QM9_ATOMS)
+    assert torch.equal(ei2, ei) and torch.equal(b2, bonds)
+    types = torch.tensor([0, 0, 2, 0])  # C=C, O=C
+    ei2, b2 = connect_fragments(types, ei, bonds, prob, QM9_ATOMS)
+    # (0, 2): O is full; next in order (0, 3) joins with a single bond.
+    assert ei2.tolist() == [[0, 0, 1, 2, 3, 3], [1, 3, 0, 3, 0, 2]]
+    assert b2.tolist() == [2, 1, 2, 2, 1, 2]
+
+
+def test_bond_deficit():
+    from torch_geometric_mgvae.models.molecule import bond_deficit
+    sample = _hand_sample()
+    bond = sample.bond_prob.clamp(min=1e-9).log().requires_grad_()
+    out = bond_deficit(bond, sample.mask)
+    # Molecule 0: 3 atoms, 2 bonds; molecule 1: 4 atoms, 3 bonds.
+    assert out.tolist() == [0.0, 0.0]
+    empty = torch.zeros(1, 3, 3, 4)
+    empty[..., 0] = 5.0
+    out = bond_deficit(empty.requires_grad_(), torch.ones(1, 3).bool())
+    assert out.tolist() == [2.0]
+    out.sum().backward()
+    assert empty.grad[0, 0, 1, 0] > 0  # pushes 'none' down

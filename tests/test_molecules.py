@@ -1,0 +1,150 @@
+import gzip
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip('rdkit')
+
+from torch_geometric_mgvae.chem import (  # noqa: E402
+    QM9_ATOMS,
+    check_valence,
+    smiles_to_data,
+)
+from torch_geometric_mgvae.cli import main  # noqa: E402
+from torch_geometric_mgvae.models.molecule import MoleculeMGVAE  # noqa
+from torch_geometric_mgvae.molecules import (  # noqa: E402
+    CORRECTED,
+    JOINED,
+    RAW,
+    REFERENCE,
+    align_latents,
+    interpolate,
+    interpolation_pair,
+    method_name,
+    parse_args,
+)
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+sys.path.insert(0, os.path.join(ROOT, 'benchmark'))
+import make_tables  # noqa: E402
+
+SHARED_QM9 = os.path.join(ROOT, '..', 'shared', 'data', 'qm9',
+                          'qm9_qm9pack_compact.csv.gz')
+
+
+def test_defaults_and_checks():
+    a = parse_args([])
+    assert (a.dataset, a.decoder, a.num_train, a.num_samples,
+            a.clusters) == ('qm9', 'all-at-once', 10000, 5000, [2, 1])
+    assert a.root == os.path.join('data', 'qm9') and not a.chem_features
+    z = parse_args(['--dataset', 'zinc'])
+    assert z.chem_features  # paper D.2: RDKit features on ZINC
+    assert not parse_args(['--dataset', 'zinc',
+                           '--no-chem-features']).chem_features
+    assert 'T=0.5' in method_name(parse_args(['--temperature', '0.5']), 3)
+    for bad in (['--epochs', '0'], ['--temperature', '0']):
+        with pytest.raises(ValueError):
+            parse_args(bad)
+
+
+def test_align_latents_and_interpolation_pair():
+    za = torch.tensor([[0., 0.], [5., 5.], [9., 0.]])
+    perm = torch.tensor([2, 0, 1])
+    zb = za[perm] + 0.1  # zb[k] = za[perm[k]] + 0.1
+    assert align_latents(za, zb).tolist() == [1, 2, 0]
+    graphs = [smiles_to_data(s) for s in ('C', 'CO', 'CC', 'CCO', 'OO')]
+    a, b = interpolation_pair(graphs)
+    assert (a.smiles, b.smiles) == ('CO', 'CC')
+    assert interpolation_pair(graphs[:1]) is None
+
+
+def test_interpolation_ends_decode_the_inputs():
+    torch.manual_seed(0)
+    model = MoleculeMGVAE(len(QM9_ATOMS), 8, 4, [2, 1], max_nodes=9)
+    a, b = smiles_to_data('CCO'), smiles_to_data('CC=O')
+    mols = interpolate(model, a, b, QM9_ATOMS, steps=5)
+    assert len(mols) == 5 and all(check_valence(m) for m in mols)
+    with pytest.raises(ValueError, match='same number'):
+        interpolate(model, a, smiles_to_data('CC'), QM9_ATOMS)
+
+
+@pytest.fixture(scope='module')
+def qm9_root(tmp_path_factory):
+    r"""A 300-molecule QM9 raw folder (every fifth molecule in the test
+    split)."""
+    if not os.path.exists(SHARED_QM9):
+        pytest.skip('shared data folder not available')
+    root = tmp_path_factory.mktemp('qm9')
+    os.makedirs(root / 'raw')
+    with gzip.open(SHARED_QM9, 'rt') as f:
+        lines = [next(f) for _ in range(301)]
+    with gzip.open(root / 'raw' / 'qm9_qm9pack_compact.csv.gz', 'wt') as f:
+        f.writelines(lines)
+    ids = [int(line.split(',')[0]) for line in lines[1:]]
+    with open(root / 'raw' / 'valid_idx_qm9.json', 'w') as f:
+        json.dump({'valid_idxs': [f'{i - 1:06d}' for i in ids[::5]]}, f)
+    return str(root)
+
+
+def test_molecules_end_to_end(qm9_root, tmp_path):
+    out, res = tmp_path / 'out', tmp_path / 'results.json'
+    assert main(['molecules', '--root', qm9_root, '--num-train', '64',
+                 '--num-samples', '24', '--epochs', '1', '--hidden', '8',
+                 '--latent', '4', '--decoder-layers', '1', '--no-fcd',
+                 '--out', str(out), '--results', str(res),
+                 '--no-progress']) == 0
+    records = json.loads(res.read_text())
+    settings = {(r['method'], r.get('setting')) for r in records}
+    methods = {m for m, _ in settings}
+    assert REFERENCE in methods and len(methods) == 2
+    mgvae = next(m for m in methods if m != REFERENCE)
+    assert mgvae.startswith('all-at-once MGVAE') and '1 epochs' in mgvae
+    assert {(mgvae, RAW), (mgvae, CORRECTED), (mgvae, JOINED)} < settings
+    values = {(r['method'], r.get('setting'), r['metric']): r['value']
+              for r in records}
+    assert values[(mgvae, CORRECTED, 'validity')] == 1.0
+    assert values[(mgvae, JOINED, 'validity')] == 1.0
+    assert 0 <= values[(mgvae, RAW, 'validity')] <= 1
+    assert values[(REFERENCE, None, 'novelty')] == 0.0
+    assert values[(mgvae, None, 'train_seconds')] > 0
+    for r in records:
+        assert r['task'] == 'molecule_generation' and r['dataset'] == 'QM9'
+        assert r['command'] and r['protocol'] and r['device'] == 'cpu'
+    for name in ('generated.png', 'interpolation.png', 'training_curve.png',
+                 'samples_raw.smi', 'samples_corrected.smi',
+                 'samples_joined.smi', 'model.pt',
+                 'summary.json'):
+        assert (out / name).exists(), name
+    smiles = (out / 'samples_corrected.smi').read_text().splitlines()
+    assert len(smiles) == 24
+    table = make_tables.molecule_table(records)
+    assert table.count('\n') == 5  # head, rule, 3 MGVAE rows, reference
+    assert '100.00%' in table
+
+    # A second run replaces the rows of its dataset and generator:
+    main(['molecules', '--root', qm9_root, '--num-train', '32',
+          '--num-samples', '8', '--epochs', '2', '--hidden', '8',
+          '--latent', '4', '--decoder-layers', '1', '--no-fcd',
+          '--no-local-decoding', '--out', str(out), '--results', str(res),
+          '--no-progress'])
+    methods = {r['method'] for r in json.loads(res.read_text())}
+    assert len(methods) == 2 and REFERENCE in methods
+    assert any('no local decoders, 2 epochs' in m for m in methods)
+
+
+def test_autoregressive_end_to_end(qm9_root, tmp_path):
+    pytest.importorskip('torch_geometric_mgvae.models.autoregressive')
+    out, res = tmp_path / 'out', tmp_path / 'results.json'
+    main(['molecules', '--decoder', 'autoregressive', '--root', qm9_root,
+          '--num-train', '32', '--num-samples', '8', '--epochs', '1',
+          '--hidden', '8', '--latent', '4', '--no-fcd', '--out', str(out),
+          '--results', str(res), '--no-progress'])
+    records = json.loads(res.read_text())
+    auto = {r['method'] for r in records} - {REFERENCE}
+    assert len(auto) == 1 and next(iter(auto)).startswith('autoregressive')
+    assert {r.get('setting') for r in records
+            if r['method'] in auto} == {RAW, None}
+    assert (out / 'generated.png').exists()

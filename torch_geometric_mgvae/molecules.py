@@ -1,0 +1,757 @@
+r"""The molecule generation experiment of the paper (Sec. 5.2, appendix D.2).
+
+A generator is trained on 10,000 training molecules of QM9 (GDSS split:
+the molecules of ``valid_idx_qm9.json`` are the test set) or of ZINC-12k
+(its 10,000 training molecules), 5,000 molecules are sampled, and the
+standard metrics are reported for the molecules as decoded (*without
+correction*), after the paper's valence correction (*with correction*;
+the largest fragment is kept, as in GDSS/MoFlow) and after the correction
+followed by joining the fragments (*with correction + joining*, ours):
+validity (RDKit sanitization), validity of single-fragment molecules,
+uniqueness, novelty (against the whole training split), QED (mean and
+standard deviation over the valid molecules) and the Fréchet ChemNet
+Distance to the test set (if :obj:`fcd_torch` is installed), with the
+sampling time and, as a reference, the same metrics of 5,000 training
+molecules. It writes a picture of generated molecules with their QED and
+an interpolation between two test molecules in latent space.
+
+Two generators: :obj:`"all-at-once"`
+(:class:`~torch_geometric_mgvae.models.molecule.MoleculeMGVAE`, all atoms
+and bonds decoded together from latents of the learnable prior) and
+:obj:`"autoregressive"`
+(:class:`~torch_geometric_mgvae.models.autoregressive.AutoregressiveMGN`,
+one atom at a time under valence masks; no correction step, so only the
+*without correction* rows).
+
+The :obj:`mgvae molecules` command and ``examples/molecule_generation.py``
+both drive :class:`MoleculeExperiment`::
+
+    exp = MoleculeExperiment(args)
+    exp.start()
+    for epoch in range(args.epochs):
+        exp.train_epoch()
+    exp.test()
+    exp.finish()
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from torch_geometric_mgvae.chem import (
+    QM9_ATOMS,
+    ZINC_ATOMS,
+    canonical_smiles,
+    mol_to_smiles,
+    molecule_metrics,
+    valid_mols,
+)
+from torch_geometric_mgvae.models.molecule import (
+    MoleculeMGVAE,
+)
+from torch_geometric_mgvae.results import current_command, machine, record
+from torch_geometric_mgvae.train import train_epoch
+
+__all__ = [
+    'DATASETS', 'DECODERS', 'add_arguments', 'resolve_args', 'parse_args',
+    'load_splits', 'build_model', 'method_name', 'align_latents',
+    'interpolation_pair', 'interpolate', 'draw_molecules',
+    'MoleculeExperiment', 'run'
+]
+
+TASK = 'molecule_generation'
+DECODERS = ('all-at-once', 'autoregressive')
+RAW, CORRECTED = 'w/o correction', 'with correction'
+#: The paper's correction followed by joining the fragments (ours).
+JOINED = 'with correction + joining'
+REFERENCE = 'train set (reference)'
+DEFAULT_RESULTS = os.path.join('benchmark', 'results',
+                               'molecule_generation.json')
+SHARED = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), '..', 'shared', 'data')
+
+# name -> (dataset class name, atom vocabulary, label in the records,
+# raw files, default --data folder, per-dataset model defaults)
+DATASETS: Dict[str, Dict[str, Any]] = {
+    'qm9': dict(cls='QM9Molecules', atoms=QM9_ATOMS, label='QM9',
+                raw=('qm9_qm9pack_compact.csv.gz', 'valid_idx_qm9.json'),
+                data=os.path.join(SHARED, 'qm9'), test='test',
+                chem_features=False),
+    'zinc': dict(cls='ZINC12k', atoms=ZINC_ATOMS, label='ZINC-12k',
+                 raw=('smiles_score.csv', 'indexes_train_val_test.csv'),
+                 data=os.path.join(SHARED, 'zinc12k_benchgnn'), test='test',
+                 # Paper D.2: the RDKit features of Table 7 on ZINC.
+                 chem_features=True),
+}
+
+
+# Command line #############################################################
+
+def add_arguments(parser: argparse.ArgumentParser):
+    r"""Adds the options of the experiment to :obj:`parser` (shared by
+    :obj:`mgvae molecules` and ``examples/molecule_generation.py``)."""
+    data = parser.add_argument_group('data and protocol')
+    data.add_argument('--dataset', default='qm9', choices=sorted(DATASETS))
+    data.add_argument('--decoder', default='all-at-once', choices=DECODERS)
+    data.add_argument('--root', default=None,
+                      help='dataset folder (default: data/<dataset>); the '
+                      'raw files lie in ROOT/raw')
+    data.add_argument('--data', default=None,
+                      help='folder holding the raw files, copied into '
+                      'ROOT/raw when missing there (default: the shared '
+                      'data folder if it exists)')
+    data.add_argument('--num-train', type=int, default=10000,
+                      help='training molecules, a random subset of the '
+                      'training split as in the paper (default: 10000)')
+    data.add_argument('--num-samples', type=int, default=5000,
+                      help='molecules sampled (default: 5000)')
+    data.add_argument('--seed', type=int, default=0,
+                      help='seed of the subset, the model and sampling')
+    data.add_argument('--no-fcd', action='store_true',
+                      help='skip the Frechet ChemNet Distance')
+    data.add_argument('--out', default=None,
+                      help='folder for pictures, SMILES, history and the '
+                      'checkpoint (default: outputs/molecules/<dataset>)')
+    data.add_argument('--results', default=DEFAULT_RESULTS,
+                      help=f'JSON file of result records (default: '
+                      f'{DEFAULT_RESULTS}); this (dataset, decoder)\'s '
+                      f'rows are replaced')
+    data.add_argument('--no-progress', action='store_true')
+
+    model = parser.add_argument_group('model')
+    model.add_argument('--clusters', default='2,1',
+                       help='clusters per level, finest first (default: '
+                       '2,1: the paper\'s L = 3 levels, K = 2^(l-1))')
+    model.add_argument('--hidden', type=int, default=64)
+    model.add_argument('--latent', type=int, default=16)
+    model.add_argument('--layers', type=int, default=2,
+                       help='second-order layers per encoder (default: 2)')
+    model.add_argument('--decoder-layers', type=int, default=3,
+                       help='second-order layers of the atom/bond decoder '
+                       '(default: 3)')
+    model.add_argument('--no-local-decoding', action='store_true',
+                       help='drop the per-cluster decoders (about half the '
+                       'cost of a step; sampling does not use them)')
+    model.add_argument('--covariance', default='mrf',
+                       choices=['mrf', 'diag'],
+                       help='posterior covariance (default: mrf, the '
+                       'paper\'s Gaussian MRF)')
+    model.add_argument('--matching', default='hungarian',
+                       choices=['hungarian', 'free'])
+    model.add_argument('--chem-features', default=None,
+                       action=argparse.BooleanOptionalAction,
+                       help='append the 24 RDKit atom features of Table 7 '
+                       'to the encoder input (default: on for zinc, as in '
+                       'the paper)')
+
+    gen = parser.add_argument_group('generation')
+    gen.add_argument('--temperature', type=float, default=1.0,
+                     help='scale of the prior noise when sampling '
+                     '(default: 1.0)')
+    gen.add_argument('--threshold', type=float, default=0.5,
+                     help='smallest edge probability the correction adds '
+                     '(default: 0.5)')
+
+    opt = parser.add_argument_group('training')
+    opt.add_argument('--epochs', type=int, default=20)
+    opt.add_argument('--batch-size', type=int, default=128)
+    opt.add_argument('--lr', type=float, default=1e-3,
+                     help='Adam learning rate (default: 1e-3, the paper\'s)')
+    opt.add_argument('--kl-weight', type=float, default=1.0)
+    opt.add_argument('--kl-warmup', type=int, default=0,
+                     help='epochs over which the KL weight grows linearly '
+                     'from KL-WEIGHT/(KL-WARMUP+1) to KL-WEIGHT '
+                     '(default: 0 = constant)')
+    opt.add_argument('--cut-weight', type=float, default=1.0,
+                     help='weight of the balanced-cut KL')
+    opt.add_argument('--valence-weight', type=float, default=0.0,
+                     help='weight of the validity regulariser on prior '
+                     'samples (MoleculeMGVAE.valence_loss; not in the '
+                     'paper), from the epoch after the KL warm-up '
+                     '(default: 0 = off)')
+    opt.add_argument('--max-minutes', type=float, default=None,
+                     help='stop training after the epoch that passes this '
+                     'many minutes (the records give the epochs run)')
+    return parser
+
+
+def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
+    r"""Fills :obj:`root`, :obj:`out`, :obj:`data` and the per-dataset
+    defaults, and checks the values."""
+    if args.dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset '{args.dataset}' (expected one "
+                         f"of {sorted(DATASETS)})")
+    if args.decoder not in DECODERS:
+        raise ValueError(f"Unknown decoder '{args.decoder}' (expected one "
+                         f"of {DECODERS})")
+    spec = DATASETS[args.dataset]
+    if args.root is None:
+        args.root = os.path.join('data', args.dataset)
+    if args.out is None:
+        args.out = os.path.join('outputs', 'molecules',
+                                f'{args.dataset}_{args.decoder}')
+    if args.data is None and os.path.isdir(spec['data']):
+        args.data = spec['data']
+    if args.chem_features is None:
+        args.chem_features = spec['chem_features']
+    if args.decoder == 'autoregressive':
+        args.chem_features = False
+    if isinstance(args.clusters, str):
+        args.clusters = [int(k) for k in args.clusters.split(',') if k]
+    for name in ('num_train', 'num_samples', 'epochs', 'batch_size'):
+        if getattr(args, name) < 1:
+            raise ValueError(f"'--{name.replace('_', '-')}' must be >= 1")
+    if args.temperature <= 0:
+        raise ValueError("'--temperature' must be positive")
+    return args
+
+
+def parse_args(argv: Optional[Sequence[str]] = None,
+               prog: Optional[str] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split(
+        '\n\n')[0])
+    add_arguments(parser)
+    return resolve_args(parser.parse_args(argv))
+
+
+# Data #####################################################################
+
+def _copy_raw(dataset: str, root: str, data: Optional[str]):
+    raw = os.path.join(root, 'raw')
+    names = DATASETS[dataset]['raw']
+    if data is None or all(os.path.exists(os.path.join(raw, n))
+                           for n in names):
+        return
+    os.makedirs(raw, exist_ok=True)
+    for name in names:
+        src = os.path.join(data, name)
+        if not os.path.exists(os.path.join(raw, name)) and \
+                os.path.exists(src):
+            shutil.copy(src, raw)
+
+
+def _chem_inputs(graphs: List[Data], mean: Tensor, std: Tensor
+                 ) -> List[Data]:
+    r"""Copies whose :obj:`x` is the one-hot atom types followed by the
+    standardised RDKit atom features."""
+    out = []
+    for g in graphs:
+        h = g.clone()
+        h.x = torch.cat([g.x, (g.chem_x - mean) / std], dim=-1)
+        del h.chem_x
+        out.append(h)
+    return out
+
+
+def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
+                data: Optional[str] = None, chem_features: bool = False
+                ) -> Tuple[List[Data], List[Data], List[str]]:
+    r"""The :obj:`num_train` training molecules (a random subset of the
+    training split, seeded), the test molecules and the SMILES of the whole
+    training split (for novelty).
+
+    With :obj:`chem_features`, :obj:`x` of both lists is the one-hot atom
+    types followed by the 24 RDKit features of the paper's Table 7,
+    standardised with the training molecules' mean and deviation."""
+    from torch_geometric_mgvae import datasets
+    _copy_raw(dataset, root, data)
+    spec = DATASETS[dataset]
+    cls = getattr(datasets, spec['cls'])
+    train_split = cls(root, split='train', chem_features=chem_features)
+    test = list(cls(root, split=spec['test'], chem_features=chem_features))
+    train_smiles = [d.smiles for d in train_split]
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(train_split), generator=g)[:num_train]
+    train = [train_split[int(i)] for i in perm]
+    if chem_features:
+        chem = torch.cat([d.chem_x for d in train])
+        mean, std = chem.mean(0), chem.std(0).clamp(min=1e-6)
+        train, test = _chem_inputs(train, mean, std), _chem_inputs(
+            test, mean, std)
+    return train, test, train_smiles
+
+
+# Model ####################################################################
+
+def build_model(args: argparse.Namespace, num_atom_types: int,
+                in_channels: int, max_nodes: int) -> torch.nn.Module:
+    r"""The generator of the experiment from the (resolved) options."""
+    if args.decoder == 'autoregressive':
+        from torch_geometric_mgvae.models.autoregressive import (
+            AutoregressiveMGN,
+        )
+        return AutoregressiveMGN(num_atom_types, 3, args.hidden,
+                                 args.latent, args.layers, max_nodes,
+                                 atoms=DATASETS[args.dataset]['atoms'])
+    return MoleculeMGVAE(num_atom_types, args.hidden, args.latent,
+                         args.clusters, max_nodes,
+                         node_channels=in_channels - num_atom_types,
+                         num_layers=args.layers,
+                         decoder_layers=args.decoder_layers,
+                         local_decoding=not args.no_local_decoding,
+                         atoms=DATASETS[args.dataset]['atoms'],
+                         valence_regularizer=args.valence_weight > 0,
+                         covariance=args.covariance,
+                         matching=args.matching)
+
+
+def method_name(args: argparse.Namespace, epochs: int) -> str:
+    r"""The :obj:`method` of the records: the generator and its
+    configuration."""
+    if args.decoder == 'autoregressive':
+        return (f'autoregressive MGN (hidden {args.hidden}, latent '
+                f'{args.latent}, {args.layers} layers, {epochs} epochs)')
+    parts = [f'K={",".join(map(str, args.clusters))}',
+             f'hidden {args.hidden}', f'latent {args.latent}',
+             f'{args.layers}+{args.decoder_layers} layers']
+    if args.covariance != 'mrf':
+        parts.append(f'{args.covariance} posterior')
+    if args.no_local_decoding:
+        parts.append('no local decoders')
+    if args.chem_features:
+        parts.append('chem features')
+    if args.valence_weight > 0:
+        parts.append(f'valence weight {args.valence_weight:g}')
+    if args.kl_weight != 1.0:
+        parts.append(f'KL weight {args.kl_weight:g}')
+    if args.kl_warmup:
+        parts.append(f'KL warm-up {args.kl_warmup}')
+    if args.temperature != 1.0:
+        parts.append(f'T={args.temperature:g}')
+    parts.append(f'{epochs} epochs')
+    return f'all-at-once MGVAE ({", ".join(parts)})'
+
+
+# Interpolation and pictures ###############################################
+
+def align_latents(za: Tensor, zb: Tensor) -> Tensor:
+    r"""The permutation of the rows of :obj:`zb` that pairs them with the
+    rows of :obj:`za` at least total distance (Hungarian), so that a line
+    between the two latent sets does not depend on their node orders."""
+    from scipy.optimize import linear_sum_assignment
+    cost = torch.cdist(za, zb).cpu().numpy()
+    row, col = linear_sum_assignment(cost)
+    perm = torch.empty(za.size(0), dtype=torch.long)
+    perm[torch.as_tensor(row)] = torch.as_tensor(col)
+    return perm
+
+
+def interpolation_pair(graphs: Sequence[Data]
+                       ) -> Optional[Tuple[Data, Data]]:
+    r"""The first two molecules (in list order) of the most common size
+    with different SMILES, or :obj:`None`."""
+    sizes = torch.tensor([int(g.num_nodes) for g in graphs])
+    if sizes.numel() < 2:
+        return None
+    n = int(torch.bincount(sizes).argmax())
+    same = [g for g in graphs if int(g.num_nodes) == n]
+    b = next((g for g in same[1:] if g.smiles != same[0].smiles), None)
+    return None if b is None else (same[0], b)
+
+
+@torch.no_grad()
+def interpolate(model: MoleculeMGVAE, a: Data, b: Data, atoms,
+                steps: int = 8, threshold: float = 0.5,
+                seed: int = 0) -> List[Any]:
+    r"""Decodes :obj:`steps` points on the line between posterior draws
+    (:meth:`MoleculeMGVAE.encode_latents`, seeded) of two molecules with
+    the same number of atoms (rows aligned by :func:`align_latents`), with
+    the valence correction; returns RDKit molecules (the endpoints are
+    reconstructions of :obj:`a` and :obj:`b`)."""
+    if a.num_nodes != b.num_nodes:
+        raise ValueError('Interpolation needs two molecules with the same '
+                         'number of atoms')
+    gen = torch.Generator().manual_seed(seed)
+    za = model.encode_latents(a, generator=gen)
+    zb = model.encode_latents(b, generator=gen)
+    zb = zb[align_latents(za, zb)]
+    t = torch.linspace(0, 1, steps, dtype=za.dtype).view(-1, 1, 1)
+    z = (1 - t) * za + t * zb  # [steps, n, d]
+    return model.decode_latents(z).corrected_mols(atoms, threshold,
+                                                  connect=True)
+
+
+def draw_molecules(mols: Sequence[Any], legends: Sequence[str], path: str,
+                   per_row: int = 8, size: int = 180) -> str:
+    r"""Draws molecules in a grid with a legend under each (RDKit Draw)
+    and saves it as PNG. :obj:`None` entries are drawn empty."""
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+    mols = [m if m is not None else Chem.Mol() for m in mols]
+    img = Draw.MolsToGridImage(list(mols), molsPerRow=per_row,
+                               subImgSize=(size, size),
+                               legends=list(legends))
+    img.save(path)
+    return path
+
+
+def _qed(mol) -> float:
+    from rdkit.Chem import QED
+    try:
+        return float(QED.qed(mol))
+    except Exception:  # pragma: no cover
+        return math.nan
+
+
+# The experiment ###########################################################
+
+class MoleculeExperiment:
+    r"""The state of one :obj:`molecules` run: data, the model, its
+    training history and the measured metrics.
+
+    Args:
+        args (argparse.Namespace): Options of :func:`add_arguments`
+            (resolved with :func:`resolve_args`).
+        command (str, optional): The command line stored in the records
+            (default: the running process's).
+        log (callable, optional): Where lines are printed.
+    """
+    def __init__(self, args: argparse.Namespace,
+                 command: Optional[str] = None, log=print):
+        self.args = resolve_args(args)
+        self.command = command or current_command()
+        self.log = log
+        spec = DATASETS[args.dataset]
+        self.atoms = spec['atoms']
+        self.label = spec['label']
+        t0 = time.perf_counter()
+        self.train_graphs, self.test_graphs, self.train_smiles = \
+            load_splits(args.dataset, args.root, args.num_train, args.seed,
+                        args.data, args.chem_features)
+        self.num_atom_types = len(self.atoms)
+        self.in_channels = self.train_graphs[0].num_features
+        self.max_nodes = max(int(g.num_nodes) for g in
+                             self.train_graphs + self.test_graphs)
+        self.test_smiles = [d.smiles for d in self.test_graphs]
+        self.results: Dict[str, Dict[str, float]] = {}
+        self.history: List[Dict[str, float]] = []
+        self.train_seconds = 0.0
+        os.makedirs(args.out, exist_ok=True)
+        self.log(f'{self.label}: {len(self.train_graphs)} training '
+                 f'molecules (of {len(self.train_smiles)}), '
+                 f'{len(self.test_graphs)} test, at most {self.max_nodes} '
+                 f'atoms, {self.in_channels} input features '
+                 f'(loaded in {time.perf_counter() - t0:.1f}s)')
+
+    @property
+    def all_at_once(self) -> bool:
+        return self.args.decoder == 'all-at-once'
+
+    def start(self) -> torch.nn.Module:
+        r"""A fresh model, optimizer and loader."""
+        args = self.args
+        torch.manual_seed(args.seed)
+        self.model = build_model(args, self.num_atom_types, self.in_channels,
+                                 self.max_nodes)
+        self.optimizer = torch.optim.Adam(self.model.parameters(),
+                                          lr=args.lr)
+        self.loader = DataLoader(self.train_graphs,
+                                 batch_size=args.batch_size, shuffle=True)
+        self.generator = torch.Generator().manual_seed(args.seed)
+        self.weights = {'kl': args.kl_weight,
+                        'balanced_cut': args.cut_weight,
+                        'valence': args.valence_weight}
+        self.history, self.train_seconds = [], 0.0
+        return self.model
+
+    def train_epoch(self) -> Dict[str, float]:
+        r"""One epoch; returns the mean loss terms per molecule."""
+        t0 = time.perf_counter()
+        warm = self.args.kl_warmup
+        epoch = len(self.history) + 1
+        self.weights['kl'] = self.args.kl_weight * min(1.0,
+                                                       epoch / (warm + 1))
+        # The validity regulariser rewards decoding no bond at all, so it
+        # starts once the warm-up is over (the decoder has learnt bonds):
+        self.weights['valence'] = (self.args.valence_weight if epoch > warm
+                                   else 0.0)
+        if self.all_at_once:
+            stats = train_epoch(self.model, self.loader, self.optimizer,
+                                self.weights, generator=self.generator)
+        else:
+            stats = self._autoregressive_epoch()
+        self.train_seconds += time.perf_counter() - t0
+        self.history.append(dict(epoch=len(self.history) + 1, **stats))
+        return stats
+
+    def _autoregressive_epoch(self) -> Dict[str, float]:
+        model, total, count = self.model, 0.0, 0
+        model.train()
+        for batch in self.loader:
+            self.optimizer.zero_grad()
+            loss = model.loss(batch, self.generator)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * batch.num_graphs
+            count += batch.num_graphs
+        return dict(loss=total / max(count, 1))
+
+    def out_of_time(self) -> bool:
+        m = self.args.max_minutes
+        return m is not None and self.train_seconds >= 60 * m
+
+    # Sampling and metrics #################################################
+
+    def _fcd(self, smiles: List[str]) -> Optional[float]:
+        r"""FCD of :obj:`smiles` to the test set (:obj:`None` without
+        :obj:`fcd_torch`); the ChemNet statistics of the test set are
+        computed once."""
+        try:
+            from fcd_torch import FCD
+        except ImportError:
+            return None
+        if len(smiles) < 2:
+            return None
+        if getattr(self, '_fcd_ref', None) is None:
+            self._fcd_model = FCD(device='cpu', n_jobs=1)
+            self._fcd_ref = self._fcd_model.precalc(self.test_smiles)
+        return float(self._fcd_model.metric(
+            self._fcd_ref, self._fcd_model.precalc(smiles)))
+
+    def _metrics(self, mols: Sequence[Any]) -> Dict[str, float]:
+        res = molecule_metrics(mols, self.train_smiles, fcd=False)
+        if not self.args.no_fcd:
+            smiles = [s for s in map(mol_to_smiles, valid_mols(mols)) if s]
+            fcd = self._fcd(smiles)
+            if fcd is not None:
+                res['fcd'] = fcd
+        return res
+
+    @torch.no_grad()
+    def test(self) -> Dict[str, Dict[str, float]]:
+        r"""Samples :obj:`num_samples` molecules (seeded) and measures them
+        without and (all-at-once) with the valence correction, and the
+        training-set reference."""
+        args, model = self.args, self.model
+        model.eval()
+        gen = torch.Generator().manual_seed(10_000 + args.seed)
+        t0 = time.perf_counter()
+        if self.all_at_once:
+            model.fit_num_nodes(self.train_graphs)
+            sample = model.sample(args.num_samples, generator=gen,
+                                  temperature=args.temperature)
+            decode_seconds = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            raw = sample.raw_mols(self.atoms)
+            raw_seconds = decode_seconds + time.perf_counter() - t1
+            t1 = time.perf_counter()
+            corrected = sample.corrected_mols(self.atoms, args.threshold)
+            cor_seconds = decode_seconds + time.perf_counter() - t1
+            t1 = time.perf_counter()
+            joined = sample.corrected_mols(self.atoms, args.threshold,
+                                           connect=True)
+            join_seconds = decode_seconds + time.perf_counter() - t1
+            self.sample = sample
+            sets = {RAW: (raw, raw_seconds),
+                    CORRECTED: (corrected, cor_seconds),
+                    JOINED: (joined, join_seconds)}
+        else:
+            raw = model.sample_mols(args.num_samples, generator=gen)
+            sets = {RAW: (raw, time.perf_counter() - t0)}
+        self.mols = {}
+        for name, (mols, seconds) in sets.items():
+            res = self._metrics(mols)
+            res['sample_seconds'] = seconds
+            self.results[name] = res
+            self.mols[name] = mols
+        g = torch.Generator().manual_seed(20_000 + args.seed)
+        ref = torch.randperm(len(self.train_smiles), generator=g)[
+            :args.num_samples]
+        self.reference = self._metrics(
+            [self.train_smiles[int(i)] for i in ref])
+        for name, res in self.results.items():
+            self.log(f'{name}: ' + self._line(res))
+        self.log(f'{REFERENCE}: ' + self._line(self.reference))
+        return self.results
+
+    @staticmethod
+    def _line(res: Dict[str, float]) -> str:
+        keys = ('validity', 'validity_connected', 'uniqueness', 'novelty',
+                'qed_mean', 'fcd', 'sample_seconds')
+        return ', '.join(f'{k} {res[k]:.4g}' for k in keys if k in res)
+
+    # Summary ##############################################################
+
+    def _protocol(self) -> str:
+        spec = ('GDSS test split (valid_idx_qm9.json)' if
+                self.args.dataset == 'qm9' else
+                'Benchmarking-GNNs test split')
+        return (f'{self.args.num_samples} sampled molecules; train on '
+                f'{len(self.train_graphs)} random training molecules '
+                f'(seed {self.args.seed}); novelty vs all '
+                f'{len(self.train_smiles)} training molecules; FCD vs the '
+                f'{len(self.test_graphs)} molecules of the {spec}; '
+                f'canonical SMILES without stereo, kekulized, implicit H')
+
+    def records(self) -> List[Dict[str, Any]]:
+        r"""The flat result records of the run."""
+        args = self.args
+        epochs = len(self.history)
+        method = method_name(args, epochs)
+        common = dict(task=TASK, dataset=self.label, command=self.command,
+                      device='cpu', protocol=self._protocol())
+        out = []
+        settings = [(method, name, res) for name, res in
+                    self.results.items()]
+        settings.append((REFERENCE, None, self.reference))
+        for meth, setting, res in settings:
+            extra = {} if setting is None else dict(setting=setting)
+            for key, metric in (('validity', 'validity'),
+                                ('validity_connected', 'valid_connected'),
+                                ('uniqueness', 'uniqueness'),
+                                ('novelty', 'novelty')):
+                out.append(record(method=meth, metric=metric,
+                                  value=res[key], **extra, **common))
+            out.append(record(
+                method=meth, metric='QED', value=res['qed_mean'],
+                std=res['qed_std'], **extra, **dict(
+                    common, protocol=common['protocol'] + '; QED mean and '
+                    'std over the valid molecules')))
+            if 'fcd' in res:
+                out.append(record(method=meth, metric='FCD',
+                                  value=res['fcd'], **extra, **common))
+            elif not args.no_fcd:
+                out.append(record(method=meth, metric='FCD', value=None,
+                                  error='fcd_torch not installed', **extra,
+                                  **common))
+            if 'sample_seconds' in res:
+                rounding = {RAW: 'argmax', CORRECTED: 'valence correction',
+                            JOINED: 'valence correction, joining'}[setting]
+                out.append(record(
+                    method=meth, metric='sample_seconds',
+                    value=res['sample_seconds'], **extra, **dict(
+                        common, protocol=f'wall-clock seconds to sample '
+                        f'{args.num_samples} molecules as RDKit molecules '
+                        f'(prior, decoder, {rounding}), '
+                        f'torch {torch.__version__}, '
+                        f'{torch.get_num_threads()} threads, {machine()} '
+                        f'(shared)')))
+        out.append(record(
+            method=method, metric='train_seconds', value=self.train_seconds,
+            **dict(common, protocol=f'{epochs} epochs over '
+                   f'{len(self.train_graphs)} molecules, batch '
+                   f'{args.batch_size}, {torch.get_num_threads()} threads, '
+                   f'{machine()} (shared)')))
+        return out
+
+    def table(self) -> str:
+        r"""The results as text."""
+        cols = ('validity', 'validity_connected', 'uniqueness', 'novelty',
+                'qed_mean', 'fcd', 'sample_seconds')
+        rows = list(self.results.items()) + [(REFERENCE, self.reference)]
+        width = max(len(r) for r, _ in rows) + 2
+        lines = [f'{self.label}: {method_name(self.args, len(self.history))}'
+                 f', {self.args.num_samples} samples',
+                 f'{"":<{width}}' + ''.join(f'{c[:12]:>13}' for c in cols)]
+        for name, res in rows:
+            cells = [f'{res[c]:>13.4g}' if c in res else f'{"—":>13}'
+                     for c in cols]
+            lines.append(f'{name:<{width}}' + ''.join(cells))
+        return '\n'.join(lines)
+
+    def pictures(self) -> List[str]:
+        r"""A grid of generated molecules with their QED (the corrected ones
+        for the all-at-once model) and the latent interpolation between two
+        test molecules of equal size."""
+        args, paths = self.args, []
+        name = JOINED if JOINED in self.mols else RAW
+        mols = [m for m in self.mols[name] if m is not None][:32]
+        paths.append(draw_molecules(
+            mols, [f'QED {_qed(m):.3f}' for m in mols],
+            os.path.join(args.out, 'generated.png')))
+        pair = interpolation_pair(self.test_graphs)
+        if self.all_at_once and pair is not None:
+            from rdkit import Chem
+            a, b = pair
+            inter = interpolate(self.model, a, b, self.atoms,
+                                threshold=args.threshold, seed=args.seed)
+            self.interpolation = dict(
+                a=a.smiles, b=b.smiles,
+                path=[mol_to_smiles(m) for m in inter])
+            ends = [Chem.MolFromSmiles(canonical_smiles(g.smiles))
+                    for g in pair]
+            legends = [f't = {t:.2f}' for t in np.linspace(0, 1, len(inter))]
+            paths.append(draw_molecules(
+                [ends[0]] + inter + [ends[1]],
+                ['test molecule A'] + legends + ['test molecule B'],
+                os.path.join(args.out, 'interpolation.png'),
+                per_row=len(inter) + 2))
+        return paths
+
+    def finish(self) -> List[Dict[str, Any]]:
+        r"""Prints the table, writes the records (replacing this dataset's
+        and decoder's rows in :obj:`--results`), the pictures, the SMILES
+        and a summary JSON."""
+        from torch_geometric_mgvae.plot import plot_curves
+        if not self.results:
+            raise RuntimeError('Nothing measured: call test() first')
+        args = self.args
+        self.log('')
+        self.log(self.table())
+        recs = self.records()
+        self._write(recs)
+        paths = self.pictures()
+        if self.history:
+            paths.append(plot_curves(
+                self.history, os.path.join(args.out, 'training_curve.png'),
+                keys=[k for k in self.history[0] if k != 'epoch']))
+        for name, mols in self.mols.items():
+            slug = {RAW: 'raw', CORRECTED: 'corrected',
+                    JOINED: 'joined'}[name]
+            with open(os.path.join(args.out, f'samples_{slug}.smi'),
+                      'w') as f:
+                f.writelines(f'{mol_to_smiles(m) or ""}\n' for m in mols)
+        torch.save({'model': self.model.state_dict(), 'args': {
+            k: v for k, v in vars(args).items() if k != 'func'}},
+            os.path.join(args.out, 'model.pt'))
+        summary = dict(records=recs, history=self.history,
+                       results=self.results, reference=self.reference,
+                       interpolation=getattr(self, 'interpolation', None))
+        with open(os.path.join(args.out, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=1)
+        self.log(f'wrote {args.results}, ' + ', '.join(paths))
+        return recs
+
+    def _write(self, recs: List[Dict[str, Any]]):
+        r"""Replaces the records of this dataset and generator kind."""
+        from torch_geometric_mgvae.results import write_records
+        path = self.args.results
+        kind = 'all-at-once' if self.all_at_once else 'autoregressive'
+        old = []
+        if os.path.exists(path):
+            with open(path) as f:
+                old = json.load(f)
+        kept = [r for r in old if not (
+            r.get('task') == TASK and r.get('dataset') == self.label and
+            (r['method'].startswith(kind) or r['method'] == REFERENCE))]
+        write_records(path, kept + recs, replace=False)
+
+
+def run(args: argparse.Namespace, command: Optional[str] = None
+        ) -> List[Dict[str, Any]]:
+    r"""The whole experiment (what :obj:`mgvae molecules` runs): training
+    with a progress bar, sampling, metrics, then :meth:`finish`."""
+    from tqdm import tqdm
+    exp = MoleculeExperiment(args, command)
+    args = exp.args
+    exp.start()
+    bar = tqdm(range(1, args.epochs + 1), desc='train',
+               disable=args.no_progress, file=sys.stdout)
+    for _ in bar:
+        stats = exp.train_epoch()
+        bar.set_postfix({k: f'{v:.2f}' for k, v in stats.items()
+                         if k in ('loss', 'kl', 'bond_recon')})
+        if exp.out_of_time():
+            break
+    exp.test()
+    return exp.finish()
