@@ -40,6 +40,7 @@ from torch_geometric_mgvae.models import MGVAE
 from torch_geometric_mgvae.results import (
     current_command,
     machine,
+    mean_std,
     record,
     write_dataset_records,
 )
@@ -367,12 +368,6 @@ def _kernels(args) -> Tuple[str, ...]:
     return KERNELS if args.kernel == 'both' else (args.kernel, )
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
-    values = np.asarray(values, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else None
-    return float(values.mean()), std
-
-
 # The experiment ###########################################################
 
 class GenerationExperiment:
@@ -507,7 +502,7 @@ class GenerationExperiment:
             kernel = metric.rsplit('_', 1)[1]
             for method, key, what in ((self.method, 'scores', samples),
                                       (ER, 'er_scores', samples)):
-                v, s = _mean_std([r[key][metric] for r in runs])
+                v, s = mean_std([r[key][metric] for r in runs])
                 out.append(record(method=method, metric=metric, value=v,
                                   std=s, n=n, protocol=self._protocol(
                                       kernel, what), **common))
@@ -522,7 +517,7 @@ class GenerationExperiment:
                     (self.method, [r['stats'][stat] for r in runs]),
                     (ER, [r['er_stats'][stat] for r in runs]),
                     (FLOOR, [self.floor_stats[stat]])):
-                v, s = _mean_std(vals)
+                v, s = mean_std(vals)
                 out.append(record(
                     method=method, metric=f'mean_{stat}', value=v, std=s,
                     n=len(vals), protocol=f'mean per graph; test set: '
@@ -535,11 +530,11 @@ class GenerationExperiment:
                   f'{machine()} (shared, loaded)')
         for method, key in ((self.method, 'sample_seconds'),
                             (ER, 'er_seconds')):
-            v, s = _mean_std([r[key] * scale for r in runs])
+            v, s = mean_std([r[key] * scale for r in runs])
             out.append(record(method=method, metric='sample_seconds',
                               value=v, std=s, n=n, protocol=timing,
                               **common))
-        v, s = _mean_std([r['train_seconds'] for r in runs])
+        v, s = mean_std([r['train_seconds'] for r in runs])
         out.append(record(method=self.method, metric='train_seconds',
                           value=v, std=s, n=n, protocol=f'{args.epochs} '
                           f'epochs, batch {args.batch_size}, '
@@ -566,7 +561,7 @@ class GenerationExperiment:
                     if key is None:
                         cells.append(f'{self.floor[metric]:>20.4g}')
                         continue
-                    v, s = _mean_std([r[key][metric] for r in self.runs])
+                    v, s = mean_std([r[key][metric] for r in self.runs])
                     cell = f'{v:.4g}' + ('' if s is None else f' ± {s:.2g}')
                     cells.append(f'{cell:>20}')
                 lines.append(f'{method:<{width}}' + ''.join(cells))

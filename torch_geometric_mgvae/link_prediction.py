@@ -38,6 +38,7 @@ from torch_geometric_mgvae.nn import fixed_hierarchy
 from torch_geometric_mgvae.results import (
     current_command,
     machine,
+    mean_std,
     record,
     write_dataset_records,
 )
@@ -365,11 +366,6 @@ def method_name(variant: str, L: int) -> str:
     return f'MGVAE ({variant}, L={L})'
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
-    t = torch.tensor(values, dtype=torch.float64)
-    return float(t.mean()), (float(t.std()) if t.numel() > 1 else None)
-
-
 def run(args: argparse.Namespace, command: Optional[str] = None
         ) -> List[Dict[str, Any]]:
     r"""The whole experiment: every dataset, seed and model; prints the
@@ -461,7 +457,7 @@ def dataset_records(name: str, data: Data,
     clustering also one training-mode Gumbel sample)."""
     recs = []
     base = runs.get(VGAE_NAME)
-    base_time = (_mean_std([r['step_seconds'] for r in base])[0]
+    base_time = (mean_std([r['step_seconds'] for r in base])[0]
                  if base else None)
     setting = dict(epochs=args.epochs, lr=args.lr, hidden=args.hidden,
                    latent=args.latent, layers=args.layers,
@@ -482,16 +478,16 @@ def dataset_records(name: str, data: Data,
                             ('val_auc', 'val_AUC'),
                             ('epoch', 'selected_epoch'),
                             ('step_seconds', 'step_seconds')):
-            mean, std = _mean_std([r[key] for r in rs])
+            mean, std = mean_std([r[key] for r in rs])
             recs.append(record(TASK, name, method, metric, mean, std,
                                **common))
         if base_time and method != VGAE_NAME:
-            mean, _ = _mean_std([r['step_seconds'] for r in rs])
+            mean, _ = mean_std([r['step_seconds'] for r in rs])
             recs.append(record(TASK, name, method, 'time_ratio_vs_vgae',
                                mean / base_time, None, **common))
         for metric in STAT_METRICS:
             if metric in rs[0]:
-                mean, std = _mean_std([r[metric] for r in rs])
+                mean, std = mean_std([r[metric] for r in rs])
                 recs.append(record(TASK, name, method, metric, mean, std,
                                    **common))
     return recs

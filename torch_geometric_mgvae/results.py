@@ -13,7 +13,7 @@ import os
 import platform
 import shlex
 import sys
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 REQUIRED = ('task', 'dataset', 'method', 'metric', 'value')
 
@@ -101,3 +101,14 @@ def write_dataset_records(path: str, task: str, dataset: str,
         if len(kept) != len(old):
             write_records(path, kept, replace=False)
     return write_records(path, records, replace=True)
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
+    r"""Mean and sample standard deviation (:obj:`None` for one value) of
+    the per-seed :obj:`values` of a record."""
+    n = len(values)
+    mean = sum(float(v) for v in values) / n
+    if n < 2:
+        return mean, None
+    var = sum((float(v) - mean)**2 for v in values) / (n - 1)
+    return mean, var**0.5
