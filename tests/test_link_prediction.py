@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from torch_geometric import seed_everything
 from torch_geometric.data import Data
 from torch_geometric.utils import stochastic_blockmodel_graph
 
@@ -85,7 +86,7 @@ def test_pipeline_learns_links_on_a_block_model(variant):
     args = parse(['--hidden', '16', '--latent', '8', '--cluster-balance',
                   '10'])
     K = [6, 3]
-    torch.manual_seed(0)
+    seed_everything(0)
     model = lp.MGVAELinkModel(3, K, variant, args,
                               lp.level_clusters(train, variant, K, 0))
     res = lp.train_model(model, train, val, test, epochs=150, lr=0.01,
@@ -100,7 +101,7 @@ def test_pipeline_learns_links_on_a_block_model(variant):
 def test_vgae_baseline_learns_links_on_a_block_model():
     data = sbm_graph()
     train, val, test = lp.split_edges(data, seed=0)
-    torch.manual_seed(0)
+    seed_everything(0)
     res = lp.train_model(lp.VGAEBaseline(3, 8), train, val, test, epochs=60,
                          lr=0.01)
     assert res['auc'] > 0.75, res
@@ -125,8 +126,41 @@ def test_run_writes_records_table_and_plot(tmp_path, shared_data):
         assert r['command'] == 'test' and r['n'] == 1
         assert 'RandomLinkSplit' in r['protocol']
     assert os.path.exists(out / 'cluster_sizes_Cora.png')
-    assert '| Cora | PyG VGAE |' in (out / 'link_prediction.md').read_text()
+    assert '| Cora | L=3 | PyG VGAE |' in (
+        out / 'link_prediction.md').read_text()
+    assert all(lp.run_levels(r) == [3] for r in recs)
     assert (out / 'link_prediction.csv').read_text().startswith('task,')
+
+
+def test_runs_with_other_levels_stay_side_by_side(tmp_path):
+    from torch_geometric_mgvae.results import record, write_dataset_records
+    path = str(tmp_path / 'lp.json')
+
+    def run_records(levels, auc):
+        setting = dict(levels=levels)
+        return [record(lp.TASK, 'Cora', m, metric, auc, None,
+                       setting=setting)
+                for m in ('PyG VGAE', f'MGVAE (learned, L={levels[0]})')
+                for metric in ('AUC', 'AP', 'step_seconds')]
+
+    def write(levels, auc):
+        write_dataset_records(path, lp.TASK, 'Cora',
+                              run_records(levels, auc),
+                              lambda r: lp.run_levels(r) == levels)
+
+    write([7], 0.8)
+    write([3], 0.7)
+    write([3], 0.6)  # a rerun replaces only its own run's rows
+    saved = json.loads(open(path).read())
+    assert len(saved) == 12
+    assert sorted(r['value'] for r in saved if r['metric'] == 'AUC') == [
+        0.6, 0.6, 0.8, 0.8]
+    table = lp.format_table(saved)
+    assert '| Cora | L=7 | PyG VGAE | 80.00 |' in table
+    assert '| Cora | L=3 | PyG VGAE | 60.00 |' in table
+    assert '| Cora | L=3 | MGVAE (learned, L=3) | 60.00 |' in table
+    # Records written before runs carried their levels are L = 7 runs.
+    assert lp.run_levels({'setting': None}) == [7]
 
 
 def test_bad_arguments():

@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch_geometric.transforms as T
 from torch import Tensor
+from torch_geometric import seed_everything
 from torch_geometric.data import Data
 
 from torch_geometric_mgvae.models import MGVAE
@@ -48,8 +49,7 @@ __all__ = [
     'DATASETS', 'VARIANTS', 'add_arguments', 'resolve_args', 'load_dataset',
     'split_edges', 'check_split', 'auc_ap', 'cluster_size_stats',
     'level_clusters', 'VariationalGCNEncoder', 'VGAEBaseline',
-    'MGVAELinkModel', 'train_model',
-    'run'
+    'MGVAELinkModel', 'train_model', 'run_levels', 'format_table', 'run'
 ]
 
 DATASETS = ('Cora', 'Citeseer')
@@ -166,7 +166,7 @@ def split_edges(data: Data, seed: int) -> Tuple[Data, Data, Data]:
     r"""The 85/5/10 split of Kipf & Welling with :obj:`seed`: training
     graph, and validation/test graphs holding :obj:`pos_edge_label_index`
     and as many sampled :obj:`neg_edge_label_index`."""
-    torch.manual_seed(seed)
+    seed_everything(seed)  # PyG's negative sampling draws from random
     split = T.RandomLinkSplit(num_val=0.05, num_test=0.1,
                               is_undirected=True, split_labels=True,
                               add_negative_train_samples=False)
@@ -388,7 +388,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None
         for seed in range(args.seeds):
             train, val, test = split_edges(data, seed)
             for variant, L, K in jobs:
-                torch.manual_seed(seed)
+                seed_everything(seed)  # negative sampling uses random
                 if variant == 'vgae':
                     model, method = VGAEBaseline(data.num_features), VGAE_NAME
                 else:
@@ -424,7 +424,10 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                       f'{res["epoch"]}, val AUC {res["val_auc"]:.4f}, '
                       f'{res["step_seconds"] * 1e3:.0f} ms/epoch)')
         recs = dataset_records(name, data, runs, args, command)
-        write_dataset_records(args.results, TASK, name, recs)
+        levels = sorted(args.levels)
+        write_dataset_records(args.results, TASK, name, recs,
+                              lambda r, levels=levels: run_levels(r) ==
+                              levels)
         all_records += recs
         summary[name] = {m: [{k: v for k, v in r.items()}
                              for r in rs] for m, rs in runs.items()}
@@ -466,14 +469,17 @@ def dataset_records(name: str, data: Data,
                    kl_weight=args.kl_weight or '1/N^2',
                    cluster_balance=args.cluster_balance,
                    entropy_weight=args.entropy_weight,
-                   eval_every=args.eval_every)
+                   eval_every=args.eval_every, levels=sorted(args.levels))
     for method, rs in runs.items():
         n = len(rs)
         common = dict(n=n, protocol=PROTOCOL, command=command,
                       device='cpu', machine=machine(),
                       num_nodes=data.num_nodes)
-        if method != VGAE_NAME:
-            common['setting'] = setting
+        # The baseline is trained again in every run: its rows carry the
+        # levels of the run they belong to, so the rows of a run with other
+        # levels stay beside them (see run_levels).
+        common['setting'] = (setting if method != VGAE_NAME else
+                             dict(levels=setting['levels']))
         for key, metric in (('auc', 'AUC'), ('ap', 'AP'),
                             ('val_auc', 'val_AUC'),
                             ('epoch', 'selected_epoch'),
@@ -503,16 +509,31 @@ def _fmt(rec: Optional[Dict[str, Any]], scale: float = 1.0,
     return out
 
 
+def run_levels(record: Dict[str, Any]) -> List[int]:
+    r"""The coarsening levels of the run that wrote :obj:`record` (records
+    without them come from runs with the default L = 7)."""
+    setting = record.get('setting')
+    if isinstance(setting, dict) and 'levels' in setting:
+        return list(setting['levels'])
+    return [7]
+
+
 def format_table(records: Sequence[Dict[str, Any]]) -> str:
-    r"""A Markdown table: one row per dataset and method."""
-    index = {(r['dataset'], r['method'], r['metric']): r for r in records}
-    rows = sorted({(r['dataset'], r['method']) for r in records},
-                  key=lambda k: (k[0], k[1] != VGAE_NAME, k[1]))
-    lines = ['| dataset | method | AUC (%) | AP (%) | epoch s | vs VGAE | '
-             'finest clusters min / max / std | KL to uniform (eval / '
-             'train sample) |', '|' + '---|' * 8]
-    for d, m in rows:
-        g = lambda k: index.get((d, m, k))  # noqa: E731
+    r"""A Markdown table: one row per dataset, run (its levels) and method;
+    each run's baseline is the VGAE trained in that run."""
+    def run_of(r):
+        return ','.join(map(str, run_levels(r)))
+
+    index = {(r['dataset'], run_of(r), r['method'], r['metric']): r
+             for r in records}
+    rows = sorted({(r['dataset'], run_of(r), r['method']) for r in records},
+                  key=lambda k: (k[0], -len(k[1]), k[1], k[2] != VGAE_NAME,
+                                 k[2]))
+    lines = ['| dataset | run | method | AUC (%) | AP (%) | epoch s | '
+             'vs VGAE | finest clusters min / max / std | KL to uniform '
+             '(eval / train sample) |', '|' + '---|' * 9]
+    for d, run, m in rows:
+        g = lambda k: index.get((d, run, m, k))  # noqa: E731
         stats = '-'
         if g('cluster_min') is not None:
             stats = ' / '.join(f"{g(k)['value']:.1f}" for k in
@@ -523,7 +544,8 @@ def format_table(records: Sequence[Dict[str, Any]]) -> str:
         ratio = g('time_ratio_vs_vgae')
         ratio = '-' if ratio is None else f"{ratio['value']:.2f}x"
         lines.append(
-            f"| {d} | {m} | {_fmt(g('AUC'), 100)} | {_fmt(g('AP'), 100)} | "
+            f"| {d} | L={run} | {m} | {_fmt(g('AUC'), 100)} | "
+            f"{_fmt(g('AP'), 100)} | "
             f"{g('step_seconds')['value']:.3f} | "
             f"{ratio} | "
             f"{stats} | {kl} |")

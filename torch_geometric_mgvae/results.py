@@ -13,7 +13,16 @@ import os
 import platform
 import shlex
 import sys
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 REQUIRED = ('task', 'dataset', 'method', 'metric', 'value')
 
@@ -88,16 +97,22 @@ def write_records(path: str, records: Iterable[Dict[str, Any]],
 
 
 def write_dataset_records(path: str, task: str, dataset: str,
-                          records: List[Dict[str, Any]]):
+                          records: List[Dict[str, Any]],
+                          same_run: Optional[Callable[[Dict[str, Any]],
+                                                      bool]] = None):
     r"""Writes :obj:`records` to :obj:`path`, first dropping every old
     record of :obj:`(task, dataset)` (a rerun with another configuration
     renames the MGVAE method, which :func:`write_records` alone would
-    keep)."""
+    keep). With :obj:`same_run`, only the old records of
+    :obj:`(task, dataset)` for which it returns :obj:`True` are dropped, so
+    runs of different kinds (e.g. other coarsening depths) stay side by
+    side."""
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
         kept = [r for r in old
-                if (r.get('task'), r.get('dataset')) != (task, dataset)]
+                if (r.get('task'), r.get('dataset')) != (task, dataset)
+                or (same_run is not None and not same_run(r))]
         if len(kept) != len(old):
             write_records(path, kept, replace=False)
     return write_records(path, records, replace=True)
