@@ -148,3 +148,52 @@ def test_generate_end_to_end(community_root, tmp_path):
     for name in ('generated_vs_test.png', 'training_curve.png',
                  'summary.json', 'mgvae_seed0.pt'):
         assert (out / name).exists(), name
+
+
+def test_fitted_latent_sampler():
+    from torch_geometric_mgvae.generation import (
+        build_model,
+        fit_latent_gaussian,
+        sample_fitted,
+    )
+    from torch_geometric_mgvae.train import with_structural_features
+    train = make_community_dataset(12, seed=0)
+    args = parse_args(['--dataset', 'community-small',
+                       '--latent-sampler', 'fitted', '--kl-weight', '0.01'])
+    assert args.latent_sampler == 'fitted' and args.kl_weight == 0.01
+    assert parse_args([]).latent_sampler == 'prior'
+    with pytest.raises(ValueError):
+        parse_args(['--latent-sampler', 'fitted', '--hierarchical-decoding'])
+    data = with_structural_features(train)
+    max_nodes = max(int(g.num_nodes) for g in train)
+    torch.manual_seed(0)
+    model = build_model(args, data[0].num_features, max_nodes)
+    model.fit_num_nodes(train)
+    mean, std = fit_latent_gaussian(model, data, max_nodes)
+    assert mean.shape == std.shape == (max_nodes, args.latent)
+    assert (std >= 0).all() and torch.isfinite(mean).all()
+    a, b = (sample_fitted(model, mean, std, 20,
+                          torch.Generator().manual_seed(3)) for _ in range(2))
+    sizes = {int(g.num_nodes) for g in train}
+    assert len(a) == 20 and {g.num_nodes for g in a} <= sizes
+    assert all(torch.equal(x.edge_index, y.edge_index) for x, y in zip(a, b))
+    for g in a:  # undirected, no self loops, inside the graph
+        ei = g.edge_index
+        assert not (ei[0] == ei[1]).any()
+        assert ei.numel() == 0 or int(ei.max()) < g.num_nodes
+        assert graph_stats([g])['edges'] * 2 == ei.size(1)
+    from torch_geometric_mgvae.generation import method_name
+    assert 'fitted latent sampler' in method_name(args)
+    assert 'KL weight 0.01' in method_name(args)
+
+
+def test_generate_end_to_end_fitted(community_root, tmp_path):
+    root, _ = community_root
+    out, res = tmp_path / 'out', tmp_path / 'results.json'
+    assert main(['generate', '--dataset', 'community-small', '--root', root,
+                 '--epochs', '1', '--seeds', '1', '--num-samples', '16',
+                 '--kernel', 'graphrnn', '--latent-sampler', 'fitted',
+                 '--out', str(out), '--results', str(res),
+                 '--no-progress']) == 0
+    records = json.loads(res.read_text())
+    assert any('fitted latent sampler' in r['method'] for r in records)
