@@ -78,7 +78,8 @@ def molecule_table(records):
     train = {(r['dataset'], r['method']): r for r in records
              if r['metric'] == 'train_seconds'}
     head = ['dataset', 'method', 'correction', 'validity',
-            'valid & connected', 'uniqueness', 'novelty', 'QED', 'FCD',
+            'valid & connected', 'uniqueness', 'novelty',
+            'novelty (vs trained-on)', 'QED', 'FCD',
             'sampling (s)', 'training (s)', 'command']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for (ds, method, setting), cells in rows.items():
@@ -94,7 +95,7 @@ def molecule_table(records):
         cmd = next(iter(cells.values())).get('command', '')
         row = [ds, method, setting or '—', _pct(get('validity')),
                _pct(get('valid_connected')), _pct(get('uniqueness')),
-               _pct(get('novelty')),
+               _pct(get('novelty')), _pct(get('novelty_seen')),
                '' if qed is None else fmt(qed['value'], qed.get('std')),
                fcd_cell,
                '' if get('sample_seconds') is None else

@@ -246,8 +246,9 @@ class _MoleculeDataset(InMemoryDataset):
         skipped: List[int] = []
         num_filtered = 0
         name = self.__class__.__name__
+        # disable=None: a bar on a terminal, silent in logs and pipes
         for i, smi in enumerate(tqdm(smiles, desc=f'{name} {self._stem()}',
-                                     unit='mol')):
+                                     unit='mol', disable=None)):
             data = smiles_to_data(smi, vocab,
                                   chem_features=self.chem_features)
             if data is None:
