@@ -139,6 +139,18 @@ def _hand_sample():
     return MoleculeSample(atom, bond, mask)
 
 
+def test_molecule_probabilities_are_its_block_of_the_sample():
+    sample = _hand_sample()
+    for i, n in enumerate([3, 4]):
+        mol = sample.molecule(i)
+        assert torch.equal(mol['edge_prob'], sample.edge_prob[i, :n, :n])
+        assert mol['atom_prob'].shape == (n, len(QM9_ATOMS))
+        assert mol['bond_type_prob'].shape == (n, n, 3)
+    assert sample.molecule(0)['edge_prob'][0, 1].item() == \
+        pytest.approx(0.9)
+    assert sample.molecule(0)['edge_prob'].diagonal().abs().sum() == 0
+
+
 def test_sample_raw_and_corrected_molecules():
     sample = _hand_sample()
     assert len(sample) == 2 and sample.num_nodes.tolist() == [3, 4]
