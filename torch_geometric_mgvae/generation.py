@@ -197,11 +197,12 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         args.out = os.path.join('outputs', 'generation', args.dataset)
     if isinstance(args.clusters, str):
         args.clusters = [int(k) for k in args.clusters.split(',') if k]
-    if getattr(args, 'latent_sampler', 'prior') not in LATENT_SAMPLERS:
+    # Namespaces built without this option (older scripts) sample the prior.
+    args.latent_sampler = getattr(args, 'latent_sampler', 'prior')
+    if args.latent_sampler not in LATENT_SAMPLERS:
         raise ValueError(f"'--latent-sampler' must be one of "
                          f"{LATENT_SAMPLERS}")
-    if getattr(args, 'latent_sampler', 'prior') == 'fitted' and \
-            args.hierarchical_decoding:
+    if args.latent_sampler == 'fitted' and args.hierarchical_decoding:
         raise ValueError("'--latent-sampler fitted' does not support "
                          "'--hierarchical-decoding'")
     for name in ('seeds', 'num_samples', 'epochs'):
@@ -443,7 +444,7 @@ def method_name(args: argparse.Namespace) -> str:
         parts.append(f'{args.encoder_scope} encoders')
     if args.hierarchical_decoding:
         parts.append('hierarchical decoding')
-    if getattr(args, 'latent_sampler', 'prior') != 'prior':
+    if args.latent_sampler != 'prior':
         parts.append(f'{args.latent_sampler} latent sampler')
     if args.kl_weight != 1.0:
         parts.append(f'KL weight {args.kl_weight:g}')
@@ -537,7 +538,7 @@ class GenerationExperiment:
         model.eval()
         gen = torch.Generator().manual_seed(10_000 + seed)
         t0 = time.perf_counter()
-        if getattr(args, 'latent_sampler', 'prior') == 'fitted':
+        if args.latent_sampler == 'fitted':
             mean, std = fit_latent_gaussian(model, self.train_set,
                                             self.max_nodes)
             samples = sample_fitted(model, mean, std, args.num_samples, gen)

@@ -7,6 +7,7 @@ Chem = pytest.importorskip('rdkit.Chem')
 from rdkit.Chem import QED  # noqa: E402
 
 from torch_geometric_mgvae.chem import (  # noqa: E402
+    canonical_set,
     molecule_metrics,
     novelty,
     qed_stats,
@@ -43,6 +44,12 @@ def test_novelty():
     assert novelty(items, train) == 2 / 5
     assert novelty([], train) == 0.0
     assert novelty(['C'], []) == 1.0
+    # A training set canonicalised once is used as is, with the same result.
+    canon = canonical_set(train)
+    assert canon == frozenset({'CCO', 'c1ccccc1'})
+    assert novelty(items, canon) == 2 / 5
+    assert molecule_metrics(items, canon, fcd=False) == molecule_metrics(
+        items, train, fcd=False)
 
 
 def test_qed_stats():

@@ -17,6 +17,7 @@ from torch_geometric_mgvae.chem.convert import (
     smiles_to_data,
 )
 from torch_geometric_mgvae.chem.metrics import (
+    canonical_set,
     molecule_metrics,
     novelty,
     qed_stats,
@@ -60,6 +61,7 @@ __all__ = [
     'valid_mols',
     'uniqueness',
     'novelty',
+    'canonical_set',
     'qed_stats',
     'molecule_metrics',
 ]

@@ -105,13 +105,23 @@ def novelty(valid: Sequence[Any], train_smiles: Iterable[str]) -> float:
     return sum(smi not in train for smi in smiles) / len(smiles)
 
 
-def _train_set(train_smiles: Iterable[str]) -> set:
-    train = set()
-    for smi in train_smiles:
+def canonical_set(smiles: Iterable[str]) -> frozenset:
+    r"""The canonical SMILES (without stereo) of :obj:`smiles`, invalid
+    entries dropped. Pass the result as :obj:`train_smiles` of
+    :func:`novelty` or :func:`molecule_metrics` to canonicalise a training
+    set once for several calls."""
+    out = set()
+    for smi in smiles:
         can = canonical_smiles(smi)
         if can is not None:
-            train.add(can)
-    return train
+            out.add(can)
+    return frozenset(out)
+
+
+def _train_set(train_smiles: Iterable[str]) -> frozenset:
+    if isinstance(train_smiles, frozenset):  # from canonical_set
+        return train_smiles
+    return canonical_set(train_smiles)
 
 
 def qed_stats(mols: Sequence[Any]) -> Tuple[float, float]:

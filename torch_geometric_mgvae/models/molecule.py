@@ -200,6 +200,14 @@ def connect_fragments(atom_types: Tensor, edge_index: Tensor,
     return ei[:, perm], bt[perm]
 
 
+def _edge_prob(bond_prob: Tensor) -> Tensor:
+    r""":math:`p(\text{bond}_{ij} \ne \text{none})` from bond class
+    probabilities :math:`(..., n, n, 1 + B)`, 0 on the diagonal."""
+    p = 1 - bond_prob[..., 0]
+    eye = torch.eye(p.size(-1), dtype=torch.bool, device=p.device)
+    return p.masked_fill(eye, 0)
+
+
 class MoleculeSample:
     r"""Decoded molecules as dense probabilities, before any rounding.
 
@@ -225,9 +233,7 @@ class MoleculeSample:
     def edge_prob(self) -> Tensor:
         r""":math:`p(\text{bond}_{ij} \ne \text{none})`, :math:`(G, n, n)`,
         0 on the diagonal and at padding."""
-        p = 1 - self.bond_prob[..., 0]
-        eye = torch.eye(p.size(1), dtype=torch.bool, device=p.device)
-        return apply_mask(p.masked_fill(eye, 0), self.mask, 2)
+        return apply_mask(_edge_prob(self.bond_prob), self.mask, 2)
 
     def molecule(self, i: int) -> Dict[str, Tensor]:
         r"""The probabilities of molecule :obj:`i` cut to its :math:`n`
@@ -240,8 +246,8 @@ class MoleculeSample:
         # Only this molecule's block: edge_prob of the whole sample per
         # molecule made a loop over molecules quadratic (and ran a 5,000
         # molecule ZINC sample out of memory).
-        edge = (1 - self.bond_prob[i, :n, :n, 0]).fill_diagonal_(0)
-        return dict(atom_prob=self.atom_prob[i, :n], edge_prob=edge,
+        return dict(atom_prob=self.atom_prob[i, :n],
+                    edge_prob=_edge_prob(self.bond_prob[i, :n, :n]),
                     bond_type_prob=bond)
 
     def raw(self) -> List[Data]:
