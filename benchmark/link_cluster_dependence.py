@@ -33,8 +33,8 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import torch  # noqa: E402
 from torch_geometric import seed_everything  # noqa: E402
 
-from torch_geometric_mgvae import link_prediction as lp  # noqa: E402
-from torch_geometric_mgvae.results import (  # noqa: E402
+from torch_geometric_mgvae.experiments import link_prediction as lp  # noqa: E402
+from torch_geometric_mgvae.experiments.results import (  # noqa: E402
     current_command,
     mean_std,
     record,

@@ -109,9 +109,9 @@ def molecule_table(records):
 
 def link_table(records):
     r"""The link prediction table of
-    :func:`torch_geometric_mgvae.link_prediction.format_table`, followed by
+    :func:`torch_geometric_mgvae.experiments.link_prediction.format_table`, followed by
     the command(s) that produced it."""
-    from torch_geometric_mgvae.link_prediction import format_table
+    from torch_geometric_mgvae.experiments.link_prediction import format_table
     commands = list(OrderedDict.fromkeys(r.get('command', '')
                                          for r in records))
     return format_table(records) + '\n\n' + '\n\n'.join(

@@ -173,7 +173,7 @@ def worker(args) -> dict:
     elif method == 'PyG VGAE':
         from torch_geometric.nn import VGAE
 
-        from torch_geometric_mgvae.link_prediction import (
+        from torch_geometric_mgvae.experiments.link_prediction import (
             VariationalGCNEncoder,
         )
         model = VGAE(VariationalGCNEncoder(16, 16))
@@ -326,7 +326,7 @@ def launch(method_key: str, n: int, args) -> dict:
 
 
 def to_records(results, args):
-    from torch_geometric_mgvae.results import current_command, record
+    from torch_geometric_mgvae.experiments.results import current_command, record
     command = current_command()
     records = []
     for r in results:
@@ -605,7 +605,7 @@ def main():
     print(f'total {time.time() - t_start:.0f} s')
     if args.no_write:
         return
-    from torch_geometric_mgvae.results import write_records
+    from torch_geometric_mgvae.experiments.results import write_records
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_records(args.out + '.json', to_records(results, args))
     write_csv(args.out + '.csv', results)

@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)
 
 from scale import RssSampler  # noqa: E402
 
-from torch_geometric_mgvae.results import record, write_records  # noqa
+from torch_geometric_mgvae.experiments.results import record, write_records  # noqa
 
 RESULTS = os.path.join(ROOT, 'benchmark', 'results')
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')

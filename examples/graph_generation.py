@@ -16,7 +16,7 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
-from torch_geometric_mgvae.generation import (  # noqa: E402
+from torch_geometric_mgvae.experiments.generation import (  # noqa: E402
     GenerationExperiment,
     add_arguments,
     resolve_args,

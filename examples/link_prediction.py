@@ -16,7 +16,7 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
-from torch_geometric_mgvae.link_prediction import (  # noqa: E402
+from torch_geometric_mgvae.experiments.link_prediction import (  # noqa: E402
     MGVAELinkModel,
     VGAEBaseline,
     add_arguments,

@@ -16,7 +16,7 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
 
-from torch_geometric_mgvae.molecules import (  # noqa: E402
+from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     MoleculeExperiment,
     add_arguments,
     resolve_args,

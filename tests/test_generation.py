@@ -8,7 +8,7 @@ import torch
 from torch_geometric_mgvae.cli import main
 from torch_geometric_mgvae.datasets import make_community_dataset
 from torch_geometric_mgvae.datasets.graph_generation import read_graph_list
-from torch_geometric_mgvae.generation import (
+from torch_geometric_mgvae.experiments.generation import (
     ER,
     FLOOR,
     KERNELS,
@@ -20,7 +20,7 @@ from torch_geometric_mgvae.generation import (
     mean_density,
     parse_args,
 )
-from torch_geometric_mgvae.results import write_dataset_records
+from torch_geometric_mgvae.experiments.results import write_dataset_records
 
 STATS = ('degree', 'clustering', 'orbit', 'avg')
 
@@ -151,12 +151,12 @@ def test_generate_end_to_end(community_root, tmp_path):
 
 
 def test_fitted_latent_sampler():
-    from torch_geometric_mgvae.generation import (
+    from torch_geometric_mgvae.experiments.generation import (
         build_model,
         fit_latent_gaussian,
         sample_fitted,
     )
-    from torch_geometric_mgvae.train import with_structural_features
+    from torch_geometric_mgvae.experiments.train import with_structural_features
     train = make_community_dataset(12, seed=0)
     args = parse_args(['--dataset', 'community-small',
                        '--latent-sampler', 'fitted', '--kl-weight', '0.01'])
@@ -182,7 +182,7 @@ def test_fitted_latent_sampler():
         assert not (ei[0] == ei[1]).any()
         assert ei.numel() == 0 or int(ei.max()) < g.num_nodes
         assert graph_stats([g])['edges'] * 2 == ei.size(1)
-    from torch_geometric_mgvae.generation import method_name
+    from torch_geometric_mgvae.experiments.generation import method_name
     assert 'fitted latent sampler' in method_name(args)
     assert 'KL weight 0.01' in method_name(args)
 

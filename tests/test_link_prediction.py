@@ -9,7 +9,7 @@ from torch_geometric import seed_everything
 from torch_geometric.data import Data
 from torch_geometric.utils import stochastic_blockmodel_graph
 
-from torch_geometric_mgvae import link_prediction as lp
+from torch_geometric_mgvae.experiments import link_prediction as lp
 
 
 def sbm_graph(seed: int = 0) -> Data:
@@ -133,7 +133,7 @@ def test_run_writes_records_table_and_plot(tmp_path, shared_data):
 
 
 def test_runs_with_other_levels_stay_side_by_side(tmp_path):
-    from torch_geometric_mgvae.results import record, write_dataset_records
+    from torch_geometric_mgvae.experiments.results import record, write_dataset_records
     path = str(tmp_path / 'lp.json')
 
     def run_records(levels, auc):

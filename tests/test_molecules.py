@@ -15,7 +15,7 @@ from torch_geometric_mgvae.chem import (  # noqa: E402
 )
 from torch_geometric_mgvae.cli import main  # noqa: E402
 from torch_geometric_mgvae.models.molecule import MoleculeMGVAE  # noqa
-from torch_geometric_mgvae.molecules import (  # noqa: E402
+from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     CORRECTED,
     JOINED,
     RAW,

@@ -54,7 +54,7 @@ def _demo_parser(sub):
 
 
 def _generate_parser(sub):
-    from torch_geometric_mgvae import generation
+    from torch_geometric_mgvae.experiments import generation
     p = sub.add_parser(
         'generate', help='the paper\'s graph generation experiment '
         '(community-small / ego-small, MMD vs the GDSS test split)',
@@ -70,7 +70,7 @@ def _generate_parser(sub):
 
 
 def _link_pred_parser(sub):
-    from torch_geometric_mgvae import link_prediction
+    from torch_geometric_mgvae.experiments import link_prediction
     p = sub.add_parser(
         'link-pred', help='the paper\'s link prediction experiment '
         '(Cora / Citeseer, AUC and AP vs PyG VGAE)',
@@ -85,7 +85,7 @@ def _link_pred_parser(sub):
 
 
 def _molecules_parser(sub):
-    from torch_geometric_mgvae import molecules
+    from torch_geometric_mgvae.experiments import molecules
     p = sub.add_parser(
         'molecules', help='the paper\'s molecule generation experiment '
         '(QM9 / ZINC-12k, all-at-once MGVAE or autoregressive MGN)',
@@ -123,8 +123,8 @@ def run_demo(args) -> dict:
 
     from torch_geometric_mgvae import MGVAE
     from torch_geometric_mgvae.metrics import graph_mmd
-    from torch_geometric_mgvae.plot import plot_curves, plot_graph_grid
-    from torch_geometric_mgvae.train import (
+    from torch_geometric_mgvae.experiments.plot import plot_curves, plot_graph_grid
+    from torch_geometric_mgvae.experiments.train import (
         train_epoch,
         with_structural_features,
     )

@@ -3,7 +3,7 @@ from torch_geometric.loader import DataLoader
 
 from torch_geometric_mgvae import MGVAE
 from torch_geometric_mgvae.datasets import read_graph_list
-from torch_geometric_mgvae.train import (
+from torch_geometric_mgvae.experiments.train import (
     train_epoch,
     weighted_loss,
     with_structural_features,

@@ -61,8 +61,8 @@ from torch_geometric_mgvae.chem import (
 from torch_geometric_mgvae.models.molecule import (
     MoleculeMGVAE,
 )
-from torch_geometric_mgvae.results import current_command, machine, record
-from torch_geometric_mgvae.train import train_epoch
+from torch_geometric_mgvae.experiments.results import current_command, machine, record
+from torch_geometric_mgvae.experiments.train import train_epoch
 
 __all__ = [
     'DATASETS', 'DECODERS', 'add_arguments', 'resolve_args', 'parse_args',
@@ -708,7 +708,7 @@ class MoleculeExperiment:
         r"""Prints the table, writes the records (replacing this dataset's
         and decoder's rows in :obj:`--results`), the pictures, the SMILES
         and a summary JSON."""
-        from torch_geometric_mgvae.plot import plot_curves
+        from torch_geometric_mgvae.experiments.plot import plot_curves
         if not self.results:
             raise RuntimeError('Nothing measured: call test() first')
         args = self.args
@@ -740,7 +740,7 @@ class MoleculeExperiment:
 
     def _write(self, recs: List[Dict[str, Any]]):
         r"""Replaces the records of this dataset and generator kind."""
-        from torch_geometric_mgvae.results import write_records
+        from torch_geometric_mgvae.experiments.results import write_records
         path = self.args.results
         kind = 'all-at-once' if self.all_at_once else 'autoregressive'
         old = []

@@ -38,14 +38,14 @@ from torch_geometric.utils import to_undirected
 from torch_geometric_mgvae.datasets import CommunitySmall, EgoSmall
 from torch_geometric_mgvae.metrics import graph_mmd
 from torch_geometric_mgvae.models import MGVAE
-from torch_geometric_mgvae.results import (
+from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
     mean_std,
     record,
     write_dataset_records,
 )
-from torch_geometric_mgvae.train import train_epoch, with_structural_features
+from torch_geometric_mgvae.experiments.train import train_epoch, with_structural_features
 
 __all__ = [
     'DATASETS', 'MODEL_DEFAULTS', 'KERNELS', 'add_arguments',
@@ -680,7 +680,7 @@ class GenerationExperiment:
     def finish(self) -> List[Dict[str, Any]]:
         r"""Prints the table, writes the records (replacing this dataset's
         rows in :obj:`--results`), the pictures and a summary JSON."""
-        from torch_geometric_mgvae.plot import plot_curves, plot_graph_grid
+        from torch_geometric_mgvae.experiments.plot import plot_curves, plot_graph_grid
         if not self.runs:
             raise RuntimeError('No finished seed: call test() first')
         args = self.args

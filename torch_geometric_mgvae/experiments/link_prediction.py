@@ -36,14 +36,14 @@ from torch_geometric.data import Data
 
 from torch_geometric_mgvae.models import MGVAE
 from torch_geometric_mgvae.nn import fixed_hierarchy
-from torch_geometric_mgvae.results import (
+from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
     mean_std,
     record,
     write_dataset_records,
 )
-from torch_geometric_mgvae.train import weighted_loss
+from torch_geometric_mgvae.experiments.train import weighted_loss
 
 __all__ = [
     'DATASETS', 'VARIANTS', 'add_arguments', 'resolve_args', 'load_dataset',
