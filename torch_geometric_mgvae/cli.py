@@ -125,8 +125,8 @@ def run_demo(args) -> dict:
     from torch_geometric_mgvae.metrics import graph_mmd
     from torch_geometric_mgvae.experiments.plot import plot_curves, plot_graph_grid
     from torch_geometric_mgvae.experiments.train import (
+        structural_transform,
         train_epoch,
-        with_structural_features,
     )
 
     torch.manual_seed(args.seed)
@@ -134,7 +134,8 @@ def run_demo(args) -> dict:
     train_graphs, test_graphs, source = load_graphs(args)
     print(f'data: {source}: {len(train_graphs)} train / {len(test_graphs)} '
           f'test graphs')
-    train_set = with_structural_features(train_graphs)
+    features = structural_transform()
+    train_set = [features(g) for g in train_graphs]
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     clusters = [int(k) for k in args.clusters.split(',')]
     max_nodes = max(g.num_nodes for g in train_graphs + test_graphs)

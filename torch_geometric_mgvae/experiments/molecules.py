@@ -307,7 +307,7 @@ def build_model(args: argparse.Namespace, num_atom_types: int,
                          atoms=DATASETS[args.dataset]['atoms'],
                          valence_regularizer=args.valence_weight > 0,
                          covariance=args.covariance,
-                         matching=args.matching)
+                         prior_kwargs=dict(matching=args.matching))
 
 
 def method_name(args: argparse.Namespace, epochs: int) -> str:
