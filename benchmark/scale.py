@@ -327,7 +327,10 @@ def launch(method_key: str, n: int, args) -> dict:
 
 
 def to_records(results, args):
-    from torch_geometric_mgvae.experiments.results import current_command, record
+    from torch_geometric_mgvae.experiments.results import (
+        current_command,
+        record,
+    )
     command = current_command()
     records = []
     for r in results:

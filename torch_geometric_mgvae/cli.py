@@ -122,12 +122,15 @@ def run_demo(args) -> dict:
     from tqdm import tqdm
 
     from torch_geometric_mgvae import MGVAE
-    from torch_geometric_mgvae.metrics import graph_mmd
-    from torch_geometric_mgvae.experiments.plot import plot_curves, plot_graph_grid
+    from torch_geometric_mgvae.experiments.plot import (
+        plot_curves,
+        plot_graph_grid,
+    )
     from torch_geometric_mgvae.experiments.train import (
         structural_transform,
         train_epoch,
     )
+    from torch_geometric_mgvae.metrics import graph_mmd
 
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)

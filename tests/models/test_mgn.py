@@ -117,7 +117,8 @@ def test_kl_uses_the_variance():
     # KL(N(0, e^1) || N(0, 1)) = 0.5 (e - 1 - 1) per entry
     per_entry = 0.5 * (torch.e - 2)
     n_entries = sum(lvl.mu.numel() for lvl in out.levels)
-    assert model.multires_kl_loss(out).item() == pytest.approx(per_entry * n_entries)
+    assert model.multires_kl_loss(out).item() == pytest.approx(
+        per_entry * n_entries)
 
 
 def test_bad_inputs():

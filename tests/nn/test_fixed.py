@@ -5,7 +5,6 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import grid, to_undirected
 
 from torch_geometric_mgvae import MGN
-from torch_geometric_mgvae.transforms import FixedHierarchy, get_fixed_clusters
 from torch_geometric_mgvae.nn import (
     feature_kmeans,
     fixed_hierarchy,
@@ -13,6 +12,7 @@ from torch_geometric_mgvae.nn import (
     kmeans,
     spectral_clustering,
 )
+from torch_geometric_mgvae.transforms import FixedHierarchy, get_fixed_clusters
 
 
 def two_cliques(n=5):

@@ -36,8 +36,6 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import to_undirected
 
 from torch_geometric_mgvae.datasets import CommunitySmall, EgoSmall
-from torch_geometric_mgvae.metrics import graph_mmd
-from torch_geometric_mgvae.models import MGVAE
 from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
@@ -49,6 +47,8 @@ from torch_geometric_mgvae.experiments.train import (
     structural_transform,
     train_epoch,
 )
+from torch_geometric_mgvae.metrics import graph_mmd
+from torch_geometric_mgvae.models import MGVAE
 
 __all__ = [
     'DATASETS', 'MODEL_DEFAULTS', 'KERNELS', 'add_arguments',
@@ -686,7 +686,10 @@ class GenerationExperiment:
     def finish(self) -> List[Dict[str, Any]]:
         r"""Prints the table, writes the records (replacing this dataset's
         rows in :obj:`--results`), the pictures and a summary JSON."""
-        from torch_geometric_mgvae.experiments.plot import plot_curves, plot_graph_grid
+        from torch_geometric_mgvae.experiments.plot import (
+            plot_curves,
+            plot_graph_grid,
+        )
         if not self.runs:
             raise RuntimeError('No finished seed: call test() first')
         args = self.args

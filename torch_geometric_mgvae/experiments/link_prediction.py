@@ -34,8 +34,6 @@ from torch import Tensor
 from torch_geometric import seed_everything
 from torch_geometric.data import Data
 
-from torch_geometric_mgvae.models import MGVAE
-from torch_geometric_mgvae.nn import fixed_hierarchy
 from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
@@ -44,6 +42,8 @@ from torch_geometric_mgvae.experiments.results import (
     write_dataset_records,
 )
 from torch_geometric_mgvae.experiments.train import weighted_loss
+from torch_geometric_mgvae.models import MGVAE
+from torch_geometric_mgvae.nn import fixed_hierarchy
 
 __all__ = [
     'DATASETS', 'VARIANTS', 'add_arguments', 'resolve_args', 'load_dataset',

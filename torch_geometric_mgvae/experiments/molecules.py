@@ -58,11 +58,15 @@ from torch_geometric_mgvae.chem import (
     novelty,
     valid_mols,
 )
+from torch_geometric_mgvae.experiments.results import (
+    current_command,
+    machine,
+    record,
+)
+from torch_geometric_mgvae.experiments.train import train_epoch
 from torch_geometric_mgvae.models.molecule import (
     MoleculeMGVAE,
 )
-from torch_geometric_mgvae.experiments.results import current_command, machine, record
-from torch_geometric_mgvae.experiments.train import train_epoch
 
 __all__ = [
     'DATASETS', 'DECODERS', 'add_arguments', 'resolve_args', 'parse_args',

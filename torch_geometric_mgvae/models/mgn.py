@@ -10,6 +10,7 @@ from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import (
     is_torch_sparse_tensor,
     negative_sampling,
+    sort_edge_index,
     to_edge_index,
 )
 
@@ -221,7 +222,8 @@ def as_edge_index(adj: Adj, edge_weight: OptTensor
         raise ValueError("Give the edge weights as the values of the sparse "
                          "adjacency, not as 'edge_weight'")
     index, value = to_edge_index(adj)
-    index = index.flip(0)  # adj_t: (target, source) -> (source, target)
+    # adj_t: (target, source) -> (source, target), sorted by source:
+    index, value = sort_edge_index(index.flip(0), value, adj.size(0))
     if value is not None and bool((value == 1).all()):
         value = None
     return index, value

@@ -9,12 +9,12 @@ from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
 from torch_geometric_mgvae.nn.dense import DenseBlocks
-from torch_geometric_mgvae.nn.random import rand, randn
 from torch_geometric_mgvae.nn.prior import (
     GaussianMRFHead,
     LearnablePrior,
     kl_mvn_standard,
 )
+from torch_geometric_mgvae.nn.random import rand, randn
 
 COVARIANCES = ('diag', 'mrf')
 PRIORS = ('standard', 'learnable')

@@ -9,13 +9,13 @@ from torch_geometric.nn.pool.select import Select, SelectOutput
 from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import scatter
 
-from torch_geometric_mgvae.nn.random import rand
 from torch_geometric_mgvae.nn.conv import (
     ConvSpec,
     conv_inputs,
     make_conv,
     run_conv,
 )
+from torch_geometric_mgvae.nn.random import rand
 
 
 class ClusterOutput(SelectOutput):

@@ -1,5 +1,5 @@
 r"""Coarsening :math:`A' = \Pi^T A \Pi` on sparse batched graphs (Def. 2)."""
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor

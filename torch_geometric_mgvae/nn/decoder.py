@@ -4,8 +4,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn.models import \
-    InnerProductDecoder as PyGInnerProductDecoder
+from torch_geometric.nn.models import (
+    InnerProductDecoder as PyGInnerProductDecoder,
+)
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from torch_geometric_mgvae.nn.random import rand, randint
