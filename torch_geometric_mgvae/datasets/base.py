@@ -45,7 +45,7 @@ from torch_geometric.data.dataset import files_exist
 
 __all__ = [
     'CachedInMemoryDataset', 'CacheError', 'atomic_write', 'save_atomic',
-    'load_weights_only', 'raw_digest', 'callable_key'
+    'load_weights_only', 'raw_digest', 'callable_key', 'warn_user'
 ]
 
 #: Version of the manifest layout (a change rebuilds every cache).

@@ -30,7 +30,6 @@ import json
 import os
 import os.path as osp
 import pickle
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,6 +44,7 @@ from torch_geometric.utils import remove_self_loops, to_undirected
 from torch_geometric_mgvae.datasets.base import (
     CachedInMemoryDataset,
     atomic_write,
+    warn_user,
 )
 
 __all__ = [
@@ -181,10 +181,9 @@ def _read_pickle(path: str, allow_pickle: bool) -> List[Data]:
            'trust the file: full unpickling runs any code it holds')
     with open(path, 'rb') as f:
         if allow_pickle:
-            warnings.warn(f"Unpickling '{path}' with pickle.load "
-                          f"(allow_pickle=True): this runs any code the "
-                          f"file holds; use it for trusted files only",
-                          stacklevel=3)
+            warn_user(f"Unpickling '{path}' with pickle.load "
+                      f"(allow_pickle=True): this runs any code the file "
+                      f"holds; use it for trusted files only")
             graphs = pickle.load(f)
         else:
             try:
