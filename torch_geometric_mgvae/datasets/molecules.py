@@ -186,8 +186,9 @@ def _read_table(
                 if len(row) != len(header):
                     raise ValueError(
                         f"'{path}', line {reader.line_num}: {len(row)} "
-                        f"fields where the header has {len(header)} (a file "
-                        f"cut mid-line, or a malformed row)")
+                        f"field{'' if len(row) == 1 else 's'} where the "
+                        f"header has {len(header)} (a file cut mid-line, or "
+                        f"a malformed row)")
                 values: Optional[List[Any]] = []
                 error = ''
                 for name, c, parse in cols:
