@@ -23,6 +23,10 @@ def _demo_parser(sub):
     p.add_argument('--data', default=None,
                    help='GDSS community_small.pkl / .edgelists.json or a '
                    'folder holding one (default: generate graphs)')
+    p.add_argument('--allow-pickle', action='store_true',
+                   help='read a --data .pkl with pickle.load, which runs '
+                   'code the file holds (default: a restricted reader that '
+                   'accepts only networkx graphs)')
     p.add_argument('--num-graphs', type=int, default=100,
                    help='graphs to generate without --data (default: 100)')
     p.add_argument('--epochs', type=int, default=300)
@@ -107,7 +111,7 @@ def load_graphs(args):
         read_graph_list,
     )
     if args.data:
-        graphs = read_graph_list(args.data)
+        graphs = read_graph_list(args.data, allow_pickle=args.allow_pickle)
         source = args.data
     else:
         graphs = make_community_dataset(args.num_graphs, seed=args.seed)
