@@ -68,11 +68,10 @@ def test_scores(model, train, test, clusters=None, finest_only=False):
     d = out[0].z.size(-1)
     if finest_only:
         z = torch.cat([z[:, :d], torch.zeros_like(z[:, d:])], dim=-1)
-    dec = model.mgvae.global_decoders[0]
     pos, neg = test.pos_edge_label_index, test.neg_edge_label_index
-    auc, ap = lp.auc_ap(dec(z[pos[0]], z[pos[1]]), dec(z[neg[0]], z[neg[1]]))
+    auc, ap = model.mgvae.test(z, pos, neg)
     norms = z.view(z.size(0), -1, d).norm(dim=-1).mean(0)
-    finest = out[0].cluster.local
+    finest = out[0].select.local
     return auc, ap, norms, finest
 
 

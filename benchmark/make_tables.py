@@ -109,8 +109,8 @@ def molecule_table(records):
 
 def link_table(records):
     r"""The link prediction table of
-    :func:`torch_geometric_mgvae.experiments.link_prediction.format_table`, followed by
-    the command(s) that produced it."""
+    :func:`torch_geometric_mgvae.experiments.link_prediction.format_table`,
+    followed by the command(s) that produced it."""
     from torch_geometric_mgvae.experiments.link_prediction import format_table
     commands = list(OrderedDict.fromkeys(r.get('command', '')
                                          for r in records))

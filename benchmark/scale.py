@@ -134,13 +134,14 @@ def decoder_modes(model, out) -> list:
     modes = []
     for i, lvl in enumerate(out.levels):
         groups = []
-        if lvl.cluster is not None:
-            groups.append(('local', lvl.cluster.cluster,
-                           lvl.cluster.num_clusters))
+        if lvl.select is not None:
+            groups.append(('local', lvl.select.cluster_index,
+                           lvl.select.num_clusters))
         groups.append(('global', lvl.batch, lvl.num_graphs))
         for name, group, G in groups:
             m = int(torch.bincount(group, minlength=G).max())
-            mode = 'dense' if G * m * m <= model.max_dense_pairs else \
+            limit = model.recon_kwargs['max_dense_pairs']
+            mode = 'dense' if G * m * m <= limit else \
                 'sampled'
             modes.append(f'level {i} {name}: {mode} (N={lvl.num_nodes}, '
                          f'E={lvl.edge_index.size(1)}, {G} groups, '
@@ -160,9 +161,9 @@ def worker(args) -> dict:
 
     if method.startswith('MGVAE'):
         from torch_geometric_mgvae import MGVAE
-        kwargs = dict(max_dense_pairs=0) if 'sampled' in method else {}
-        model = MGVAE(16, 32, 16, num_clusters=args.num_clusters,
-                      global_decoder=True, **kwargs)
+        kwargs = dict(recon_kwargs=dict(max_dense_pairs=0)) \
+            if 'sampled' in method else {}
+        model = MGVAE(16, 32, 16, num_clusters=args.num_clusters, **kwargs)
         model.train()
 
         def step():
@@ -326,7 +327,10 @@ def launch(method_key: str, n: int, args) -> dict:
 
 
 def to_records(results, args):
-    from torch_geometric_mgvae.experiments.results import current_command, record
+    from torch_geometric_mgvae.experiments.results import (
+        current_command,
+        record,
+    )
     command = current_command()
     records = []
     for r in results:

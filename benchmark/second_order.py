@@ -1,7 +1,7 @@
 r"""Cost of second- vs first-order local encoders per training step.
 
 One MGVAE training step (forward, ``sum(model.loss_terms(out).values())``,
-backward) with ``order=1`` (MeanConv local encoders, inner-product decoders)
+backward) with ``order=1`` (MGNConv local encoders, inner-product decoders)
 and ``order=2`` (the Eq. 3 + Maron-basis encoders and S_n decoders on dense
 per-cluster blocks; also with Gaussian-MRF posteriors) on
 
@@ -133,11 +133,11 @@ def worker(dataset: str, config: str, repeats: int) -> dict:
         step()
         times.append(time.perf_counter() - t0)
     peak = sampler.stop()
-    sizes = out[0].cluster.sizes()
+    sizes = out[0].select.sizes()
     return dict(step_seconds=statistics.median(times),
                 peak_mem_mb=(peak - before) / MB, peak_rss_mb=peak / MB,
                 repeats=repeats, max_cluster=int(sizes.max()),
-                num_clusters=int(out[0].cluster.num_clusters),
+                num_clusters=int(out[0].select.num_clusters),
                 num_nodes=int(data.num_nodes))
 
 

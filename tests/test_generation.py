@@ -164,7 +164,7 @@ def test_fitted_latent_sampler():
         fit_latent_gaussian,
         sample_fitted,
     )
-    from torch_geometric_mgvae.experiments.train import with_structural_features
+    from torch_geometric_mgvae.experiments.train import structural_transform
     train = make_community_dataset(12, seed=0)
     args = parse_args(['--dataset', 'community-small',
                        '--latent-sampler', 'fitted', '--kl-weight', '0.01'])
@@ -172,7 +172,8 @@ def test_fitted_latent_sampler():
     assert parse_args([]).latent_sampler == 'prior'
     with pytest.raises(ValueError):
         parse_args(['--latent-sampler', 'fitted', '--hierarchical-decoding'])
-    data = with_structural_features(train)
+    features = structural_transform()
+    data = [features(g) for g in train]
     max_nodes = max(int(g.num_nodes) for g in train)
     torch.manual_seed(0)
     model = build_model(args, data[0].num_features, max_nodes)

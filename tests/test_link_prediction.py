@@ -146,7 +146,10 @@ def test_run_writes_records_table_and_plot(tmp_path, cora_root,
 
 
 def test_runs_with_other_levels_stay_side_by_side(tmp_path):
-    from torch_geometric_mgvae.experiments.results import record, write_dataset_records
+    from torch_geometric_mgvae.experiments.results import (
+        record,
+        write_dataset_records,
+    )
     path = str(tmp_path / 'lp.json')
 
     def run_records(levels, auc):

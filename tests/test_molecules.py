@@ -14,7 +14,6 @@ from torch_geometric_mgvae.chem import (  # noqa: E402
     smiles_to_data,
 )
 from torch_geometric_mgvae.cli import main  # noqa: E402
-from torch_geometric_mgvae.models.molecule import MoleculeMGVAE  # noqa
 from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     CORRECTED,
     JOINED,
@@ -26,6 +25,7 @@ from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     method_name,
     parse_args,
 )
+from torch_geometric_mgvae.models.molecule import MoleculeMGVAE  # noqa
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 sys.path.insert(0, os.path.join(ROOT, 'benchmark'))

@@ -7,7 +7,11 @@ import sys
 
 import pytest
 
-from torch_geometric_mgvae.experiments.results import REQUIRED, record, write_records
+from torch_geometric_mgvae.experiments.results import (
+    REQUIRED,
+    record,
+    write_records,
+)
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 

@@ -59,6 +59,10 @@ def _demo_parser(sub):
     p.add_argument('--data', default=None,
                    help='GDSS community_small.pkl / .edgelists.json or a '
                    'folder holding one (default: generate graphs)')
+    p.add_argument('--allow-pickle', action='store_true',
+                   help='read a --data .pkl with pickle.load, which runs '
+                   'code the file holds (default: a restricted reader that '
+                   'accepts only networkx graphs)')
     p.add_argument('--num-graphs', type=int_at_least(MIN_GRAPHS),
                    default=100,
                    help=f'graphs to generate without --data, at least '
@@ -161,7 +165,7 @@ def load_graphs(args):
         read_graph_list,
     )
     if args.data:
-        graphs = read_graph_list(args.data)
+        graphs = read_graph_list(args.data, allow_pickle=args.allow_pickle)
         source = args.data
         if len(graphs) < MIN_GRAPHS:
             raise ValueError(f"'{args.data}' holds {len(graphs)} graphs; "
@@ -191,8 +195,8 @@ def run_demo(args) -> dict:
         training_state,
     )
     from torch_geometric_mgvae.experiments.train import (
+        structural_transform,
         train_epoch,
-        with_structural_features,
     )
     from torch_geometric_mgvae.metrics import graph_mmd
 
@@ -201,7 +205,8 @@ def run_demo(args) -> dict:
         train_graphs, test_graphs, source = load_graphs(args)
         print(f'data: {source}: {len(train_graphs)} train / '
               f'{len(test_graphs)} test graphs')
-        train_set = with_structural_features(train_graphs)
+        features = structural_transform()
+        train_set = [features(g) for g in train_graphs]
         loader = DataLoader(train_set, batch_size=args.batch_size,
                             shuffle=True)
         max_nodes = max(g.num_nodes for g in train_graphs + test_graphs)

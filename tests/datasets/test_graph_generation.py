@@ -1,7 +1,9 @@
 import json
 import os
 import os.path as osp
+import pickle
 import shutil
+from urllib.error import URLError
 
 import networkx as nx
 import numpy as np
@@ -9,14 +11,17 @@ import pytest
 import torch
 from torch_geometric.datasets.graph_generator import GraphGenerator
 
+import torch_geometric_mgvae.datasets.base as base
 import torch_geometric_mgvae.datasets.graph_generation as gg
 from torch_geometric_mgvae.datasets import (
     CommunityGraphGenerator,
     CommunitySmall,
     EgoSmall,
     community_graph,
+    graph_from_edges,
     make_community_dataset,
     read_graph_list,
+    write_graph_list,
 )
 
 SHARED = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..',
@@ -44,7 +49,7 @@ def no_download(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError('a download was attempted')
 
-    monkeypatch.setattr(gg, 'download_url', fail)
+    monkeypatch.setattr(base, 'download_url', fail)
 
 
 @needs_data
@@ -137,16 +142,16 @@ def test_json_with_isolated_nodes(tmp_path, no_download):
 def test_download_url_points_at_gdss(tmp_path, monkeypatch):
     calls = []
 
-    def fake_download(url, folder):
+    def fake_download(url, folder, log=True, filename=None):
         calls.append(url)
-        path = osp.join(folder, osp.basename(url))
+        path = osp.join(folder, filename)
         os.makedirs(folder, exist_ok=True)
         with open(path, 'wb') as f:
             import pickle
             pickle.dump([nx.path_graph(3)] * 5, f)
         return path
 
-    monkeypatch.setattr(gg, 'download_url', fake_download)
+    monkeypatch.setattr(base, 'download_url', fake_download)
     ds = EgoSmall(str(tmp_path / 'ego'), split='all')
     assert len(ds) == 5
     assert calls == [
@@ -210,3 +215,175 @@ def test_community_graph_arguments():
         community_graph(1)
     with pytest.raises(ValueError):
         CommunityGraphGenerator(min_nodes=10, max_nodes=5)
+
+
+class RunsCode:
+    r"""Unpickling this runs :obj:`os.system('touch <marker>')`."""
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def _write_pickle(path, obj):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        pickle.dump(obj, f)
+    return str(path)
+
+
+def test_crafted_pickle_is_not_executed(tmp_path, no_download):
+    marker = tmp_path / 'ran'
+    root = tmp_path / 'community'
+    path = _write_pickle(root / 'raw' / 'community_small.pkl',
+                         [nx.path_graph(3), RunsCode(marker)])
+    refused = f"refusing the global '{os.system.__module__}.system'"
+    with pytest.raises(ValueError, match=refused) as e:
+        CommunitySmall(str(root))
+    assert str(e.value) == (
+        f"'{path}' is not a plain pickled list of networkx graphs "
+        f"({refused}); the safe reader does not run code from pickles: "
+        f"convert it once with write_graph_list(read_graph_list(path, "
+        f"allow_pickle=True), \"<name>.edgelists.json\") or pass "
+        f"allow_pickle=True (mgvae demo: --allow-pickle), only if you trust "
+        f"the file: full unpickling runs any code it holds")
+    assert not marker.exists()
+    assert os.listdir(root) == ['raw']  # no processed folder left
+    # Hidden inside a graph's attributes: refused as well.
+    graph = nx.path_graph(3)
+    graph.graph['payload'] = RunsCode(marker)
+    _write_pickle(path, [graph])
+    with pytest.raises(ValueError, match=refused):
+        read_graph_list(path)
+    assert not marker.exists()
+    # The payload is live: the explicit opt-in unpickles in full, with a
+    # warning, and then finds no graph.
+    with pytest.warns(UserWarning, match=r'allow_pickle=True\): this runs'):
+        with pytest.raises(ValueError, match='graph 0: '):
+            read_graph_list(_write_pickle(path, [RunsCode(marker)]),
+                            allow_pickle=True)
+    assert marker.exists()
+
+
+@needs_data
+def test_allow_pickle_reads_the_same_graphs():
+    path = osp.join(SHARED, 'ego_small', 'ego_small.pkl')
+    safe = read_graph_list(path)
+    with pytest.warns(UserWarning, match='allow_pickle=True'):
+        full = read_graph_list(path, allow_pickle=True)
+    assert len(safe) == len(full) == 200
+    for a, b in zip(safe, full):
+        assert a.num_nodes == b.num_nodes
+        assert torch.equal(a.edge_index, b.edge_index)
+
+
+GOOD = {'num_nodes': 2, 'edges': [[0, 1]]}
+
+
+@pytest.mark.parametrize('items,error', [
+    ([GOOD, {'num_nodes': 3, 'edges': [[0, 1], [0, 7]]}],
+     "graph 1: edge 1: [0, 7] refers to node 7, but the graph has 3 nodes "
+     "(ids 0..2)"),
+    ([GOOD, {'num_nodes': 3, 'edges': [[-1, 2]]}],
+     "graph 1: edge 0: [-1, 2] refers to node -1, but the graph has 3 nodes "
+     "(ids 0..2)"),
+    ([GOOD, {'num_nodes': -2, 'edges': []}],
+     "graph 1: 'num_nodes' must be a non-negative integer, got -2"),
+    ([GOOD, {'num_nodes': True, 'edges': []}],
+     "graph 1: 'num_nodes' must be a non-negative integer, got True"),
+    ([GOOD, {'num_nodes': 3, 'edges': [[0, 1, 2]]}],
+     "graph 1: edge 0: expected a pair [u, v] of integer node ids, got "
+     "[0, 1, 2]"),
+    ([GOOD, {'num_nodes': 3, 'edges': [[0, 1.5]]}],
+     "graph 1: edge 0: expected a pair [u, v] of integer node ids, got "
+     "[0, 1.5]"),
+    ([GOOD, {'num_nodes': 3}],
+     'graph 1: expected an object with "num_nodes" and "edges"'),
+    ([GOOD, {'num_nodes': 3, 'edges': {'0': 1}}],
+     'graph 1: "edges" must be a list of [u, v] pairs'),
+    (GOOD, 'expected a JSON list of {"num_nodes": n, "edges": [[u, v], '
+     '...]} objects, got a dict'),
+])
+def test_bad_graph_lists_name_file_and_graph(tmp_path, items, error):
+    path = tmp_path / 'g.edgelists.json'
+    path.write_text(json.dumps(items))
+    with pytest.raises(ValueError) as e:
+        read_graph_list(str(path))
+    sep = ':' if error.startswith('expected') else ','
+    assert str(e.value) == f"'{path}'{sep} {error}"
+
+
+def test_bad_graph_list_is_not_cached(tmp_path, no_download):
+    root = tmp_path / 'community'
+    os.makedirs(root / 'raw')
+    path = root / 'raw' / 'community_small.edgelists.json'
+    path.write_text('[{"num_nodes": 3, "edges": [[0, 1]]}, {"num_nod')
+    with pytest.raises(ValueError, match=rf"^'{path}' is not a valid JSON "
+                       r"file \(Unterminated string"):
+        CommunitySmall(str(root))
+    assert os.listdir(root) == ['raw']
+
+
+def test_changed_graph_list_is_reprocessed(tmp_path, no_download):
+    root = tmp_path / 'community'
+    os.makedirs(root / 'raw')
+    path = root / 'raw' / 'community_small.edgelists.json'
+    path.write_text(json.dumps([GOOD] * 5))
+    assert len(CommunitySmall(str(root), split='all')) == 5
+    path.write_text(json.dumps([{'num_nodes': 3, 'edges': [[0, 2]]}] * 10))
+    with pytest.warns(UserWarning, match=r'raw files '
+                      r"\['community_small.edgelists.json'\] changed"):
+        full = CommunitySmall(str(root), split='all')
+    assert len(full) == 10 and full[0].num_nodes == 3
+    assert _edge_set(full[0]) == {(0, 2), (2, 0)}
+    assert len(CommunitySmall(str(root), split='test')) == 2
+
+
+def test_offline_without_raw_files(tmp_path, monkeypatch):
+    def offline(url, folder, log=True, filename=None):
+        raise URLError('no internet')
+
+    monkeypatch.setattr(base, 'download_url', offline)
+    root = tmp_path / 'data' / 'community_small'
+    with pytest.raises(RuntimeError) as e:
+        CommunitySmall(str(root))
+    url = f'{gg.GDSS_URL}/community_small.pkl'
+    assert str(e.value) == (
+        f"CommunitySmall: raw file 'community_small.pkl' is missing in "
+        f"'{root / 'raw'}' and downloading {url} failed (URLError: "
+        f"<urlopen error no internet>). Expected raw files: "
+        f"['community_small.pkl']. Place 'community_small.edgelists.json' "
+        f'(a JSON list of {{"num_nodes": n, "edges": [[u, v], ...]}}) or '
+        f"the GDSS file 'community_small.pkl' ({url}) in the raw folder.")
+    assert os.listdir(tmp_path) == []  # no empty data/<name>/raw left
+
+
+def test_write_graph_list_round_trip(tmp_path):
+    graphs = make_community_dataset(4, seed=1) + [
+        graph_from_edges(3, []), graph_from_edges(1, [])]
+    path = str(tmp_path / 'c.edgelists.json')
+    write_graph_list(graphs, path)
+    assert os.listdir(tmp_path) == ['c.edgelists.json']
+    back = read_graph_list(path)
+    assert [g.num_nodes for g in back] == [g.num_nodes for g in graphs]
+    assert all(torch.equal(a.edge_index, b.edge_index)
+               for a, b in zip(back, graphs))
+
+
+def test_demo_data_reads_pickles_safely(tmp_path):
+    from torch_geometric_mgvae.cli import build_parser, load_graphs
+    marker = tmp_path / 'ran'
+    bad = _write_pickle(tmp_path / 'bad.pkl', [RunsCode(marker)])
+    args = build_parser().parse_args(['demo', '--data', bad])
+    with pytest.raises(ValueError, match='--allow-pickle'):
+        load_graphs(args)
+    assert not marker.exists()
+    good = _write_pickle(tmp_path / 'good.pkl', [nx.cycle_graph(4)] * 10)
+    args = build_parser().parse_args(['demo', '--data', good])
+    train, test, _ = load_graphs(args)
+    assert (len(train), len(test)) == (8, 2)
+    args = build_parser().parse_args(['demo', '--data', good,
+                                      '--allow-pickle'])
+    with pytest.warns(UserWarning, match='allow_pickle=True'):
+        assert len(load_graphs(args)[0]) == 8

@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+import torch_geometric_mgvae.datasets.base as base
 import torch_geometric_mgvae.datasets.molecules as molecules
 from torch_geometric_mgvae.chem import (
     QM9_ATOMS,
@@ -58,7 +59,7 @@ def no_download(monkeypatch):
     def fail(url, *args, **kwargs):
         raise OSError(f'no internet ({url})')
 
-    monkeypatch.setattr(molecules, 'download_url', fail)
+    monkeypatch.setattr(base, 'download_url', fail)
 
 
 @pytest.fixture
@@ -333,19 +334,171 @@ def test_download_urls(tmp_path, monkeypatch):
             f.write('version https://git-lfs.github.com/spec/v1\n')
         return path
 
-    monkeypatch.setattr(molecules, 'download_url', fake)
+    monkeypatch.setattr(base, 'download_url', fake)
     with pytest.raises(KeyError, match="mol_id"):  # fake file, no header
         QM9Molecules(str(tmp_path / 'qm9'))
-    assert calls[0] == (molecules.MOLECULENET_QM9_URL, 'qm9.csv')
+    # Downloads go to a hidden part file, moved into place when complete.
+    assert calls[0] == (molecules.MOLECULENET_QM9_URL, '.qm9.csv.part')
     assert calls[1][0].endswith(
         f'harryjo97/GDSS/{molecules.GDSS_COMMIT}/data/valid_idx_qm9.json')
+    assert sorted(os.listdir(tmp_path / 'qm9' / 'raw')) == [
+        'qm9.csv', 'valid_idx_qm9.json']
     with pytest.raises(RuntimeError, match='did not return a gzip file'):
         MOSES(str(tmp_path / 'moses'), split='test')
     assert calls[-1][0].endswith('/moses/dataset/data/test.csv.gz')
-    assert not osp.exists(tmp_path / 'moses' / 'raw' / 'test.csv.gz')
+    # Nothing kept: no part file, no empty raw (or root) folder.
+    assert not osp.exists(tmp_path / 'moses')
     calls.clear()
     with pytest.raises(KeyError, match="SMILES"):
         ZINC12k(str(tmp_path / 'zinc'))
-    assert [c[1] for c in calls] == ['smiles_score.csv',
-                                     'indexes_train_val_test.csv']
+    assert [c[1] for c in calls] == ['.smiles_score.csv.part',
+                                     '.indexes_train_val_test.csv.part']
     assert all(molecules.GRAPHIUM_COMMIT in c[0] for c in calls)
+
+
+def _zinc_root(tmp_path, shared_data, num_rows=30, index=None):
+    r"""The first :obj:`num_rows` rows of ZINC-12k and a split file (line
+    :obj:`i + 2` lists train row i, val row 20 + i and test row 25 + i for
+    i < 5); returns the root, the rows and the raw paths."""
+    src = osp.join(shared_data, 'zinc12k_benchgnn')
+    header, rows = _read_rows(osp.join(src, 'smiles_score.csv'), num_rows)
+    root = str(tmp_path / 'zinc')
+    table = osp.join(root, 'raw', 'smiles_score.csv')
+    _write_rows(table, header, rows)
+    if index is None:
+        index = [[str(i), str(20 + i) if i < 5 else '',
+                  str(25 + i) if i < 5 else ''] for i in range(20)]
+    split_file = osp.join(root, 'raw', 'indexes_train_val_test.csv')
+    _write_rows(split_file, ['train', 'val', 'test'], index)
+    return root, rows, table, split_file
+
+
+def test_zinc_split_file_must_fit_the_table(tmp_path, shared_data,
+                                            no_download):
+    # The split file lists rows 0..29; the table was cut to 20 rows.
+    root, _, _, split_file = _zinc_root(tmp_path, shared_data, 20)
+    with pytest.raises(ValueError) as e:
+        ZINC12k(root)
+    assert str(e.value) == (
+        f"'{split_file}', line 2, column 'val': row 20 is outside the 20 "
+        f"data rows of 'smiles_score.csv'")
+    assert os.listdir(root) == ['raw']  # nothing processed
+
+
+@pytest.mark.parametrize('cell,line,error', [
+    ('3', 5, "column 'train': row 3 is already in split 'val' (line 2); "
+     "splits must not overlap or repeat rows"),
+    ('x', 2, "column 'val': 'x' is not a row index"),
+    ('-1', 2, "column 'val': row -1 is outside the 30 data rows of "
+     "'smiles_score.csv'"),
+])
+def test_zinc_bad_split_entries(tmp_path, shared_data, no_download, cell,
+                                line, error):
+    index = [[str(i), str(20 + i) if i < 5 else '',
+              str(25 + i) if i < 5 else ''] for i in range(20)]
+    index[0][1] = cell  # line 2, column 'val'
+    root, _, _, split_file = _zinc_root(tmp_path, shared_data, index=index)
+    with pytest.raises(ValueError) as e:
+        ZINC12k(root)
+    assert str(e.value) == f"'{split_file}', line {line}, {error}"
+
+
+def test_zinc_empty_split(tmp_path, shared_data, no_download):
+    index = [[str(i), str(20 + i) if i < 5 else '', ''] for i in range(20)]
+    root, _, _, split_file = _zinc_root(tmp_path, shared_data, index=index)
+    with pytest.raises(ValueError) as e:
+        ZINC12k(root)
+    assert str(e.value) == f"'{split_file}': split 'test' lists no rows"
+
+
+@pytest.mark.parametrize('keep,error', [
+    # cut after 'SMILES,SA' of the 10th data row: too few fields
+    (lambda line: line[:line.index(',', line.index(',') + 1)],
+     '2 fields where the header has 4 (a file cut mid-line, or a '
+     'malformed row)'),
+    # cut inside the last field: no line end
+    (lambda line: line[:-3],
+     'the last line has no line end, so the file looks cut mid-line (if it '
+     'is complete, end it with a newline)'),
+])
+def test_csv_cut_mid_line(tmp_path, shared_data, no_download, keep, error):
+    root, _, table, _ = _zinc_root(tmp_path, shared_data)
+    with open(table, newline='') as f:
+        lines = f.readlines()
+    with open(table, 'w', newline='') as f:
+        f.writelines(lines[:10] + [keep(lines[10])])
+    with pytest.raises(ValueError) as e:
+        ZINC12k(root)
+    assert str(e.value) == f"'{table}', line 11: {error}"
+
+
+def test_truncated_gzip(tmp_path, shared_data, no_download):
+    header, rows = _read_rows(
+        osp.join(shared_data, 'moses', 'test.csv.gz'), 200)
+    path = str(tmp_path / 'moses' / 'raw' / 'test.csv.gz')
+    _write_rows(path, header, rows)
+    data = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=rf"^'{path}', line \d+: cannot be "
+                       r"read \(Compressed file ended before the "):
+        MOSES(str(tmp_path / 'moses'), split='test')
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path, shared_data,
+                                          no_download):
+    root, rows, table, _ = _zinc_root(tmp_path, shared_data)
+    header = ['SMILES', 'SA', 'logp', 'score']
+    rows[4][2] = 'abc'  # line 6, logp
+    _write_rows(table, header, rows)
+    with pytest.warns(UserWarning) as record:
+        train = ZINC12k(root, 'train')
+    messages = [str(w.message) for w in record]
+    assert messages == [
+        "ZINC12k: skipped 1 bad rows of 'smiles_score.csv' (line 6: column "
+        "'logp': could not convert string to float: 'abc')"]
+    assert train.info['num_bad_rows'] == 1
+    assert train.info['bad_rows'] == [
+        "line 6: column 'logp': could not convert string to float: 'abc'"]
+    assert train.info['num_rows'] == 30
+    # Ids are row numbers: row 4 is missing, nothing renumbered.
+    assert [int(d.idx) for d in train] == [i for i in range(20) if i != 4]
+    assert [int(d.idx) for d in ZINC12k(root, 'test')] == list(range(25, 30))
+
+
+def test_qm9_changed_raw_file_is_reprocessed(qm9_slice, no_download):
+    root, header, rows, _ = qm9_slice
+    with pytest.warns(UserWarning, match='skipped'):
+        assert len(QM9Molecules(root, 'all')) == NUM_QM9_ROWS
+    _write_rows(osp.join(root, 'raw', 'qm9_qm9pack_compact.csv.gz'), header,
+                rows[:20])
+    with pytest.warns(UserWarning, match=r"raw files "
+                      r"\['qm9_qm9pack_compact.csv.gz'\] changed"):
+        full = QM9Molecules(root, 'all')
+    assert len(full) == 20
+    assert full.info['num_rows'] == 20
+    # A truncated processed file is rebuilt, no EOFError/UnpicklingError.
+    meta = osp.join(root, 'processed', 'qm9pack_meta.pt')
+    with open(meta, 'r+b') as f:
+        f.truncate(os.path.getsize(meta) // 2)
+    with pytest.warns(UserWarning, match='a processed file cannot be read'):
+        assert len(QM9Molecules(root, 'test')) == 4
+
+
+def test_qm9_raw_structure_errors(qm9_slice, no_download):
+    root, header, rows, _ = qm9_slice
+    valid = osp.join(root, 'raw', 'valid_idx_qm9.json')
+    with open(valid, 'w') as f:
+        json.dump({'valid_idxs': ['000001', '000002', 'x']}, f)
+    with pytest.raises(ValueError) as e:
+        QM9Molecules(root)
+    assert str(e.value) == (f"'{valid}', entry 2 of 'valid_idxs': 'x' is "
+                            f"not a row index")
+    with open(valid, 'w') as f:
+        json.dump({'valid_idxs': ['000001']}, f)
+    table = osp.join(root, 'raw', 'qm9_qm9pack_compact.csv.gz')
+    _write_rows(table, header, rows[:3] + [rows[1]])
+    with pytest.raises(ValueError) as e:
+        QM9Molecules(root)
+    assert str(e.value) == (f"'{table}', line 5: GDB id {rows[1][0]} is "
+                            f"already on line 3")

@@ -117,7 +117,8 @@ def main():
             kwargs=kw, noise=out.noise,
             # The weights are float32 values (initialised in float32, then
             # .double()), so storing them in float32 loses nothing.
-            state={k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            state={k: v.float() if torch.is_tensor(v) and
+                   v.is_floating_point() else v
                    for k, v in model.state_dict().items()},
             levels=levels, terms={k: v.detach() for k, v in terms.items()},
             grads=grads,

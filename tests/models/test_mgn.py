@@ -39,7 +39,8 @@ def test_whole_model_is_permutation_equivariant(cls, options):
     terms2 = model.loss_terms(out2, torch.Generator().manual_seed(1))
     # Finest level: equivariant.
     assert torch.allclose(out2[0].z, out[0].z[perm], atol=1e-5)
-    assert torch.equal(out2[0].cluster.cluster, out[0].cluster.cluster[perm])
+    assert torch.equal(out2[0].select.cluster_index,
+                       out[0].select.cluster_index[perm])
     # Coarser levels: invariant (cluster ids come from the logit channels).
     for a, b in zip(out.levels[1:], out2.levels[1:]):
         assert torch.allclose(a.x, b.x, atol=1e-5)
@@ -91,16 +92,17 @@ def test_gradients_reach_the_clustering_and_a_step_lowers_the_loss():
     # Through the reconstruction alone (straight-through weights in the
     # pooling and the coarse edge weights):
     out = model(data.x, data.edge_index, batch=data.batch, noise=noise)
-    model.recon_loss(out).backward()
-    for name in ['0', '1']:
-        grads = [p.grad for p in model.clusterers[name].parameters()]
+    model.multires_recon_loss(out).backward()
+    for name in [0, 1]:
+        grads = [p.grad for p in model.pools[name].select.parameters()]
         assert all(g is not None and g.abs().sum() > 0 for g in grads), name
     opt.zero_grad()
-    before = [p.detach().clone() for p in model.clusterers.parameters()]
+    select = [p for pool in model.pools for p in pool.select.parameters()]
+    before = [p.detach().clone() for p in select]
     loss0 = loss_fn()
     loss0.backward()
     opt.step()
-    after = list(model.clusterers.parameters())
+    after = select
     assert all(not torch.equal(a, b) for a, b in zip(before, after))
     assert loss_fn().item() < loss0.item()
 
@@ -115,7 +117,8 @@ def test_kl_uses_the_variance():
     # KL(N(0, e^1) || N(0, 1)) = 0.5 (e - 1 - 1) per entry
     per_entry = 0.5 * (torch.e - 2)
     n_entries = sum(lvl.mu.numel() for lvl in out.levels)
-    assert model.kl_loss(out).item() == pytest.approx(per_entry * n_entries)
+    assert model.multires_kl_loss(out).item() == pytest.approx(
+        per_entry * n_entries)
 
 
 def test_bad_inputs():
@@ -176,8 +179,9 @@ def test_sample_and_state():
     assert torch.equal(other.num_nodes_count, model.num_nodes_count)
     assert model.sample(3, num_nodes=4)[0].num_nodes == 4
     with pytest.raises(RuntimeError, match='global'):
-        make(MGVAE, global_decoder=False).sample(1, num_nodes=3)
-    assert str(model) == 'MGVAE(4, 16, 8, num_clusters=[4, 2, 1])'
+        make(MGVAE, global_decoder=None).sample(1, num_nodes=3)
+    assert str(model) == ('MGVAE(4, 16, 8, num_clusters=[4, 2, 1], order=1, '
+                          'conv=MGNConv)')
 
 
 def test_hierarchical_sampling_and_encoder_scope():
@@ -197,7 +201,7 @@ def test_hierarchical_sampling_and_encoder_scope():
 
 def test_sampled_decoders_for_large_clusters():
     data = random_batch(sizes=(40, 30), p=0.1)
-    model = make(MGVAE, max_dense_pairs=10).train()
+    model = make(MGVAE, recon_kwargs=dict(max_dense_pairs=10)).train()
     out = model(data.x, data.edge_index, batch=data.batch)
     terms = model.loss_terms(out, torch.Generator().manual_seed(0))
     assert all(torch.isfinite(v) for v in terms.values())

@@ -105,7 +105,7 @@ def test_molecule_recon_loss_is_the_categorical_likelihood():
     z[0] = out[0].z[:3]
     z[1, :1] = out[0].z[3:]
     mask = torch.tensor([[True] * 3, [True, False, False]])
-    atom, bond = model.decode(z, mask)
+    atom, bond = model.decode_molecule(z, mask)
     # Atoms C, C, O, N; bonds: (0, 1) single, (1, 2) double, (0, 2) none.
     atom_nll = -(atom[0, :3].log_softmax(-1)[[0, 1, 2], [0, 0, 2]].sum() +
                  atom[1, 0].log_softmax(-1)[1])

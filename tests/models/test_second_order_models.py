@@ -31,7 +31,8 @@ CONFIGS = [
     (MGVAE, dict(covariance='mrf')),
     (MGVAE, dict(covariance='mrf', prior='learnable',
                  global_decoder='second_order')),
-    (MGVAE, dict(covariance='mrf', prior='learnable', matching='free')),
+    (MGVAE, dict(covariance='mrf', prior='learnable',
+                prior_kwargs=dict(matching='free'))),
     (MGVAE, dict(prior='learnable', global_decoder='inner')),
 ]
 
@@ -70,7 +71,7 @@ def test_block_diagonal_posterior_matches_cluster_blocks():
                                 lvl.blocks.mask).sum()
     # N(0, I) factorises over the clusters, so the KL adds up exactly:
     assert torch.allclose(per_graph, per_block, atol=1e-8)
-    assert torch.allclose(model.kl_loss(out, per_level=True)[0],
+    assert torch.allclose(model.multires_kl_loss(out, per_level=True)[0],
                           per_block / 2, atol=1e-8)
 
 
@@ -104,9 +105,9 @@ def test_second_order_bad_inputs_and_config():
     with pytest.raises(ValueError, match='max_nodes'):
         MGVAE(4, 8, 4, [2, 1], global_decoder='mlp')
     # Decoders of whole blocks ignore the dense threshold (no sampled mode):
-    big = make(MGVAE, max_dense_pairs=4)
+    big = make(MGVAE, recon_kwargs=dict(max_dense_pairs=4))
     out = big(data.x, data.edge_index, batch=data.batch,
               edge_attr=data.edge_attr)
-    assert torch.isfinite(big.recon_loss(out))
+    assert torch.isfinite(big.multires_recon_loss(out))
     with pytest.raises(RuntimeError, match='dense blocks'):
         big.local_decoders[0](out[0].z, out[0].z)

@@ -4,9 +4,9 @@ from torch_geometric.loader import DataLoader
 from torch_geometric_mgvae import MGVAE
 from torch_geometric_mgvae.datasets import read_graph_list
 from torch_geometric_mgvae.experiments.train import (
+    structural_transform,
     train_epoch,
     weighted_loss,
-    with_structural_features,
 )
 
 
@@ -23,7 +23,8 @@ def elbo_loss(model, batch):
 def test_short_training_on_community_small_lowers_the_loss(shared_data):
     graphs = read_graph_list(f'{shared_data}/community_small')
     assert len(graphs) == 100
-    train = with_structural_features(graphs[20:])
+    features = structural_transform()
+    train = [features(g) for g in graphs[20:]]
     torch.manual_seed(0)
     loader = DataLoader(train, batch_size=20, shuffle=True)
     model = MGVAE(train[0].num_features, 32, 8, [2, 1], random_features=4)

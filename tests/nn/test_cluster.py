@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import permute_within_graphs, random_batch
 from torch_geometric_mgvae.nn import (
-    LearnedClustering,
+    SelectLearned,
     balanced_cut_kl,
     compact_clusters,
     gumbel_cluster,
@@ -63,7 +63,7 @@ def test_gumbel_cluster_eval_is_argmax_and_train_is_seedable():
 
 def test_learned_clustering_equivariant():
     data = random_batch()
-    model = LearnedClustering(4, 3, hidden_channels=8).double().train()
+    model = SelectLearned(4, 3, hidden_channels=8).double().train()
     out = model(data.x, data.edge_index, batch=data.batch,
                 generator=torch.Generator().manual_seed(0))
     perm, inv = permute_within_graphs(data.batch, seed=3)
@@ -71,17 +71,17 @@ def test_learned_clustering_equivariant():
                  noise=out.noise[perm])
     assert torch.allclose(out2.logits, out.logits[perm], atol=1e-10)
     assert torch.equal(out2.local, out.local[perm])
-    assert torch.equal(out2.cluster, out.cluster[perm])
+    assert torch.equal(out2.cluster_index, out.cluster_index[perm])
     assert torch.equal(out2.batch, out.batch)
-    assert str(model) == 'LearnedClustering(4, num_clusters=3, num_layers=2)'
+    assert str(model) == 'SelectLearned(4, num_clusters=3, num_layers=2)'
 
 
 def test_clusters_never_mix_and_small_graphs_get_fewer():
     data = random_batch(sizes=(2, 9, 1))
-    model = LearnedClustering(4, 5).double()
+    model = SelectLearned(4, 5).double()
     out = model(data.x, data.edge_index, batch=data.batch)
     # every cluster belongs to exactly one graph:
-    assert torch.equal(out.batch[out.cluster], data.batch)
+    assert torch.equal(out.batch[out.cluster_index], data.batch)
     per_graph = torch.bincount(out.batch, minlength=3)
     assert per_graph[0] <= 2 and per_graph[2] == 1 and per_graph[1] <= 5
     assert int(out.sizes().min()) >= 1  # no empty cluster
@@ -90,7 +90,7 @@ def test_clusters_never_mix_and_small_graphs_get_fewer():
 def test_balanced_cut_gradient_trains_clustering():
     torch.manual_seed(0)
     data = random_batch(sizes=(30, ), p=0.2)
-    model = LearnedClustering(4, 4, hidden_channels=16).double()
+    model = SelectLearned(4, 4, hidden_channels=16).double()
     with torch.no_grad():  # start from a very unbalanced clustering
         model.lin.bias.copy_(torch.tensor([6.0, 0, 0, 0]))
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -150,7 +150,7 @@ def test_sinkhorn_balance_equivariant_and_edge_cases():
 
 def test_learned_clustering_with_balance_is_equivariant_and_balanced():
     data = random_batch(sizes=(30, 24), p=0.2)
-    model = LearnedClustering(4, 3, hidden_channels=8, balance=20).double()
+    model = SelectLearned(4, 3, hidden_channels=8, balance=20).double()
     model.eval()
     out = model(data.x, data.edge_index, batch=data.batch)
     sizes = torch.bincount(out.local[data.batch == 0], minlength=3)

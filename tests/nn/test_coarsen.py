@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch_geometric.utils import to_dense_adj, to_undirected
 
-from torch_geometric_mgvae.nn import Coarsen, coarsen, compact_clusters
+from torch_geometric_mgvae.nn import CoarsenEdges, coarsen, compact_clusters
 
 
 def dense_pi(cluster, C):
@@ -83,6 +83,6 @@ def test_coarsen_no_edges_and_module():
     ei = torch.empty(2, 0, dtype=torch.long)
     out_ei, out_w = coarsen(ei, None, torch.tensor([0, 1, 1]), 2)
     assert out_ei.shape == (2, 0) and out_w.numel() == 0
-    assert str(Coarsen()) == 'Coarsen(diagonal=edges)'
+    assert str(CoarsenEdges()) == 'CoarsenEdges(diagonal=edges)'
     with pytest.raises(ValueError):
         coarsen(ei, None, torch.tensor([0]), 1, diagonal='bad')

@@ -6,14 +6,13 @@ from torch_geometric.utils import grid, to_undirected
 
 from torch_geometric_mgvae import MGN
 from torch_geometric_mgvae.nn import (
-    FixedHierarchy,
     feature_kmeans,
     fixed_hierarchy,
-    get_fixed_clusters,
     grid_clustering,
     kmeans,
     spectral_clustering,
 )
+from torch_geometric_mgvae.transforms import FixedHierarchy, get_fixed_clusters
 
 
 def two_cliques(n=5):
@@ -83,7 +82,7 @@ def test_fixed_hierarchy_grid_runs_through_mgn():
     model = MGN(1, 8, 4, [16, 4, 1], clustering='fixed')
     out = model(data.x, data.edge_index, clusters=levels)
     assert [lvl.num_nodes for lvl in out.levels] == [64, 16, 4, 1]
-    assert [lvl.cluster.sizes().tolist() for lvl in out.levels[:-1]] == [
+    assert [lvl.select.sizes().tolist() for lvl in out.levels[:-1]] == [
         [4] * 16, [4] * 4, [4]]
     with pytest.raises(ValueError, match='clusters'):
         model(data.x, data.edge_index)

@@ -135,7 +135,7 @@ def test_near_singular_factors_are_finite(dtype):
                                     allow_unused=True)
         assert all(g is None or g.isfinite().all() for g in grads)
     # A rank-one prior with repeated matched nodes (free matching).
-    prior = LearnablePrior(4, d).to(dtype)
+    prior = LearnablePrior(4, d, matching='free').to(dtype)
     with torch.no_grad():
         prior.L_param.copy_(1e-8 * torch.randn(4, 1, d) *
                             torch.ones(1, 4, 1))
@@ -279,9 +279,14 @@ def test_prior_kl_gradients_and_errors():
     with pytest.raises(ValueError, match='matching'):
         prior.kl(mu, L, mask, 'greedy')
     big, Lb, mb = random_posterior(sizes=(7, ), seed=13)
-    with pytest.raises(ValueError, match='max_nodes'):
-        prior.match(big, mb, 'hungarian')
-    assert prior.kl(big, Lb, mb, 'free').isfinite().all()
+    # A graph larger than the prior is an error for both matchings (free
+    # matching would silently repeat prior nodes and give a KL ~ 1 / eps).
+    for matching in ('hungarian', 'free'):
+        with pytest.raises(ValueError, match='max_nodes=6 nodes but a '
+                           'graph has 7'):
+            prior.kl(big, Lb, mb, matching)
+    with pytest.raises(ValueError, match='matching'):
+        LearnablePrior(4, 2, matching='greedy')
 
 
 def test_prior_sample():
@@ -329,16 +334,17 @@ def test_prior_diagonal_and_repr():
     prior.reset_parameters()
     assert not torch.equal(w, prior.mu_hat)
     assert str(prior) == ('LearnablePrior(max_nodes=4, latent_channels=2, '
-                          'full_covariance=False)')
+                          'full_covariance=False, matching=hungarian)')
     full = LearnablePrior(4, 2)
     assert torch.equal(full.L_hat, torch.eye(4).view(4, 4, 1).expand(4, 4,
                                                                      2))
     assert str(full) == ('LearnablePrior(max_nodes=4, latent_channels=2, '
-                         'full_covariance=True)')
+                         'full_covariance=True, matching=hungarian)')
 
 
 def test_diagonal_prior_repeated_matches_are_independent():
     prior = make_prior(N=4, d=2, full=False)
+    prior.matching = 'free'
     mu, L, mask = random_posterior(sizes=(4, 3), d=2, seed=14)
     with torch.no_grad():  # every posterior node nearest to prior node 2
         mu.copy_(prior.mu_hat[2] + 0.01 * mu)

@@ -8,6 +8,7 @@ from torch_geometric_mgvae.datasets.graph_generation import (
     graph_from_edges,
     make_community_dataset,
     read_graph_list,
+    write_graph_list,
 )
 from torch_geometric_mgvae.datasets.molecules import (
     MOSES,
@@ -23,6 +24,7 @@ __all__ = [
     'CommunitySmall',
     'EgoSmall',
     'read_graph_list',
+    'write_graph_list',
     'graph_from_edges',
     'gdss_split',
     'community_graph',

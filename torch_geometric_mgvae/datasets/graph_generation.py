@@ -5,27 +5,52 @@ The two datasets are the exact graph lists of `GDSS
 ``data/ego_small.pkl`` of harryjo97/GDSS), split as GDSS does: the *first*
 20% of the stored list is the test set, the rest the training set
 (``utils/data_loader.py``: ``test_size = int(0.2 * len(graphs))``).
+
+**Graph list files.** A ``.edgelists.json`` file is a JSON list of
+``{"num_nodes": n, "edges": [[u, v], ...]}`` objects (node ids
+``0..n-1``); it is read by default and preferred when both formats lie in
+one folder. A GDSS ``.pkl`` file (a pickled list of :class:`networkx.Graph`)
+is read by default with a restricted unpickler that imports nothing: it
+maps :class:`networkx.Graph` to an inert record of its node and adjacency
+dictionaries and refuses every other global, so a crafted pickle cannot run
+code. Only :obj:`allow_pickle=True` unpickles with :func:`pickle.load`
+(with a warning: only for trusted files). :func:`write_graph_list` converts
+a list once into the JSON format.
+
+**Validation.** A graph list with bad structure raises one
+:class:`ValueError` naming the file and the graph (the position in the
+list): not a list, a graph without :obj:`num_nodes` / :obj:`edges`,
+:obj:`num_nodes` not a non-negative integer, an edge that is not a pair of
+integer node ids, or a node id outside :obj:`0..num_nodes-1`. Bad graphs
+are not skipped: dropping one would shift the GDSS split, which is defined
+by position. Self loops are dropped and repeated edges merged (both are
+well-defined).
 """
 import json
 import os
 import os.path as osp
 import pickle
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
-from torch_geometric.data import Data, InMemoryDataset, download_url
+from torch_geometric.data import Data
 from torch_geometric.datasets.graph_generator import GraphGenerator
-from torch_geometric.io import fs
 from torch_geometric.utils import remove_self_loops, to_undirected
 
+from torch_geometric_mgvae.datasets.base import (
+    CachedInMemoryDataset,
+    atomic_write,
+    warn_user,
+)
+
 __all__ = [
-    'CommunitySmall', 'EgoSmall', 'read_graph_list', 'graph_from_edges',
-    'gdss_split', 'community_graph', 'CommunityGraphGenerator',
-    'make_community_dataset'
+    'CommunitySmall', 'EgoSmall', 'read_graph_list', 'write_graph_list',
+    'graph_from_edges', 'gdss_split', 'community_graph',
+    'CommunityGraphGenerator', 'make_community_dataset'
 ]
 
 GDSS_COMMIT = '24cc490e0c5b39cbd265fda33ab2bc8b528d4454'
@@ -34,10 +59,36 @@ GDSS_URL = ('https://raw.githubusercontent.com/harryjo97/GDSS/'
 TEST_FRACTION = 0.2
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(
+        value, (bool, np.bool_))
+
+
 def graph_from_edges(num_nodes: int, edges: Sequence[Sequence[int]]) -> Data:
     r"""An undirected :class:`~torch_geometric.data.Data` (both edge
-    directions, coalesced, no self loops, no :obj:`x`) from an edge list."""
-    edge_index = torch.as_tensor(list(edges), dtype=torch.long)
+    directions, coalesced, no self loops, no :obj:`x`) from an edge list.
+
+    Raises:
+        ValueError: if :obj:`num_nodes` is not a non-negative integer, an
+            edge is not a pair of integers, or a node id lies outside
+            :obj:`0..num_nodes-1` (the message names the first bad edge).
+    """
+    if not _is_int(num_nodes) or num_nodes < 0:
+        raise ValueError(f"'num_nodes' must be a non-negative integer, got "
+                         f"{num_nodes!r}")
+    edges = list(edges)
+    for i, edge in enumerate(edges):
+        if not (isinstance(edge, (list, tuple)) and len(edge) == 2
+                and all(_is_int(v) for v in edge)):
+            raise ValueError(f'edge {i}: expected a pair [u, v] of integer '
+                             f'node ids, got {edge!r}')
+        for v in edge:
+            if not 0 <= v < num_nodes:
+                raise ValueError(
+                    f'edge {i}: {list(edge)} refers to node {v}, but the '
+                    f'graph has {num_nodes} nodes (ids 0..{num_nodes - 1})')
+    edge_index = torch.tensor([[int(u), int(v)] for u, v in edges],
+                              dtype=torch.long)
     edge_index = edge_index.view(-1, 2).t().contiguous()
     edge_index, _ = remove_self_loops(edge_index)
     edge_index = to_undirected(edge_index, num_nodes=num_nodes)
@@ -45,39 +96,149 @@ def graph_from_edges(num_nodes: int, edges: Sequence[Sequence[int]]) -> Data:
 
 
 def _read_json(path: str) -> List[Data]:
-    with open(path) as f:
-        items = json.load(f)
-    return [graph_from_edges(item['num_nodes'], item['edges'])
-            for item in items]
-
-
-def _read_pickle(path: str) -> List[Data]:
-    # The GDSS pickles hold lists of networkx.Graph objects: unpickling
-    # needs networkx importable. Only read pickles from trusted sources.
-    with open(path, 'rb') as f:
-        graphs = pickle.load(f)
+    try:
+        with open(path) as f:
+            items = json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"'{path}' is not a valid JSON file ({e})") from None
+    if not isinstance(items, list):
+        raise ValueError(f"'{path}': expected a JSON list of "
+                         f'{{"num_nodes": n, "edges": [[u, v], ...]}} '
+                         f'objects, got a {type(items).__name__}')
     out = []
-    for graph in graphs:
-        index = {v: i for i, v in enumerate(graph.nodes())}
-        edges = [(index[u], index[v]) for u, v in graph.edges()]
-        out.append(graph_from_edges(len(index), edges))
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict) or not {'num_nodes', 'edges'
+                                                  } <= set(item):
+                raise ValueError('expected an object with "num_nodes" and '
+                                 '"edges"')
+            if not isinstance(item['edges'], list):
+                raise ValueError('"edges" must be a list of [u, v] pairs')
+            out.append(graph_from_edges(item['num_nodes'], item['edges']))
+        except ValueError as e:
+            raise ValueError(f"'{path}', graph {i}: {e}") from None
     return out
 
 
-def read_graph_list(path: str) -> List[Data]:
+class _PickledGraph:
+    r"""What the restricted unpickler builds for a pickled
+    :class:`networkx.Graph`: the attribute dictionary, nothing else."""
+    def __new__(cls, *args: Any, **kwargs: Any) -> '_PickledGraph':
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _Global:
+    r"""An inert stand-in for an allowed global that is not a graph class
+    (:obj:`builtins.dict`, the factories stored in every graph)."""
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _GraphUnpickler(pickle.Unpickler):
+    r"""Unpickles lists of :class:`networkx.Graph` without importing or
+    calling anything: :meth:`find_class` returns :class:`_PickledGraph` for
+    the graph class, an inert :class:`_Global` for :obj:`builtins.dict` and
+    refuses every other global (persistent ids are refused by
+    :class:`pickle.Unpickler` itself)."""
+    graphs = {('networkx.classes.graph', 'Graph')}
+    inert = {('builtins', 'dict')}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.graphs:
+            return _PickledGraph
+        if (module, name) in self.inert:
+            return _Global(f'{module}.{name}')
+        raise pickle.UnpicklingError(f"refusing the global '{module}.{name}'")
+
+
+def _graph_state(graph: Any) -> Tuple[List[Any], List[Tuple[Any, Any]]]:
+    r"""Nodes (in :obj:`G.nodes()` order) and adjacency pairs of a graph
+    read by :class:`_GraphUnpickler` (networkx 2+: :obj:`_node`,
+    :obj:`_adj`; networkx 1: :obj:`node`, :obj:`adj`)."""
+    state = graph.state if isinstance(graph, _PickledGraph) else None
+    if not isinstance(state, dict):
+        raise ValueError('not a pickled networkx.Graph')
+    nodes = state.get('_node', state.get('node'))
+    adj = state.get('_adj', state.get('adj'))
+    if not isinstance(nodes, dict) or not isinstance(adj, dict) or not all(
+            isinstance(nbrs, dict) for nbrs in adj.values()):
+        raise ValueError('a networkx.Graph without node and adjacency '
+                         'dictionaries')
+    edges = [(u, v) for u, nbrs in adj.items() for v in nbrs]
+    return list(nodes), edges
+
+
+def _read_pickle(path: str, allow_pickle: bool) -> List[Data]:
+    how = ('convert it once with write_graph_list(read_graph_list(path, '
+           'allow_pickle=True), "<name>.edgelists.json") or pass '
+           'allow_pickle=True (mgvae demo: --allow-pickle), only if you '
+           'trust the file: full unpickling runs any code it holds')
+    with open(path, 'rb') as f:
+        if allow_pickle:
+            warn_user(f"Unpickling '{path}' with pickle.load "
+                      f"(allow_pickle=True): this runs any code the file "
+                      f"holds; use it for trusted files only")
+            graphs = pickle.load(f)
+        else:
+            try:
+                graphs = _GraphUnpickler(f).load()
+            except Exception as e:
+                raise ValueError(
+                    f"'{path}' is not a plain pickled list of networkx "
+                    f"graphs ({e}); the safe reader does not run code from "
+                    f"pickles: {how}") from None
+    if not isinstance(graphs, (list, tuple)):
+        raise ValueError(f"'{path}': expected a pickled list of graphs, "
+                         f"got a {type(graphs).__name__}")
+    out = []
+    for i, graph in enumerate(graphs):
+        try:
+            if allow_pickle:
+                nodes = list(graph.nodes())
+                edges = list(graph.edges())
+            else:
+                nodes, edges = _graph_state(graph)
+            index = {v: j for j, v in enumerate(nodes)}
+            if any(u not in index or v not in index for u, v in edges):
+                raise ValueError('an edge joins a node that is not in the '
+                                 'node list')
+            out.append(graph_from_edges(len(index), [(index[u], index[v])
+                                                     for u, v in edges]))
+        except (ValueError, AttributeError, TypeError) as e:
+            raise ValueError(f"'{path}', graph {i}: {e}") from None
+    return out
+
+
+def read_graph_list(path: str, allow_pickle: bool = False) -> List[Data]:
     r"""Reads a list of graphs in the GDSS formats.
 
     Args:
-        path (str): A GDSS ``.pkl`` file (a pickled list of
-            :class:`networkx.Graph`, nodes renumbered in ``G.nodes()``
-            order), a ``.edgelists.json`` file (a JSON list of
-            ``{"num_nodes": n, "edges": [[u, v], ...]}``), or a directory
-            holding exactly one of them (JSON preferred when both exist).
+        path (str): A ``.edgelists.json`` file (a JSON list of
+            ``{"num_nodes": n, "edges": [[u, v], ...]}``), a GDSS ``.pkl``
+            file (a pickled list of :class:`networkx.Graph`, nodes
+            renumbered in ``G.nodes()`` order), or a directory holding
+            exactly one of them (JSON preferred when both exist).
+        allow_pickle (bool, optional): If :obj:`False`, a ``.pkl`` file is
+            read by a restricted unpickler that accepts only
+            :class:`networkx.Graph` objects and never runs code from the
+            file; if :obj:`True`, with :func:`pickle.load` (any pickle,
+            e.g. of graph subclasses; runs code the file holds; warns).
+            (default: :obj:`False`)
 
     Returns:
         A list of :class:`~torch_geometric.data.Data` with undirected
         :obj:`edge_index` (both directions) and :obj:`num_nodes`, in the
         stored order.
+
+    Raises:
+        ValueError: for a file that is not a valid graph list, naming the
+            file and the graph (see the module documentation).
     """
     if osp.isdir(path):
         names = sorted(os.listdir(path))
@@ -91,9 +252,24 @@ def read_graph_list(path: str) -> List[Data]:
     if path.endswith('.json'):
         return _read_json(path)
     if path.endswith('.pkl') or path.endswith('.pickle'):
-        return _read_pickle(path)
+        return _read_pickle(path, allow_pickle)
     raise ValueError(f"Unsupported graph list file '{path}' (expected "
                      f"'.edgelists.json' or '.pkl')")
+
+
+def write_graph_list(graphs: Sequence[Data], path: str) -> None:
+    r"""Writes graphs as a ``.edgelists.json`` file (each undirected edge
+    once, :obj:`u < v`, sorted), atomically; :func:`read_graph_list` reads
+    it back to the same :obj:`edge_index` for graphs without self loops."""
+    items = []
+    for data in graphs:
+        row, col = data.edge_index
+        mask = row < col
+        pairs = sorted(set(zip(row[mask].tolist(), col[mask].tolist())))
+        items.append({'num_nodes': int(data.num_nodes),
+                      'edges': [list(p) for p in pairs]})
+    text = json.dumps(items)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def gdss_split(num_graphs: int, split: str) -> slice:
@@ -110,7 +286,7 @@ def gdss_split(num_graphs: int, split: str) -> slice:
                      f"or 'all')")
 
 
-class _GDSSGraphList(InMemoryDataset):
+class _GDSSGraphList(CachedInMemoryDataset):
     name: str = ''
     splits = ('train', 'test', 'all')
 
@@ -122,50 +298,43 @@ class _GDSSGraphList(InMemoryDataset):
         pre_transform: Optional[Callable] = None,
         pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
+        allow_pickle: bool = False,
     ) -> None:
-        if split not in self.splits:
-            raise ValueError(f"Invalid split '{split}' (expected one of "
-                             f"{list(self.splits)})")
-        self.split = split
-        super().__init__(root, transform, pre_transform, pre_filter,
+        self.allow_pickle = bool(allow_pickle)
+        super().__init__(root, split, transform, pre_transform, pre_filter,
                          force_reload=force_reload)
-        self.load(osp.join(self.processed_dir, f'{split}.pt'))
 
     @property
-    def raw_file_names(self) -> List[str]:
+    def raw_help(self) -> str:  # type: ignore[override]
+        return (f"Place '{self.name}.edgelists.json' (a JSON list of "
+                f'{{"num_nodes": n, "edges": [[u, v], ...]}}) or the GDSS '
+                f"file '{self.name}.pkl' ({GDSS_URL}/{self.name}.pkl) in "
+                f"the raw folder.")
+
+    def raw_sources(self) -> Dict[str, Optional[str]]:
         # Our networkx-free JSON copy is used when it lies in raw/, else the
         # original GDSS pickle (downloaded if missing).
         json_name = f'{self.name}.edgelists.json'
         if osp.exists(osp.join(self.raw_dir, json_name)):
-            return [json_name]
-        return [f'{self.name}.pkl']
+            return {json_name: None}
+        return {f'{self.name}.pkl': f'{GDSS_URL}/{self.name}.pkl'}
 
     @property
     def processed_file_names(self) -> List[str]:
         return [f'{split}.pt' for split in self.splits]
 
-    def download(self) -> None:
-        download_url(f'{GDSS_URL}/{self.name}.pkl', self.raw_dir)
+    def load_processed(self) -> None:
+        self.load(osp.join(self.processed_dir, f'{self.split}.pt'))
 
     def process(self) -> None:
-        graphs = read_graph_list(self.raw_paths[0])
+        graphs = read_graph_list(self.raw_paths[0], self.allow_pickle)
         for split in self.splits:
             data_list = graphs[gdss_split(len(graphs), split)]
             if self.pre_filter is not None:
                 data_list = [d for d in data_list if self.pre_filter(d)]
             if self.pre_transform is not None:
                 data_list = [self.pre_transform(d) for d in data_list]
-            path = osp.join(self.processed_dir, f'{split}.pt')
-            if len(data_list) == 0:  # e.g. everything removed by pre_filter
-                empty = Data(edge_index=torch.empty((2, 0), dtype=torch.long))
-                fs.torch_save((empty.to_dict(), {
-                    'edge_index': torch.zeros(1, dtype=torch.long)
-                }, Data), path)
-            else:
-                self.save(data_list, path)
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({len(self)}, split={self.split})'
+            self.save(data_list, osp.join(self.processed_dir, f'{split}.pt'))
 
 
 class CommunitySmall(_GDSSGraphList):
@@ -179,9 +348,18 @@ class CommunitySmall(_GDSSGraphList):
     set; :obj:`split="all"` gives all 100 in the stored order. Graphs carry
     :obj:`edge_index` (both directions) and :obj:`num_nodes`, no features.
 
-    If :obj:`root/raw` already holds ``community_small.edgelists.json``
-    (a networkx-free copy) or ``community_small.pkl``, nothing is
-    downloaded.
+    **Raw files** (in :obj:`root/raw`): ``community_small.edgelists.json``
+    (a networkx-free copy, used when present) or GDSS's
+    ``community_small.pkl`` (downloaded if neither is present; read by the
+    restricted unpickler unless :obj:`allow_pickle=True`, see
+    :func:`read_graph_list`). Without internet and without raw files a
+    :class:`RuntimeError` names the expected files.
+
+    **Processed files**: ``root/processed/{train,test,all}.pt`` and
+    ``train.manifest.json`` (digests of the raw files); a changed raw file,
+    :obj:`pre_transform` or :obj:`pre_filter`, or an unreadable processed
+    file, is re-processed with a warning (see
+    :class:`~torch_geometric_mgvae.datasets.base.CachedInMemoryDataset`).
 
     Args:
         root (str): Root directory where the dataset should be saved.
@@ -195,6 +373,10 @@ class CommunitySmall(_GDSSGraphList):
         pre_filter (callable, optional): A function deciding whether a graph
             is kept (applied after splitting). (default: :obj:`None`)
         force_reload (bool, optional): Whether to re-process the dataset.
+            (default: :obj:`False`)
+        allow_pickle (bool, optional): Whether a raw ``.pkl`` file may be
+            read with :func:`pickle.load` (runs code the file holds; only
+            for trusted files) instead of the restricted unpickler.
             (default: :obj:`False`)
 
     **STATS:**

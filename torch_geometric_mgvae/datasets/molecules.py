@@ -16,29 +16,45 @@ and :obj:`len(train) + len(test) == len(all)`. :attr:`split_idx` holds the
 positions of every split. Raw files already in :obj:`root/raw` are used as
 they are; otherwise they are downloaded, and without internet a
 :class:`RuntimeError` names the expected files and where to get them.
+Processed files carry the digests of the raw files they were built from and
+are rebuilt (with a warning) when a raw file changed or a processed file
+cannot be read (see
+:class:`~torch_geometric_mgvae.datasets.base.CachedInMemoryDataset`).
+
+**Raw file checks.** Bad *structure* raises a :class:`ValueError` naming
+the file and line: a missing column, a row with another number of fields
+than the header or a last line without line end (a file cut mid-line), an
+unreadable or truncated gzip stream, a repeated molecule id, and in split
+files (ZINC's ``indexes_train_val_test.csv``, QM9's ``valid_idx_qm9.json``)
+an entry that is not a row index, an index outside the table, an index in
+two splits or twice in one, or an empty split. Bad *rows* (a property that
+is not a number, an id that is not an integer) are skipped, counted in
+:obj:`info["num_bad_rows"]` / :obj:`info["bad_rows"]` and reported with one
+warning; their ids are not renumbered.
 """
 import csv
 import gzip
 import json
 import os.path as osp
 import time
-import warnings
+import zlib
 from typing import (
     Any,
     Callable,
     Dict,
     Iterator,
     List,
+    NamedTuple,
     Optional,
     Sequence,
+    Set,
     Tuple,
     Union,
 )
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data, InMemoryDataset, download_url
-from torch_geometric.io import fs
+from torch_geometric.data import Data, InMemoryDataset
 from tqdm import tqdm
 
 from torch_geometric_mgvae.chem.convert import (
@@ -47,6 +63,11 @@ from torch_geometric_mgvae.chem.convert import (
     AtomType,
     AtomVocabulary,
     smiles_to_data,
+)
+from torch_geometric_mgvae.datasets.base import (
+    CachedInMemoryDataset,
+    CacheError,
+    warn_user,
 )
 
 __all__ = [
@@ -108,23 +129,24 @@ def _open_text(path: str):
     return open(path, newline='')
 
 
-def _read_csv(path: str) -> Tuple[List[str], Iterator[List[str]]]:
-    r"""The header and a row iterator of a (gzipped) CSV file; the file is
-    closed when the iterator is exhausted."""
-    f = _open_text(path)
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None:
-        f.close()
-        raise ValueError(f"'{path}' is empty (expected a CSV header)")
+class _Lines:
+    r"""The lines of a text file, remembering the last one (a file cut
+    mid-line ends without a line end)."""
+    def __init__(self, f) -> None:
+        self.f = f
+        self.last = ''
 
-    def rows() -> Iterator[List[str]]:
-        with f:
-            for row in reader:
-                if len(row) > 0:
-                    yield row
+    def __iter__(self) -> Iterator[str]:
+        for line in self.f:
+            self.last = line
+            yield line
 
-    return [h.strip() for h in header], rows()
+
+class _Row(NamedTuple):
+    index: int  # 0-based data row of the file (bad rows included)
+    line: int  # line number in the file (the header is line 1)
+    values: Optional[List[Any]]  # parsed values, None for a bad row
+    error: str  # why the row is bad ('' for a good row)
 
 
 def _column(header: List[str], name: str, path: str) -> int:
@@ -134,11 +156,106 @@ def _column(header: List[str], name: str, path: str) -> int:
     return header.index(name)
 
 
-def _float(value: str) -> float:
+def _read_table(
+    path: str,
+    columns: Dict[str, Callable[[str], Any]],
+) -> Iterator[_Row]:
+    r"""The rows of a (gzipped) CSV file, as the values of
+    :obj:`columns` (name -> parser) in that order.
+
+    A value its parser rejects makes a bad row (:obj:`values=None`, the
+    reason in :obj:`error`). Bad structure raises a :class:`ValueError`
+    naming the file and line: a row with another number of fields than the
+    header, a last line without line end, undecodable bytes or a truncated
+    gzip stream. Blank lines are ignored.
+    """
+    with _open_text(path) as f:
+        lines = _Lines(f)
+        reader = csv.reader(lines)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"'{path}' is empty (expected a CSV header)")
+            header = [h.strip() for h in header]
+            cols = [(name, _column(header, name, path), parse)
+                    for name, parse in columns.items()]
+            index = 0
+            for row in reader:
+                if len(row) == 0:
+                    continue
+                if len(row) != len(header):
+                    raise ValueError(
+                        f"'{path}', line {reader.line_num}: {len(row)} "
+                        f"field{'' if len(row) == 1 else 's'} where the "
+                        f"header has {len(header)} (a file cut mid-line, or "
+                        f"a malformed row)")
+                values: Optional[List[Any]] = []
+                error = ''
+                for name, c, parse in cols:
+                    try:
+                        values.append(parse(row[c]))
+                    except ValueError as e:
+                        values, error = None, f"column '{name}': {e}"
+                        break
+                yield _Row(index, reader.line_num, values, error)
+                index += 1
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error,
+                zlib.error) as e:
+            raise ValueError(f"'{path}', line {reader.line_num + 1}: cannot "
+                             f"be read ({e})") from None
+    if lines.last and not lines.last.endswith(('\n', '\r')):
+        raise ValueError(f"'{path}', line {reader.line_num}: the last line "
+                         f"has no line end, so the file looks cut mid-line "
+                         f"(if it is complete, end it with a newline)")
+
+
+def _gdb_id(value: str) -> int:
+    value = value.strip()
     try:
-        return float(value)
+        return int(value[4:] if value.startswith('gdb_') else value)
     except ValueError:
-        return float('nan')
+        raise ValueError(f'{value!r} is not a GDB id') from None
+
+
+def _read_split_index(path: str, names: Sequence[str], num_rows: int,
+                      table: str) -> Dict[str, List[int]]:
+    r"""Reads a CSV file whose columns :obj:`names` list the 0-based row
+    indices of each split (blank cells allowed), checking that every entry
+    is a row of the :obj:`num_rows`-row :obj:`table`, that no row is listed
+    twice (in one split or in two) and that no split is empty."""
+    splits: Dict[str, List[int]] = {name: [] for name in names}
+    seen: Dict[int, Tuple[str, int]] = {}
+    for row in _read_table(path, {name: str for name in names}):
+        for name, cell in zip(names, row.values):
+            cell = cell.strip()
+            if not cell:
+                continue
+            where = f"'{path}', line {row.line}, column '{name}'"
+            try:
+                i = int(cell)
+            except ValueError:
+                raise ValueError(f'{where}: {cell!r} is not a row '
+                                 f'index') from None
+            if not 0 <= i < num_rows:
+                raise ValueError(f"{where}: row {i} is outside the "
+                                 f"{num_rows} data rows of '{table}'")
+            if i in seen:
+                other, line = seen[i]
+                raise ValueError(f"{where}: row {i} is already in split "
+                                 f"'{other}' (line {line}); splits must "
+                                 f"not overlap or repeat rows")
+            seen[i] = (name, row.line)
+            splits[name].append(i)
+    for name in names:
+        if not splits[name]:
+            raise ValueError(f"'{path}': split '{name}' lists no rows")
+    return splits
+
+
+def _bad_rows_note(bad_rows: Sequence[Tuple[int, str]]) -> str:
+    return '; '.join(f'line {line}: {error}'
+                     for line, error in bad_rows[:3]) + (
+                         ' ...' if len(bad_rows) > 3 else '')
 
 
 def _atom_label(atom: AtomType) -> str:
@@ -149,13 +266,10 @@ def _atom_label(atom: AtomType) -> str:
     return symbol + sign + (str(abs(charge)) if abs(charge) > 1 else '')
 
 
-class _MoleculeDataset(InMemoryDataset):
+class _MoleculeDataset(CachedInMemoryDataset):
     r"""Shared machinery: conversion with a progress bar, skip counting,
     pre-filtering and one processed file (plus a meta file) per variant."""
-    splits: Tuple[str, ...] = ()
     atoms: List[AtomType] = []
-    #: How to obtain the raw files, shown when they are missing.
-    raw_help: str = ''
 
     def __init__(
         self,
@@ -167,63 +281,40 @@ class _MoleculeDataset(InMemoryDataset):
         pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
     ) -> None:
-        if split not in self.splits:
-            raise ValueError(f"Invalid split '{split}' (expected one of "
-                             f"{list(self.splits)})")
-        self.split = split
         self.chem_features = bool(chem_features)
-        super().__init__(root, transform, pre_transform, pre_filter,
+        super().__init__(root, split, transform, pre_transform, pre_filter,
                          force_reload=force_reload)
+
+    def load_processed(self) -> None:
         self.load(self.processed_paths[0])
-        meta = fs.torch_load(self.processed_paths[1])
+        meta = self.load_file(self.processed_paths[1])
+        if not isinstance(meta, dict) or not {'info', 'split_idx'} <= set(
+                meta):
+            raise CacheError(self.processed_paths[1],
+                             'not a meta file of this package')
+        split_idx = meta['split_idx']
+        if split_idx is not None and self.split != 'all' and \
+                self.split not in split_idx:
+            raise CacheError(self.processed_paths[1],
+                             f"no positions of split '{self.split}'")
         #: Processing record: raw rows read, molecules converted and
-        #: skipped (with the ids of the skipped ones), seconds taken, ...
+        #: skipped (with the ids of the skipped ones), bad raw rows,
+        #: seconds taken, ...
         self.info: Dict[str, Any] = meta['info']
         #: The positions of every split in the processed file, or
         #: :obj:`None` if the processed file holds a single split.
-        self.split_idx: Optional[Dict[str, Tensor]] = meta['split_idx']
-        if self.split_idx is not None and split != 'all':
-            self._indices = self.split_idx[split].tolist()
+        self.split_idx: Optional[Dict[str, Tensor]] = split_idx
+        if self.split_idx is not None and self.split != 'all':
+            self._indices = self.split_idx[self.split].tolist()
 
     # Subclasses give the processed file stem and the raw sources.
     def _stem(self) -> str:
         raise NotImplementedError
 
-    def _sources(self) -> Dict[str, Optional[str]]:
-        r"""Raw file name -> download URL (:obj:`None`: not downloadable)."""
-        raise NotImplementedError
-
-    @property
-    def raw_file_names(self) -> List[str]:
-        return list(self._sources())
-
     @property
     def processed_file_names(self) -> List[str]:
         stem = self._stem() + ('_chem' if self.chem_features else '')
         return [f'{stem}.pt', f'{stem}_meta.pt']
-
-    def download(self) -> None:
-        for name, url in self._sources().items():
-            if osp.exists(osp.join(self.raw_dir, name)):
-                continue
-            if url is None:
-                self._missing(name, 'it cannot be downloaded')
-            try:
-                path = download_url(url, self.raw_dir, filename=name)
-            except Exception as e:  # e.g. no internet
-                self._missing(name, f'downloading {url} failed ({e})')
-            if name.endswith('.gz'):  # A Git LFS pointer is no gzip file.
-                with open(path, 'rb') as f:
-                    magic = f.read(2)
-                if magic != b'\x1f\x8b':
-                    fs.rm(path)
-                    self._missing(name, f'{url} did not return a gzip file')
-
-    def _missing(self, name: str, why: str) -> None:
-        raise RuntimeError(
-            f"{self.__class__.__name__}: raw file '{name}' is missing in "
-            f"'{self.raw_dir}' and {why}. Expected raw files: "
-            f"{self.raw_file_names}. {self.raw_help}")
 
     def _convert(
         self,
@@ -233,12 +324,15 @@ class _MoleculeDataset(InMemoryDataset):
         splits: Optional[Dict[str, Sequence[int]]] = None,
         info: Optional[Dict[str, Any]] = None,
         start: Optional[float] = None,
+        bad_rows: Sequence[Tuple[int, str]] = (),
+        raw_name: str = '',
     ) -> None:
         r"""Converts :obj:`smiles` (with raw ids :obj:`ids` and extra
         attributes :obj:`attrs`), applies :obj:`pre_filter` and
         :obj:`pre_transform`, and saves the data and the meta file.
         :obj:`splits` maps split names to raw ids; positions are computed
-        over the molecules kept."""
+        over the molecules kept. :obj:`bad_rows` (line, reason) are the
+        rows of :obj:`raw_name` skipped before conversion."""
         start = time.perf_counter() if start is None else start
         vocab = AtomVocabulary(self.atoms)
         data_list: List[Data] = []
@@ -246,6 +340,9 @@ class _MoleculeDataset(InMemoryDataset):
         skipped: List[int] = []
         num_filtered = 0
         name = self.__class__.__name__
+        if bad_rows:
+            warn_user(f"{name}: skipped {len(bad_rows)} bad rows of "
+                      f"'{raw_name}' ({_bad_rows_note(bad_rows)})")
         # disable=None: a bar on a terminal, silent in logs and pipes
         for i, smi in enumerate(tqdm(smiles, desc=f'{name} {self._stem()}',
                                      unit='mol', disable=None)):
@@ -266,11 +363,11 @@ class _MoleculeDataset(InMemoryDataset):
             data_list.append(data)
             kept_ids.append(int(ids[i]))
         if skipped:
-            warnings.warn(
+            warn_user(
                 f"{name}: skipped {len(skipped)} of {len(smiles)} molecules "
                 f"that could not be converted (invalid SMILES or atom types "
                 f"outside the vocabulary); ids: {skipped[:20]}"
-                f"{' ...' if len(skipped) > 20 else ''}", stacklevel=2)
+                f"{' ...' if len(skipped) > 20 else ''}")
         if len(data_list) == 0:
             raise RuntimeError(f'{name}: no molecule left after conversion '
                                f'and pre_filter (nothing to save)')
@@ -284,17 +381,17 @@ class _MoleculeDataset(InMemoryDataset):
                              if i in position)
                 split_idx[key] = torch.tensor(pos, dtype=torch.long)
         info = dict(info or {})
-        info.update(num_rows=len(smiles),
+        info.update(num_rows=len(smiles) + len(bad_rows),
+                    num_bad_rows=len(bad_rows),
+                    bad_rows=[f'line {line}: {error}'
+                              for line, error in bad_rows[:20]],
                     num_converted=len(smiles) - len(skipped),
                     num_skipped=len(skipped), skipped_ids=skipped,
                     num_filtered=num_filtered, num_molecules=len(data_list),
                     process_seconds=round(time.perf_counter() - start, 2))
         self.save(data_list, self.processed_paths[0])
-        fs.torch_save({'info': info, 'split_idx': split_idx},
-                      self.processed_paths[1])
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}({len(self)}, split={self.split})'
+        self.save_file({'info': info, 'split_idx': split_idx},
+                       self.processed_paths[1])
 
 
 class QM9Molecules(_MoleculeDataset):
@@ -410,7 +507,7 @@ class QM9Molecules(_MoleculeDataset):
             return 'qm9pack'
         return 'moleculenet'
 
-    def _sources(self) -> Dict[str, Optional[str]]:
+    def raw_sources(self) -> Dict[str, Optional[str]]:
         table = self._table_name()
         url = None if table == self.compact_name else MOLECULENET_QM9_URL
         return {table: url, self.valid_idx_name: GDSS_VALID_IDX_URL}
@@ -418,27 +515,33 @@ class QM9Molecules(_MoleculeDataset):
     def process(self) -> None:
         start = time.perf_counter()
         path = osp.join(self.raw_dir, self._table_name())
-        header, rows = _read_csv(path)
         if self._table_name() == self.compact_name:
             id_col, smiles_col, prop = 'Index', 'SMILES', 2
         else:
             id_col, smiles_col, prop = 'mol_id', 'smiles', 3
-        id_col = _column(header, id_col, path)
-        smiles_col = _column(header, smiles_col, path)
-        prop_cols = [_column(header, t[prop], path) for t in self.targets]
+        columns: Dict[str, Callable[[str], Any]] = {
+            id_col: _gdb_id,
+            smiles_col: str
+        }
+        columns.update({t[prop]: float for t in self.targets})
 
-        ids, smiles, attrs = [], [], []
-        for row in rows:
-            gdb_id = row[id_col].strip()
-            if gdb_id.startswith('gdb_'):
-                gdb_id = gdb_id[4:]
-            ids.append(int(gdb_id))
-            smiles.append(row[smiles_col])
-            y = [_float(row[c]) for c in prop_cols]
+        ids, smiles, attrs, bad = [], [], [], []
+        line_of: Dict[int, int] = {}
+        for row in _read_table(path, columns):
+            if row.values is None:
+                bad.append((row.line, row.error))
+                continue
+            gdb_id, smi, *y = row.values
+            if gdb_id in line_of:
+                raise ValueError(f"'{path}', line {row.line}: GDB id "
+                                 f"{gdb_id} is already on line "
+                                 f"{line_of[gdb_id]}")
+            line_of[gdb_id] = row.line
+            ids.append(gdb_id)
+            smiles.append(smi)
             attrs.append({'y': torch.tensor([y], dtype=torch.float)})
 
-        with open(osp.join(self.raw_dir, self.valid_idx_name)) as f:
-            test_ids = {int(i) + 1 for i in json.load(f)['valid_idxs']}
+        test_ids = self._read_test_ids()
         present = set(ids)
         train_ids = [i for i in ids if i not in test_ids]
         splits = {'train': train_ids, 'test': list(test_ids & present)}
@@ -447,7 +550,36 @@ class QM9Molecules(_MoleculeDataset):
             'num_test_ids': len(test_ids),
             'num_test_ids_absent': len(test_ids - present),
         }
-        self._convert(smiles, ids, attrs, splits, info, start)
+        self._convert(smiles, ids, attrs, splits, info, start, bad,
+                      self._table_name())
+
+    def _read_test_ids(self) -> Set[int]:
+        r"""The GDB ids (row index + 1) listed in ``valid_idx_qm9.json``."""
+        path = osp.join(self.raw_dir, self.valid_idx_name)
+        try:
+            with open(path) as f:
+                obj = json.load(f)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"'{path}' is not a valid JSON file "
+                             f"({e})") from None
+        idx = obj.get('valid_idxs') if isinstance(obj, dict) else None
+        if not isinstance(idx, list):
+            raise ValueError(f"'{path}': expected a JSON object "
+                             f'{{"valid_idxs": [row indices]}}')
+        test_ids = set()
+        for k, i in enumerate(idx):
+            value = -1
+            if isinstance(i, str) or (isinstance(i, int)
+                                      and not isinstance(i, bool)):
+                try:
+                    value = int(i)  # GDSS stores '000123' strings
+                except ValueError:
+                    pass
+            if value < 0:
+                raise ValueError(f"'{path}', entry {k} of 'valid_idxs': "
+                                 f"{i!r} is not a row index")
+            test_ids.add(value + 1)
+        return test_ids
 
 
 class ZINC12k(_MoleculeDataset):
@@ -479,8 +611,10 @@ class ZINC12k(_MoleculeDataset):
     of datamol-io/graphium, commit ``2573628b``, folder ``ZINC_bench_gnn``,
     if missing): ``smiles_score.csv`` (columns ``SMILES, SA, logp, score``)
     and ``indexes_train_val_test.csv`` (columns ``train, val, test`` of
-    row indices). Processed into ``root/processed/zinc12k.pt`` (and
-    ``zinc12k_meta.pt``) in a few seconds.
+    row indices; every index must be a row of ``smiles_score.csv``, no row
+    may be listed twice, no split may be empty, else a :class:`ValueError`
+    names the file and line). Processed into ``root/processed/zinc12k.pt``
+    (and ``zinc12k_meta.pt``) in a few seconds.
 
     Args:
         root (str): Root directory where the dataset should be saved.
@@ -531,33 +665,29 @@ class ZINC12k(_MoleculeDataset):
     def _stem(self) -> str:
         return 'zinc12k'
 
-    def _sources(self) -> Dict[str, Optional[str]]:
+    def raw_sources(self) -> Dict[str, Optional[str]]:
         names = ['smiles_score.csv', 'indexes_train_val_test.csv']
         return {name: f'{GRAPHIUM_URL}/{name}' for name in names}
 
     def process(self) -> None:
         start = time.perf_counter()
-        path = self.raw_paths[0]
-        header, rows = _read_csv(path)
-        smiles_col = _column(header, 'SMILES', path)
-        cols = [_column(header, name, path) for name in self.targets]
-        smiles, attrs = [], []
-        for row in rows:
-            smiles.append(row[smiles_col])
-            y = [_float(row[c]) for c in cols]
+        columns: Dict[str, Callable[[str], Any]] = {'SMILES': str}
+        columns.update({name: float for name in self.targets})
+        ids, smiles, attrs, bad = [], [], [], []
+        num_rows = 0
+        for row in _read_table(self.raw_paths[0], columns):
+            num_rows += 1
+            if row.values is None:
+                bad.append((row.line, row.error))
+                continue
+            ids.append(row.index)
+            smiles.append(row.values[0])
+            y = row.values[1:]
             attrs.append({'y': torch.tensor([y], dtype=torch.float)})
-
-        path = self.raw_paths[1]
-        header, rows = _read_csv(path)
-        names = ['train', 'val', 'test']
-        cols = [_column(header, name, path) for name in names]
-        splits: Dict[str, List[int]] = {name: [] for name in names}
-        for row in rows:
-            for name, c in zip(names, cols):
-                if c < len(row) and row[c].strip():
-                    splits[name].append(int(row[c]))
-        ids = list(range(len(smiles)))
-        self._convert(smiles, ids, attrs, splits, None, start)
+        splits = _read_split_index(self.raw_paths[1], ['train', 'val', 'test'],
+                                   num_rows, self.raw_file_names[0])
+        self._convert(smiles, ids, attrs, splits, None, start, bad,
+                      self.raw_file_names[0])
 
 
 class MOSES(_MoleculeDataset):
@@ -640,7 +770,7 @@ class MOSES(_MoleculeDataset):
         n = 'all' if self.max_molecules is None else self.max_molecules
         return f'{self.split}_{n}'
 
-    def _sources(self) -> Dict[str, Optional[str]]:
+    def raw_sources(self) -> Dict[str, Optional[str]]:
         name = f'{self.split}.csv'
         if osp.exists(osp.join(self.raw_dir, name)):
             return {name: None}
@@ -648,16 +778,14 @@ class MOSES(_MoleculeDataset):
 
     def process(self) -> None:
         start = time.perf_counter()
-        path = self.raw_paths[0]
-        header, rows = _read_csv(path)
-        col = _column(header, 'SMILES', path)
-        smiles = []
-        for row in rows:
+        smiles, ids = [], []
+        for row in _read_table(self.raw_paths[0], {'SMILES': str}):
             if self.max_molecules is not None and \
                     len(smiles) >= self.max_molecules:
                 break
-            smiles.append(row[col] if col < len(row) else '')
-        self._convert(smiles, list(range(len(smiles))), start=start)
+            smiles.append(row.values[0])
+            ids.append(row.index)
+        self._convert(smiles, ids, start=start)
 
 
 def molecule_dataset_stats(

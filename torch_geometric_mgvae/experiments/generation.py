@@ -58,8 +58,8 @@ from torch_geometric_mgvae.experiments.state import (
     training_state,
 )
 from torch_geometric_mgvae.experiments.train import (
+    structural_transform,
     train_epoch,
-    with_structural_features,
 )
 from torch_geometric_mgvae.metrics import graph_mmd
 from torch_geometric_mgvae.models import MGVAE
@@ -382,14 +382,16 @@ def model_kwargs(args: argparse.Namespace, in_channels: int,
     the (resolved) options (stored in the checkpoints)."""
     return dict(in_channels=in_channels, hidden_channels=args.hidden,
                 latent_channels=args.latent, num_clusters=args.clusters,
-                num_layers=args.layers, cluster_layers=args.cluster_layers,
-                order=args.order, covariance=args.covariance,
-                prior=args.prior, matching=args.matching,
+                num_layers=args.layers, order=args.order,
+                cluster_kwargs=dict(num_layers=args.cluster_layers,
+                                    tau=args.tau),
+                covariance=args.covariance, prior=args.prior,
+                prior_kwargs=dict(matching=args.matching)
+                if args.prior == 'learnable' else None,
                 global_decoder=args.global_decoder,
                 random_features=args.random_features, max_nodes=max_nodes,
                 encoder_scope=args.encoder_scope,
-                hierarchical_decoding=args.hierarchical_decoding,
-                tau=args.tau)
+                hierarchical_decoding=args.hierarchical_decoding)
 
 
 def build_model(args: argparse.Namespace, in_channels: int,
@@ -455,7 +457,7 @@ def sample_fitted(model: MGVAE, mean: Tensor, std: Tensor, num_graphs: int,
     m = int(sizes.max())
     z = z[:, :m]
     mask = torch.arange(m) < sizes.view(-1, 1)
-    prob = torch.sigmoid(model.global_decoders[0].dense(z, mask))
+    prob = model.global_decoders[0].forward_all(z, mask=mask)
     draw = torch.rand(prob.shape, generator=generator,
                       dtype=prob.dtype) < prob
     draw = (draw & (mask.unsqueeze(2) & mask.unsqueeze(1))).triu(1)
@@ -512,7 +514,8 @@ class GenerationExperiment:
             args.dataset, args.root)
         if not self.train_graphs or not self.test_graphs:
             raise ValueError(f"Empty split in '{args.root}'")
-        self.train_set = with_structural_features(self.train_graphs)
+        features = structural_transform()
+        self.train_set = [features(g) for g in self.train_graphs]
         self.in_channels = self.train_set[0].num_features
         self.max_nodes = max(int(g.num_nodes) for g in
                              self.train_graphs + self.test_graphs)

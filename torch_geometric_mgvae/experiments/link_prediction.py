@@ -303,11 +303,13 @@ class MGVAELinkModel(torch.nn.Module):
         self.mgvae_kwargs = dict(
             in_channels=in_channels, hidden_channels=args.hidden,
             latent_channels=args.latent, num_clusters=list(num_clusters),
-            num_layers=args.layers, cluster_layers=args.cluster_layers,
+            num_layers=args.layers,
             clustering='learned' if variant == 'learned' else 'fixed',
-            encoder_scope=args.encoder_scope, balanced=True,
-            hierarchical_decoding=not args.no_hierarchical,
-            cluster_balance=args.cluster_balance)
+            cluster_kwargs=dict(num_layers=args.cluster_layers,
+                                balance=args.cluster_balance),
+            encoder_scope=args.encoder_scope,
+            recon_kwargs=dict(balanced=True),
+            hierarchical_decoding=not args.no_hierarchical)
         self.mgvae = MGVAE(**self.mgvae_kwargs)
         self.weights = dict(kl=args.kl_weight, balanced_cut=args.cut_weight,
                             cluster_entropy=args.entropy_weight)
@@ -333,11 +335,9 @@ class MGVAELinkModel(torch.nn.Module):
 
     @torch.no_grad()
     def scorer(self, train: Data) -> Callable[[Tensor], Tensor]:
-        out = self(train)
-        z = self.mgvae.decoding_latents(out, 0)
-        dec = self.mgvae.global_decoders[0]
-        self.last_out = out
-        return lambda ei: dec(z[ei[0]], z[ei[1]])
+        z = self.mgvae.encode(train.x, train.edge_index,
+                              clusters=self.clusters)
+        return lambda ei: self.mgvae.decode(z, ei, sigmoid=False)
 
     def finest_clusters(self, train: Data, training: bool) -> Tensor:
         r"""The finest local cluster ids: the evaluation-mode argmax, or a
@@ -347,7 +347,7 @@ class MGVAELinkModel(torch.nn.Module):
         with torch.no_grad():
             out = self(train)
         self.mgvae.train(was)
-        return out[0].cluster.local
+        return out[0].select.local
 
 
 def level_clusters(train: Data, variant: str, num_clusters: Sequence[int],

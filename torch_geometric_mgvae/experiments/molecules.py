@@ -347,7 +347,8 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 num_layers=args.layers, decoder_layers=args.decoder_layers,
                 local_decoding=not args.no_local_decoding, atoms=atoms,
                 valence_regularizer=args.valence_weight > 0,
-                covariance=args.covariance, matching=args.matching)
+                covariance=args.covariance,
+                prior_kwargs=dict(matching=args.matching))
 
 
 def build_model(args: argparse.Namespace, num_atom_types: int,

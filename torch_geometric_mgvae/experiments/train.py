@@ -1,56 +1,21 @@
 r"""Small training helpers shared by the CLI, the examples and benchmarks,
 and the stop at the first non-finite loss term or gradient."""
 import math
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
-from torch_geometric.utils import degree, to_undirected
+from torch_geometric.transforms import Compose, ToUndirected
 
 from torch_geometric_mgvae.models import MGN
+from torch_geometric_mgvae.transforms import AddStructuralFeatures
 
 
-def structural_features(data: Data, walk_length: int = 8) -> Tensor:
-    r"""Permutation-equivariant node features for graphs without any:
-    the degree and the return probabilities of random walks of length
-    :math:`1, \ldots,` :obj:`walk_length` (RWPE), shape
-    :obj:`[N, 1 + walk_length]`.
-
-    Constant features would make every node look the same to a mean-
-    aggregation network (and every node would fall into one cluster).
-    Computed with a dense :math:`n \times n` walk matrix: for small graphs
-    (use :class:`torch_geometric.transforms.AddRandomWalkPE` for large
-    ones).
-    """
-    n = int(data.num_nodes)
-    ei = data.edge_index
-    deg = degree(ei[0], n) if ei.numel() else torch.zeros(n)
-    feats = [deg.view(-1, 1) / 10.0]
-    if n == 0:
-        return torch.zeros(0, 1 + walk_length)
-    A = torch.zeros(n, n)
-    if ei.numel():
-        A[ei[0], ei[1]] = 1.0
-    P = A / deg.clamp(min=1).view(-1, 1)
-    M = torch.eye(n)
-    for _ in range(walk_length):
-        M = M @ P
-        feats.append(M.diagonal().view(-1, 1))
-    return torch.cat(feats, dim=-1)
-
-
-def with_structural_features(graphs: Iterable[Data],
-                             walk_length: int = 8) -> List[Data]:
-    r"""Copies of small graphs with :func:`structural_features` as :obj:`x`
-    and undirected edges."""
-    out = []
-    for g in graphs:
-        ei = to_undirected(g.edge_index, num_nodes=g.num_nodes)
-        h = Data(edge_index=ei, num_nodes=g.num_nodes)
-        h.x = structural_features(h, walk_length)
-        out.append(h)
-    return out
+def structural_transform(walk_length: int = 8) -> Compose:
+    r"""The node features of the featureless graph-generation data sets:
+    both edge directions, then :class:`~torch_geometric_mgvae.transforms.
+    AddStructuralFeatures` (degree and random-walk return probabilities)."""
+    return Compose([ToUndirected(), AddStructuralFeatures(walk_length)])
 
 
 class NonFiniteError(RuntimeError):
@@ -116,12 +81,7 @@ def weighted_loss(terms: Dict[str, Tensor],
 
 def _forward_terms(model: MGN, batch,
                    generator: Optional[torch.Generator]) -> Dict[str, Tensor]:
-    out = model(batch.x, batch.edge_index,
-                getattr(batch, 'edge_weight', None), batch.batch,
-                num_graphs=batch.num_graphs,
-                edge_attr=getattr(batch, 'edge_attr', None)
-                if getattr(model, 'edge_channels', 0) else None,
-                generator=generator)
+    out = model(batch, generator=generator)
     return model.loss_terms(out, generator)
 
 
@@ -175,6 +135,6 @@ def evaluate(model: MGN, loader,
                      torch.Generator().manual_seed(0))
 
 
-__all__ = ['structural_features', 'with_structural_features',
-           'NonFiniteError', 'check_finite_loss', 'check_finite_grads',
+__all__ = ['structural_transform', 'NonFiniteError', 'check_finite_loss',
+           'check_finite_grads',
            'weighted_loss', 'run_epoch', 'train_epoch', 'evaluate']

@@ -1,20 +1,21 @@
 r"""The Multiresolution Graph Network (MGN) of Hy & Kondor."""
-from typing import Dict, List, Optional, Sequence
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.typing import OptTensor
-
-from torch_geometric_mgvae.nn.cluster import (
-    ClusterOutput,
-    LearnedClustering,
-    assignment_entropy,
-    balanced_cut_kl,
-    fixed_cluster_output,
+from torch_geometric.data.data import BaseData
+from torch_geometric.typing import Adj, OptTensor, SparseTensor
+from torch_geometric.utils import (
+    is_torch_sparse_tensor,
+    negative_sampling,
+    sort_edge_index,
+    to_edge_index,
 )
-from torch_geometric_mgvae.nn.coarsen import coarsen
-from torch_geometric_mgvae.nn.conv import LocalEncoder
+
+from torch_geometric_mgvae.nn.cluster import ClusterOutput, assignment_entropy
+from torch_geometric_mgvae.nn.conv import ConvSpec, LocalEncoder, conv_inputs
 from torch_geometric_mgvae.nn.decoder import (
     DenseEdgeDecoder,
     InnerProductDecoder,
@@ -22,7 +23,8 @@ from torch_geometric_mgvae.nn.decoder import (
     undirected_pairs,
 )
 from torch_geometric_mgvae.nn.dense import DenseBlocks, to_dense_blocks
-from torch_geometric_mgvae.nn.pool import ClusterPool
+from torch_geometric_mgvae.nn.pool import ClusterReadout, MGNPooling
+from torch_geometric_mgvae.nn.random import randn
 from torch_geometric_mgvae.nn.second_order import (
     MLPDecoder,
     SecondOrderDecoder,
@@ -32,6 +34,18 @@ from torch_geometric_mgvae.nn.second_order import (
 CLUSTERINGS = ('learned', 'fixed')
 FEATURE_LOSSES = (None, 'mse', 'ce')
 GLOBAL_DECODERS = ('inner', 'second_order', 'mlp')
+ENCODER_SCOPES = ('cluster', 'graph')
+#: Options of the learned clustering (:class:`~torch_geometric_mgvae.nn.
+#: SelectLearned`) and their defaults.
+CLUSTER_DEFAULTS = dict(num_layers=2, tau=1.0, balance=0,
+                        hidden_channels=None)
+#: Options of the adjacency reconstruction losses
+#: (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`) and their defaults.
+RECON_DEFAULTS = dict(max_dense_pairs=2**18, num_neg_samples=None,
+                      balanced=False)
+#: Largest magnitude accepted in the input features.
+MAX_FEATURE = 1e12
+EPS = 1e-15
 
 
 class MGNLevel:
@@ -47,8 +61,9 @@ class MGNLevel:
             count intra-cluster edges).
         batch (torch.Tensor): The graph of every node :math:`(N)`.
         num_graphs (int): The number of graphs :math:`B`.
-        cluster (ClusterOutput, optional): Its partition into clusters
-            (:obj:`None` at the coarsest level).
+        select (ClusterOutput, optional): Its partition into clusters (a
+            PyG :class:`~torch_geometric.nn.pool.select.SelectOutput`;
+            :obj:`None` at the coarsest level).
         z (torch.Tensor): Node latents :math:`(N, d_z)`.
         mu, logstd (torch.Tensor, optional): Posterior parameters
             (:class:`MGVAE` only).
@@ -56,28 +71,32 @@ class MGNLevel:
             second-order encoder ran on (:obj:`order=2`).
         L (torch.Tensor, optional): Gaussian-MRF covariance factors of the
             blocks, :obj:`[G, m, m, d]` (:obj:`covariance="mrf"`).
-        noise (dict): The random tensors used (:obj:`"gumbel"`, :obj:`"eps"`),
-            to repeat a forward pass exactly.
+        noise (dict): The random tensors used (:obj:`"gumbel"`, :obj:`"eps"`,
+            :obj:`"features"`), to repeat a forward pass exactly.
+        edge_attr (torch.Tensor, optional): Edge features of the level (the
+            input's at the finest level; summed over merged edges above it).
     """
     def __init__(self, level: int, x: Tensor, edge_index: Tensor,
                  edge_weight: OptTensor, batch: Tensor, num_graphs: int,
-                 cluster: Optional[ClusterOutput], z: Tensor,
+                 select: Optional[ClusterOutput], z: Tensor,
                  mu: OptTensor = None, logstd: OptTensor = None,
                  noise: Optional[Dict[str, Tensor]] = None,
-                 blocks: Optional[DenseBlocks] = None, L: OptTensor = None):
+                 blocks: Optional[DenseBlocks] = None, L: OptTensor = None,
+                 edge_attr: OptTensor = None):
         self.level = level
         self.x = x
         self.edge_index = edge_index
         self.edge_weight = edge_weight
         self.batch = batch
         self.num_graphs = num_graphs
-        self.cluster = cluster
+        self.select = select
         self.z = z
         self.mu = mu
         self.logstd = logstd
         self.noise = noise or {}
         self.blocks = blocks
         self.L = L
+        self.edge_attr = edge_attr
         self._pairs: OptTensor = None
 
     @property
@@ -94,7 +113,7 @@ class MGNLevel:
         return self._pairs
 
     def __repr__(self) -> str:
-        C = None if self.cluster is None else self.cluster.num_clusters
+        C = None if self.select is None else self.select.num_clusters
         return (f'{self.__class__.__name__}(level={self.level}, '
                 f'num_nodes={self.num_nodes}, '
                 f'num_edges={self.edge_index.size(1)}, num_clusters={C})')
@@ -126,57 +145,137 @@ class MGNOutput:
         return f'{self.__class__.__name__}(levels={len(self.levels)})'
 
 
+def _finite(t: Tensor) -> bool:
+    # One reduction first (no boolean tensor on the common path); the exact
+    # test only when the sum is not finite (NaN/inf, or overflow).
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
-                batch: OptTensor):
-    r"""Validates the input of a forward pass with clear errors."""
+                batch: OptTensor, edge_attr: OptTensor = None):
+    r"""Validates the input of a forward pass with clear errors: shapes,
+    NaN/infinite or absurdly large values, edges to nodes that do not exist
+    or between two graphs of a batch, an unsorted batch vector; warns about
+    one-way edges (MGN takes graphs as undirected)."""
     if x.dim() != 2:
         raise ValueError(f"'x' must be [num_nodes, channels] "
                          f"(got shape {tuple(x.shape)})")
-    # One reduction first (no [N, F] boolean tensor on the common path);
-    # the exact test only when the sum is not finite (NaN/inf, or overflow).
-    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
+    if not x.is_floating_point():
+        raise ValueError(f"'x' must hold floating point features (got "
+                         f"{x.dtype})")
+    if not _finite(x):
         raise ValueError("'x' contains NaN or infinite values")
+    if x.numel() and float(x.abs().max()) > MAX_FEATURE:
+        raise ValueError(f"'x' holds values of magnitude "
+                         f"{float(x.abs().max()):.3g}: standardise the "
+                         f"features (|x| <= {MAX_FEATURE:.0e} accepted)")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must be [2, num_edges] "
                          f"(got shape {tuple(edge_index.shape)})")
     if edge_index.numel() > 0 and (int(edge_index.min()) < 0 or
                                    int(edge_index.max()) >= x.size(0)):
         raise ValueError("'edge_index' refers to nodes that do not exist")
+    E = edge_index.size(1)
     if edge_weight is not None:
-        if edge_weight.numel() != edge_index.size(1):
+        if edge_weight.dim() != 1 or edge_weight.numel() != E:
             raise ValueError("'edge_weight' must hold one value per edge")
-        if not torch.isfinite(edge_weight).all():
+        if not _finite(edge_weight):
             raise ValueError("'edge_weight' contains NaN or infinite values")
-    if batch is not None and batch.numel() != x.size(0):
-        raise ValueError("'batch' must hold one entry per node")
+        if E and float(edge_weight.min()) < 0:
+            raise ValueError("'edge_weight' must not be negative")
+    if edge_attr is not None:
+        if edge_attr.size(0) != E:
+            raise ValueError(f"'edge_attr' must hold one row per edge (got "
+                             f"{edge_attr.size(0)} rows for {E} edges)")
+        if edge_attr.is_floating_point() and not _finite(edge_attr):
+            raise ValueError("'edge_attr' contains NaN or infinite values")
+    if batch is not None:
+        if batch.numel() != x.size(0):
+            raise ValueError("'batch' must hold one entry per node")
+        if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+            raise ValueError("'batch' must be sorted (the nodes of every "
+                             "graph contiguous and in graph order, as "
+                             "torch_geometric.data.Batch builds it)")
+        if E and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
+            raise ValueError("'edge_index' holds edges between two graphs "
+                             "of the batch")
+    if E:
+        out_deg = torch.bincount(edge_index[0], minlength=x.size(0))
+        in_deg = torch.bincount(edge_index[1], minlength=x.size(0))
+        if not torch.equal(out_deg, in_deg):
+            warnings.warn("'edge_index' looks directed (in- and out-degrees "
+                          "differ); MGN takes graphs as undirected, with "
+                          "every edge in both directions "
+                          "(torch_geometric.transforms.ToUndirected)",
+                          stacklevel=3)
+
+
+def as_edge_index(adj: Adj, edge_weight: OptTensor
+                  ) -> Tuple[Tensor, OptTensor]:
+    r"""An :obj:`edge_index` (and weights) from an :obj:`edge_index`, a
+    :class:`SparseTensor` or a :obj:`torch.sparse` adjacency :obj:`adj_t`
+    (PyG's transposed layout: row = target). Unit weights become
+    :obj:`None`."""
+    if not isinstance(adj, SparseTensor) and not is_torch_sparse_tensor(adj):
+        return adj, edge_weight
+    if edge_weight is not None:
+        raise ValueError("Give the edge weights as the values of the sparse "
+                         "adjacency, not as 'edge_weight'")
+    index, value = to_edge_index(adj)
+    # adj_t: (target, source) -> (source, target), sorted by source:
+    index, value = sort_edge_index(index.flip(0), value, adj.size(0))
+    if value is not None and bool((value == 1).all()):
+        value = None
+    return index, value
+
+
+def _check_keys(name: str, given: Optional[Dict[str, Any]],
+                defaults: Dict[str, Any]) -> Dict[str, Any]:
+    given = dict(given or {})
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f"Unknown '{name}' options {sorted(unknown)} "
+                         f"(known: {sorted(defaults)})")
+    return {**defaults, **given}
 
 
 class MGN(torch.nn.Module):
     r"""The Multiresolution Graph Network from the `"Multiresolution
     Equivariant Graph Variational Autoencoder"
     <https://arxiv.org/abs/2106.00967>`_ paper (Def. 4), on sparse batched
-    graphs.
+    graphs, built from PyG operators.
 
-    At every level :math:`\ell` (from the input graph
-    :math:`\mathcal{G}^{(L)}` upwards) it
+    Every level :math:`\ell` (from the input graph :math:`\mathcal{G}^{(L)}`
+    upwards) is "convolutions, then pooling", like any PyG hierarchical
+    pooling network:
 
-    1. partitions :math:`\mathcal{G}^{(\ell)}` into :math:`K_\ell` clusters
-       per graph (:class:`~torch_geometric_mgvae.nn.LearnedClustering`,
-       Gumbel-max with a straight-through gradient, or a fixed clustering),
-    2. encodes every cluster's induced subgraph with a local encoder
+    1. :class:`~torch_geometric_mgvae.nn.MGNPooling` partitions
+       :math:`\mathcal{G}^{(\ell)}` into :math:`K_\ell` clusters per graph
+       (its :class:`~torch_geometric.nn.pool.select.Select`: learned
+       Gumbel-max with a straight-through gradient, or fixed),
+    2. a :class:`~torch_geometric_mgvae.nn.LocalEncoder` (any PyG
+       convolution, :obj:`conv=`) encodes every cluster's induced subgraph
        (message passing over intra-cluster edges only) into node latents
        :math:`\mathcal{Z}^{(\ell)}`,
-    3. pools every cluster into one node (permutation invariant), and
+    3. the pooling reads every cluster out into one node (a Deep Sets
+       :class:`~torch_geometric_mgvae.nn.ClusterReadout`) and
     4. coarsens :math:`\mathcal{A}^{(\ell-1)} = \Pi^T \mathcal{A}^{(\ell)}
-       \Pi` with scatter/coalesce (Def. 2),
+       \Pi` (Def. 2, :class:`~torch_geometric_mgvae.nn.CoarsenEdges`),
 
     and finally encodes the coarsest graph. Local decoders reconstruct every
     cluster's adjacency (cost :math:`\sum_k |\mathcal{V}_k|^2`, or
-    :math:`O(|E|)` with sampled non-edges for large clusters) and optional
-    global decoders every level's adjacency (dense per small graph, sampled
-    non-edges for large graphs). No :math:`N \times N` tensor is ever built
-    over a large graph. Losses are methods returning tensors; the caller sums
-    them (:meth:`loss_terms` gives all of them).
+    :math:`O(|E|)` with sampled non-edges for large clusters) and global
+    decoders every level's adjacency. No :math:`N \times N` tensor is ever
+    built over a large graph. Losses are methods returning tensors; the
+    caller sums them (:meth:`loss_terms` gives all of them).
+
+    :meth:`forward` returns every level (:class:`MGNOutput`) and takes
+    tensors or a :class:`~torch_geometric.data.Data`/``Batch``. The methods
+    with the names of PyG's :class:`~torch_geometric.nn.models.GAE`
+    (:meth:`encode`, :meth:`decode`, :meth:`recon_loss`, :meth:`test`) mean
+    what they mean there; the multiresolution terms have names of their own
+    (:meth:`local_recon_loss`, :meth:`global_recon_loss`,
+    :meth:`multires_recon_loss`, :meth:`balanced_cut_loss`, ...).
 
     Args:
         in_channels (int): Size of the input node features.
@@ -186,46 +285,36 @@ class MGN(torch.nn.Module):
             first, e.g. :obj:`[8, 4, 2, 1]` (a final :obj:`1` makes the top
             level a single node per graph, Def. 3). The model has
             :obj:`len(num_clusters) + 1` levels.
-        num_layers (int): Message passing layers of each local encoder.
+        num_layers (int): Message passing layers of each encoder.
             (default: :obj:`2`)
-        cluster_layers (int): Layers of each clustering GNN.
-            (default: :obj:`2`)
-        clustering (str): :obj:`"learned"` or :obj:`"fixed"` (cluster ids are
-            then passed to :meth:`forward`). (default: :obj:`"learned"`)
-        global_decoder (bool or str): Add the global decoders: :obj:`True`
-            or :obj:`"inner"` (inner product; sampled non-edges for large
-            graphs), :obj:`"second_order"` (the paper's
-            :math:`\mathbb{S}_n` decoder, dense per graph: for small graphs
-            only, it costs :math:`O(n^2 d)` per graph), or
-            :obj:`"mlp"` (the non-equivariant MLP decoder of the paper's
-            Table 6, finest level only), or :obj:`False`.
-            (default: :obj:`True`)
-        feature_loss (str, optional): Reconstruct the input features from the
-            finest latents with :obj:`"mse"` or cross-entropy (:obj:`"ce"`,
-            for one-hot features). (default: :obj:`None`)
-        tau (float): Temperature of the straight-through relaxation.
-            (default: :obj:`1.0`)
-        max_dense_pairs (int): Largest padded dense block (groups times
-            squared size) a decoder builds before it switches to sampled
-            non-edges; the dense sum is exact, the sampled one an unbiased
-            estimate. (default: :obj:`2**18`, e.g. one graph of 512 nodes
-            or 128 graphs of 45)
-        num_neg_samples (int, optional): Non-edges sampled per decoder in the
-            sampled mode (default: as many as edges).
-        balanced (bool): Decoder losses as mean over edges plus mean over
-            non-edges (PyG GAE style) instead of the likelihood.
-            (default: :obj:`False`)
-        order (int): 1 for first-order message passing (:class:`MeanConv`
-            local encoders, inner-product decoders), 2 for the paper's
-            second-order networks (Eq. 3) on dense per-cluster blocks
+        conv (MessagePassing class or callable, optional): The first-order
+            convolution of every encoder and clustering GNN: a class called
+            as :obj:`conv(in_channels, out_channels)`, e.g.
+            :class:`~torch_geometric.nn.conv.GCNConv`, or a factory such as
+            :obj:`lambda i, o: GINConv(MLP([i, o, o]))`. Coarse levels' edge
+            weights reach convolutions that take :obj:`edge_weight`, edge
+            features those that take :obj:`edge_attr` (e.g.
+            :class:`~torch_geometric.nn.conv.GINEConv`; coarse levels sum the
+            features of merged edges; without edge features the weights are
+            passed as one column). (default: the paper's
+            :class:`~torch_geometric_mgvae.nn.MGNConv`)
+        order (int): 1 for first-order encoders and inner-product local
+            decoders, 2 for the paper's second-order networks (Eq. 3) on
+            dense per-cluster blocks
             (:class:`~torch_geometric_mgvae.nn.SecondOrderEncoder` and
             :class:`~torch_geometric_mgvae.nn.SecondOrderDecoder`; cost
             :math:`\sum_k |\mathcal{V}_k|^2 d`). (default: :obj:`1`)
-        edge_channels (int): Size of the input edge features
-            (:obj:`edge_attr`, e.g. one-hot bond types), used by the
+        edge_channels (int): Size of the input edge features for the
             second-order encoder of the finest level. (default: :obj:`0`)
-        max_nodes (int, optional): The largest graph, needed by the
-            :obj:`"mlp"` global decoder (and the learnable prior).
+        clustering (str): :obj:`"learned"` or :obj:`"fixed"` (cluster ids
+            are then passed to :meth:`forward`, or read from the data's
+            :class:`~torch_geometric_mgvae.transforms.FixedHierarchy`
+            attributes). (default: :obj:`"learned"`)
+        cluster_kwargs (dict, optional): Options of the learned clustering
+            (:class:`~torch_geometric_mgvae.nn.SelectLearned`):
+            :obj:`num_layers` (2), :obj:`tau` (1.0), :obj:`balance` (0,
+            Sinkhorn iterations, not in the paper) and
+            :obj:`hidden_channels` (:obj:`hidden_channels`).
         encoder_scope (str): :obj:`"cluster"` (the paper's local encoders,
             Def. 4: message passing over intra-cluster edges only) or
             :obj:`"graph"` (message passing over the whole level graph, as the
@@ -233,50 +322,72 @@ class MGN(torch.nn.Module):
             decoders still reconstruct every cluster). Then the learned
             clustering of a level reads the encoder's output instead of the
             level's input features. (default: :obj:`"cluster"`)
+        global_decoder (str, optional): The global decoders:
+            :obj:`"inner"` (:class:`~torch_geometric_mgvae.nn.
+            InnerProductDecoder`; sampled non-edges for large graphs),
+            :obj:`"second_order"` (the paper's :math:`\mathbb{S}_n` decoder,
+            dense per graph: small graphs only, :math:`O(n^2 d)` per graph),
+            :obj:`"mlp"` (the non-equivariant MLP decoder of the paper's
+            Table 6, finest level only), or :obj:`None`.
+            (default: :obj:`"inner"`)
+        feature_loss (str, optional): Reconstruct the input features from the
+            finest latents with :obj:`"mse"` or cross-entropy (:obj:`"ce"`,
+            for one-hot features). (default: :obj:`None`)
+        max_nodes (int, optional): The largest graph, needed by the
+            :obj:`"mlp"` global decoder (and the learnable prior).
         hierarchical_decoding (bool): Decode every level from its node
             latents concatenated with the latents of the node's clusters at
             all coarser levels, :math:`[\mathbf{z}^{(\ell)}_i,
             \mathbf{z}^{(\ell-1)}_{\pi(i)}, \ldots]` (for the inner product,
             :math:`\sum_{\ell'} \mathbf{z}^{(\ell')\top}_{\pi(i)}
             \mathbf{z}^{(\ell')}_{\pi(j)}`: nodes of one cluster share a
-            term). Not in the paper, whose decoders see one level only; with
-            independent priors per level (Eq. 7) it turns all-at-once sampling
-            into a multiresolution generative model (clusters, then nodes).
+            term). Not in the paper, whose decoders see one level only.
             (default: :obj:`False`)
         random_features (int): Append this many i.i.d. :math:`\mathcal{N}(0,
             1)` channels to the input features at every forward pass
-            (random node initialisation). Message passing cannot tell apart
-            nodes with the same local structure (e.g. the two communities of
-            a community graph); random features, smoothed by the layers, act
-            like a random spectral embedding and break such ties. The model
-            stays permutation equivariant in distribution (and exactly, when
-            the noise is permuted along with the nodes).
+            (random node initialisation, breaks ties between nodes with the
+            same local structure; equivariant in distribution, and exactly
+            when the noise is permuted along with the nodes).
             (default: :obj:`0`)
-        cluster_balance (int): Sinkhorn iterations that balance the learned
-            clustering logits (see
-            :func:`~torch_geometric_mgvae.nn.sinkhorn_balance`; not in the
-            paper). (default: :obj:`0`)
+        recon_kwargs (dict, optional): Options of the adjacency
+            reconstruction losses
+            (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`):
+            :obj:`max_dense_pairs` (:obj:`2**18`: the largest padded dense
+            block before non-edges are sampled; the dense sum is exact, the
+            sampled one unbiased), :obj:`num_neg_samples` (:obj:`None`: as
+            many as edges) and :obj:`balanced` (:obj:`False`; :obj:`True`:
+            mean over edges plus mean over non-edges, PyG GAE style).
     """
     variational = False
 
     def __init__(self, in_channels: int, hidden_channels: int,
                  latent_channels: int, num_clusters: Sequence[int],
-                 num_layers: int = 2, cluster_layers: int = 2,
-                 clustering: str = 'learned', global_decoder: bool = True,
-                 feature_loss: Optional[str] = None, tau: float = 1.0,
-                 max_dense_pairs: int = 2**18,
-                 num_neg_samples: Optional[int] = None,
-                 balanced: bool = False, random_features: int = 0,
+                 num_layers: int = 2, conv: Optional[ConvSpec] = None,
                  order: int = 1, edge_channels: int = 0,
-                 max_nodes: Optional[int] = None,
+                 clustering: str = 'learned',
+                 cluster_kwargs: Optional[Dict[str, Any]] = None,
                  encoder_scope: str = 'cluster',
+                 global_decoder: Optional[str] = 'inner',
+                 feature_loss: Optional[str] = None,
+                 max_nodes: Optional[int] = None,
                  hierarchical_decoding: bool = False,
-                 cluster_balance: int = 0):
+                 random_features: int = 0,
+                 recon_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__()
-        num_clusters = list(num_clusters)
+        num_clusters = [int(k) for k in num_clusters]
         if len(num_clusters) == 0 or min(num_clusters) < 1:
             raise ValueError("'num_clusters' must be a non-empty list of "
                              "positive integers")
+        for name, value in (('in_channels', in_channels),
+                            ('hidden_channels', hidden_channels),
+                            ('latent_channels', latent_channels),
+                            ('num_layers', num_layers)):
+            if int(value) < 1:
+                raise ValueError(f"'{name}' must be a positive integer "
+                                 f"(got {value})")
+        if random_features < 0 or edge_channels < 0:
+            raise ValueError("'random_features' and 'edge_channels' must "
+                             "be >= 0")
         if clustering not in CLUSTERINGS:
             raise ValueError(f"'clustering' must be one of {CLUSTERINGS}")
         if feature_loss not in FEATURE_LOSSES:
@@ -284,42 +395,44 @@ class MGN(torch.nn.Module):
                              f"{FEATURE_LOSSES}")
         if order not in (1, 2):
             raise ValueError("'order' must be 1 or 2")
-        if encoder_scope not in ('cluster', 'graph'):
-            raise ValueError("'encoder_scope' must be 'cluster' or 'graph'")
-        if global_decoder is True:
-            global_decoder = 'inner'
-        if global_decoder and global_decoder not in GLOBAL_DECODERS:
-            raise ValueError(f"'global_decoder' must be a bool or one of "
+        if encoder_scope not in ENCODER_SCOPES:
+            raise ValueError(f"'encoder_scope' must be one of "
+                             f"{ENCODER_SCOPES}")
+        if global_decoder is not None and \
+                global_decoder not in GLOBAL_DECODERS:
+            raise ValueError(f"'global_decoder' must be None or one of "
                              f"{GLOBAL_DECODERS}")
         if global_decoder == 'mlp' and max_nodes is None:
             raise ValueError("The 'mlp' global decoder needs 'max_nodes'")
+        if order == 2 and conv is not None:
+            raise ValueError("'conv' chooses first-order convolutions; "
+                             "order=2 encoders are second order")
+        self.cluster_kwargs = _check_keys('cluster_kwargs', cluster_kwargs,
+                                          CLUSTER_DEFAULTS)
+        self.recon_kwargs = _check_keys('recon_kwargs', recon_kwargs,
+                                        RECON_DEFAULTS)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.latent_channels = latent_channels
         self.num_clusters = num_clusters
         self.num_layers = num_layers
-        self.cluster_layers = cluster_layers
-        self.clustering = clustering
-        self.global_decoder = global_decoder
-        self.feature_loss = feature_loss
-        self.tau = tau
-        self.max_dense_pairs = max_dense_pairs
-        self.num_neg_samples = num_neg_samples
-        self.balanced = balanced
-        self.random_features = random_features
+        self.conv = conv
         self.order = order
         self.edge_channels = edge_channels
-        self.max_nodes = max_nodes
+        self.clustering = clustering
         self.encoder_scope = encoder_scope
+        self.global_decoder = global_decoder
+        self.feature_loss = feature_loss
+        self.max_nodes = max_nodes
         self.hierarchical_decoding = hierarchical_decoding
-        self.cluster_balance = cluster_balance
+        self.random_features = random_features
 
         num_levels = len(num_clusters) + 1
         ins = ([in_channels + random_features] +
                [hidden_channels] * len(num_clusters))
         if order == 1:
             self.encoders = torch.nn.ModuleList([
-                LocalEncoder(ins[i], hidden_channels, num_layers)
+                LocalEncoder(ins[i], hidden_channels, num_layers, conv)
                 for i in range(num_levels)
             ])
             enc_out = hidden_channels
@@ -335,13 +448,16 @@ class MGN(torch.nn.Module):
         # pass over the raw, possibly wide, features instead of two).
         cluster_ins = ([enc_out] * num_levels if encoder_scope == 'graph'
                        else ins)
-        self.clusterers = torch.nn.ModuleDict()
-        if clustering == 'learned':
-            for i, K in enumerate(num_clusters):
-                if K > 1:
-                    self.clusterers[str(i)] = LearnedClustering(
-                        cluster_ins[i], K, hidden_channels, cluster_layers,
-                        tau, cluster_balance)
+        ck = self.cluster_kwargs
+        self.pools = torch.nn.ModuleList([
+            MGNPooling(cluster_ins[i], K, select=clustering,
+                       hidden_channels=ck['hidden_channels'] or
+                       hidden_channels, num_layers=ck['num_layers'],
+                       tau=ck['tau'], balance=ck['balance'], conv=conv,
+                       readout=ClusterReadout.mlp(latent_channels,
+                                                  hidden_channels))
+            for i, K in enumerate(num_clusters)
+        ])
         self.mu_heads = torch.nn.ModuleList([
             torch.nn.Linear(enc_out, latent_channels)
             for _ in range(num_levels)
@@ -350,17 +466,13 @@ class MGN(torch.nn.Module):
             torch.nn.Linear(enc_out, latent_channels)
             for _ in range(num_levels)
         ]) if self.variational else None
-        self.pools = torch.nn.ModuleList([
-            ClusterPool(latent_channels, hidden_channels)
-            for _ in range(len(num_clusters))
-        ])
         local_kind = 'inner' if order == 1 else 'second_order'
         self.local_decoders = torch.nn.ModuleList([
             self._make_decoder(local_kind, i)
             for i in range(len(num_clusters))
         ])
         self.global_decoders = None
-        if global_decoder:
+        if global_decoder is not None:
             self.global_decoders = torch.nn.ModuleList([
                 self._make_decoder(
                     global_decoder if i == 0 or global_decoder != 'mlp' else
@@ -371,11 +483,23 @@ class MGN(torch.nn.Module):
             torch.nn.ReLU(),
             torch.nn.Linear(hidden_channels, in_channels),
         ) if feature_loss is not None else None
+        # Whether the first-order convolutions read edge features:
+        self._conv_edge_attr = order == 1 and any(
+            conv_inputs(c)[1] and not conv_inputs(c)[0]
+            for c in self.encoders[0].convs)
         self.reset_parameters()
 
     @property
     def num_levels(self) -> int:
         return len(self.num_clusters) + 1
+
+    @property
+    def uses_edge_attr(self) -> bool:
+        r"""Whether :meth:`forward` uses the input's :obj:`edge_attr`
+        (second-order encoders with :obj:`edge_channels`, or first-order
+        convolutions that take edge features)."""
+        return (self.order == 2 and self.edge_channels > 0) or \
+            self._conv_edge_attr
 
     def _make_decoder(self, kind: str, i: int) -> torch.nn.Module:
         parts = self.num_levels - i if self.hierarchical_decoding else 1
@@ -388,7 +512,7 @@ class MGN(torch.nn.Module):
                                    self.num_layers))
         return DenseEdgeDecoder(MLPDecoder(channels, self.max_nodes))
 
-    def decoding_latents(self, out: 'MGNOutput', i: int) -> Tensor:
+    def decoding_latents(self, out: MGNOutput, i: int) -> Tensor:
         r"""The latents the decoders of level :obj:`i` see: the node latents,
         with :obj:`hierarchical_decoding` concatenated with those of the
         node's clusters at every coarser level."""
@@ -397,7 +521,7 @@ class MGN(torch.nn.Module):
             return z
         parts, index = [z], None
         for j in range(i, len(out.levels) - 1):
-            cluster = out[j].cluster.cluster
+            cluster = out[j].select.cluster_index
             index = cluster if index is None else cluster[index]
             parts.append(out[j + 1].z[index])
         return torch.cat(parts, dim=-1)
@@ -420,13 +544,16 @@ class MGN(torch.nn.Module):
 
     def encode_level(self, i: int, x: Tensor, edge_index: Tensor,
                      edge_weight: OptTensor, group: Tensor, num_groups: int,
-                     edge_attr: OptTensor = None):
-        r"""Runs the local encoder of level :obj:`i` on every group
-        (cluster). Returns the first-order output :obj:`[N, F]` and, for
-        :obj:`order=2`, the second-order output and its dense blocks."""
+                     edge_attr: OptTensor = None,
+                     restrict: bool = True):
+        r"""Runs the encoder of level :obj:`i` on every group (cluster, or
+        graph with :obj:`restrict=False`). Returns the first-order output
+        :obj:`[N, F]` and, for :obj:`order=2`, the second-order output and
+        its dense blocks."""
         if self.order == 1:
-            return self.encoders[i](x, edge_index, edge_weight, group), \
-                None, None
+            return self.encoders[i](x, edge_index, edge_weight,
+                                    group if restrict else None,
+                                    edge_attr), None, None
         blocks = to_dense_blocks(x, edge_index, group, num_groups,
                                  edge_weight, edge_attr)
         H, Z = self.encoders[i](blocks.x, blocks.adj, blocks.mask,
@@ -435,7 +562,35 @@ class MGN(torch.nn.Module):
 
     # Forward ################################################################
 
-    def forward(self, x: Tensor, edge_index: Tensor,
+    def _unpack(self, data: BaseData, kwargs: Dict[str, Any]):
+        r"""The tensors of a :class:`~torch_geometric.data.Data`/``Batch``
+        as :meth:`forward` arguments (explicit keywords win)."""
+        from torch_geometric_mgvae.transforms import get_fixed_clusters
+        if data.get('x') is None:
+            raise ValueError("The data object has no node features 'x' "
+                             "(e.g. add them with "
+                             "torch_geometric_mgvae.transforms."
+                             "AddStructuralFeatures)")
+        adj = data.get('adj_t')
+        if adj is None:
+            adj = data.get('edge_index')
+        if adj is None:
+            raise ValueError("The data object has neither 'edge_index' nor "
+                             "'adj_t'")
+        found = dict(edge_weight=data.get('edge_weight'),
+                     batch=data.get('batch'),
+                     num_graphs=getattr(data, 'num_graphs', None)
+                     if data.get('batch') is not None else 1,
+                     edge_attr=data.get('edge_attr')
+                     if self.uses_edge_attr else None)
+        if self.clustering == 'fixed':
+            found['clusters'] = get_fixed_clusters(data) or None
+        for key, value in found.items():
+            if kwargs.get(key) is None:
+                kwargs[key] = value
+        return data.x, adj
+
+    def forward(self, x: Union[Tensor, BaseData], edge_index: Adj = None,
                 edge_weight: OptTensor = None, batch: OptTensor = None,
                 num_graphs: Optional[int] = None,
                 edge_attr: OptTensor = None,
@@ -445,31 +600,47 @@ class MGN(torch.nn.Module):
         r"""Encodes a batch of graphs at every resolution.
 
         Args:
-            x (torch.Tensor): Node features :math:`(N, F)`.
-            edge_index (torch.Tensor): Edge indices :math:`(2, E)` (undirected,
-                both directions).
+            x (torch.Tensor or Data): Node features :math:`(N, F)`, or a
+                :class:`~torch_geometric.data.Data`/``Batch`` whose
+                :obj:`x`, :obj:`edge_index` (or :obj:`adj_t`),
+                :obj:`edge_weight`, :obj:`edge_attr`, :obj:`batch` and fixed
+                clusters are used.
+            edge_index (torch.Tensor or SparseTensor): Edge indices
+                :math:`(2, E)` (undirected, both directions), or a
+                :class:`SparseTensor`/:obj:`torch.sparse` adjacency.
             edge_weight (torch.Tensor, optional): Edge weights :math:`(E)`.
-            batch (torch.Tensor, optional): Batch vector :math:`(N)`
+            batch (torch.Tensor, optional): Sorted batch vector :math:`(N)`
                 (default: one graph).
             num_graphs (int, optional): Number of graphs (give it when a
                 batch ends in graphs without nodes; default:
                 :obj:`batch.max() + 1`).
             edge_attr (torch.Tensor, optional): Edge features
                 :math:`(E, F_e)` for the second-order encoder
-                (:obj:`edge_channels > 0`).
+                (:obj:`edge_channels > 0`) or convolutions that take them.
             clusters (List[torch.Tensor], optional): Fixed local cluster ids
                 in :math:`\{0, \ldots, K_\ell - 1\}` for every clustered level
                 (finest first), e.g. from
-                :func:`~torch_geometric_mgvae.nn.fixed_hierarchy`. Required
-                when :obj:`clustering="fixed"`; overrides the learned
-                clustering otherwise.
+                :class:`~torch_geometric_mgvae.transforms.FixedHierarchy`.
+                Required when :obj:`clustering="fixed"`; overrides the
+                learned clustering otherwise.
             noise (List[dict], optional): The random tensors to use per level
                 (:obj:`MGNOutput.noise` of an earlier pass, possibly with the
                 finest level's rows permuted along with the nodes).
             generator (torch.Generator, optional): Random generator for
                 the Gumbel and reparameterisation noise.
         """
-        check_graph(x, edge_index, edge_weight, batch)
+        if isinstance(x, BaseData):
+            kw = dict(edge_weight=edge_weight, batch=batch,
+                      num_graphs=num_graphs, edge_attr=edge_attr,
+                      clusters=clusters)
+            x, edge_index = self._unpack(x, kw)
+            edge_weight, batch, num_graphs, edge_attr, clusters = (
+                kw['edge_weight'], kw['batch'], kw['num_graphs'],
+                kw['edge_attr'], kw['clusters'])
+        if edge_index is None:
+            raise ValueError("'edge_index' is required")
+        edge_index, edge_weight = as_edge_index(edge_index, edge_weight)
+        check_graph(x, edge_index, edge_weight, batch, edge_attr)
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
         if num_graphs is None:
@@ -480,75 +651,136 @@ class MGN(torch.nn.Module):
         if clusters is not None and len(clusters) != len(self.num_clusters):
             raise ValueError(f"Expected {len(self.num_clusters)} fixed "
                              f"clusterings (got {len(clusters)})")
-        if (edge_attr is not None) != (self.order == 2 and
-                                       self.edge_channels > 0):
-            raise ValueError("'edge_attr' is used (and required) exactly "
-                             "when order=2 and edge_channels > 0")
+        if self.order == 2 and (edge_attr is not None) != \
+                (self.edge_channels > 0):
+            raise ValueError("With order=2, 'edge_attr' is used (and "
+                             "required) exactly when edge_channels > 0")
+        if self.order == 1 and edge_attr is not None and \
+                not self._conv_edge_attr:
+            raise ValueError(f"The convolution "
+                             f"{self.encoders[0].convs[0].__class__.__name__}"
+                             f" takes no 'edge_attr'")
         noise = list(noise) if noise is not None else []
         x_in = x
-
+        graph_scope = self.encoder_scope == 'graph'
         levels: List[MGNLevel] = []
         for i in range(self.num_levels):
             lvl_noise = dict(noise[i]) if i < len(noise) else {}
             if i == 0 and self.random_features > 0:
                 r = lvl_noise.get('features')
                 if r is None:
-                    r = torch.randn(x.size(0), self.random_features,
-                                    generator=generator, device=x.device,
-                                    dtype=x.dtype)
+                    r = randn((x.size(0), self.random_features), generator,
+                              x.device, x.dtype)
                 lvl_noise['features'] = r
                 x = torch.cat([x, r], dim=-1)
-            graph_scope = self.encoder_scope == 'graph'
+            # Second-order encoders read edge features at the finest level
+            # only; first-order ones at every level.
+            enc_attr = edge_attr if (i == 0 or self.order == 1) else None
             if graph_scope:  # Encode the whole level graph, then cluster.
                 h, H, blocks = self.encode_level(
                     i, x, edge_index, edge_weight, batch, num_graphs,
-                    edge_attr if i == 0 else None)
-            cl = None
+                    enc_attr, restrict=False)
+            so = None
             if i < len(self.num_clusters):
-                cl = self._cluster(i, h if graph_scope else x, edge_index,
-                                   edge_weight, batch, clusters,
-                                   lvl_noise.get('gumbel'), generator)
-                if cl.noise is not None:
-                    lvl_noise['gumbel'] = cl.noise
+                so = self.pools[i].cluster(
+                    h if graph_scope else x, edge_index, edge_weight, batch,
+                    edge_attr if self.order == 1 else None,
+                    None if clusters is None else clusters[i],
+                    lvl_noise.get('gumbel'), generator)
+                if so.noise is not None:
+                    lvl_noise['gumbel'] = so.noise
             if not graph_scope:  # Encode every cluster on its own.
-                group, num_groups = ((batch, num_graphs) if cl is None else
-                                     (cl.cluster, cl.num_clusters))
+                group, num_groups = ((batch, num_graphs) if so is None else
+                                     (so.cluster_index, so.num_clusters))
                 h, H, blocks = self.encode_level(
                     i, x, edge_index, edge_weight, group, num_groups,
-                    edge_attr if i == 0 else None)
+                    enc_attr)
             z, mu, logstd, eps, L = self.latent(i, h, lvl_noise.get('eps'),
                                                 generator, H, blocks)
             if eps is not None:
                 lvl_noise['eps'] = eps
             levels.append(
                 MGNLevel(self.num_levels - i, x_in if i == 0 else x,
-                         edge_index, edge_weight, batch, num_graphs, cl, z,
-                         mu, logstd, lvl_noise, blocks, L))
-            if cl is not None:
-                x = self.pools[i](z, cl.cluster, cl.num_clusters, cl.weight)
-                edge_index, edge_weight = coarsen(edge_index, edge_weight,
-                                                  cl.cluster, cl.num_clusters,
-                                                  cl.weight)
-                batch = cl.batch
+                         edge_index, edge_weight, batch, num_graphs, so, z,
+                         mu, logstd, lvl_noise, blocks, L, edge_attr))
+            if so is not None:
+                pooled = self.pools[i].coarsen_graph(
+                    z, edge_index, edge_weight, so, batch,
+                    edge_attr if self.order == 1 else None)
+                x, edge_index, edge_weight = (pooled.x, pooled.edge_index,
+                                              pooled.edge_weight)
+                edge_attr, batch = pooled.edge_attr, pooled.batch
         return MGNOutput(levels)
 
-    encode = forward
+    # PyG's GAE interface ####################################################
 
-    def _cluster(self, i, x, edge_index, edge_weight, batch, clusters, gumbel,
-                 generator) -> ClusterOutput:
-        K = self.num_clusters[i]
-        if clusters is not None:
-            local = clusters[i].to(x.device).long().view(-1)
-            if local.numel() != x.size(0):
-                raise ValueError(f"Fixed clustering of level {i} holds "
-                                 f"{local.numel()} ids for {x.size(0)} nodes")
-            return fixed_cluster_output(local, batch, K)
-        if K == 1:
-            return fixed_cluster_output(torch.zeros_like(batch), batch, 1)
-        return self.clusterers[str(i)](x, edge_index, edge_weight, batch,
-                                       gumbel, generator)
+    def encode(self, *args, **kwargs) -> Tensor:
+        r"""Runs :meth:`forward` and returns the node embeddings the finest
+        global decoder scores pairs with (the finest latents; with
+        :obj:`hierarchical_decoding`, concatenated with their clusters'),
+        :math:`(N, d)`, as :meth:`torch_geometric.nn.models.GAE.encode`.
+        The full output of the last call is kept in :attr:`last_output`
+        (and used by :meth:`MGVAE.kl_loss`)."""
+        out = self(*args, **kwargs)
+        self.last_output = out
+        return self.decoding_latents(out, 0)
 
-    # Losses #################################################################
+    def decode(self, z: Tensor, edge_index: Tensor,
+               sigmoid: bool = True) -> Tensor:
+        r"""Edge probabilities of the pairs :obj:`edge_index` under the
+        finest global decoder, as
+        :meth:`torch_geometric.nn.models.GAE.decode`."""
+        dec = self._pair_decoder()
+        return dec(z, edge_index, sigmoid=sigmoid)
+
+    def _pair_decoder(self) -> torch.nn.Module:
+        dec = None if self.global_decoders is None else \
+            self.global_decoders[0]
+        if not getattr(dec, 'pairwise', False):
+            raise RuntimeError("decode()/recon_loss()/test() score node "
+                               "pairs: they need the inner-product global "
+                               "decoder (global_decoder='inner')")
+        return dec
+
+    def recon_loss(self, z: Tensor, pos_edge_index: Tensor,
+                   neg_edge_index: OptTensor = None) -> Tensor:
+        r"""PyG's :meth:`~torch_geometric.nn.models.GAE.recon_loss`: binary
+        cross entropy of the positive edges and of negative samples (drawn
+        with :func:`~torch_geometric.utils.negative_sampling` when not
+        given), each averaged, under the finest global decoder. (The
+        multiresolution likelihood of Eq. 9 is
+        :meth:`multires_recon_loss`.)"""
+        dec = self._pair_decoder()
+        pos = dec(z, pos_edge_index, sigmoid=False)
+        if neg_edge_index is None:
+            neg_edge_index = negative_sampling(pos_edge_index, z.size(0))
+        neg = dec(z, neg_edge_index, sigmoid=False)
+        return F.softplus(-pos).mean() + F.softplus(neg).mean()
+
+    @torch.no_grad()
+    def test(self, z: Tensor, pos_edge_index: Tensor,
+             neg_edge_index: Tensor) -> Tuple[float, float]:
+        r"""ROC AUC and average precision of scoring positive against
+        negative pairs, as :meth:`torch_geometric.nn.models.GAE.test`."""
+        from sklearn.metrics import average_precision_score, roc_auc_score
+        pos = self.decode(z, pos_edge_index)
+        neg = self.decode(z, neg_edge_index)
+        y = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
+        pred = torch.cat([pos, neg])
+        y, pred = y.cpu().numpy(), pred.cpu().numpy()
+        return roc_auc_score(y, pred), average_precision_score(y, pred)
+
+    # Multiresolution losses #################################################
+
+    def _pair_loss(self, out: MGNOutput, i: int, group: Tensor,
+                   num_groups: int, decoder: torch.nn.Module,
+                   generator: Optional[torch.Generator]) -> Tensor:
+        rk = self.recon_kwargs
+        lvl = out[i]
+        return pair_recon_loss(
+            self.decoding_latents(out, i), lvl.edge_index, group, num_groups,
+            decoder, rk['max_dense_pairs'], rk['num_neg_samples'],
+            rk['balanced'], generator, lvl.pairs)
 
     def local_recon_loss(self, out: MGNOutput,
                          generator: Optional[torch.Generator] = None
@@ -558,12 +790,10 @@ class MGN(torch.nn.Module):
         levels and clusters, per graph."""
         loss = out[0].z.new_zeros(())
         for i, lvl in enumerate(out.levels[:-1]):
-            cl = lvl.cluster
-            loss = loss + pair_recon_loss(
-                self.decoding_latents(out, i), lvl.edge_index, cl.cluster,
-                cl.num_clusters,
-                self.local_decoders[i], self.max_dense_pairs,
-                self.num_neg_samples, self.balanced, generator, lvl.pairs)
+            so = lvl.select
+            loss = loss + self._pair_loss(out, i, so.cluster_index,
+                                          so.num_clusters,
+                                          self.local_decoders[i], generator)
         return loss / max(out[0].num_graphs, 1)
 
     def global_recon_loss(self, out: MGNOutput,
@@ -575,16 +805,15 @@ class MGN(torch.nn.Module):
         if self.global_decoders is None:
             return loss
         for i, lvl in enumerate(out.levels):
-            loss = loss + pair_recon_loss(
-                self.decoding_latents(out, i), lvl.edge_index, lvl.batch,
-                lvl.num_graphs,
-                self.global_decoders[i], self.max_dense_pairs,
-                self.num_neg_samples, self.balanced, generator, lvl.pairs)
+            loss = loss + self._pair_loss(out, i, lvl.batch, lvl.num_graphs,
+                                          self.global_decoders[i], generator)
         return loss / max(out[0].num_graphs, 1)
 
-    def recon_loss(self, out: MGNOutput,
-                   generator: Optional[torch.Generator] = None) -> Tensor:
-        r"""Local plus global adjacency reconstruction loss."""
+    def multires_recon_loss(self, out: MGNOutput,
+                            generator: Optional[torch.Generator] = None
+                            ) -> Tensor:
+        r"""The adjacency terms of the multiresolution likelihood (Eq. 9):
+        local plus global reconstruction loss, per graph."""
         return (self.local_recon_loss(out, generator) +
                 self.global_recon_loss(out, generator))
 
@@ -603,16 +832,13 @@ class MGN(torch.nn.Module):
         return loss / max(lvl.num_graphs, 1)
 
     def balanced_cut_loss(self, out: MGNOutput) -> Tensor:
-        r"""The balanced-cut KL of every learned clustering, averaged over
-        graphs and summed over levels (Sec. 3.3)."""
+        r"""The balanced-cut KL of every clustering (Sec. 3.3,
+        :meth:`MGNPooling.cut_loss`), averaged over graphs and summed over
+        levels (a constant for fixed clusterings)."""
         loss = out[0].z.new_zeros(())
-        for lvl in out.levels[:-1]:
-            cl = lvl.cluster
-            if cl.assignment is None or cl.num_local == 1:
-                continue
-            kl = balanced_cut_kl(cl.assignment, lvl.batch, lvl.num_graphs)
-            if kl.numel() > 0:
-                loss = loss + kl.mean()
+        for pool, lvl in zip(self.pools, out.levels[:-1]):
+            loss = loss + pool.cut_loss(lvl.select, lvl.batch,
+                                        lvl.num_graphs)
         return loss
 
     def cluster_entropy_loss(self, out: MGNOutput) -> Tensor:
@@ -622,10 +848,10 @@ class MGN(torch.nn.Module):
         paper)."""
         loss = out[0].z.new_zeros(())
         for lvl in out.levels[:-1]:
-            cl = lvl.cluster
-            if cl.logits is None or lvl.num_nodes == 0:
+            so = lvl.select
+            if so.logits is None or lvl.num_nodes == 0:
                 continue
-            loss = loss + assignment_entropy(cl.logits, lvl.batch,
+            loss = loss + assignment_entropy(so.logits, lvl.batch,
                                              lvl.num_graphs).mean()
         return loss
 
@@ -641,6 +867,9 @@ class MGN(torch.nn.Module):
                     cluster_entropy=self.cluster_entropy_loss(out))
 
     def __repr__(self) -> str:
+        conv = 'MGNConv' if self.conv is None else getattr(
+            self.conv, '__name__', type(self.conv).__name__)
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, {self.latent_channels}, '
-                f'num_clusters={self.num_clusters})')
+                f'num_clusters={self.num_clusters}, order={self.order}, '
+                f'conv={conv})')

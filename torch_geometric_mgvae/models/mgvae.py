@@ -14,10 +14,10 @@ from torch_geometric_mgvae.nn.prior import (
     LearnablePrior,
     kl_mvn_standard,
 )
+from torch_geometric_mgvae.nn.random import rand, randn
 
 COVARIANCES = ('diag', 'mrf')
 PRIORS = ('standard', 'learnable')
-MATCHINGS = ('hungarian', 'free')
 
 MAX_LOGSTD = 10.0
 
@@ -69,24 +69,28 @@ class MGVAE(MGN):
             level (coarser levels keep :math:`\mathcal{N}(0, I)`); the KL
             (Eq. 12, Cholesky solves) is taken after matching every
             posterior node to a prior node. (default: :obj:`"standard"`)
-        matching (str): :obj:`"hungarian"` (exact assignment, Eq. 13) or
-            :obj:`"free"` (the paper's nearest-mean matching; with the
-            full-covariance prior, two nodes matched to the same prior node
-            make the KL of order :math:`1/\epsilon`).
-            (default: :obj:`"hungarian"`)
+        prior_kwargs (dict, optional): Options of the learnable prior
+            (:class:`~torch_geometric_mgvae.nn.LearnablePrior`), e.g.
+            :obj:`matching` (:obj:`"hungarian"`: exact assignment, Eq. 13;
+            :obj:`"free"`: the paper's nearest-mean matching, with which two
+            nodes matched to the same prior node make the KL of order
+            :math:`1/\epsilon`), :obj:`full_covariance`, :obj:`eps`.
+
+    The methods named as in PyG's :class:`~torch_geometric.nn.models.VGAE`
+    mean what they mean there: :meth:`encode` returns node embeddings,
+    :meth:`kl_loss` the KL averaged over nodes; the per-graph ELBO terms are
+    :meth:`multires_recon_loss` and :meth:`multires_kl_loss`.
     """
     variational = True
 
     def __init__(self, *args, covariance: str = 'diag',
-                 prior: str = 'standard', matching: str = 'hungarian',
-                 **kwargs):
+                 prior: str = 'standard',
+                 prior_kwargs: Optional[Dict[str, Any]] = None, **kwargs):
         super().__init__(*args, **kwargs)
         if covariance not in COVARIANCES:
             raise ValueError(f"'covariance' must be one of {COVARIANCES}")
         if prior not in PRIORS:
             raise ValueError(f"'prior' must be one of {PRIORS}")
-        if matching not in MATCHINGS:
-            raise ValueError(f"'matching' must be one of {MATCHINGS}")
         if covariance == 'mrf' and self.order != 2:
             raise ValueError("covariance='mrf' needs the second-order "
                              "encoder (order=2)")
@@ -94,13 +98,16 @@ class MGVAE(MGN):
             raise ValueError("prior='learnable' needs 'max_nodes'")
         self.covariance = covariance
         self.prior_type = prior
-        self.matching = matching
+        self.prior_kwargs = dict(prior_kwargs or {})
+        if self.prior_kwargs and prior != 'learnable':
+            raise ValueError("'prior_kwargs' configure prior='learnable'")
         self.mrf_heads = torch.nn.ModuleList([
             GaussianMRFHead(self.hidden_channels, self.latent_channels,
                             self.mu_heads[0].in_features)
             for _ in range(self.num_levels)
         ]) if covariance == 'mrf' else None
-        self.prior = LearnablePrior(self.max_nodes, self.latent_channels) \
+        self.prior = LearnablePrior(self.max_nodes, self.latent_channels,
+                                    **self.prior_kwargs) \
             if prior == 'learnable' else None
         self.num_nodes_count: Optional[Tensor] = None
 
@@ -118,8 +125,7 @@ class MGVAE(MGN):
         if not self.training:
             return mu, mu, logstd, None, L
         if eps is None:
-            eps = torch.randn(mu.shape, generator=generator,
-                              device=mu.device, dtype=mu.dtype)
+            eps = randn(mu.shape, generator, mu.device, mu.dtype)
         elif eps.shape != mu.shape:
             raise ValueError(f"'eps' has shape {tuple(eps.shape)}, expected "
                              f"{tuple(mu.shape)}")
@@ -158,9 +164,30 @@ class MGVAE(MGN):
         Lg[lvl.batch[na], pos[na], pos[nb]] = lvl.L[c, a, b]
         return mu, Lg, mask
 
-    def kl_loss(self, out: MGNOutput, per_level: bool = False
-                ) -> Union[Tensor, List[Tensor]]:
-        r"""KL divergence of the posterior of every level from its prior
+    def kl_loss(self, mu: OptTensor = None, logstd: OptTensor = None
+                ) -> Tensor:
+        r"""The KL divergence averaged over nodes, as
+        :meth:`torch_geometric.nn.models.VGAE.kl_loss`: of
+        :math:`\mathcal{N}(\mu, \sigma^2)` from :math:`\mathcal{N}(0, I)`
+        for the given :obj:`mu`, :obj:`logstd`; without them, the
+        multiresolution KL of the last :meth:`encode` (every level, from
+        its prior) divided by the number of input nodes."""
+        if mu is not None or logstd is not None:
+            if mu is None or logstd is None:
+                raise ValueError("Give both 'mu' and 'logstd', or neither")
+            logstd = logstd.clamp(max=MAX_LOGSTD)
+            return kl_normal(mu, logstd).sum(dim=1).mean()
+        out = getattr(self, 'last_output', None)
+        if out is None:
+            raise RuntimeError("kl_loss() without arguments needs an "
+                               "encode() first")
+        B = max(out[0].num_graphs, 1)
+        return self.multires_kl_loss(out) * B / max(out[0].num_nodes, 1)
+
+    def multires_kl_loss(self, out: MGNOutput, per_level: bool = False
+                         ) -> Union[Tensor, List[Tensor]]:
+        r"""The KL terms of the multiresolution ELBO (Eq. 9): KL divergence
+        of the posterior of every level from its prior
         (:math:`\mathcal{N}(0, I)`, or the learnable prior at the finest
         level), summed over nodes and channels, per graph (summed over levels
         unless :obj:`per_level=True`)."""
@@ -171,7 +198,7 @@ class MGVAE(MGN):
                 kls.append(lvl.z.new_zeros(()))
             elif i == 0 and self.prior is not None:
                 mu, L, mask = self._graph_posterior(lvl)
-                kls.append(self.prior.kl(mu, L, mask, self.matching).sum() / B)
+                kls.append(self.prior.kl(mu, L, mask).sum() / B)
             elif lvl.L is not None:
                 mu = lvl.blocks.to_dense(lvl.mu)
                 kls.append(kl_mvn_standard(mu, lvl.L, lvl.blocks.mask).sum() /
@@ -184,7 +211,7 @@ class MGVAE(MGN):
                    generator: Optional[torch.Generator] = None
                    ) -> Dict[str, Tensor]:
         terms = super().loss_terms(out, generator)
-        terms['kl'] = self.kl_loss(out)
+        terms['kl'] = self.multires_kl_loss(out)
         return terms
 
     # Generation #############################################################
@@ -222,15 +249,15 @@ class MGVAE(MGN):
         parts = []
         for K in self.num_clusters:
             width = int(n.max())
-            score = torch.rand(B, width, generator=generator, device=device)
+            score = rand((B, width), generator, device)
             valid = torch.arange(width, device=device) < n.view(-1, 1)
             score = score.masked_fill(~valid, 2.0)
             rank = score.argsort(dim=1).argsort(dim=1)  # [B, width]
             n_next = n.clamp(max=K)
             cluster = rank % n_next.clamp(min=1).view(-1, 1)  # [B, width]
             index = cluster.gather(1, index.clamp(max=width - 1))
-            z = torch.randn(B, int(n_next.max()), self.latent_channels,
-                            generator=generator, device=device, dtype=dtype)
+            z = randn((B, int(n_next.max()), self.latent_channels),
+                      generator, device, dtype)
             parts.append(z.gather(1, index.unsqueeze(-1).expand(
                 -1, -1, self.latent_channels)))  # [B, m, d]
             n = n_next
@@ -289,18 +316,16 @@ class MGVAE(MGN):
             z, mask = self.prior.sample(num_nodes, generator)  # [B, m, d]
             z = z.to(dtype)
         else:
-            z = torch.randn(num_graphs, m, self.latent_channels,
-                            generator=generator, device=device,
-                            dtype=dtype)  # [B, m, d]
+            z = randn((num_graphs, m, self.latent_channels), generator,
+                      device, dtype)  # [B, m, d]
             mask = torch.arange(m, device=device) < num_nodes.view(-1, 1)
         z_dec = z
         if self.hierarchical_decoding:
             z_dec = torch.cat([z] + self._sample_ancestors(num_nodes, m,
                                                           generator), dim=-1)
-        prob = torch.sigmoid(self.global_decoders[0].dense(z_dec, mask))
+        prob = self.global_decoders[0].forward_all(z_dec, mask=mask)
         if threshold is None:
-            draw = torch.rand(prob.shape, generator=generator,
-                              device=device, dtype=dtype) < prob
+            draw = rand(prob.shape, generator, device, dtype) < prob
         else:
             draw = prob > threshold
         draw = draw & (mask.unsqueeze(2) & mask.unsqueeze(1))

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.typing import OptTensor
+from torch_geometric.data.data import BaseData
+from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from torch_geometric_mgvae.models.mgn import MGNOutput
 from torch_geometric_mgvae.models.mgvae import MGVAE
-from torch_geometric_mgvae.nn.decoder import pair_recon_loss
 from torch_geometric_mgvae.nn.prior import mrf_sample
 from torch_geometric_mgvae.nn.second_order import (
     SecondOrderDecoder,
@@ -429,20 +429,19 @@ class MoleculeMGVAE(MGVAE):
     def decoder(self) -> MoleculeDecoder:
         return self.global_decoders[0]
 
-    def forward(self, x: Tensor, edge_index: Tensor,
+    def forward(self, x: Union[Tensor, BaseData], edge_index: Adj = None,
                 edge_weight: OptTensor = None, batch: OptTensor = None,
                 num_graphs: Optional[int] = None,
                 edge_attr: OptTensor = None, **kwargs) -> MGNOutput:
         r"""As :meth:`MGN.forward`; :obj:`edge_attr` (one-hot bond types
         :math:`(E, B)`) is required and kept on the finest level as the
         target of the bond decoder."""
-        if edge_attr is None:
+        if edge_attr is None and (not isinstance(x, BaseData) or
+                                  x.get('edge_attr') is None):
             raise ValueError("MoleculeMGVAE needs 'edge_attr' (one-hot bond "
                              "types)")
-        out = super().forward(x, edge_index, edge_weight, batch, num_graphs,
-                              edge_attr, **kwargs)
-        out[0].edge_attr = edge_attr
-        return out
+        return super().forward(x, edge_index, edge_weight, batch, num_graphs,
+                               edge_attr, **kwargs)
 
     # Decoding ###############################################################
 
@@ -456,7 +455,7 @@ class MoleculeMGVAE(MGVAE):
                             max_num_nodes=mask.size(1)).long()  # [B, n, n]
         return atom, bond, mask
 
-    def decode(self, z: Tensor, mask: Tensor):
+    def decode_molecule(self, z: Tensor, mask: Tensor):
         r"""Atom logits :math:`(G, n, A)` and bond logits
         :math:`(G, n, n, 1 + B)` of dense finest-level latents
         :math:`(G, n, d)`."""
@@ -474,7 +473,7 @@ class MoleculeMGVAE(MGVAE):
         atom, bond, mask = self._dense_targets(out)
         z, _ = to_dense_batch(lvl.z, lvl.batch, batch_size=lvl.num_graphs,
                               max_num_nodes=mask.size(1))  # [B, n, d]
-        atom_logits, bond_logits = self.decode(z, mask)
+        atom_logits, bond_logits = self.decode_molecule(z, mask)
         atom_loss = F.cross_entropy(atom_logits[mask], atom[mask],
                                     reduction='sum')
         pairs = (mask.unsqueeze(2) & mask.unsqueeze(1)).triu(1)  # [B, n, n]
@@ -499,11 +498,8 @@ class MoleculeMGVAE(MGVAE):
         :meth:`molecule_recon_loss`)."""
         loss = out[0].z.new_zeros(())
         for i, lvl in enumerate(out.levels[1:], start=1):
-            loss = loss + pair_recon_loss(
-                self.decoding_latents(out, i), lvl.edge_index, lvl.batch,
-                lvl.num_graphs, self.global_decoders[i],
-                self.max_dense_pairs, self.num_neg_samples, self.balanced,
-                generator, lvl.pairs)
+            loss = loss + self._pair_loss(out, i, lvl.batch, lvl.num_graphs,
+                                          self.global_decoders[i], generator)
         return loss / max(out[0].num_graphs, 1)
 
     def loss_terms(self, out: MGNOutput,
@@ -532,7 +528,7 @@ class MoleculeMGVAE(MGVAE):
         if num_nodes.numel() == 0:
             return self.mu_heads[0].weight.sum() * 0.
         z, mask = self.prior_sample(num_nodes, generator)
-        atom, bond = self.decode(z.detach(), mask)
+        atom, bond = self.decode_molecule(z.detach(), mask)
         return (valence_excess(atom, bond, mask, self.max_valence) +
                 bond_deficit(bond, mask)).mean()
 
@@ -612,7 +608,7 @@ class MoleculeMGVAE(MGVAE):
             pad = m - z.size(1)
             z = F.pad(z, (0, 0, 0, pad))
             mask = F.pad(mask, (0, pad))
-            atom, bond = self.decode(z, mask)
+            atom, bond = self.decode_molecule(z, mask)
             atom_p.append(apply_mask(atom.softmax(-1), mask, 1))
             bond_p.append(apply_mask(bond.softmax(-1), mask, 2))
             masks.append(mask)
@@ -651,7 +647,7 @@ class MoleculeMGVAE(MGVAE):
         r"""Decodes latents :math:`(G, n, d)` of molecules with :math:`n`
         atoms each."""
         mask = torch.ones(z.shape[:2], dtype=torch.bool, device=z.device)
-        atom, bond = self.decode(z, mask)
+        atom, bond = self.decode_molecule(z, mask)
         return MoleculeSample(atom.softmax(-1), bond.softmax(-1), mask)
 
     def __repr__(self) -> str:

@@ -1,73 +1,90 @@
-"""Layers of the multiresolution graph network."""
+"""PyG operators of the multiresolution graph network: convolutions,
+pooling (Select / Connect / Aggregation and MGNPooling), decoders, priors."""
 from .cluster import (
-                      ClusterOutput,
-                      LearnedClustering,
-                      balanced_cut_kl,
-                      compact_clusters,
-                      fixed_cluster_output,
-                      gumbel_cluster,
-                      sample_gumbel,
-                      sinkhorn_balance,
-                      uniform_kl_bound,
+    ClusterOutput,
+    SelectFixed,
+    SelectLearned,
+    assignment_entropy,
+    balanced_cut_kl,
+    compact_clusters,
+    fixed_cluster_output,
+    gumbel_cluster,
+    sample_gumbel,
+    sinkhorn_balance,
+    uniform_kl_bound,
 )
-from .coarsen import Coarsen, coarsen
-from .conv import LocalEncoder, MeanConv, intra_cluster_edges, mean_aggregate
+from .coarsen import CoarsenEdges, coarsen
+from .conv import (
+    LocalEncoder,
+    MGNConv,
+    intra_cluster_edges,
+    make_conv,
+    mean_norm,
+    run_conv,
+)
 from .decoder import (
-                      InnerProductDecoder,
-                      pair_recon_loss,
-                      sample_group_pairs,
-                      undirected_pairs,
+    DenseEdgeDecoder,
+    InnerProductDecoder,
+    pair_recon_loss,
+    sample_group_pairs,
+    undirected_pairs,
 )
 from .dense import DenseBlocks, to_dense_blocks
 from .fixed import (
-                      FixedHierarchy,
-                      feature_kmeans,
-                      fixed_hierarchy,
-                      get_fixed_clusters,
-                      grid_clustering,
-                      kmeans,
-                      spectral_clustering,
-                      spectral_embedding,
+    feature_kmeans,
+    fixed_hierarchy,
+    grid_clustering,
+    kmeans,
+    spectral_clustering,
+    spectral_embedding,
 )
-from .pool import ClusterPool
+from .pool import ClusterReadout, MGNPooling, PooledGraph
 from .prior import (
-                      GaussianMRFHead,
-                      LearnablePrior,
-                      kl_diag,
-                      kl_mvn,
-                      kl_mvn_standard,
-                      mrf_sample,
+    GaussianMRFHead,
+    LearnablePrior,
+    kl_diag,
+    kl_mvn,
+    kl_mvn_standard,
+    mrf_sample,
 )
 from .second_order import (
-                      NUM_BASIS,
-                      NUM_CONTRACTIONS,
-                      MLPDecoder,
-                      SecondOrderConv,
-                      SecondOrderDecoder,
-                      SecondOrderEncoder,
-                      apply_mask,
-                      contract_to_first_order,
-                      contractions_eq3,
-                      equivariant_basis_2to2,
-                      pair_features,
-                      to_second_order,
+    NUM_BASIS,
+    NUM_CONTRACTIONS,
+    MLPDecoder,
+    SecondOrderConv,
+    SecondOrderDecoder,
+    SecondOrderEncoder,
+    apply_mask,
+    contract_to_first_order,
+    contractions_eq3,
+    equivariant_basis_2to2,
+    pair_features,
+    to_second_order,
 )
 
 __all__ = [
-    'ClusterOutput', 'LearnedClustering', 'assignment_entropy',
-    'balanced_cut_kl',
-    'compact_clusters', 'fixed_cluster_output', 'gumbel_cluster',
-    'sinkhorn_balance',
-    'sample_gumbel', 'uniform_kl_bound', 'Coarsen', 'coarsen',
-    'LocalEncoder', 'MeanConv', 'intra_cluster_edges', 'mean_aggregate',
-    'InnerProductDecoder', 'pair_recon_loss', 'sample_group_pairs',
-    'undirected_pairs', 'FixedHierarchy', 'feature_kmeans',
-    'fixed_hierarchy', 'get_fixed_clusters', 'grid_clustering', 'kmeans',
-    'spectral_clustering', 'spectral_embedding', 'ClusterPool',
-    'DenseBlocks', 'to_dense_blocks', 'GaussianMRFHead', 'LearnablePrior',
-    'kl_diag', 'kl_mvn', 'kl_mvn_standard', 'mrf_sample', 'NUM_BASIS',
-    'NUM_CONTRACTIONS', 'MLPDecoder', 'SecondOrderConv',
-    'SecondOrderDecoder', 'SecondOrderEncoder', 'apply_mask',
-    'contract_to_first_order', 'contractions_eq3', 'equivariant_basis_2to2',
-    'pair_features', 'to_second_order'
+    # Convolutions
+    'MGNConv', 'mean_norm', 'LocalEncoder', 'intra_cluster_edges',
+    'make_conv', 'run_conv',
+    # Pooling: Select, Connect, Aggregation and the pooling layer
+    'SelectLearned', 'SelectFixed', 'ClusterOutput', 'gumbel_cluster',
+    'sample_gumbel', 'sinkhorn_balance', 'compact_clusters',
+    'fixed_cluster_output', 'balanced_cut_kl', 'assignment_entropy',
+    'uniform_kl_bound', 'CoarsenEdges', 'coarsen', 'ClusterReadout',
+    'MGNPooling', 'PooledGraph',
+    # Fixed clusterings
+    'fixed_hierarchy', 'feature_kmeans', 'grid_clustering', 'kmeans',
+    'spectral_clustering', 'spectral_embedding',
+    # Decoders
+    'InnerProductDecoder', 'DenseEdgeDecoder', 'pair_recon_loss',
+    'sample_group_pairs', 'undirected_pairs',
+    # Dense blocks, second-order layers
+    'DenseBlocks', 'to_dense_blocks', 'NUM_BASIS', 'NUM_CONTRACTIONS',
+    'MLPDecoder', 'SecondOrderConv', 'SecondOrderDecoder',
+    'SecondOrderEncoder', 'apply_mask', 'contract_to_first_order',
+    'contractions_eq3', 'equivariant_basis_2to2', 'pair_features',
+    'to_second_order',
+    # Priors
+    'GaussianMRFHead', 'LearnablePrior', 'kl_diag', 'kl_mvn',
+    'kl_mvn_standard', 'mrf_sample',
 ]

@@ -5,14 +5,24 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.typing import OptTensor
+from torch_geometric.nn.pool.select import Select, SelectOutput
+from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import scatter
 
-from torch_geometric_mgvae.nn.conv import MeanConv
+from torch_geometric_mgvae.nn.conv import (
+    ConvSpec,
+    conv_inputs,
+    make_conv,
+    run_conv,
+)
+from torch_geometric_mgvae.nn.random import rand
 
 
-class ClusterOutput:
-    r"""The result of clustering the nodes of a batch of graphs.
+class ClusterOutput(SelectOutput):
+    r"""The result of clustering the nodes of a batch of graphs: a PyG
+    :class:`~torch_geometric.nn.pool.select.SelectOutput` in which every
+    node is selected (:obj:`node_index` is :obj:`arange(N)`) and
+    :obj:`cluster_index` is its cluster, with what MGN needs besides.
 
     Cluster ids are global over the batch and compact: cluster
     :math:`c \in \{0, \ldots, C-1\}` belongs to graph :obj:`batch[c]`, the
@@ -21,7 +31,7 @@ class ClusterOutput:
     gets fewer clusters).
 
     Args:
-        cluster (torch.Tensor): Global cluster id of every node,
+        cluster_index (torch.Tensor): Global cluster id of every node,
             shape :obj:`[N]`.
         num_clusters (int): The number of (non-empty) clusters :math:`C`.
         batch (torch.Tensor): The graph of every cluster, shape :obj:`[C]`.
@@ -38,31 +48,34 @@ class ClusterOutput:
         noise (torch.Tensor, optional): The Gumbel noise used, shape
             :obj:`[N, K]`.
     """
-    def __init__(self, cluster: Tensor, num_clusters: int, batch: Tensor,
-                 local: Tensor, num_local: int, weight: OptTensor = None,
-                 assignment: OptTensor = None, logits: OptTensor = None,
-                 noise: OptTensor = None):
-        if cluster.dim() != 1 or local.dim() != 1:
-            raise ValueError("'cluster' and 'local' must be one-dimensional")
+    def __init__(self, cluster_index: Tensor, num_clusters: int,
+                 batch: Tensor, local: Tensor, num_local: int,
+                 weight: OptTensor = None, assignment: OptTensor = None,
+                 logits: OptTensor = None, noise: OptTensor = None):
+        if cluster_index.dim() != 1 or local.dim() != 1:
+            raise ValueError("'cluster_index' and 'local' must be "
+                             "one-dimensional")
         if batch.numel() != num_clusters:
             raise ValueError(f"'batch' holds {batch.numel()} entries for "
                              f"{num_clusters} clusters")
-        self.cluster = cluster
-        self.num_clusters = num_clusters
+        N = cluster_index.numel()
+        super().__init__(
+            torch.arange(N, device=cluster_index.device), N, cluster_index,
+            num_clusters, weight)
         self.batch = batch
         self.local = local
         self.num_local = num_local
-        self.weight = weight
         self.assignment = assignment
         self.logits = logits
         self.noise = noise
 
     def sizes(self) -> Tensor:
         r"""The number of nodes of every cluster, shape :obj:`[C]`."""
-        return torch.bincount(self.cluster, minlength=self.num_clusters)
+        return torch.bincount(self.cluster_index,
+                              minlength=self.num_clusters)
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(num_nodes={self.cluster.numel()}, '
+        return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
                 f'num_clusters={self.num_clusters})')
 
 
@@ -86,7 +99,7 @@ def compact_clusters(local: Tensor, batch: Tensor, num_local: int,
 def sample_gumbel(shape, generator: Optional[torch.Generator] = None,
                   device=None, dtype=None) -> Tensor:
     r"""Draws i.i.d. :math:`\mathrm{Gumbel}(0, 1)` noise."""
-    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    u = rand(shape, generator, device, dtype)
     tiny = torch.finfo(u.dtype).tiny
     return -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-7)))
 
@@ -238,11 +251,14 @@ def assignment_entropy(logits: Tensor, batch: Tensor,
     return scatter(ent, batch, 0, dim_size=num_graphs, reduce='mean')
 
 
-class LearnedClustering(torch.nn.Module):
-    r"""Learned hard clustering into :math:`K` clusters per graph
-    (paper Sec. 3.3): a GNN of :class:`MeanConv` layers gives :math:`K`
-    logits per node, and :func:`gumbel_cluster` draws a hard assignment with a
-    straight-through gradient.
+class SelectLearned(Select):
+    r"""The learned hard clustering of the paper (Sec. 3.3) as a PyG
+    :class:`~torch_geometric.nn.pool.select.Select`: a GNN gives :math:`K`
+    logits per node and :func:`gumbel_cluster` draws a hard assignment into
+    :math:`K` clusters per graph with a straight-through gradient (the
+    :math:`\arg\max` in evaluation mode). Returns a :class:`ClusterOutput`
+    (a :class:`~torch_geometric.nn.pool.select.SelectOutput` whose
+    :obj:`weight` carries the straight-through gradient).
 
     The clustering is permutation equivariant: permuting the nodes (and the
     Gumbel noise with them) permutes the assignment.
@@ -251,26 +267,34 @@ class LearnedClustering(torch.nn.Module):
         in_channels (int): Size of the node features.
         num_clusters (int): Number of clusters per graph :math:`K`.
         hidden_channels (int): Hidden size of the GNN. (default: :obj:`64`)
-        num_layers (int): Number of message passing layers.
-            (default: :obj:`2`)
-        tau (float): Temperature of the straight-through relaxation.
-            (default: :obj:`1.0`)
+        num_layers (int): Number of message passing layers (0: a linear map
+            of the features). (default: :obj:`2`)
+        tau (float): Temperature of the straight-through relaxation,
+            positive. (default: :obj:`1.0`)
         balance (int): Sinkhorn iterations of :func:`sinkhorn_balance`
             applied to the logits before the Gumbel-max (0: the paper's plain
             softmax). (default: :obj:`0`)
+        conv (MessagePassing class or callable, optional): The convolution
+            of the GNN (see :class:`~torch_geometric_mgvae.nn.LocalEncoder`).
+            (default: :class:`~torch_geometric_mgvae.nn.MGNConv`)
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices
-          :math:`(2, E)`, edge weights :math:`(E)` *(optional)*, batch
-          vector :math:`(N)` *(optional)*
+          :math:`(2, E)` or a sparse adjacency, edge weights :math:`(E)`
+          *(optional)*, batch vector :math:`(N)` *(optional)*
         - **output:** :class:`ClusterOutput`
     """
     def __init__(self, in_channels: int, num_clusters: int,
                  hidden_channels: int = 64, num_layers: int = 2,
-                 tau: float = 1.0, balance: int = 0):
+                 tau: float = 1.0, balance: int = 0,
+                 conv: Optional[ConvSpec] = None):
         super().__init__()
         if num_clusters < 1:
             raise ValueError("'num_clusters' must be at least 1")
+        if not tau > 0 or not math.isfinite(tau):
+            raise ValueError(f"'tau' must be a positive number (got {tau})")
+        if num_layers < 0 or balance < 0:
+            raise ValueError("'num_layers' and 'balance' must be >= 0")
         self.balance = balance
         self.in_channels = in_channels
         self.num_clusters = num_clusters
@@ -280,8 +304,9 @@ class LearnedClustering(torch.nn.Module):
         self.convs = torch.nn.ModuleList()
         for i in range(num_layers):
             self.convs.append(
-                MeanConv(in_channels if i == 0 else hidden_channels,
-                         hidden_channels))
+                make_conv(conv, in_channels if i == 0 else hidden_channels,
+                          hidden_channels))
+        self._takes = [conv_inputs(c) for c in self.convs]
         last = hidden_channels if num_layers > 0 else in_channels
         self.lin = torch.nn.Linear(last, num_clusters)
         self.reset_parameters()
@@ -291,21 +316,23 @@ class LearnedClustering(torch.nn.Module):
             conv.reset_parameters()
         self.lin.reset_parameters()
 
-    def logits(self, x: Tensor, edge_index: Tensor,
-               edge_weight: OptTensor = None) -> Tensor:
+    def logits(self, x: Tensor, edge_index: Adj,
+               edge_weight: OptTensor = None,
+               edge_attr: OptTensor = None) -> Tensor:
         r"""The clustering logits :math:`\tilde{p}`, shape :obj:`[N, K]`."""
-        for conv in self.convs:
-            x = F.relu(conv(x, edge_index, edge_weight))
+        for conv, takes in zip(self.convs, self._takes):
+            x = F.relu(run_conv(conv, x, edge_index, edge_weight, edge_attr,
+                                takes))
         return self.lin(x)
 
-    def forward(self, x: Tensor, edge_index: Tensor,
+    def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None, batch: OptTensor = None,
-                noise: OptTensor = None,
+                edge_attr: OptTensor = None, noise: OptTensor = None,
                 generator: Optional[torch.Generator] = None
                 ) -> ClusterOutput:
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
-        logits = self.logits(x, edge_index, edge_weight)
+        logits = self.logits(x, edge_index, edge_weight, edge_attr)
         if self.balance > 0:
             logits = sinkhorn_balance(logits, batch, num_iters=self.balance)
         return gumbel_cluster(logits, batch, self.training, noise, generator,
@@ -317,15 +344,62 @@ class LearnedClustering(torch.nn.Module):
                 f'num_layers={self.num_layers})')
 
 
-def fixed_cluster_output(local: Tensor, batch: Tensor,
-                         num_local: int) -> ClusterOutput:
+class SelectFixed(Select):
+    r"""A fixed (precomputed) clustering as a PyG
+    :class:`~torch_geometric.nn.pool.select.Select`: the local cluster id
+    of every node in :math:`\{0, \ldots, K-1\}` is passed in (e.g. from the
+    spectral, k-means or grid clusterings of
+    :class:`~torch_geometric_mgvae.transforms.FixedHierarchy`), and made
+    global and compact over the batch (:func:`fixed_cluster_output`). With
+    :math:`K = 1` and no ids, every graph becomes one cluster.
+
+    Args:
+        num_clusters (int): Number of clusters per graph :math:`K`.
+
+    Shapes:
+        - **input:** local cluster ids :math:`(N)`, batch vector :math:`(N)`
+          *(optional)*
+        - **output:** :class:`ClusterOutput`
+    """
+    def __init__(self, num_clusters: int):
+        super().__init__()
+        if num_clusters < 1:
+            raise ValueError("'num_clusters' must be at least 1")
+        self.num_clusters = num_clusters
+
+    def forward(self, x: Tensor, edge_index: Adj = None,
+                edge_weight: OptTensor = None, batch: OptTensor = None,
+                edge_attr: OptTensor = None, cluster: OptTensor = None,
+                **kwargs) -> ClusterOutput:
+        N = x.size(0)
+        if batch is None:
+            batch = torch.zeros(N, dtype=torch.long, device=x.device)
+        if cluster is None:
+            if self.num_clusters != 1:
+                raise ValueError(f"{self.__class__.__name__} needs the "
+                                 f"cluster ids ('cluster') of every node")
+            cluster = torch.zeros_like(batch)
+        cluster = cluster.to(x.device).long().view(-1)
+        if cluster.numel() != N:
+            raise ValueError(f"The fixed clustering holds {cluster.numel()} "
+                             f"ids for {N} nodes")
+        return fixed_cluster_output(cluster, batch, self.num_clusters,
+                                    x.dtype)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(num_clusters={self.num_clusters})'
+
+
+def fixed_cluster_output(local: Tensor, batch: Tensor, num_local: int,
+                         dtype: Optional[torch.dtype] = None
+                         ) -> ClusterOutput:
     r"""Wraps a fixed (precomputed) clustering into a :class:`ClusterOutput`
     (no gradient, weight and assignment are exactly one-hot)."""
     if local.numel() and (int(local.min()) < 0
                           or int(local.max()) >= num_local):
         raise ValueError(f"Cluster ids must lie in [0, {num_local})")
     cluster, C, cluster_batch = compact_clusters(local, batch, num_local)
-    dtype = torch.get_default_dtype()
+    dtype = dtype or torch.get_default_dtype()
     assignment = F.one_hot(local, num_local).to(dtype)
     weight = torch.ones(local.numel(), dtype=dtype, device=local.device)
     return ClusterOutput(cluster, C, cluster_batch, local, num_local, weight,

@@ -4,28 +4,37 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.nn.models import (
+    InnerProductDecoder as PyGInnerProductDecoder,
+)
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
+from torch_geometric_mgvae.nn.random import rand, randint
 
-class InnerProductDecoder(torch.nn.Module):
-    r"""The dot-product decoder of Kipf & Welling (paper Example 1) with a
-    learnable scale and bias:
+
+class InnerProductDecoder(PyGInnerProductDecoder):
+    r"""PyG's :class:`~torch_geometric.nn.models.InnerProductDecoder` (Kipf
+    & Welling, the paper's Example 1), same signature, with a learnable scale
+    and bias:
 
     .. math::
         p(A_{ij} = 1 \mid \mathbf{z}_i, \mathbf{z}_j) =
         \sigma(a \, \mathbf{z}_i^{\top} \mathbf{z}_j + b)
 
-    :math:`a = 1, b = 0` is Kipf & Welling's decoder. Learning :math:`a`
-    lets a variational model keep unit-variance latents without drowning
-    the logits in their noise (for :math:`d_z` channels,
+    :obj:`bias=False` (:math:`a = 1, b = 0`) is PyG's decoder. Learning
+    :math:`a` lets a variational model keep unit-variance latents without
+    drowning the logits in their noise (for :math:`d_z` channels,
     :math:`\mathbf{z}_i^{\top}\mathbf{z}_j` has standard deviation
     :math:`\sqrt{d_z}` under the prior), and :math:`b` fits the edge density.
-    It is permutation equivariant.
+    It is permutation equivariant. :meth:`forward_all` also takes a batch of
+    dense blocks :math:`(G, m, d)`.
 
     Args:
-        bias (bool): Learn the scale :math:`a` and bias :math:`b`
-            (otherwise :math:`a = 1, b = 0`). (default: :obj:`True`)
+        bias (bool): Learn the scale :math:`a` and bias :math:`b`.
+            (default: :obj:`True`)
     """
+    pairwise = True
+
     def __init__(self, bias: bool = True):
         super().__init__()
         self.use_bias = bias
@@ -41,21 +50,25 @@ class InnerProductDecoder(torch.nn.Module):
             torch.nn.init.zeros_(self.bias)
             torch.nn.init.zeros_(self.log_scale)
 
-    def forward(self, z_i: Tensor, z_j: Tensor) -> Tensor:
-        r"""Logits of the pairs :math:`(i, j)`, row by row."""
-        out = (z_i * z_j).sum(dim=-1)
+    def _affine(self, out: Tensor) -> Tensor:
         if self.bias is None:
             return out
         return out * self.log_scale.exp() + self.bias
 
-    def dense(self, z: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        r"""All pair logits of dense blocks :obj:`[G, m, d] -> [G, m, m]`
-        (:obj:`mask` is not needed: padded pairs are dropped by the
-        loss)."""
-        out = z @ z.transpose(-1, -2)  # [G, m, m]
-        if self.bias is None:
-            return out
-        return out * self.log_scale.exp() + self.bias
+    def forward(self, z: Tensor, edge_index: Tensor,
+                sigmoid: bool = True) -> Tensor:
+        r"""The probabilities (or logits) of the pairs in
+        :obj:`edge_index`."""
+        out = self._affine((z[edge_index[0]] * z[edge_index[1]]).sum(dim=-1))
+        return torch.sigmoid(out) if sigmoid else out
+
+    def forward_all(self, z: Tensor, sigmoid: bool = True,
+                    mask: Optional[Tensor] = None) -> Tensor:
+        r"""All pair probabilities (or logits) of :obj:`z` :math:`(N, d)`,
+        or of dense blocks :math:`(G, m, d) \to (G, m, m)` (:obj:`mask` is
+        not needed: padded pairs are dropped by the loss)."""
+        out = self._affine(z @ z.transpose(-1, -2))  # [G, m, m]
+        return torch.sigmoid(out) if sigmoid else out
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(bias={self.use_bias})'
@@ -77,12 +90,15 @@ class DenseEdgeDecoder(torch.nn.Module):
     def reset_parameters(self):
         self.module.reset_parameters()
 
-    def dense(self, z: Tensor, mask: Tensor) -> Tensor:
-        return self.module(z, mask)[..., 0]  # [G, m, m]
+    def forward_all(self, z: Tensor, sigmoid: bool = True,
+                    mask: Optional[Tensor] = None) -> Tensor:
+        out = self.module(z, mask)[..., 0]  # [G, m, m]
+        return torch.sigmoid(out) if sigmoid else out
 
-    def forward(self, z_i: Tensor, z_j: Tensor) -> Tensor:
+    def forward(self, z: Tensor, edge_index: Tensor,
+                sigmoid: bool = True) -> Tensor:
         raise RuntimeError(f"{self.module.__class__.__name__} decodes whole "
-                           f"dense blocks only")
+                           f"dense blocks only (use forward_all)")
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.module})'
@@ -140,12 +156,11 @@ def sample_group_pairs(group: Tensor, num_groups: int, num_samples: int,
     if cand.numel() == 0 or num_samples <= 0:
         empty = torch.empty(2, 0, dtype=torch.long, device=device)
         return empty, torch.empty(0, device=device)
-    pick = torch.randint(cand.numel(), (num_samples, ), generator=generator,
-                         device=device)
+    pick = randint(cand.numel(), (num_samples, ), generator, device)
     i = cand[pick]
     g = group[i]
     n_g = sizes[g]
-    u = (torch.rand(num_samples, generator=generator, device=device) *
+    u = (rand((num_samples, ), generator, device) *
          (n_g - 1).to(torch.get_default_dtype())).long()
     u = torch.minimum(u, n_g - 2)
     u = u + (u >= rank[i]).long()
@@ -204,7 +219,7 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
         inv[order] = torch.arange(N, device=z.device)
         zd, mask = to_dense_batch(z[order], group[order], batch_size=num_groups,
                                   max_num_nodes=m)  # [G, m, d]
-        logits = decoder.dense(zd, mask)  # [G, m, m]
+        logits = decoder.forward_all(zd, sigmoid=False, mask=mask)  # [G,m,m]
         target = to_dense_adj(inv[pos], group[order], batch_size=num_groups,
                               max_num_nodes=m)  # [G, m, m]
         edge = (target + target.transpose(1, 2)) > 0  # [G, m, m]
@@ -226,7 +241,7 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
     lo, hi = torch.minimum(neg[0], neg[1]), torch.maximum(neg[0], neg[1])
     is_edge = torch.isin(lo * N + hi, pos[0] * N + pos[1])
     neg, prob = neg[:, ~is_edge], prob[~is_edge]
-    pos_logits = decoder(z[pos[0]], z[pos[1]])
-    neg_logits = decoder(z[neg[0]], z[neg[1]])
+    pos_logits = decoder(z, pos, sigmoid=False)
+    neg_logits = decoder(z, neg, sigmoid=False)
     weight = (1.0 / (prob * num_samples)).to(z.dtype)
     return _bce_terms(pos_logits, neg_logits, weight, balanced)

@@ -8,7 +8,6 @@ import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import scatter
 
 from torch_geometric_mgvae.nn.cluster import compact_clusters
@@ -215,39 +214,4 @@ def fixed_hierarchy(data: Data, method: str,
                 torch.div(pos[:, 1], w, rounding_mode='floor')
             ], 1), cluster, 0, dim_size=C, reduce='max')
         batch, N = cbatch, C
-    return out
-
-
-class FixedHierarchy(BaseTransform):
-    r"""Stores :func:`fixed_hierarchy` of a graph as attributes
-    :obj:`fixed_cluster_0`, :obj:`fixed_cluster_1`, ... (they batch
-    correctly with :class:`~torch_geometric.loader.DataLoader`; read them
-    back with :func:`get_fixed_clusters`)."""
-    def __init__(self, method: str, num_clusters: Sequence[int],
-                 cell: Sequence[int] = (2, 2), seed: int = 0):
-        if method not in METHODS:
-            raise ValueError(f"'method' must be one of {METHODS}")
-        self.method = method
-        self.num_clusters = list(num_clusters)
-        self.cell = tuple(cell)
-        self.seed = seed
-
-    def forward(self, data: Data) -> Data:
-        levels = fixed_hierarchy(data, self.method, self.num_clusters,
-                                 self.cell, self.seed)
-        for i, local in enumerate(levels):
-            data[f'fixed_cluster_{i}'] = local
-        return data
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.method}, '
-                f'num_clusters={self.num_clusters})')
-
-
-def get_fixed_clusters(data: Data) -> List[Tensor]:
-    r"""The fixed cluster ids stored by :class:`FixedHierarchy`."""
-    out, i = [], 0
-    while f'fixed_cluster_{i}' in data:
-        out.append(data[f'fixed_cluster_{i}'])
-        i += 1
     return out

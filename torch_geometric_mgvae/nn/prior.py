@@ -22,9 +22,11 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .random import rand, randn
 from .second_order import apply_mask
 
 EPS = 1e-4
+MATCHINGS = ('hungarian', 'free')
 
 
 def _randn(shape: Tuple[int, ...], like: Tensor,
@@ -32,8 +34,7 @@ def _randn(shape: Tuple[int, ...], like: Tensor,
     r"""Standard normal noise drawn with :obj:`generator` (on its device),
     returned on the device and dtype of :obj:`like`."""
     device = generator.device if generator is not None else like.device
-    out = torch.randn(shape, generator=generator, device=device,
-                      dtype=like.dtype)
+    out = randn(shape, generator, device, like.dtype)
     return out.to(like.device)
 
 
@@ -300,10 +301,20 @@ class LearnablePrior(torch.nn.Module):
             :math:`\hat{\sigma} = e^{\hat{s}}` learned.
             (default: :obj:`True`)
         eps (float): Diagonal jitter. (default: :obj:`1e-4`)
+        matching (str): :obj:`"hungarian"` or :obj:`"free"`, the matching
+            :meth:`kl` uses. (default: :obj:`"hungarian"`)
     """
     def __init__(self, max_nodes: int, latent_channels: int,
-                 full_covariance: bool = True, eps: float = EPS):
+                 full_covariance: bool = True, eps: float = EPS,
+                 matching: str = 'hungarian'):
         super().__init__()
+        if matching not in MATCHINGS:
+            raise ValueError(f"'matching' must be one of {MATCHINGS} "
+                             f"(got {matching!r})")
+        if max_nodes < 1 or latent_channels < 1:
+            raise ValueError("'max_nodes' and 'latent_channels' must be "
+                             "positive")
+        self.matching = matching
         self.max_nodes = max_nodes
         self.latent_channels = latent_channels
         self.full_covariance = full_covariance
@@ -338,10 +349,15 @@ class LearnablePrior(torch.nn.Module):
 
     @torch.no_grad()
     def match(self, mu: Tensor, mask: Tensor,
-              matching: str = 'free') -> Tensor:
+              matching: Optional[str] = None) -> Tensor:
         r"""Prior node :math:`j(i)` of every posterior node, :math:`[B, n]`
-        (0 at padded nodes)."""
+        (0 at padded nodes); :obj:`matching` defaults to the prior's."""
+        matching = matching or self.matching
         B, n, d = mu.shape
+        if B > 0 and int(mask.sum(dim=1).max()) > self.max_nodes:
+            raise ValueError(
+                f"The learnable prior has max_nodes={self.max_nodes} nodes "
+                f"but a graph has {int(mask.sum(dim=1).max())}")
         mu_hat = self.mu_hat.to(mu.dtype)
         cost = torch.cdist(mu, mu_hat.expand(B, -1, -1))  # [B, n, N]
         if matching == 'free':
@@ -353,10 +369,6 @@ class LearnablePrior(torch.nn.Module):
         cost_np = cost.cpu().numpy()
         for b in range(B):
             rows = mask[b].nonzero().view(-1).cpu()
-            if rows.numel() > self.max_nodes:
-                raise ValueError(
-                    f"Hungarian matching needs at most max_nodes="
-                    f"{self.max_nodes} nodes per graph (got {rows.numel()})")
             _, col = linear_sum_assignment(cost_np[b, rows.numpy()])
             index[b, rows] = torch.from_numpy(np.asarray(col, dtype=np.int64))
         return index.to(mu.device)
@@ -375,7 +387,7 @@ class LearnablePrior(torch.nn.Module):
         return self.mu_hat[index], L  # [B, n, d], [B, n, n, d]
 
     def kl(self, mu: Tensor, L: Tensor, mask: Tensor,
-           matching: str = 'free') -> Tensor:
+           matching: Optional[str] = None) -> Tensor:
         r"""KL divergence of the posterior :math:`\mathcal{N}(\mu, L L^{\top}
         + \epsilon I)` (``mu`` :math:`[B, n, d]`, square ``L``
         :math:`[B, n, n, d]`) from the matched prior, :math:`[B]`."""
@@ -418,7 +430,7 @@ class LearnablePrior(torch.nn.Module):
         num_nodes = num_nodes.to(device)
         mask = torch.arange(n, device=device) < num_nodes.view(-1, 1)
         gdev = generator.device if generator is not None else device
-        keys = torch.rand(B, N, generator=generator, device=gdev)  # [B, N]
+        keys = rand((B, N), generator, gdev)  # [B, N]
         index = keys.argsort(dim=1)[:, :n].to(device)  # [B, n]
         mu_p, L_p = self.prior_params(index)  # [B, n, d], [B, n, N, d]
         z = mrf_sample(mu_p, L_p, mask, self.eps, generator)  # [B, n, d]
@@ -427,7 +439,7 @@ class LearnablePrior(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(max_nodes={self.max_nodes}, '
                 f'latent_channels={self.latent_channels}, full_covariance='
-                f'{self.full_covariance})')
+                f'{self.full_covariance}, matching={self.matching})')
 
 
 __all__ = [
