@@ -3,16 +3,18 @@ r"""Atomic file writes for everything the experiments write.
 Every checkpoint, record file, summary, table and picture goes through
 :func:`atomic_write`: the content is written to a temporary file in the
 same folder, flushed to disk, then moved over the target with
-:func:`os.replace`. A write killed midway (an exception, SIGKILL, a full
+:func:`os.replace` (the datasets' :func:`~torch_geometric_mgvae.datasets.
+base.atomic_write`). A write killed midway (an exception, SIGKILL, a full
 disk) leaves the previous file intact and no half-written target behind.
 """
 import json
 import math
 import os
-import tempfile
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import torch
+
+from torch_geometric_mgvae.datasets.base import atomic_write as _replace
 
 __all__ = ['atomic_write', 'write_text', 'write_json', 'json_safe',
            'save_torch', 'load_torch']
@@ -24,40 +26,23 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str, write: Callable[[str], Any]) -> str:
-    r"""Calls :obj:`write(tmp)` with the path of a new temporary file next
-    to :obj:`path` (same folder, same extension, so writers that infer the
-    format from the name still work), then replaces :obj:`path` with it.
-    Creates the folder if needed. If :obj:`write` raises, the temporary
-    file is removed, :obj:`path` is left as it was and the exception
-    propagates. Returns :obj:`path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    base = os.path.basename(path)
-    ext = os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix=f'.tmp{ext}',
-                               dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> str:
+    r"""Calls :obj:`write` on a temporary binary file next to :obj:`path`
+    and replaces :obj:`path` with it once it is complete and synced
+    (:func:`torch_geometric_mgvae.datasets.base.atomic_write`, the one
+    implementation the datasets use too); creates the folder if needed and
+    gives the file the usual permissions (the temporary file is private).
+    If :obj:`write` raises, :obj:`path` is left as it was, no temporary
+    file stays and the exception propagates. Returns :obj:`path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _replace(path, write)
+    os.chmod(path, 0o666 & ~_umask())
     return path
 
 
 def write_text(path: str, text: str) -> str:
     r"""Writes :obj:`text` (UTF-8) atomically."""
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8', newline='') as f:
-            f.write(text)
-    return atomic_write(path, write)
+    return atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def json_safe(obj: Any) -> Any:
@@ -88,7 +73,7 @@ def save_torch(obj: Any, path: str) -> str:
     r""":func:`torch.save` atomically. Store only tensors, plain containers,
     numbers, strings and :obj:`None`, so that :func:`load_torch` (with
     :obj:`weights_only=True`) can read it."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_torch(path: str) -> Any:

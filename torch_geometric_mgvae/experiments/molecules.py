@@ -444,7 +444,7 @@ def draw_molecules(mols: Sequence[Any], legends: Sequence[str], path: str,
     img = Draw.MolsToGridImage(list(mols), molsPerRow=per_row,
                                subImgSize=(size, size),
                                legends=list(legends))
-    return atomic_write(path, img.save)
+    return atomic_write(path, lambda f: img.save(f, format='PNG'))
 
 
 def _qed(mol) -> float:

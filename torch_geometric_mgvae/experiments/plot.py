@@ -9,10 +9,13 @@ from torch_geometric_mgvae.experiments.io import atomic_write
 
 def save_figure(fig: Any, path: str, dpi: int = 110) -> str:
     r"""Saves a Matplotlib figure to :obj:`path` atomically (the format
-    follows the extension) and closes it."""
+    follows the extension, default PNG) and closes it."""
+    import os
+
     import matplotlib.pyplot as plt
+    fmt = os.path.splitext(path)[1][1:].lower() or 'png'
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
     finally:
         plt.close(fig)
     return path
