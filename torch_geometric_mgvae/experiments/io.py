@@ -16,8 +16,8 @@ import torch
 
 from torch_geometric_mgvae.datasets.base import atomic_write as _replace
 
-__all__ = ['atomic_write', 'write_text', 'write_json', 'json_safe',
-           'save_torch', 'load_torch']
+__all__ = ['atomic_write', 'copy_file', 'write_text', 'write_json',
+           'json_safe', 'save_torch', 'load_torch']
 
 
 def _umask() -> int:
@@ -38,6 +38,17 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> str:
     _replace(path, write)
     os.chmod(path, 0o666 & ~_umask())
     return path
+
+
+def copy_file(src: str, dst: str) -> str:
+    r"""Copies the file :obj:`src` to :obj:`dst` atomically (a copy cut
+    short leaves no truncated :obj:`dst`)."""
+    import shutil
+
+    def write(f):
+        with open(src, 'rb') as s:
+            shutil.copyfileobj(s, f)
+    return atomic_write(dst, write)
 
 
 def write_text(path: str, text: str) -> str:

@@ -24,7 +24,6 @@ import copy
 import csv
 import io
 import os
-import shutil
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,7 +34,11 @@ from torch import Tensor
 from torch_geometric import seed_everything
 from torch_geometric.data import Data
 
-from torch_geometric_mgvae.experiments.io import write_json, write_text
+from torch_geometric_mgvae.experiments.io import (
+    copy_file,
+    write_json,
+    write_text,
+)
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
     nonnegative_float,
@@ -174,16 +177,19 @@ def clusters_per_level(L: int) -> List[int]:
 
 def load_dataset(name: str, root: str, raw: Optional[str] = None) -> Data:
     r"""The Planetoid graph :obj:`name` with row-normalised features. Raw
-    files found in :obj:`raw/<name>/raw` are copied into
-    :obj:`root/<Name>/raw` first, so nothing is downloaded."""
+    files found in :obj:`raw/<name>/raw` and missing in
+    :obj:`root/<Name>/raw` are copied there first (atomically), so nothing
+    is downloaded."""
     from torch_geometric.datasets import Planetoid
     if raw is not None:
         src = os.path.join(raw, name.lower(), 'raw')
         if not os.path.isdir(src):
             src = os.path.join(raw, name, 'raw')
         dst = os.path.join(root, name, 'raw')
-        if os.path.isdir(src) and not os.path.isdir(dst):
-            shutil.copytree(src, dst)
+        if os.path.isdir(src):
+            for f in sorted(os.listdir(src)):
+                if not os.path.exists(os.path.join(dst, f)):
+                    copy_file(os.path.join(src, f), os.path.join(dst, f))
     return Planetoid(root, name, transform=T.NormalizeFeatures())[0]
 
 

@@ -36,7 +36,6 @@ both drive :class:`MoleculeExperiment`::
 import argparse
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -59,6 +58,7 @@ from torch_geometric_mgvae.chem import (
 )
 from torch_geometric_mgvae.experiments.io import (
     atomic_write,
+    copy_file,
     write_json,
     write_text,
 )
@@ -266,12 +266,11 @@ def _copy_raw(dataset: str, root: str, data: Optional[str]):
     if data is None or all(os.path.exists(os.path.join(raw, n))
                            for n in names):
         return
-    os.makedirs(raw, exist_ok=True)
     for name in names:
         src = os.path.join(data, name)
         if not os.path.exists(os.path.join(raw, name)) and \
                 os.path.exists(src):
-            shutil.copy(src, raw)
+            copy_file(src, os.path.join(raw, name))
 
 
 def _chem_inputs(graphs: List[Data], mean: Tensor, std: Tensor
