@@ -98,8 +98,8 @@ def add_run_arguments(parser: argparse.ArgumentParser,
     group.add_argument(
         '--resume', action='store_true',
         help='continue the run saved in OUT/train_state.pt (same options; '
-        'finished seeds and models are not repeated); the result equals an '
-        'uninterrupted run')
+        'finished seeds and models are not repeated); on the CPU the '
+        'result equals an uninterrupted run\'s')
     group.add_argument('--debug', action='store_true',
                        help='print the full traceback of an error')
     return parser

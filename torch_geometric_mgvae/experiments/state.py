@@ -41,9 +41,10 @@ __all__ = ['STATE_FILE', 'Interrupted', 'plain', 'plain_args', 'rng_state',
 
 STATE_FILE = 'train_state.pt'
 FORMAT = 1
-#: Options that may differ between a run and its :obj:`--resume`.
+#: Options that may differ between a run and its :obj:`--resume` (the
+#: state is found in :obj:`--out`, so its spelling may change too).
 RESUME_FREE = ('resume', 'checkpoint_every', 'no_progress', 'debug',
-               'results')
+               'results', 'out')
 
 
 class Interrupted(KeyboardInterrupt):
