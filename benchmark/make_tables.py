@@ -118,9 +118,36 @@ def link_table(records):
         f'Command: `{c}`' for c in commands if c)
 
 
+def pooling_table(records):
+    r"""One row per (input, pooling layer): forward + backward time, its
+    ratio to TopKPooling's on the same input, peak memory, nodes after
+    pooling."""
+    cells = OrderedDict()
+    for r in records:
+        cells.setdefault((r['dataset'], r['method']), {})[r['metric']] = r
+    lines = ['| input | layer | ms (fwd + bwd) | x TopKPooling | peak MB | '
+             'nodes after pooling |', '|---|---|---|---|---|---|']
+    for (ds, method), c in cells.items():
+        t, m = c.get('step_seconds', {}), c.get('peak_mem_mb', {})
+        topk = cells.get((ds, 'TopKPooling'), {}).get('step_seconds', {})
+        if t.get('value') is None:
+            lines.append(f'| {ds} | {method} | {t.get("error", "failed")} '
+                         f'| | | |')
+            continue
+        ratio = (f'{t["value"] / topk["value"]:.2f}'
+                 if topk.get('value') else '')
+        lines.append(f'| {ds} | {method} | {1e3 * t["value"]:.2f} | '
+                     f'{ratio} | {fmt(m.get("value"))} | '
+                     f'{t.get("pooled_nodes", "")} |')
+    cmds = OrderedDict.fromkeys(r['command'] for r in records)
+    lines.append('')
+    lines += [f'Command: `{c}`' for c in cmds]
+    return '\n'.join(lines)
+
+
 #: Results files with a table of their own (the others use :func:`table`).
 RENDERERS = {'molecule_generation': molecule_table,
-             'link_prediction': link_table}
+             'link_prediction': link_table, 'pooling': pooling_table}
 
 
 def render(readme: str) -> str:

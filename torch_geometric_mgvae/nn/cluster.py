@@ -104,6 +104,19 @@ def sample_gumbel(shape, generator: Optional[torch.Generator] = None,
     return -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-7)))
 
 
+class _StraightThrough(torch.autograd.Function):
+    r"""The one-hot rows :obj:`local` in the forward pass, the gradient of
+    :obj:`soft` in the backward pass (:math:`\text{hard} + \text{soft} -
+    \text{sg}(\text{soft})`, without building the sum)."""
+    @staticmethod
+    def forward(ctx, soft: Tensor, local: Tensor) -> Tensor:
+        return F.one_hot(local, soft.size(-1)).to(soft.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
 def gumbel_cluster(logits: Tensor, batch: Tensor, training: bool = True,
                    noise: OptTensor = None,
                    generator: Optional[torch.Generator] = None,
@@ -136,17 +149,18 @@ def gumbel_cluster(logits: Tensor, batch: Tensor, training: bool = True,
     if logits.dim() != 2:
         raise ValueError(f"'logits' must be [N, K] (got {tuple(logits.shape)})")
     N, K = logits.shape
-    log_p = F.log_softmax(logits, dim=-1)
     if noise is None and training:
         noise = sample_gumbel((N, K), generator, logits.device, logits.dtype)
     if noise is not None and noise.shape != logits.shape:
         raise ValueError(f"'noise' has shape {tuple(noise.shape)}, expected "
                          f"{tuple(logits.shape)}")
-    scores = log_p if noise is None else log_p + noise
+    # log p = logits - logsumexp(logits) differs from the logits by a
+    # constant per row, which neither the argmax nor the softmax sees (nor
+    # their gradients), so the logits are used directly.
+    scores = logits if noise is None else logits + noise
     local = scores.argmax(dim=-1)
-    soft = F.softmax(scores / tau, dim=-1)
-    hard = F.one_hot(local, K).to(soft.dtype)
-    assignment = hard + (soft - soft.detach())  # [N, K], exactly one-hot
+    soft = F.softmax(scores if tau == 1.0 else scores / tau, dim=-1)
+    assignment = _StraightThrough.apply(soft, local)  # [N, K], one-hot
     weight = assignment.gather(1, local.view(-1, 1)).view(-1)
     cluster, C, cluster_batch = compact_clusters(local, batch, K)
     return ClusterOutput(cluster, C, cluster_batch, local, K, weight,
