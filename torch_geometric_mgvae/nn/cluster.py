@@ -104,6 +104,18 @@ def sample_gumbel(shape, generator: Optional[torch.Generator] = None,
     return -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-7)))
 
 
+def row_softmax(x: Tensor, log: bool = False) -> Tensor:
+    r"""(Log-)softmax of every row of :obj:`x` :math:`(N, K)`. PyTorch's CPU
+    kernel over a last dimension of fewer than 16 entries is several times
+    slower than over the first dimension (measured: 0.93 ms against 0.15 ms
+    forward and backward for :math:`2946 \times 12`), so narrow rows are
+    normalised in the transposed layout; the values are the same."""
+    fn = F.log_softmax if log else F.softmax
+    if x.dim() == 2 and x.size(-1) < 16:
+        return fn(x.t(), dim=0).t()
+    return fn(x, dim=-1)
+
+
 class _StraightThrough(torch.autograd.Function):
     r"""The one-hot rows :obj:`local` in the forward pass, the gradient of
     :obj:`soft` in the backward pass (:math:`\text{hard} + \text{soft} -
@@ -159,7 +171,7 @@ def gumbel_cluster(logits: Tensor, batch: Tensor, training: bool = True,
     # their gradients), so the logits are used directly.
     scores = logits if noise is None else logits + noise
     local = scores.argmax(dim=-1)
-    soft = F.softmax(scores if tau == 1.0 else scores / tau, dim=-1)
+    soft = row_softmax(scores if tau == 1.0 else scores / tau)
     assignment = _StraightThrough.apply(soft, local)  # [N, K], one-hot
     weight = assignment.gather(1, local.view(-1, 1)).view(-1)
     cluster, C, cluster_batch = compact_clusters(local, batch, K)
@@ -188,10 +200,10 @@ def sinkhorn_balance(logits: Tensor, batch: Tensor,
         num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
     N, K = logits.shape
     if N == 0 or num_iters <= 0:
-        return F.log_softmax(logits, dim=-1)
+        return row_softmax(logits, log=True)
     count = torch.bincount(batch, minlength=num_graphs).to(logits.dtype)
     log_target = (count.clamp(min=1) / K).log()[batch].view(-1, 1)
-    out = F.log_softmax(logits, dim=-1)
+    out = row_softmax(logits, log=True)
     index = batch.view(-1, 1).expand(-1, K)
     for _ in range(num_iters):
         col_max = scatter(out.detach(), batch, 0, dim_size=num_graphs,
@@ -200,7 +212,7 @@ def sinkhorn_balance(logits: Tensor, batch: Tensor,
                       dim_size=num_graphs, reduce='sum')
         log_col = col.clamp(min=1e-30).log() + col_max  # [B, K]
         out = out - log_col.gather(0, index) + log_target
-        out = F.log_softmax(out, dim=-1)
+        out = row_softmax(out, log=True)
     return out
 
 
@@ -260,7 +272,7 @@ def assignment_entropy(logits: Tensor, batch: Tensor,
     """
     if num_graphs is None:
         num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
-    log_p = F.log_softmax(logits, dim=-1)
+    log_p = row_softmax(logits, log=True)
     ent = -(log_p.exp() * log_p).sum(dim=-1)  # [N]
     return scatter(ent, batch, 0, dim_size=num_graphs, reduce='mean')
 
