@@ -286,7 +286,9 @@ def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
     clusters (paper D.1): :func:`kmeans` on the (weighted)
     :func:`spectral_embedding` of every graph on its own, so a batch gives
     what its graphs give one by one, and a permuted graph the permuted
-    labels (on graphs without ties, see :func:`kmeans`).
+    labels (on graphs without ties, see :func:`kmeans`; an eigenvalue
+    repeated across the cut-off at :obj:`num_eigs` is a tie too, the
+    embedding then depends on the eigensolver's choice of basis).
 
     Args:
         edge_index (torch.Tensor): Edge indices, shape :obj:`[2, E]`.
