@@ -143,6 +143,11 @@ class MGNPooling(torch.nn.Module):
             weighted mean, :class:`ClusterReadout` without networks).
         diagonal (str): Diagonal of the coarse adjacency, :obj:`"edges"`
             (Def. 2) or :obj:`"product"`. (default: :obj:`"edges"`)
+        eval_assign (str): Hard assignment of the learned clustering in
+            evaluation mode, :obj:`"argmax"` (the paper) or
+            :obj:`"balanced"` (cluster sizes within one of each other; see
+            :class:`~torch_geometric_mgvae.nn.SelectLearned`).
+            (default: :obj:`"argmax"`)
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices
@@ -160,7 +165,7 @@ class MGNPooling(torch.nn.Module):
                  tau: float = 1.0, balance: int = 0,
                  conv: Optional[ConvSpec] = None,
                  readout: Optional[Aggregation] = None,
-                 diagonal: str = 'edges'):
+                 diagonal: str = 'edges', eval_assign: str = 'argmax'):
         super().__init__()
         if num_clusters < 1:
             raise ValueError("'num_clusters' must be at least 1")
@@ -171,7 +176,8 @@ class MGNPooling(torch.nn.Module):
         elif select == 'learned' and num_clusters > 1:
             self.select = SelectLearned(in_channels, num_clusters,
                                         hidden_channels or in_channels,
-                                        num_layers, tau, balance, conv)
+                                        num_layers, tau, balance, conv,
+                                        eval_assign=eval_assign)
         elif select in ('learned', 'fixed'):
             self.select = SelectFixed(num_clusters)
         else:
