@@ -118,7 +118,7 @@ def cora_root(tmp_path_factory, shared_data):
 def test_run_writes_records_table_and_plot(tmp_path, cora_root,
                                            monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = parse(['--dataset', 'Cora', '--root', cora_root, '--seeds', '1',
+    args = parse(['--dataset', 'Cora', '--root', cora_root, '--seeds', '2',
                   '--epochs', '2', '--eval-every', '1', '--variants',
                   'learned', '--levels', '3', '--out', 'out',
                   '--no-progress'])
@@ -136,7 +136,7 @@ def test_run_writes_records_table_and_plot(tmp_path, cora_root,
     assert {'AUC', 'AP', 'time_ratio_vs_vgae', 'cluster_kl',
             'train_cluster_kl'} <= metrics
     for r in recs:
-        assert r['command'] == 'test' and r['n'] == 1
+        assert r['command'] == 'test' and r['n'] == 2
         assert 'RandomLinkSplit' in r['protocol']
     assert os.path.exists(out / 'cluster_sizes_Cora.png')
     assert '| Cora | L=3 | PyG VGAE |' in (
@@ -144,6 +144,9 @@ def test_run_writes_records_table_and_plot(tmp_path, cora_root,
     assert all(lp.run_levels(r) == [3] for r in recs)
     assert (out / 'link_prediction.csv').read_text().startswith('task,')
     assert 'collapsed_runs' in metrics
+    # Every seed's results, without tensors:
+    summary = json.loads((out / 'summary.json').read_text())
+    assert len(summary['Cora']['MGVAE (learned, L=3)']) == 2
 
 
 def test_run_without_hierarchy(tmp_path, cora_root, monkeypatch):

@@ -637,9 +637,11 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                         done[key] = _run_job(args, data, train, val, test,
                                              seed, variant, K, key, session,
                                              tqdm)
-                        if seed == 0 and 'clusters' in done[key]:
-                            done_sizes[f'{name} {method}'] = done[key].pop(
-                                'clusters')
+                        # The finest clusters of seed 0 go to the plot;
+                        # no tensor stays in the results (summary.json).
+                        clusters = done[key].pop('clusters', None)
+                        if seed == 0 and clusters is not None:
+                            done_sizes[f'{name} {method}'] = clusters
                         session.save()  # finished: --resume skips it
                     res = done[key]
                     if seed == 0 and f'{name} {method}' in done_sizes:
@@ -755,6 +757,9 @@ def dataset_records(name: str, data: Data,
         # levels stay beside them (see run_levels).
         common['setting'] = (setting if method != VGAE_NAME else
                              dict(levels=setting['levels']))
+        if method == FLAT_NAME:  # no clusters: no terms that read them
+            common['setting'] = dict(setting, hierarchical=False,
+                                     comembership=False)
         for key, metric in (('auc', 'AUC'), ('ap', 'AP'),
                             ('val_auc', 'val_AUC'),
                             ('epoch', 'selected_epoch'),
