@@ -5,6 +5,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
+from torch_geometric_mgvae.nn.checks import check_int_list
 from torch_geometric_mgvae.nn.fixed import METHODS, fixed_hierarchy
 
 
@@ -18,7 +19,7 @@ class FixedHierarchy(BaseTransform):
         if method not in METHODS:
             raise ValueError(f"'method' must be one of {METHODS}")
         self.method = method
-        self.num_clusters = list(num_clusters)
+        self.num_clusters = check_int_list('num_clusters', num_clusters)
         self.cell = tuple(cell)
         self.seed = seed
 
