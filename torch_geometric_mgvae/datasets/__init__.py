@@ -19,6 +19,7 @@ from torch_geometric_mgvae.datasets.molecules import (
     molecule_dataset_stats,
     penalized_logp,
 )
+from torch_geometric_mgvae.datasets.planetoid import Planetoid
 
 __all__ = [
     'CommunitySmall',
@@ -37,4 +38,5 @@ __all__ = [
     'ZINC12K_TARGETS',
     'molecule_dataset_stats',
     'penalized_logp',
+    'Planetoid',
 ]
