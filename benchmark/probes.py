@@ -1124,6 +1124,9 @@ def _hparam_probes():
              lambda: nn('MGNPooling')(4, 2, diagonal='none'), 'diagonal'),
             ('MGNPooling(0, 2)', lambda: nn('MGNPooling')(0, 2),
              'in_channels'),
+            ("MGNPooling(4, 2, eval_assign='round')",
+             lambda: nn('MGNPooling')(4, 2, eval_assign='round'),
+             'eval_assign'),
             ('SelectLearned(4, 0)', lambda: nn('SelectLearned')(4, 0),
              'num_clusters'),
             ('SelectLearned(4, 2, tau=inf)',
@@ -1167,6 +1170,15 @@ def _hparam_probes():
          lambda: tr('FixedHierarchy')('spectral', []), 'num_clusters')
     ctor('fixed-hierarchy-zero', "FixedHierarchy('spectral', [4, 0])",
          lambda: tr('FixedHierarchy')('spectral', [4, 0]), 'num_clusters')
+    ctor('fixed-hierarchy-n-init-0', "FixedHierarchy('kmeans', [4, 1], "
+         "n_init=0)", lambda: tr('FixedHierarchy')('kmeans', [4, 1],
+                                                    n_init=0), 'n_init')
+
+    def fixed_n_init_applied():
+        return tr('FixedHierarchy')('kmeans', [2, 1], n_init=0)(graph(6))
+    api('hparams', 'fixed-hierarchy-n-init-0-applied', "FixedHierarchy("
+        "'kmeans', [2, 1], n_init=0) applied to a graph",
+        fixed_n_init_applied, error=(ValueError, TypeError), match='n_init')
     ctor('structural-walk-0', 'AddStructuralFeatures(walk_length=0)',
          lambda: tr('AddStructuralFeatures')(0), 'walk_length')
 

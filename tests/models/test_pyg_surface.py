@@ -316,3 +316,5 @@ def test_fixed_hierarchy_needs_clusters_per_level():
     for sizes in ([], [4, 0]):
         with pytest.raises(ValueError, match="'num_clusters'"):
             FixedHierarchy('spectral', sizes)
+    with pytest.raises(ValueError, match="'n_init'"):  # before any graph
+        FixedHierarchy('kmeans', [4, 1], n_init=0)
