@@ -95,9 +95,8 @@ def is_symmetric(edge_index: Tensor, num_nodes: int) -> bool:
     gen = torch.Generator().manual_seed(0x5EED)
     a = torch.randint(_P, (num_nodes, ), generator=gen).to(row.device)
     x, y = a[row], a[col]
-    forward = int(((x * ((y * y) % _P)) % _P).sum()) % _P
-    reverse = int(((y * ((x * x) % _P)) % _P).sum()) % _P
-    return forward == reverse
+    xy = (x * y) % _P
+    return int(((xy * ((y - x) % _P)) % _P).sum()) % _P == 0
 
 
 def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
