@@ -6,6 +6,7 @@ degree and clustering MMD against held-out graphs and draw them.
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from typing import List, Optional
@@ -125,7 +126,8 @@ def _properties_parser(sub):
             args = properties.resolve_args(args)
         except ValueError as e:
             p.error(str(e))
-        return properties.run(args)
+        command = ' '.join(shlex.quote(a) for a in ['mgvae'] + sys.argv[1:])
+        return properties.run(args, command=command)
     p.set_defaults(func=run)
 
 

@@ -612,7 +612,7 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
             _check_finite(loss, f'{where} epoch {epoch}')
             loss.backward()
             opt.step()
-            total += float(loss) * batch.num_graphs
+            total += loss.item() * batch.num_graphs
             count += batch.num_graphs
         seconds.append(time.perf_counter() - t0)
         p, y = predict(model, loaders['val'], mean, std)
@@ -837,7 +837,8 @@ def run_supervised(args, graphs, info, log=print, command=None):
                 f'features), hidden {args.hidden}, '
                 f'{len(args.clusters) + 1} levels x {args.layers} layers '
                 f'(no-pooling baselines: '
-                f'{(len(args.clusters) + 1) * args.layers} layers), clusters {args.clusters} (MGN, DiffPool), ratio '
+                f'{(len(args.clusters) + 1) * args.layers} layers), '
+                f'clusters {args.clusters} (MGN, DiffPool), ratio '
                 f'{args.ratio} (TopK/SAG/ASAP), pooling-loss weight '
                 f'{args.aux_weight}')
     recs = _summary_records(args, label, 'supervised', rows, protocol,
