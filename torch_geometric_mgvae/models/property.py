@@ -27,7 +27,7 @@ from torch_geometric_mgvae.nn.pool import MGNPooling
 
 __all__ = ['LevelOutput', 'MGNLevelPool', 'TopKLevelPool', 'ASAPLevelPool',
            'DiffLevelPool', 'gine_conv', 'HierarchicalRegressor',
-           'PerTargetMLP', 'check_outputs', 'make_pools']
+           'PerTargetMLP', 'MLPRegressor', 'check_outputs', 'make_pools']
 
 READOUTS = {'mean': global_mean_pool, 'add': global_add_pool}
 
@@ -374,6 +374,75 @@ class PerTargetMLP(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'num_targets={self.num_targets}, hidden_channels='
                 f'{self.hidden_channels}, num_layers={self.num_layers})')
+
+
+class MLPRegressor(torch.nn.Module):
+    r"""The MLP of the paper's D.3 (hidden layers of 512 units, sigmoid,
+    then a linear layer) with one output per target, sharing its hidden
+    layers across targets (the cheap variant of :class:`PerTargetMLP`).
+    With :obj:`binary_input`, the input is a 0/1 matrix (e.g. a
+    fingerprint) and the first layer is computed from the indices of the
+    ones (:class:`torch.nn.EmbeddingBag` with :obj:`mode="sum"`): the same
+    function as a :class:`torch.nn.Linear` layer, at the cost of the bits
+    set.
+
+    Shapes:
+        - **input:** features :math:`(B, F)`
+        - **output:** predictions :math:`(B, T)`
+    """
+    def __init__(self, in_channels: int, out_channels: int,
+                 hidden_channels: int = 512, num_layers: int = 2,
+                 binary_input: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.hidden_channels = hidden_channels
+        self.num_layers = num_layers
+        self.binary_input = binary_input
+        if binary_input:
+            self.first = torch.nn.EmbeddingBag(in_channels, hidden_channels,
+                                               mode='sum')
+            self.first_bias = torch.nn.Parameter(torch.empty(
+                hidden_channels))
+        else:
+            self.first = torch.nn.Linear(in_channels, hidden_channels)
+        self.rest = torch.nn.ModuleList([
+            torch.nn.Linear(hidden_channels, hidden_channels)
+            for _ in range(num_layers - 1)
+        ])
+        self.out = torch.nn.Linear(hidden_channels, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.binary_input:  # as torch.nn.Linear(in, hidden)
+            bound = self.in_channels**-0.5
+            torch.nn.init.uniform_(self.first.weight, -bound, bound)
+            torch.nn.init.uniform_(self.first_bias, -bound, bound)
+        else:
+            self.first.reset_parameters()
+        for lin in self.rest:
+            lin.reset_parameters()
+        self.out.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.binary_input:
+            row, col = (x != 0).nonzero(as_tuple=True)
+            offsets = torch.cumsum(torch.bincount(row, minlength=x.size(0)),
+                                   0) - torch.bincount(row,
+                                                       minlength=x.size(0))
+            h = self.first(col, offsets) + self.first_bias
+        else:
+            h = self.first(x)
+        h = torch.sigmoid(h)
+        for lin in self.rest:
+            h = torch.sigmoid(lin(h))
+        return self.out(h)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}, hidden_channels='
+                f'{self.hidden_channels}, num_layers={self.num_layers}, '
+                f'binary_input={self.binary_input})')
 
 
 def check_outputs(pred: Tensor, y: Tensor, names: Optional[Sequence[str]]
