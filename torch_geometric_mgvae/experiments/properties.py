@@ -267,6 +267,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     opt.add_argument('--epochs', type=pos_int, default=20)
     opt.add_argument('--batch-size', type=pos_int, default=128)
     opt.add_argument('--lr', type=pos_float, default=1e-3)
+    opt.add_argument('--device', default='auto',
+                     choices=['auto', 'cpu', 'cuda'],
+                     help='auto: cuda if available, else cpu')
 
     un = parser.add_argument_group('unsupervised (qm9)')
     un.add_argument('--ae-train', type=pos_int, default=10000,
@@ -310,6 +313,10 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if bad or not args.targets:
         raise ValueError(f"--targets: unknown {bad} for {args.dataset} "
                          f"(known: {','.join(names)})")
+    if args.device == 'auto':
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    elif args.device == 'cuda' and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
     if args.cluster_layers < 0:
         raise ValueError("--cluster-layers must be >= 0")
     if not 0 < args.ratio <= 1:
@@ -580,12 +587,14 @@ def predict(model: torch.nn.Module, loader, mean: Tensor, std: Tensor
             ) -> Tuple[Tensor, Tensor]:
     r"""Predictions (in target units) and targets over :obj:`loader`."""
     model.eval()
+    dev = next(model.parameters()).device
     preds, ys = [], []
     for batch in loader:
+        batch = batch.to(dev)
         p, _ = model(batch)
         check_outputs(p, batch.y)
-        preds.append(p.double() * std + mean)
-        ys.append(batch.y.double())
+        preds.append(p.double().cpu() * std + mean)
+        ys.append(batch.y.double().cpu())
     return torch.cat(preds), torch.cat(ys)
 
 
@@ -604,15 +613,18 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best, best_state, best_epoch, history = math.inf, None, 0, []
     seconds = []
+    dev = next(model.parameters()).device
+    m_dev, s_dev = mean.float().to(dev), std.float().to(dev)
     for epoch in range(1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
         total, count = 0.0, 0
         for batch in loaders['train']:
+            batch = batch.to(dev)
             opt.zero_grad()
             pred, aux = model(batch)
             check_outputs(pred, batch.y)
-            loss = F.l1_loss(pred, (batch.y - mean.float()) / std.float())
+            loss = F.l1_loss(pred, (batch.y - m_dev) / s_dev)
             loss = loss + aux_weight * aux
             _check_finite(loss, f'{where} epoch {epoch}')
             loss.backward()
@@ -684,7 +696,8 @@ def parity_plot(pred: Tensor, y: Tensor, title: str, unit: str,
     u = f' ({unit})' if unit else ''
     ax.set_xlabel(f'true{u}')
     ax.set_ylabel(f'predicted{u}')
-    ax.set_title(f'{title}\ntest MAE {err:.4g}{u}', fontsize=8)
+    ax.set_title(title.replace(': ', ':\n', 1) + f'\ntest MAE {err:.4g}{u}',
+                 fontsize=7)
     fig.tight_layout()
     try:
         atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110))
@@ -735,7 +748,7 @@ def _summary_records(args, label: str, mode: str, rows, protocol: str,
                      if k in ('num_params', 'feature_channels')}
             out.append(record(
                 TASK, label, method, 'MAE', m, std=s, n=len(values),
-                protocol=protocol, command=command, device='cpu',
+                protocol=protocol, command=command, device=args.device,
                 setting=target, unit=units[target], mode=mode,
                 per_seed=values,
                 val_mae=[r['val_mae'] for r in runs],
@@ -783,7 +796,7 @@ def run_supervised(args, graphs, info, log=print, command=None):
                 if res is None:
                     torch.manual_seed(seed)
                     model = build_regressor(method, args, in_channels,
-                                            len(cols))
+                                            len(cols)).to(args.device)
                     bar = tqdm(total=args.epochs, desc=f'{method} {tag} '
                                f'seed {seed}', disable=args.no_progress,
                                file=sys.stdout, leave=False)
@@ -855,7 +868,7 @@ def run_supervised(args, graphs, info, log=print, command=None):
             protocol=f'wall-clock seconds of one training epoch over '
             f'{info["sizes"]["train"]} molecules, batch {args.batch_size}, '
             f'{torch.get_num_threads()} threads, {machine()} (shared)',
-            command=command, device='cpu', setting=tag,
+            command=command, device=args.device, setting=tag,
             mode='supervised'))
     return recs
 
@@ -889,13 +902,14 @@ def latent_features(model, graphs: List[Data], batch_size: int = 1024
     levels concatenated."""
     from torch_geometric.nn import global_mean_pool
     model.eval()
+    dev = next(model.parameters()).device
     fine, every = [], []
     for batch in DataLoader(graphs, batch_size=batch_size):
-        out = model(batch)
+        out = model(batch.to(dev))
         parts = [global_mean_pool(lvl.z, lvl.batch, size=lvl.num_graphs)
                  for lvl in out.levels]
-        fine.append(parts[0])
-        every.append(torch.cat(parts, dim=-1))
+        fine.append(parts[0].cpu())
+        every.append(torch.cat(parts, dim=-1).cpu())
     return torch.cat(fine), torch.cat(every)
 
 
@@ -916,7 +930,7 @@ def morgan_features(smiles: Sequence[str], radius: int = 2,
 def fit_mlp(feats: Dict[str, Tensor], ys: Dict[str, Tensor], epochs: int,
             lr: float, batch_size: int, seed: int, where: str = '',
             standardize: bool = True, shared: bool = False,
-            binary: bool = False) -> Dict[str, Any]:
+            binary: bool = False, device: str = 'cpu') -> Dict[str, Any]:
     r"""One MLP per target (:class:`PerTargetMLP`; :obj:`shared`: one
     :class:`MLPRegressor` with an output per target) on standardised
     targets (L1 loss); every target's epoch selected on its validation MAE
@@ -931,6 +945,10 @@ def fit_mlp(feats: Dict[str, Tensor], ys: Dict[str, Tensor], epochs: int,
     sd = x_tr.std(0).clamp(min=1e-6) if standardize else \
         torch.ones(x_tr.size(1))
 
+    feats = {k: v.to(device) for k, v in feats.items()}
+    ys = {k: v.to(device) for k, v in ys.items()}
+    x_tr, mu, sd = x_tr.to(device), mu.to(device), sd.to(device)
+
     def prep(x):
         return (x.float() - mu) / sd
     y_tr = ys['train']
@@ -940,8 +958,9 @@ def fit_mlp(feats: Dict[str, Tensor], ys: Dict[str, Tensor], epochs: int,
         model = MLPRegressor(x_tr.size(1), T, binary_input=binary)
     else:
         model = PerTargetMLP(x_tr.size(1), T)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    best = torch.full((T, ), math.inf, dtype=torch.float64)
+    best = torch.full((T, ), math.inf, dtype=torch.float64, device=device)
     best_epoch = [0] * T
     best_params = [p.detach().clone() for p in model.parameters()]
     n = x_tr.size(0)
@@ -949,7 +968,7 @@ def fit_mlp(feats: Dict[str, Tensor], ys: Dict[str, Tensor], epochs: int,
     for epoch in range(1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=device)
         for s in range(0, n, batch_size):
             idx = perm[s:s + batch_size]
             opt.zero_grad()
@@ -982,7 +1001,7 @@ def fit_mlp(feats: Dict[str, Tensor], ys: Dict[str, Tensor], epochs: int,
         model.eval()
         pred = model(prep(feats['test'])).double() * ysd + ym
     return dict(val_mae=best.tolist(), test_mae=mae(pred, ys['test']).tolist(),
-                best_epoch=best_epoch, test_pred=pred,
+                best_epoch=best_epoch, test_pred=pred.cpu(),
                 epoch_seconds=sum(seconds) / len(seconds))
 
 
@@ -1036,9 +1055,10 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
     if done is None:
         torch.manual_seed(0)
         model, model_kwargs = build_autoencoder(args, in_channels)
+        model = model.to(args.device)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-        loader = DataLoader(ae_graphs, batch_size=args.batch_size,
-                            shuffle=True)
+        loader = DataLoader([h.to(args.device) for h in ae_graphs],
+                            batch_size=args.batch_size, shuffle=True)
         gen = torch.Generator().manual_seed(0)
         history, t0 = [], time.perf_counter()
         for epoch in tqdm(range(1, args.ae_epochs + 1), desc='autoencoder',
@@ -1061,8 +1081,10 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
         runs.put('autoencoder', done)
     else:
         model.load_state_dict(torch.load(ckpt, weights_only=True)['model'])
+        model = model.to(args.device)
     torch.manual_seed(12345)
     random_model, _ = build_autoencoder(args, in_channels)
+    random_model = random_model.to(args.device)
     t0 = time.perf_counter()
     feats: Dict[str, Dict[str, Tensor]] = {}
     for name, m in (('MGVAE', model), ('random', random_model)):
@@ -1090,7 +1112,7 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
                 fit = fit_mlp(feats[key], ys, args.mlp_epochs, args.lr,
                               args.mlp_batch_size, seed, rkey,
                               shared=args.mlp == 'shared',
-                              binary=key == 'Morgan')
+                              binary=key == 'Morgan', device=args.device)
                 res = {k: v for k, v in fit.items() if k != 'test_pred'}
                 if seed == 0 and key == 'MGVAE finest':
                     for j, t in enumerate(args.targets):
@@ -1137,12 +1159,12 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
             'step_seconds', secs, protocol=f'median seconds of one '
             f'training step, batch {args.batch_size}, '
             f'{torch.get_num_threads()} threads, {machine()} (shared)',
-            command=command, device='cpu', mode='unsupervised'))
+            command=command, device=args.device, mode='unsupervised'))
     recs.append(record(
         TASK, label, f'MGVAE order {args.order} (autoencoder)',
         'train_seconds', done['train_seconds'], protocol=f'{args.ae_epochs} '
         f'epochs over {len(ae_graphs)} molecules', command=command,
-        device='cpu', mode='unsupervised',
+        device=args.device, mode='unsupervised',
         final_loss=done['history'][-1]['loss']))
     for name, secs in mlp_seconds.items():
         m, s = mean_std(secs)
@@ -1150,7 +1172,7 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
             TASK, label, name, 'mlp_epoch_seconds', m, std=s, n=len(secs),
             protocol=f'one epoch of the {len(args.targets)} per-target MLPs '
             f'over {info["sizes"]["train"]} molecules', command=command,
-            device='cpu', mode='unsupervised'))
+            device=args.device, mode='unsupervised'))
     return recs
 
 
