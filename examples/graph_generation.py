@@ -54,6 +54,7 @@ for seed in range(args.seeds):
     print(f'Seed: {seed}, ' + ', '.join(f'{k}: {v:.4f}'
                                          for k, v in mmd.items()))
 
-# Mean +- std over seeds, benchmark/results/graph_generation.json (this
-# dataset's rows replaced), pictures and curves in --out.
+# Mean +- std over seeds; records in --results (default
+# OUT/graph_generation.json; this dataset's rows replaced), pictures and
+# curves in --out.
 experiment.finish()

@@ -7,8 +7,8 @@
 # Every seed draws an 85/5/10 RandomLinkSplit with as many sampled
 # non-edges; the epoch of every model is selected on the validation AUC and
 # the test AUC/AP at that epoch are reported. `mgvae link-pred` runs the
-# same experiment for several variants with progress bars and writes
-# benchmark/results/link_prediction.json.
+# same experiment for several variants with progress bars and writes the
+# records to --results (default OUT/link_prediction.json).
 import argparse
 import os
 

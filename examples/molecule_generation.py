@@ -58,6 +58,7 @@ for setting, res in results.items():
     print(f'{setting}: validity {res["validity"]:.4f}, uniqueness '
           f'{res["uniqueness"]:.4f}, novelty {res["novelty"]:.4f}')
 
-# benchmark/results/molecule_generation.json (this dataset's and
-# generator's rows replaced), pictures, SMILES and the checkpoint in --out.
+# Records in --results (default OUT/molecule_generation.json; this
+# dataset's and generator's rows replaced), pictures, SMILES and the
+# checkpoint in --out.
 experiment.finish()

@@ -1,26 +1,47 @@
 import json
 import os
+import signal
 
 import pytest
 import torch
 
+from torch_geometric_mgvae import MGVAE
 from torch_geometric_mgvae.cli import build_parser, main
+from torch_geometric_mgvae.experiments import train as train_module
+from torch_geometric_mgvae.experiments.state import STATE_FILE
+
+TINY = ['--num-graphs', '20', '--num-samples', '8', '--hidden', '8',
+        '--latent', '4', '--no-progress']
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    out = tmp_path / 'demo'
+def files_under(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder)
+                  for d, _, fs in os.walk(folder) for f in fs)
+
+
+def test_demo_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(['demo', '--epochs', '2', '--num-graphs', '20',
-                 '--num-samples', '8', '--out', str(out),
+                 '--num-samples', '8', '--out', 'demo',
                  '--no-progress']) == 0
-    for name in ('mgvae.pt', 'generated_vs_test.png', 'loss.png',
-                 'demo.json'):
-        assert (out / name).exists(), name
+    # Everything under --out, nothing else in the working directory:
+    assert files_under(tmp_path) == [
+        os.path.join('demo', f) for f in (
+            'demo.json', 'generated_vs_test.png', 'loss.png', 'mgvae.pt',
+            STATE_FILE)]
+    out = tmp_path / 'demo'
     result = json.loads((out / 'demo.json').read_text())
     for key in ('degree', 'clustering'):
         assert result['mmd_generated'][key] >= 0
         assert result['mmd_train_vs_test'][key] >= 0
-    ckpt = torch.load(out / 'mgvae.pt', weights_only=False)
-    assert 'model' in ckpt
+    # The checkpoint rebuilds the model from its constructor arguments:
+    ckpt = torch.load(out / 'mgvae.pt', weights_only=True)
+    assert ckpt['model_class'] == 'MGVAE'
+    assert ckpt['model_kwargs']['max_nodes'] == 20
+    model = MGVAE(**ckpt['model_kwargs'])
+    model.load_state_dict(ckpt['model'])
+    state = torch.load(out / STATE_FILE, weights_only=True)
+    assert state['current']['epoch'] == 2 and state['current']['finished']
 
 
 def test_demo_reads_gdss_file(tmp_path, shared_data):
@@ -35,3 +56,115 @@ def test_demo_reads_gdss_file(tmp_path, shared_data):
 def test_parser_rejects_unknown_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args(['nope'])
+
+
+@pytest.mark.parametrize('argv', [
+    ['demo', '--lr', '0'], ['demo', '--lr', '-1'], ['demo', '--lr', 'nan'],
+    ['demo', '--kl-weight', 'inf'], ['demo', '--kl-weight', '-1'],
+    ['demo', '--epochs', '0'], ['demo', '--hidden', '0'],
+    ['demo', '--num-samples', '0'], ['demo', '--clusters', '4,x'],
+    ['demo', '--clusters', '2,0'], ['demo', '--num-graphs', '2'],
+    ['demo', '--covariance', 'mrf'], ['demo', '--data', 'missing.json'],
+    ['demo', '--resume'],
+    ['generate', '--tau', '0'], ['generate', '--seeds', '0'],
+    ['generate', '--num-samples', '0'], ['generate', '--lr', '1e400'],
+    ['generate', '--results', 'broken.json'],
+    ['link-pred', '--levels', '5'], ['link-pred', '--eval-every', '0'],
+    ['link-pred', '--raw', 'missing'],
+    ['molecules', '--threshold', '2'], ['molecules', '--temperature', '0'],
+    ['molecules', '--batch-size', '0'], ['molecules', '--data', 'missing'],
+    ['nope'],
+])
+def test_bad_usage_is_one_line_exit_2_before_any_work(argv, tmp_path,
+                                                       monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'broken.json').write_text('[{"task": ')
+    assert main(argv + ['--out', 'out'] if argv != ['nope'] else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('mgvae: error: ') and '\n' not in err, err
+    assert 'Traceback' not in err
+    assert files_under(tmp_path) == ['broken.json']  # no folder created
+
+
+def _nan_at(monkeypatch, epoch_call: int, term: str = 'kl'):
+    r"""The loss term :obj:`term` turns NaN from the :obj:`epoch_call`-th
+    forward pass on (a NaN that does not depend on the model's
+    numerics)."""
+    forward = train_module._forward_terms
+    calls = [0]
+
+    def nan_forward(*args, **kwargs):
+        terms = forward(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] >= epoch_call:
+            terms[term] = terms[term] * float('nan')
+        return terms
+
+    monkeypatch.setattr(train_module, '_forward_terms', nan_forward)
+
+
+def test_non_finite_loss_stops_and_writes_nothing(tmp_path, monkeypatch,
+                                                  capsys):
+    # 16 training graphs, batch 16: one forward pass per epoch.
+    _nan_at(monkeypatch, 3)
+    out = tmp_path / 'nan'
+    assert main(['demo', '--epochs', '5', '--checkpoint-every', '1',
+                 '--out', str(out)] + TINY) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("mgvae: error: non-finite loss term 'kl' (nan) in epoch "
+                   "3; training stopped, nothing written from this state "
+                   "(try a smaller --lr or loss weights)")
+    # Only the finite state of epoch 2; no model, record or picture:
+    assert files_under(out) == [STATE_FILE]
+    state = torch.load(out / STATE_FILE, weights_only=True)
+    assert state['current']['epoch'] == 2
+    for p in state['current']['model'].values():
+        assert not isinstance(p, torch.Tensor) or torch.isfinite(p).all()
+
+
+def test_traceback_only_with_debug(tmp_path, monkeypatch, capsys):
+    _nan_at(monkeypatch, 1)
+    argv = ['demo', '--epochs', '2', '--out', str(tmp_path / 'd')] + TINY
+    assert main(argv) == 1
+    assert 'Traceback' not in capsys.readouterr().err
+    assert main(argv + ['--debug']) == 1
+    err = capsys.readouterr().err
+    assert 'Traceback' in err and 'NonFiniteError' in err
+
+
+def _interrupt_at(monkeypatch, epoch: int, sig=signal.SIGINT):
+    r"""Sends :obj:`sig` to this process during the :obj:`epoch`-th call of
+    the training epoch (as a user pressing Ctrl-C would)."""
+    real = train_module.train_epoch
+    calls = [0]
+
+    def train_epoch(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == epoch:
+            signal.raise_signal(sig)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, 'train_epoch', train_epoch)
+    return calls
+
+
+def test_demo_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                 capsys):
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    argv = ['demo', '--epochs', '4', '--checkpoint-every', '3'] + TINY
+    assert main(argv + ['--out', str(full)]) == 0
+    calls = _interrupt_at(monkeypatch, 2)
+    assert main(argv + ['--out', str(cut)]) == 130
+    err = capsys.readouterr().err
+    assert 'interrupted by SIGINT after epoch 2' in err and '--resume' in err
+    assert files_under(cut) == [STATE_FILE]  # saved at the signal
+    assert main(argv + ['--out', str(cut), '--resume']) == 0
+    assert calls[0] == 4  # epochs 1-2, then 3-4 after resuming
+    a = torch.load(full / 'mgvae.pt', weights_only=True)['model']
+    b = torch.load(cut / 'mgvae.pt', weights_only=True)['model']
+    for k, v in a.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, b[k]), k
+    ra, rb = (json.loads((d / 'demo.json').read_text()) for d in (full, cut))
+    assert ra['mmd_generated'] == rb['mmd_generated']
+    assert ra['final'] == rb['final']

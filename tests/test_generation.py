@@ -65,7 +65,7 @@ def test_per_dataset_defaults():
         2, 'mrf', 'learnable', 'second_order')
     c = parse_args(['--dataset', 'ego-small', '--order', '1'])
     assert (c.covariance, c.global_decoder) == ('diag', 'inner')
-    with pytest.raises(ValueError):
+    with pytest.raises(SystemExit):  # rejected while parsing
         parse_args(['--seeds', '0'])
 
 
@@ -122,13 +122,17 @@ def test_split_is_gdss_and_disjoint(community_root, tmp_path):
     assert exp.max_nodes == max(g.num_nodes for g in stored)
 
 
-def test_generate_end_to_end(community_root, tmp_path):
+def test_generate_end_to_end(community_root, tmp_path, monkeypatch):
     root, _ = community_root
-    out, res = tmp_path / 'out', tmp_path / 'results.json'
+    monkeypatch.chdir(tmp_path)
     assert main(['generate', '--dataset', 'community-small', '--root', root,
                  '--epochs', '1', '--seeds', '1', '--num-samples', '16',
-                 '--out', str(out), '--results', str(res),
-                 '--no-progress']) == 0
+                 '--out', 'out', '--no-progress']) == 0
+    # The records go into --out by default; nothing outside it:
+    out, res = tmp_path / 'out', tmp_path / 'out' / 'graph_generation.json'
+    written = [os.path.relpath(os.path.join(d, f), tmp_path)
+               for d, _, fs in os.walk(tmp_path) for f in fs]
+    assert written and all(f.startswith('out' + os.sep) for f in written)
     records = json.loads(res.read_text())
     methods = {r['method'] for r in records}
     mgvae = [m for m in methods if m.startswith('MGVAE (')]
@@ -146,8 +150,12 @@ def test_generate_end_to_end(community_root, tmp_path):
         if 'mmd' in r['metric']:
             assert r['metric'].rsplit('_', 1)[1] in r['protocol'].lower()
     for name in ('generated_vs_test.png', 'training_curve.png',
-                 'summary.json', 'mgvae_seed0.pt'):
+                 'summary.json', 'mgvae_seed0.pt', 'train_state.pt'):
         assert (out / name).exists(), name
+    ckpt = torch.load(out / 'mgvae_seed0.pt', weights_only=True)
+    assert ckpt['model_kwargs']['max_nodes'] == ckpt['max_nodes']
+    from torch_geometric_mgvae import MGVAE
+    MGVAE(**ckpt['model_kwargs']).load_state_dict(ckpt['model'])
 
 
 def test_fitted_latent_sampler():
@@ -198,3 +206,46 @@ def test_generate_end_to_end_fitted(community_root, tmp_path):
                  '--no-progress']) == 0
     records = json.loads(res.read_text())
     assert any('fitted latent sampler' in r['method'] for r in records)
+
+
+def test_generate_resume_keeps_finished_seeds(community_root, tmp_path,
+                                              monkeypatch, capsys):
+    import signal
+
+    from torch_geometric_mgvae.experiments import generation
+    root, _ = community_root
+    argv = ['generate', '--root', root, '--epochs', '2', '--seeds', '2',
+            '--num-samples', '8', '--kernel', 'gran', '--hidden', '8',
+            '--latent', '4', '--no-progress']
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    assert main(argv + ['--out', str(full)]) == 0
+    real = generation.GenerationExperiment.train_epoch
+    epochs = []
+
+    def train_epoch(self):
+        epochs.append((self.seed, len(self.history) + 1))
+        if epochs[-1] == (1, 1):
+            signal.raise_signal(signal.SIGTERM)
+        return real(self)
+
+    monkeypatch.setattr(generation.GenerationExperiment, 'train_epoch',
+                        train_epoch)
+    assert main(argv + ['--out', str(cut)]) == 130
+    assert 'SIGTERM after epoch 1 (seed 1)' in capsys.readouterr().err
+    assert not (cut / 'graph_generation.json').exists()
+    assert main(argv + ['--out', str(cut), '--resume']) == 0
+    # Seed 0 was not trained again; seed 1 continued at epoch 2:
+    assert epochs == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    for seed in (0, 1):
+        a, b = (torch.load(d / f'mgvae_seed{seed}.pt',
+                           weights_only=True)['model'] for d in (full, cut))
+        for k, v in a.items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(v, b[k]), (seed, k)
+
+    def mmd(d):
+        return {(r['method'], r['metric']): r['value'] for r in json.loads(
+            (d / 'graph_generation.json').read_text()) if 'mmd' in
+            r['metric']}
+
+    assert mmd(full) == mmd(cut)

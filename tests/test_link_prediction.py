@@ -107,14 +107,27 @@ def test_vgae_baseline_learns_links_on_a_block_model():
     assert res['auc'] > 0.75, res
 
 
-def test_run_writes_records_table_and_plot(tmp_path, shared_data):
-    out, results = tmp_path / 'out', tmp_path / 'lp.json'
-    args = parse(['--dataset', 'Cora', '--root', str(tmp_path / 'data'),
-                  '--raw', shared_data, '--seeds', '1', '--epochs', '2',
-                  '--eval-every', '1', '--variants', 'learned', '--levels',
-                  '3', '--out', str(out), '--results', str(results),
+@pytest.fixture
+def cora_root(tmp_path_factory, shared_data):
+    r"""A Planetoid root with Cora, outside the test's working directory."""
+    root = tmp_path_factory.mktemp('planetoid')
+    lp.load_dataset('Cora', str(root), shared_data)
+    return str(root)
+
+
+def test_run_writes_records_table_and_plot(tmp_path, cora_root,
+                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = parse(['--dataset', 'Cora', '--root', cora_root, '--seeds', '1',
+                  '--epochs', '2', '--eval-every', '1', '--variants',
+                  'learned', '--levels', '3', '--out', 'out',
                   '--no-progress'])
     recs = lp.run(args, command='test')
+    # The records go into --out by default; nothing outside it:
+    out, results = tmp_path / 'out', tmp_path / 'out' / lp.RESULTS_NAME
+    written = [os.path.relpath(os.path.join(d, f), tmp_path)
+               for d, _, fs in os.walk(tmp_path) for f in fs]
+    assert written and all(f.startswith('out' + os.sep) for f in written)
     methods = {r['method'] for r in recs}
     assert methods == {'PyG VGAE', 'MGVAE (learned, L=3)'}
     saved = json.loads(results.read_text())
@@ -167,7 +180,62 @@ def test_runs_with_other_levels_stay_side_by_side(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(SystemExit):  # rejected while parsing
         parse(['--levels', '5'])
-    with pytest.raises(ValueError):
+    with pytest.raises(SystemExit):
         parse(['--epochs', '0'])
+
+
+def test_train_model_resumes_exactly_and_stops_at_nan(tmp_path,
+                                                      monkeypatch):
+    import signal
+
+    from torch_geometric_mgvae.experiments.state import (
+        Interrupted,
+        TrainingSession,
+    )
+    from torch_geometric_mgvae.experiments.train import NonFiniteError
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    args = parse(['--hidden', '8', '--latent', '4'])
+
+    def fit(session=None, progress=None):
+        seed_everything(0)
+        model = lp.MGVAELinkModel(3, [6, 3], 'learned', args)
+        res = lp.train_model(model, train, val, test, epochs=6, lr=0.01,
+                             eval_every=2, progress=progress,
+                             session=session, key='job')
+        return model, res
+
+    full, res_full = fit()
+
+    def interrupt(epoch, loss, val_auc):
+        if epoch == 4:
+            signal.raise_signal(signal.SIGINT)
+
+    out = str(tmp_path / 'state')
+    ns = argparse.Namespace(out=out)
+    with pytest.raises(Interrupted):
+        with TrainingSession(out, ns, every=0) as session:
+            fit(session, interrupt)
+    with TrainingSession(out, ns, resume=True) as session:
+        resumed, res = fit(session)
+    assert {k: v for k, v in res.items() if k != 'step_seconds'} == {
+        k: v for k, v in res_full.items() if k != 'step_seconds'}
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+    real = lp.MGVAELinkModel.loss_terms
+    calls = [0]
+
+    def nan_terms(self, g):
+        terms = real(self, g)
+        calls[0] += 1
+        if calls[0] == 3:
+            terms['balanced_cut'] = terms['balanced_cut'] * float('inf')
+        return terms
+
+    monkeypatch.setattr(lp.MGVAELinkModel, 'loss_terms', nan_terms)
+    with pytest.raises(NonFiniteError, match="'balanced_cut'.* epoch 3"):
+        with TrainingSession() as session:
+            fit(session)

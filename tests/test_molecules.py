@@ -46,7 +46,7 @@ def test_defaults_and_checks():
                            '--no-chem-features']).chem_features
     assert 'T=0.5' in method_name(parse_args(['--temperature', '0.5']), 3)
     for bad in (['--epochs', '0'], ['--temperature', '0']):
-        with pytest.raises(ValueError):
+        with pytest.raises(SystemExit):  # rejected while parsing
             parse_args(bad)
 
 
@@ -89,13 +89,17 @@ def qm9_root(tmp_path_factory):
     return str(root)
 
 
-def test_molecules_end_to_end(qm9_root, tmp_path):
-    out, res = tmp_path / 'out', tmp_path / 'results.json'
+def test_molecules_end_to_end(qm9_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(['molecules', '--root', qm9_root, '--num-train', '64',
                  '--num-samples', '24', '--epochs', '1', '--hidden', '8',
                  '--latent', '4', '--decoder-layers', '1', '--no-fcd',
-                 '--out', str(out), '--results', str(res),
-                 '--no-progress']) == 0
+                 '--out', 'out', '--no-progress']) == 0
+    # The records go into --out by default; nothing outside it:
+    out, res = tmp_path / 'out', tmp_path / 'out' / 'molecule_generation.json'
+    written = [os.path.relpath(os.path.join(d, f), tmp_path)
+               for d, _, fs in os.walk(tmp_path) for f in fs]
+    assert written and all(f.startswith('out' + os.sep) for f in written)
     records = json.loads(res.read_text())
     settings = {(r['method'], r.get('setting')) for r in records}
     methods = {m for m, _ in settings}
@@ -116,8 +120,11 @@ def test_molecules_end_to_end(qm9_root, tmp_path):
     for name in ('generated.png', 'interpolation.png', 'training_curve.png',
                  'samples_raw.smi', 'samples_corrected.smi',
                  'samples_joined.smi', 'model.pt',
-                 'summary.json'):
+                 'summary.json', 'train_state.pt'):
         assert (out / name).exists(), name
+    ckpt = torch.load(out / 'model.pt', weights_only=True)
+    assert ckpt['model_class'] == 'MoleculeMGVAE'
+    MoleculeMGVAE(**ckpt['model_kwargs']).load_state_dict(ckpt['model'])
     smiles = (out / 'samples_corrected.smi').read_text().splitlines()
     assert len(smiles) == 24
     table = make_tables.molecule_table(records)
@@ -148,3 +155,33 @@ def test_autoregressive_end_to_end(qm9_root, tmp_path):
     assert {r.get('setting') for r in records
             if r['method'] in auto} == {RAW, None}
     assert (out / 'generated.png').exists()
+
+
+def test_non_finite_loss_stops_both_generators(qm9_root, tmp_path,
+                                               monkeypatch, capsys):
+    from torch_geometric_mgvae.experiments import train as train_module
+    from torch_geometric_mgvae.models.autoregressive import (
+        AutoregressiveMGN,
+    )
+    forward = train_module._forward_terms
+
+    def nan_forward(*args, **kwargs):
+        terms = forward(*args, **kwargs)
+        terms['kl'] = terms['kl'] * float('nan')
+        return terms
+
+    def nan_loss(self, *args, **kwargs):
+        return torch.tensor(float('inf'), requires_grad=True)
+
+    monkeypatch.setattr(train_module, '_forward_terms', nan_forward)
+    monkeypatch.setattr(AutoregressiveMGN, 'loss', nan_loss)
+    for decoder, term in (('all-at-once', 'kl'), ('autoregressive', 'loss')):
+        out = tmp_path / decoder
+        assert main(['molecules', '--decoder', decoder, '--root', qm9_root,
+                     '--num-train', '16', '--num-samples', '4', '--epochs',
+                     '2', '--hidden', '8', '--latent', '4',
+                     '--decoder-layers', '1', '--no-fcd', '--out', str(out),
+                     '--no-progress']) == 1
+        err = capsys.readouterr().err
+        assert f"non-finite loss term '{term}'" in err and 'epoch 1' in err
+        assert not out.exists()

@@ -1,17 +1,53 @@
 r"""The :obj:`mgvae` command line tool.
 
 ``mgvae demo``: train an MGVAE on two-community graphs, sample graphs, print
-degree and clustering MMD against held-out graphs and draw them.
+degree and clustering MMD against held-out graphs and draw them;
+``mgvae generate``, ``mgvae link-pred`` and ``mgvae molecules``: the
+paper's experiments (:mod:`torch_geometric_mgvae.experiments`).
+
+Every command checks its options before it reads data or creates a folder,
+writes only under ``--out`` (or a path given by an option), replaces files
+atomically, saves its training state every few epochs and on
+SIGINT/SIGTERM (``--resume`` continues), and stops at the first non-finite
+loss. Errors are one line (``mgvae: error: ...``; the traceback with
+``--debug``). Exit codes: 0 success, 1 runtime failure, 2 bad usage, 130
+interrupted.
 """
 import argparse
-import json
 import os
 import shlex
 import sys
 import time
+import traceback
 from typing import List, Optional
 
 import torch
+
+from torch_geometric_mgvae.experiments.options import (
+    UsageError,
+    add_run_arguments,
+    int_at_least,
+    int_list,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+
+EXIT_CODES = ('exit codes: 0 success; 1 runtime failure (e.g. a '
+              'non-finite loss: nothing is written from that state); 2 bad '
+              'usage (checked before any work); 130 interrupted by '
+              'SIGINT/SIGTERM (the training state is saved first: rerun '
+              'with --resume)')
+#: The demo holds out the first 20% of the graphs: at least one test graph.
+MIN_GRAPHS = 5
+
+
+class _Parser(argparse.ArgumentParser):
+    r"""One-line usage errors, ``mgvae: error: ...``, exit code 2."""
+    def error(self, message: str):
+        self.exit(2, f"mgvae: error: {message} (see '{self.prog} "
+                  f"--help')\n")
 
 
 def _demo_parser(sub):
@@ -20,7 +56,7 @@ def _demo_parser(sub):
         description='Trains an MGVAE on two-community graphs (a built-in '
         'GraphRNN-style generator, or the GDSS community-small file with '
         '--data), samples graphs, prints degree/clustering MMD against '
-        'held-out graphs and writes a picture.')
+        'held-out graphs and writes a picture.', epilog=EXIT_CODES)
     p.add_argument('--data', default=None,
                    help='GDSS community_small.pkl / .edgelists.json or a '
                    'folder holding one (default: generate graphs)')
@@ -28,16 +64,19 @@ def _demo_parser(sub):
                    help='read a --data .pkl with pickle.load, which runs '
                    'code the file holds (default: a restricted reader that '
                    'accepts only networkx graphs)')
-    p.add_argument('--num-graphs', type=int, default=100,
-                   help='graphs to generate without --data (default: 100)')
-    p.add_argument('--epochs', type=int, default=300)
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--lr', type=float, default=3e-3)
-    p.add_argument('--hidden', type=int, default=64)
-    p.add_argument('--latent', type=int, default=16)
-    p.add_argument('--clusters', default='2,1',
+    p.add_argument('--num-graphs', type=int_at_least(MIN_GRAPHS),
+                   default=100,
+                   help=f'graphs to generate without --data, at least '
+                   f'{MIN_GRAPHS} (the first 20%% are held out; default: '
+                   f'100)')
+    p.add_argument('--epochs', type=positive_int, default=300)
+    p.add_argument('--batch-size', type=positive_int, default=16)
+    p.add_argument('--lr', type=positive_float, default=3e-3)
+    p.add_argument('--hidden', type=positive_int, default=64)
+    p.add_argument('--latent', type=positive_int, default=16)
+    p.add_argument('--clusters', type=int_list, default='2,1',
                    help='clusters per level, finest first (default: 2,1)')
-    p.add_argument('--layers', type=int, default=2,
+    p.add_argument('--layers', type=positive_int, default=2,
                    help='message passing layers per encoder (default: 2)')
     p.add_argument('--order', type=int, default=1, choices=[1, 2],
                    help='first- or second-order encoders/decoders')
@@ -48,14 +87,15 @@ def _demo_parser(sub):
                    help='global decoder of the finest level (default: mlp, '
                    "the paper's choice for community-small, D.5)")
     p.add_argument('--covariance', default='diag', choices=['diag', 'mrf'])
-    p.add_argument('--random-features', type=int, default=0)
-    p.add_argument('--kl-weight', type=float, default=1.0)
-    p.add_argument('--num-samples', type=int, default=256)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--random-features', type=nonnegative_int, default=0)
+    p.add_argument('--kl-weight', type=nonnegative_float, default=1.0)
+    p.add_argument('--num-samples', type=positive_int, default=256)
+    p.add_argument('--seed', type=nonnegative_int, default=0)
     p.add_argument('--out', default='outputs/demo',
                    help='folder for the checkpoint, JSON and pictures')
     p.add_argument('--no-progress', action='store_true')
-    p.set_defaults(func=run_demo)
+    add_run_arguments(p)
+    p.set_defaults(func=run_demo, resolve=resolve_demo_args)
 
 
 def _generate_parser(sub):
@@ -68,10 +108,11 @@ def _generate_parser(sub):
         'reports the squared MMD (degree, clustering, orbit) against the '
         'test split under the GraphRNN/GDSS and GRAN kernels, with the '
         'training set (floor) and a matched Erdos-Renyi baseline in the '
-        'same table; writes result records, pictures and checkpoints.')
+        'same table; writes result records, pictures and checkpoints.',
+        epilog=EXIT_CODES)
     generation.add_arguments(p)
-    p.set_defaults(func=lambda args: generation.run(
-        generation.resolve_args(args)))
+    add_run_arguments(p)
+    p.set_defaults(func=generation.run, resolve=generation.resolve_args)
 
 
 def _link_pred_parser(sub):
@@ -84,9 +125,11 @@ def _link_pred_parser(sub):
         'spectral and k-means clusterings on the training graph, selects '
         'epochs on validation AUC and reports test AUC/AP, epoch time and '
         'balanced-cut statistics; writes result records, a table, a CSV '
-        'and cluster-size plots.')
+        'and cluster-size plots.', epilog=EXIT_CODES)
     link_prediction.add_arguments(p)
-    p.set_defaults(func=lambda args: link_prediction.run(args))
+    add_run_arguments(p)
+    p.set_defaults(func=link_prediction.run,
+                   resolve=link_prediction.resolve_args)
 
 
 def _molecules_parser(sub):
@@ -99,10 +142,21 @@ def _molecules_parser(sub):
         'validity (without and with valence correction), uniqueness, '
         'novelty, QED and FCD against the test set; writes result records, '
         'pictures (generated molecules with QED, a latent interpolation) '
-        'and a checkpoint.')
+        'and a checkpoint.', epilog=EXIT_CODES)
     molecules.add_arguments(p)
-    p.set_defaults(func=lambda args: molecules.run(
-        molecules.resolve_args(args)))
+    # An epoch over 10,000 molecules takes minutes: save after every one.
+    add_run_arguments(p, checkpoint_every=1)
+    p.set_defaults(func=molecules.run, resolve=molecules.resolve_args)
+
+
+def resolve_demo_args(args: argparse.Namespace) -> argparse.Namespace:
+    r"""Checks the combinations of the demo's options (the single values
+    are checked while parsing)."""
+    if args.data is not None and not os.path.exists(args.data):
+        raise UsageError(f"--data: no such file or folder '{args.data}'")
+    if args.covariance == 'mrf' and args.order != 2:
+        raise UsageError("--covariance mrf needs --order 2")
+    return args
 
 
 def _properties_parser(sub):
@@ -140,6 +194,10 @@ def load_graphs(args):
     if args.data:
         graphs = read_graph_list(args.data, allow_pickle=args.allow_pickle)
         source = args.data
+        if len(graphs) < MIN_GRAPHS:
+            raise ValueError(f"'{args.data}' holds {len(graphs)} graphs; "
+                             f"the demo needs at least {MIN_GRAPHS} (the "
+                             f"first 20% are held out)")
     else:
         graphs = make_community_dataset(args.num_graphs, seed=args.seed)
         source = f'built-in two-community generator (seed {args.seed})'
@@ -153,9 +211,15 @@ def run_demo(args) -> dict:
     from tqdm import tqdm
 
     from torch_geometric_mgvae import MGVAE
+    from torch_geometric_mgvae.experiments.io import write_json
     from torch_geometric_mgvae.experiments.plot import (
         plot_curves,
         plot_graph_grid,
+    )
+    from torch_geometric_mgvae.experiments.state import (
+        TrainingSession,
+        model_checkpoint,
+        training_state,
     )
     from torch_geometric_mgvae.experiments.train import (
         structural_transform,
@@ -163,76 +227,88 @@ def run_demo(args) -> dict:
     )
     from torch_geometric_mgvae.metrics import graph_mmd
 
-    torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    train_graphs, test_graphs, source = load_graphs(args)
-    print(f'data: {source}: {len(train_graphs)} train / {len(test_graphs)} '
-          f'test graphs')
-    features = structural_transform()
-    train_set = [features(g) for g in train_graphs]
-    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
-    clusters = [int(k) for k in args.clusters.split(',')]
-    max_nodes = max(g.num_nodes for g in train_graphs + test_graphs)
-    model = MGVAE(train_set[0].num_features, args.hidden, args.latent,
-                  clusters, num_layers=args.layers, order=args.order,
-                  prior=args.prior, covariance=args.covariance,
-                  random_features=args.random_features, max_nodes=max_nodes,
-                  global_decoder=args.decoder)
-    model.fit_num_nodes(train_graphs)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    gen = torch.Generator().manual_seed(args.seed)
-    history = []
-    t0 = time.time()
-    bar = tqdm(range(1, args.epochs + 1), desc='train',
-               disable=args.no_progress, file=sys.stdout)
-    for epoch in bar:
-        stats = train_epoch(model, loader, opt, {'kl': args.kl_weight},
-                            generator=gen)
-        history.append(dict(epoch=epoch, **stats))
-        bar.set_postfix(loss=f"{stats['loss']:.1f}",
-                        cut=f"{stats['balanced_cut']:.3f}")
-    train_time = time.time() - t0
-    ckpt = os.path.join(args.out, 'mgvae.pt')
-    torch.save({'model': model.state_dict(), 'args': vars(args)
-                | {'func': None}, 'in_channels': train_set[0].num_features},
-               ckpt)
+    with TrainingSession.from_args(args) as session:
+        torch.manual_seed(args.seed)
+        train_graphs, test_graphs, source = load_graphs(args)
+        print(f'data: {source}: {len(train_graphs)} train / '
+              f'{len(test_graphs)} test graphs')
+        features = structural_transform()
+        train_set = [features(g) for g in train_graphs]
+        loader = DataLoader(train_set, batch_size=args.batch_size,
+                            shuffle=True)
+        max_nodes = max(g.num_nodes for g in train_graphs + test_graphs)
+        model_kwargs = dict(
+            in_channels=train_set[0].num_features,
+            hidden_channels=args.hidden, latent_channels=args.latent,
+            num_clusters=args.clusters, num_layers=args.layers,
+            order=args.order, prior=args.prior, covariance=args.covariance,
+            random_features=args.random_features, max_nodes=max_nodes,
+            global_decoder=args.decoder)
+        model = MGVAE(**model_kwargs)
+        model.fit_num_nodes(train_graphs)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        gen = torch.Generator().manual_seed(args.seed)
+        resumed = session.restore('', model, opt, generators={'gen': gen})
+        history = resumed['history'] if resumed else []
+        clock = dict(seconds=resumed['train_seconds'] if resumed else 0.0)
+        bar = tqdm(total=args.epochs, initial=len(history), desc='train',
+                   disable=args.no_progress, file=sys.stdout)
 
-    model.eval()
-    t0 = time.time()
-    samples = model.sample(args.num_samples, generator=gen)
-    sample_time = time.time() - t0
-    metrics = ('degree', 'clustering')
-    gen_mmd = graph_mmd(samples, test_graphs, metrics=metrics)
-    ref_mmd = graph_mmd(train_graphs, test_graphs, metrics=metrics)
-    print()
-    print(f'{"":<28}{"degree MMD":>12}{"clustering MMD":>16}')
-    print(f'{"MGVAE samples vs test":<28}{gen_mmd["degree"]:>12.4f}'
-          f'{gen_mmd["clustering"]:>16.4f}')
-    print(f'{"train vs test (floor)":<28}{ref_mmd["degree"]:>12.4f}'
-          f'{ref_mmd["clustering"]:>16.4f}')
-    print('(squared MMD, GraphRNN Gaussian-EMD kernels)')
-    pic = plot_graph_grid({'generated': samples, 'test': test_graphs},
-                          os.path.join(args.out, 'generated_vs_test.png'))
-    curve = plot_curves(history, os.path.join(args.out, 'loss.png'))
-    result = dict(source=source, epochs=args.epochs,
-                  train_seconds=round(train_time, 2),
-                  sample_seconds=round(sample_time, 3),
-                  num_samples=args.num_samples, mmd_generated=gen_mmd,
-                  mmd_train_vs_test=ref_mmd,
-                  mean_nodes=sum(g.num_nodes for g in samples) / len(samples),
-                  mean_edges=sum(g.edge_index.size(1) // 2 for g in samples) /
-                  len(samples), final=history[-1])
-    with open(os.path.join(args.out, 'demo.json'), 'w') as f:
-        json.dump(result, f, indent=1)
-    print(f'trained in {train_time:.1f}s, sampled {args.num_samples} graphs '
-          f'in {sample_time:.2f}s; wrote {ckpt}, {pic}, {curve}')
+        def step(epoch: int):
+            t0 = time.time()
+            stats = train_epoch(model, loader, opt, {'kl': args.kl_weight},
+                                generator=gen)
+            clock['seconds'] += time.time() - t0
+            history.append(dict(epoch=epoch, **stats))
+            bar.update()
+            bar.set_postfix(loss=f"{stats['loss']:.1f}",
+                            cut=f"{stats['balanced_cut']:.3f}")
+
+        session.train('', step, args.epochs, lambda: training_state(
+            model, opt, model_kwargs, generators={'gen': gen},
+            history=history, train_seconds=clock['seconds']), resumed)
+        bar.close()
+        train_time = clock['seconds']
+        ckpt = model_checkpoint(os.path.join(args.out, 'mgvae.pt'), model,
+                                model_kwargs, args=args)
+
+        model.eval()
+        t0 = time.time()
+        samples = model.sample(args.num_samples, generator=gen)
+        sample_time = time.time() - t0
+        metrics = ('degree', 'clustering')
+        gen_mmd = graph_mmd(samples, test_graphs, metrics=metrics)
+        ref_mmd = graph_mmd(train_graphs, test_graphs, metrics=metrics)
+        print()
+        print(f'{"":<28}{"degree MMD":>12}{"clustering MMD":>16}')
+        print(f'{"MGVAE samples vs test":<28}{gen_mmd["degree"]:>12.4f}'
+              f'{gen_mmd["clustering"]:>16.4f}')
+        print(f'{"train vs test (floor)":<28}{ref_mmd["degree"]:>12.4f}'
+              f'{ref_mmd["clustering"]:>16.4f}')
+        print('(squared MMD, GraphRNN Gaussian-EMD kernels)')
+        pic = plot_graph_grid({'generated': samples, 'test': test_graphs},
+                              os.path.join(args.out, 'generated_vs_test.png'))
+        curve = plot_curves(history, os.path.join(args.out, 'loss.png'))
+        result = dict(source=source, epochs=args.epochs,
+                      train_seconds=round(train_time, 2),
+                      sample_seconds=round(sample_time, 3),
+                      num_samples=args.num_samples, mmd_generated=gen_mmd,
+                      mmd_train_vs_test=ref_mmd,
+                      mean_nodes=sum(g.num_nodes for g in samples) /
+                      len(samples),
+                      mean_edges=sum(g.edge_index.size(1) // 2
+                                     for g in samples) / len(samples),
+                      final=history[-1])
+        write_json(os.path.join(args.out, 'demo.json'), result)
+        print(f'trained in {train_time:.1f}s, sampled {args.num_samples} '
+              f'graphs in {sample_time:.2f}s; wrote {ckpt}, {pic}, {curve}')
     return result
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='mgvae', description='Multiresolution graph networks and '
-        'VAEs (Hy & Kondor) on PyTorch Geometric.')
+        'VAEs (Hy & Kondor) on PyTorch Geometric.', epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest='command', required=True)
     _demo_parser(sub)
     _generate_parser(sub)
@@ -242,10 +318,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    from torch_geometric_mgvae.experiments.train import NonFiniteError
+    text = ' '.join(str(e).split())
+    if isinstance(e, (UsageError, NonFiniteError)):
+        return text
+    return f'{type(e).__name__}: {text}' if text else type(e).__name__
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-    args.func(args)
+    r"""Runs a command; returns the exit code (0 success, 1 runtime
+    failure, 2 bad usage, 130 interrupted)."""
+    from torch_geometric_mgvae.experiments.state import Interrupted
+    from torch_geometric_mgvae.experiments.train import NonFiniteError
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage error (2) or --help (0)
+        return e.code if isinstance(e.code, int) else 0
+    debug = args.debug
+    try:
+        try:
+            args = args.resolve(args)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+        args.func(args)
+    except UsageError as e:
+        if debug:
+            traceback.print_exc()
+        print(f'mgvae: error: {_one_line(e)}', file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f'\nmgvae: {e}', file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print('\nmgvae: interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        hint = '' if debug or isinstance(e, NonFiniteError) else \
+            ' (--debug shows the traceback)'
+        print(f'mgvae: error: {_one_line(e)}{hint}', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,7 +22,6 @@ both drive :class:`GenerationExperiment`::
     exp.finish()
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,12 +35,27 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import to_undirected
 
 from torch_geometric_mgvae.datasets import CommunitySmall, EgoSmall
+from torch_geometric_mgvae.experiments.io import write_json
+from torch_geometric_mgvae.experiments.options import (
+    UsageError,
+    int_list,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
     mean_std,
+    read_records,
     record,
     write_dataset_records,
+)
+from torch_geometric_mgvae.experiments.state import (
+    TrainingSession,
+    model_checkpoint,
+    training_state,
 )
 from torch_geometric_mgvae.experiments.train import (
     structural_transform,
@@ -54,7 +68,8 @@ __all__ = [
     'DATASETS', 'MODEL_DEFAULTS', 'KERNELS', 'add_arguments',
     'resolve_args', 'load_splits', 'graph_density', 'mean_density',
     'erdos_renyi_graphs', 'matched_erdos_renyi', 'graph_stats',
-    'split_overlap', 'mmd_scores', 'build_model', 'method_name',
+    'split_overlap', 'mmd_scores', 'model_kwargs', 'build_model',
+    'method_name',
     'fit_latent_gaussian', 'sample_fitted', 'GenerationExperiment', 'run'
 ]
 
@@ -73,8 +88,9 @@ KERNEL_DETAILS = {
 }
 FLOOR = 'train set (floor)'
 ER = 'Erdos-Renyi (matched)'
-DEFAULT_RESULTS = os.path.join('benchmark', 'results',
-                               'graph_generation.json')
+#: The records go to OUT/RESULTS_NAME unless --results names a file (the
+#: committed benchmark/results/graph_generation.json only when given).
+RESULTS_NAME = 'graph_generation.json'
 
 # Per-dataset defaults of the model options left at None on the command
 # line. Paper D.5: L = 2 levels, K = 2^l clusters, a fully connected (MLP)
@@ -106,10 +122,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                       '(<name>.edgelists.json or <name>.pkl) lies in '
                       'ROOT/raw (default: data/community_small or '
                       'data/ego_small; the .pkl is downloaded if missing)')
-    data.add_argument('--seeds', type=int, default=3,
+    data.add_argument('--seeds', type=positive_int, default=3,
                       help='training runs with seeds 0..SEEDS-1 '
                       '(default: 3)')
-    data.add_argument('--num-samples', type=int, default=1024,
+    data.add_argument('--num-samples', type=positive_int, default=1024,
                       help='graphs sampled per seed (default: 1024)')
     data.add_argument('--kernel', default='both',
                       choices=['both'] + list(KERNELS),
@@ -118,24 +134,25 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--out', default=None,
                       help='folder for pictures, histories and checkpoints '
                       '(default: outputs/generation/<dataset>)')
-    data.add_argument('--results', default=DEFAULT_RESULTS,
-                      help=f'JSON file of result records (default: '
-                      f'{DEFAULT_RESULTS}); this dataset\'s rows are '
-                      f'replaced')
+    data.add_argument('--results', default=None,
+                      help=f'JSON file of result records; this dataset\'s '
+                      f'rows are replaced (default: OUT/{RESULTS_NAME}; '
+                      f'benchmark/results/{RESULTS_NAME} holds the '
+                      f'committed ones)')
     data.add_argument('--no-progress', action='store_true',
                       help='no progress bar')
 
     model = parser.add_argument_group(
         'model (None = per-dataset default, see MODEL_DEFAULTS)')
-    model.add_argument('--clusters', default='2,1',
+    model.add_argument('--clusters', type=int_list, default='2,1',
                        help='clusters per level, finest first '
                        '(default: 2,1: L = 2 levels, K = 2^l)')
-    model.add_argument('--hidden', type=int, default=64)
-    model.add_argument('--latent', type=int, default=16)
-    model.add_argument('--layers', type=int, default=2,
+    model.add_argument('--hidden', type=positive_int, default=64)
+    model.add_argument('--latent', type=positive_int, default=16)
+    model.add_argument('--layers', type=positive_int, default=2,
                        help='message passing layers per encoder '
                        '(default: 2; the paper used 10)')
-    model.add_argument('--cluster-layers', type=int, default=2)
+    model.add_argument('--cluster-layers', type=nonnegative_int, default=2)
     model.add_argument('--order', type=int, default=None, choices=[1, 2],
                        help='first- or second-order encoders/decoders '
                        '(default: 1 community-small, 2 ego-small)')
@@ -153,13 +170,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                        choices=['inner', 'second_order', 'mlp'],
                        help='(default: mlp for community-small, as in the '
                        'paper; second_order for order 2, else inner)')
-    model.add_argument('--random-features', type=int, default=None,
+    model.add_argument('--random-features', type=nonnegative_int,
+                       default=None,
                        help='random node feature channels (default: 4 '
                        'community-small, 0 ego-small)')
     model.add_argument('--encoder-scope', default='cluster',
                        choices=['cluster', 'graph'])
     model.add_argument('--hierarchical-decoding', action='store_true')
-    model.add_argument('--tau', type=float, default=1.0,
+    model.add_argument('--tau', type=positive_float, default=1.0,
                        help='straight-through temperature')
     model.add_argument('--latent-sampler', default='prior',
                        choices=list(LATENT_SAMPLERS),
@@ -171,20 +189,22 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'see fit_latent_gaussian)')
 
     opt = parser.add_argument_group('training')
-    opt.add_argument('--epochs', type=int, default=300)
-    opt.add_argument('--batch-size', type=int, default=16)
-    opt.add_argument('--lr', type=float, default=3e-3)
-    opt.add_argument('--kl-weight', type=float, default=1.0)
-    opt.add_argument('--cut-weight', type=float, default=1.0,
+    opt.add_argument('--epochs', type=positive_int, default=300)
+    opt.add_argument('--batch-size', type=positive_int, default=16)
+    opt.add_argument('--lr', type=positive_float, default=3e-3)
+    opt.add_argument('--kl-weight', type=nonnegative_float, default=1.0)
+    opt.add_argument('--cut-weight', type=nonnegative_float, default=1.0,
                      help='weight of the balanced-cut KL')
     return parser
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     r"""Fills the per-dataset defaults (options left at :obj:`None`),
-    :obj:`root` and :obj:`out`, and checks the values."""
+    :obj:`root`, :obj:`out` and :obj:`results`, and checks the values
+    (a :class:`~torch_geometric_mgvae.experiments.options.UsageError`,
+    before any work)."""
     if args.dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset '{args.dataset}' (expected one "
+        raise UsageError(f"Unknown dataset '{args.dataset}' (expected one "
                          f"of {sorted(DATASETS)})")
     for key, value in MODEL_DEFAULTS[args.dataset].items():
         if getattr(args, key, None) is None:
@@ -198,19 +218,21 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         args.root = os.path.join('data', slug)
     if args.out is None:
         args.out = os.path.join('outputs', 'generation', args.dataset)
+    if args.results is None:
+        args.results = os.path.join(args.out, RESULTS_NAME)
     if isinstance(args.clusters, str):
         args.clusters = [int(k) for k in args.clusters.split(',') if k]
     # Namespaces built without this option (older scripts) sample the prior.
     args.latent_sampler = getattr(args, 'latent_sampler', 'prior')
     if args.latent_sampler not in LATENT_SAMPLERS:
-        raise ValueError(f"'--latent-sampler' must be one of "
+        raise UsageError(f"'--latent-sampler' must be one of "
                          f"{LATENT_SAMPLERS}")
     if args.latent_sampler == 'fitted' and args.hierarchical_decoding:
-        raise ValueError("'--latent-sampler fitted' does not support "
+        raise UsageError("'--latent-sampler fitted' does not support "
                          "'--hierarchical-decoding'")
-    for name in ('seeds', 'num_samples', 'epochs'):
-        if getattr(args, name) < 1:
-            raise ValueError(f"'--{name.replace('_', '-')}' must be >= 1")
+    if args.covariance == 'mrf' and args.order != 2:
+        raise UsageError("'--covariance mrf' needs '--order 2'")
+    read_records(args.results)  # a broken file fails now, not after training
     return args
 
 
@@ -354,20 +376,28 @@ def mmd_scores(pred: Sequence[Data], ref: Sequence[Data],
 
 # Model ####################################################################
 
+def model_kwargs(args: argparse.Namespace, in_channels: int,
+                 max_nodes: int) -> Dict[str, Any]:
+    r"""The constructor arguments of the experiment's :class:`MGVAE` from
+    the (resolved) options (stored in the checkpoints)."""
+    return dict(in_channels=in_channels, hidden_channels=args.hidden,
+                latent_channels=args.latent, num_clusters=args.clusters,
+                num_layers=args.layers, order=args.order,
+                cluster_kwargs=dict(num_layers=args.cluster_layers,
+                                    tau=args.tau),
+                covariance=args.covariance, prior=args.prior,
+                prior_kwargs=dict(matching=args.matching)
+                if args.prior == 'learnable' else None,
+                global_decoder=args.global_decoder,
+                random_features=args.random_features, max_nodes=max_nodes,
+                encoder_scope=args.encoder_scope,
+                hierarchical_decoding=args.hierarchical_decoding)
+
+
 def build_model(args: argparse.Namespace, in_channels: int,
                 max_nodes: int) -> MGVAE:
     r"""The MGVAE of the experiment from the (resolved) options."""
-    return MGVAE(in_channels, args.hidden, args.latent, args.clusters,
-                 num_layers=args.layers, order=args.order,
-                 cluster_kwargs=dict(num_layers=args.cluster_layers,
-                                     tau=args.tau),
-                 covariance=args.covariance, prior=args.prior,
-                 prior_kwargs=dict(matching=args.matching)
-                 if args.prior == 'learnable' else None,
-                 global_decoder=args.global_decoder,
-                 random_features=args.random_features, max_nodes=max_nodes,
-                 encoder_scope=args.encoder_scope,
-                 hierarchical_decoding=args.hierarchical_decoding)
+    return MGVAE(**model_kwargs(args, in_channels, max_nodes))
 
 
 @torch.no_grad()
@@ -496,7 +526,6 @@ class GenerationExperiment:
         self.floor_stats = graph_stats(self.train_graphs)
         self.test_stats = graph_stats(self.test_graphs)
         self.duplicates = split_overlap(self.train_graphs, self.test_graphs)
-        os.makedirs(args.out, exist_ok=True)
         self.log(f'{args.dataset}: {len(self.train_graphs)} train / '
                  f'{len(self.test_graphs)} test graphs (GDSS split; '
                  f'{self._overlap()}), max {self.max_nodes} nodes, train '
@@ -511,7 +540,9 @@ class GenerationExperiment:
         r"""A fresh model, optimizer and loader for :obj:`seed`."""
         torch.manual_seed(seed)
         self.seed = seed
-        self.model = build_model(self.args, self.in_channels, self.max_nodes)
+        self.model_kwargs = model_kwargs(self.args, self.in_channels,
+                                         self.max_nodes)
+        self.model = MGVAE(**self.model_kwargs)
         self.optimizer = torch.optim.Adam(self.model.parameters(),
                                           lr=self.args.lr)
         self.loader = DataLoader(self.train_set,
@@ -523,6 +554,25 @@ class GenerationExperiment:
         self.history: List[Dict[str, float]] = []
         self.train_seconds = 0.0
         return self.model
+
+    def training_state(self) -> Dict[str, Any]:
+        r"""The current seed's training state (see
+        :func:`~torch_geometric_mgvae.experiments.state.training_state`)."""
+        return training_state(self.model, self.optimizer, self.model_kwargs,
+                              generators={'generator': self.generator},
+                              history=self.history,
+                              train_seconds=self.train_seconds)
+
+    def restore(self, session: TrainingSession) -> Optional[Dict[str, Any]]:
+        r"""Continues the current seed from :obj:`session`'s saved state, if
+        it was saved while training this seed."""
+        state = session.restore(f'seed {self.seed}', self.model,
+                                self.optimizer,
+                                generators={'generator': self.generator})
+        if state is not None:
+            self.history = state['history']
+            self.train_seconds = state['train_seconds']
+        return state
 
     def train_epoch(self) -> Dict[str, float]:
         r"""One epoch of the current model; returns the mean loss terms."""
@@ -563,10 +613,10 @@ class GenerationExperiment:
                    train_seconds=self.train_seconds, history=self.history,
                    samples=samples[:8], er=er[:8])
         self.runs.append(run)
-        torch.save({'model': model.state_dict(), 'args': {
-            k: v for k, v in vars(args).items() if k != 'func'},
-            'in_channels': self.in_channels, 'max_nodes': self.max_nodes},
-            os.path.join(args.out, f'mgvae_seed{seed}.pt'))
+        model_checkpoint(os.path.join(args.out, f'mgvae_seed{seed}.pt'),
+                         model, self.model_kwargs, args=args,
+                         in_channels=self.in_channels,
+                         max_nodes=self.max_nodes)
         k = self.kernels[0]
         s = run['stats']
         self.log(f'seed {seed}: trained {self.train_seconds:.1f}s, sampled '
@@ -711,26 +761,64 @@ class GenerationExperiment:
                                                 for r in self.runs],
                        test_stats=self.test_stats,
                        split_overlap=self.duplicates)
-        with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=1)
+        write_json(os.path.join(args.out, 'summary.json'), summary)
         self.log(f'wrote {args.results}, {pic}, {curve}')
         return recs
+
+
+def _graphs_to_plain(graphs: Sequence[Data]) -> List[Dict[str, Any]]:
+    return [dict(edge_index=g.edge_index, num_nodes=int(g.num_nodes))
+            for g in graphs]
+
+
+def _graphs_from_plain(graphs: Sequence[Dict[str, Any]]) -> List[Data]:
+    return [Data(edge_index=g['edge_index'], num_nodes=g['num_nodes'])
+            for g in graphs]
+
+
+def _run_to_plain(run: Dict[str, Any]) -> Dict[str, Any]:
+    return dict(run, samples=_graphs_to_plain(run['samples']),
+                er=_graphs_to_plain(run['er']))
+
+
+def _run_from_plain(run: Dict[str, Any]) -> Dict[str, Any]:
+    return dict(run, samples=_graphs_from_plain(run['samples']),
+                er=_graphs_from_plain(run['er']))
 
 
 def run(args: argparse.Namespace, command: Optional[str] = None
         ) -> List[Dict[str, Any]]:
     r"""The whole experiment (what :obj:`mgvae generate` runs): every seed
-    trained with a progress bar, tested, then :meth:`finish`."""
+    trained with a progress bar, tested, then :meth:`finish`. Inside a
+    :class:`~torch_geometric_mgvae.experiments.state.TrainingSession`: the
+    training state is saved every :obj:`--checkpoint-every` epochs and on
+    SIGINT/SIGTERM, every finished seed's results are kept in it, and
+    :obj:`--resume` continues without redoing finished seeds."""
     from tqdm import tqdm
-    exp = GenerationExperiment(args, command)
-    args = exp.args
-    for seed in range(args.seeds):
-        exp.start_seed(seed)
-        bar = tqdm(range(1, args.epochs + 1), desc=f'seed {seed}',
-                   disable=args.no_progress, file=sys.stdout)
-        for _ in bar:
-            stats = exp.train_epoch()
-            bar.set_postfix(loss=f"{stats['loss']:.1f}",
-                            kl=f"{stats['kl']:.1f}")
-        exp.test()
-    return exp.finish()
+    args = resolve_args(args)
+    with TrainingSession.from_args(args) as session:
+        exp = GenerationExperiment(args, command)
+        exp.runs = [_run_from_plain(r) for r in session.done.get('runs', [])]
+        if exp.runs:
+            exp.log(f'seeds 0-{len(exp.runs) - 1} finished in the saved run '
+                    f'(not repeated)')
+        for seed in range(len(exp.runs), args.seeds):
+            exp.start_seed(seed)
+            resumed = exp.restore(session)
+            bar = tqdm(total=args.epochs, initial=len(exp.history),
+                       desc=f'seed {seed}', disable=args.no_progress,
+                       file=sys.stdout)
+
+            def step(epoch: int, bar=bar):
+                stats = exp.train_epoch()
+                bar.update()
+                bar.set_postfix(loss=f"{stats['loss']:.1f}",
+                                kl=f"{stats['kl']:.1f}")
+
+            session.train(f'seed {seed}', step, args.epochs,
+                          exp.training_state, resumed)
+            bar.close()
+            exp.test()
+            session.done['runs'] = [_run_to_plain(r) for r in exp.runs]
+            session.save()  # this seed is finished: --resume skips it
+        return exp.finish()

@@ -21,9 +21,9 @@ run :func:`run`.
 """
 import argparse
 import copy
-import json
+import csv
+import io
 import os
-import shutil
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -34,14 +34,35 @@ from torch import Tensor
 from torch_geometric import seed_everything
 from torch_geometric.data import Data
 
+from torch_geometric_mgvae.experiments.io import (
+    copy_file,
+    write_json,
+    write_text,
+)
+from torch_geometric_mgvae.experiments.options import (
+    UsageError,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
     mean_std,
+    read_records,
     record,
     write_dataset_records,
 )
-from torch_geometric_mgvae.experiments.train import weighted_loss
+from torch_geometric_mgvae.experiments.state import (
+    TrainingSession,
+    training_state,
+)
+from torch_geometric_mgvae.experiments.train import (
+    check_finite_grads,
+    check_finite_loss,
+    weighted_loss,
+)
 from torch_geometric_mgvae.models import MGVAE
 from torch_geometric_mgvae.nn import fixed_hierarchy
 
@@ -59,8 +80,10 @@ PROTOCOL = ('RandomLinkSplit(num_val=0.05, num_test=0.1, undirected, '
             'equal sampled non-edges), a new split per seed; epoch selected '
             'on validation AUC; AUC/AP on the test edges')
 VGAE_NAME = 'PyG VGAE'
-DEFAULT_RESULTS = os.path.join('benchmark', 'results',
-                               'link_prediction.json')
+#: The records go to OUT/RESULTS_NAME unless --results names a file (the
+#: committed benchmark/results/link_prediction.json only when given).
+RESULTS_NAME = 'link_prediction.json'
+LEVELS = (3, 7)
 
 
 # Command line #############################################################
@@ -79,10 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help='folder holding <name>/raw with the Planetoid '
                       'raw files (e.g. ../shared/data) to copy into ROOT '
                       'instead of downloading')
-    data.add_argument('--seeds', type=int, default=5)
+    data.add_argument('--seeds', type=positive_int, default=5)
     data.add_argument('--variants', nargs='+', default=list(VARIANTS),
                       choices=VARIANTS, help='clusterings of MGVAE')
     data.add_argument('--levels', nargs='+', type=int, default=[7, 3],
+                      choices=LEVELS,
                       help='coarsening levels L: L = 7 uses 2^l clusters '
                       '(128, ..., 2), L = 3 uses 4^l (64, 16, 4), as in '
                       'the paper (default: 7 3)')
@@ -91,50 +115,54 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--out', default=os.path.join('outputs',
                                                     'link_prediction'),
                       help='folder for the table, CSV and plots')
-    data.add_argument('--results', default=DEFAULT_RESULTS,
-                      help='JSON file of result records (the rows of the '
-                      'datasets run are replaced)')
+    data.add_argument('--results', default=None,
+                      help=f'JSON file of result records; the rows of the '
+                      f'datasets run are replaced (default: '
+                      f'OUT/{RESULTS_NAME}; benchmark/results/'
+                      f'{RESULTS_NAME} holds the committed ones)')
     data.add_argument('--no-progress', action='store_true')
 
     model = parser.add_argument_group('MGVAE')
-    model.add_argument('--hidden', type=int, default=32)
-    model.add_argument('--latent', type=int, default=16)
-    model.add_argument('--layers', type=int, default=2,
+    model.add_argument('--hidden', type=positive_int, default=32)
+    model.add_argument('--latent', type=positive_int, default=16)
+    model.add_argument('--layers', type=positive_int, default=2,
                        help='message passing layers per encoder')
-    model.add_argument('--cluster-layers', type=int, default=2)
+    model.add_argument('--cluster-layers', type=nonnegative_int, default=2)
     model.add_argument('--encoder-scope', default='graph',
                        choices=['cluster', 'graph'],
                        help="'cluster' is the paper's local encoder (weak "
                        "here, see the README); 'graph' (default)")
     model.add_argument('--no-hierarchical', action='store_true',
                        help='score pairs with the finest latents only')
-    model.add_argument('--cluster-balance', type=int, default=0,
+    model.add_argument('--cluster-balance', type=nonnegative_int, default=0,
                        help='Sinkhorn iterations balancing the learned '
                        'clustering (0: the paper\'s clustering)')
-    model.add_argument('--entropy-weight', type=float, default=0.0,
+    model.add_argument('--entropy-weight', type=nonnegative_float,
+                       default=0.0,
                        help='weight of the assignment-entropy loss')
 
     opt = parser.add_argument_group('training')
-    opt.add_argument('--epochs', type=int, default=400)
-    opt.add_argument('--lr', type=float, default=0.01)
-    opt.add_argument('--eval-every', type=int, default=5)
-    opt.add_argument('--kl-weight', type=float, default=None,
+    opt.add_argument('--epochs', type=positive_int, default=400)
+    opt.add_argument('--lr', type=positive_float, default=0.01)
+    opt.add_argument('--eval-every', type=positive_int, default=5)
+    opt.add_argument('--kl-weight', type=nonnegative_float, default=None,
                      help='weight of the summed KL of all levels '
                      '(default: 1/N^2, the per-pair normalisation of the '
                      'ELBO; see the README)')
-    opt.add_argument('--cut-weight', type=float, default=1.0,
+    opt.add_argument('--cut-weight', type=nonnegative_float, default=1.0,
                      help='weight of the balanced-cut KL')
     return parser
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
-    r"""Checks the values of :obj:`args`."""
-    for name in ('seeds', 'epochs', 'eval_every'):
-        if getattr(args, name) < 1:
-            raise ValueError(f"'--{name.replace('_', '-')}' must be >= 1")
-    for L in args.levels:
-        if L not in (3, 7):
-            raise ValueError(f"'--levels' must be 3 or 7 (got {L})")
+    r"""Fills :obj:`results` and checks what the parser cannot (a
+    :class:`~torch_geometric_mgvae.experiments.options.UsageError`, before
+    any work)."""
+    if args.raw is not None and not os.path.isdir(args.raw):
+        raise UsageError(f"--raw: no such folder '{args.raw}'")
+    if args.results is None:
+        args.results = os.path.join(args.out, RESULTS_NAME)
+    read_records(args.results)  # a broken file fails now, not after training
     return args
 
 
@@ -149,16 +177,19 @@ def clusters_per_level(L: int) -> List[int]:
 
 def load_dataset(name: str, root: str, raw: Optional[str] = None) -> Data:
     r"""The Planetoid graph :obj:`name` with row-normalised features. Raw
-    files found in :obj:`raw/<name>/raw` are copied into
-    :obj:`root/<Name>/raw` first, so nothing is downloaded."""
+    files found in :obj:`raw/<name>/raw` and missing in
+    :obj:`root/<Name>/raw` are copied there first (atomically), so nothing
+    is downloaded."""
     from torch_geometric.datasets import Planetoid
     if raw is not None:
         src = os.path.join(raw, name.lower(), 'raw')
         if not os.path.isdir(src):
             src = os.path.join(raw, name, 'raw')
         dst = os.path.join(root, name, 'raw')
-        if os.path.isdir(src) and not os.path.isdir(dst):
-            shutil.copytree(src, dst)
+        if os.path.isdir(src):
+            for f in sorted(os.listdir(src)):
+                if not os.path.exists(os.path.join(dst, f)):
+                    copy_file(os.path.join(src, f), os.path.join(dst, f))
     return Planetoid(root, name, transform=T.NormalizeFeatures())[0]
 
 
@@ -246,12 +277,17 @@ class VGAEBaseline(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 16):
         super().__init__()
         from torch_geometric.nn import VGAE
+        self.model_kwargs = dict(in_channels=in_channels,
+                                 out_channels=out_channels)
         self.model = VGAE(VariationalGCNEncoder(in_channels, out_channels))
 
-    def loss(self, train: Data) -> Tensor:
+    def loss_terms(self, train: Data) -> Dict[str, Tensor]:
         z = self.model.encode(train.x, train.edge_index)
-        return (self.model.recon_loss(z, train.edge_index) +
-                self.model.kl_loss() / train.num_nodes)
+        return dict(recon=self.model.recon_loss(z, train.edge_index),
+                    kl=self.model.kl_loss() / train.num_nodes)
+
+    def loss(self, train: Data) -> Tensor:
+        return sum(self.loss_terms(train).values())
 
     @torch.no_grad()
     def scorer(self, train: Data) -> Callable[[Tensor], Tensor]:
@@ -269,8 +305,10 @@ class MGVAELinkModel(torch.nn.Module):
         super().__init__()
         self.variant = variant
         self.clusters = clusters
-        self.mgvae = MGVAE(
-            in_channels, args.hidden, args.latent, list(num_clusters),
+        #: The constructor arguments of :obj:`self.mgvae` (checkpoints).
+        self.mgvae_kwargs = dict(
+            in_channels=in_channels, hidden_channels=args.hidden,
+            latent_channels=args.latent, num_clusters=list(num_clusters),
             num_layers=args.layers,
             clustering='learned' if variant == 'learned' else 'fixed',
             cluster_kwargs=dict(num_layers=args.cluster_layers,
@@ -278,18 +316,28 @@ class MGVAELinkModel(torch.nn.Module):
             encoder_scope=args.encoder_scope,
             recon_kwargs=dict(balanced=True),
             hierarchical_decoding=not args.no_hierarchical)
+        self.mgvae = MGVAE(**self.mgvae_kwargs)
         self.weights = dict(kl=args.kl_weight, balanced_cut=args.cut_weight,
                             cluster_entropy=args.entropy_weight)
 
     def forward(self, train: Data):
         return self.mgvae(train.x, train.edge_index, clusters=self.clusters)
 
-    def loss(self, train: Data) -> Tensor:
-        out = self(train)
+    def _weights(self, train: Data) -> Dict[str, float]:
         weights = dict(self.weights)
         if weights['kl'] is None:
             weights['kl'] = 1.0 / train.num_nodes**2
-        return weighted_loss(self.mgvae.loss_terms(out), weights)
+        return weights
+
+    def loss_terms(self, train: Data) -> Dict[str, Tensor]:
+        r"""The weighted loss terms of :meth:`MGVAE.loss_terms`."""
+        weights = self._weights(train)
+        return {k: weighted_loss({k: v}, weights)
+                for k, v in self.mgvae.loss_terms(self(train)).items()}
+
+    def loss(self, train: Data) -> Tensor:
+        return weighted_loss(self.mgvae.loss_terms(self(train)),
+                             self._weights(train))
 
     @torch.no_grad()
     def scorer(self, train: Data) -> Callable[[Tensor], Tensor]:
@@ -321,40 +369,74 @@ def level_clusters(train: Data, variant: str, num_clusters: Sequence[int],
                            list(num_clusters), seed=seed)
 
 
+def _checkpointed(model: torch.nn.Module
+                  ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    r"""The module a checkpoint stores and its constructor arguments: the
+    :class:`MGVAE` inside an :class:`MGVAELinkModel`, else the model."""
+    if isinstance(model, MGVAELinkModel):
+        return model.mgvae, model.mgvae_kwargs
+    return model, getattr(model, 'model_kwargs', {})
+
+
 def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
                 epochs: int, lr: float, eval_every: int = 5,
-                progress: Optional[Callable[[int, float, float], None]] = None
+                progress: Optional[Callable[[int, float, float], None]] = None,
+                session: Optional[TrainingSession] = None, key: str = ''
                 ) -> Dict[str, Any]:
-    r"""Adam on :obj:`model.loss(train)`; every :obj:`eval_every` epochs the
-    validation AUC is measured and, when it improves, the test AUC/AP and
-    the weights are kept. Returns the selected epoch's numbers and the mean
-    training step time (evaluation excluded)."""
+    r"""Adam on :obj:`model.loss(train)` (the sum of
+    :obj:`model.loss_terms(train)` where the model has them); every
+    :obj:`eval_every` epochs the validation AUC is measured and, when it
+    improves, the test AUC/AP and the weights are kept. Returns the selected
+    epoch's numbers and the mean training step time (evaluation excluded).
+
+    Stops with a
+    :class:`~torch_geometric_mgvae.experiments.train.NonFiniteError` at the
+    first non-finite loss term or gradient. With a :obj:`session`, the
+    training state (including the best weights so far) is saved as
+    :obj:`key`'s, and a saved state of :obj:`key` is continued."""
+    session = session or TrainingSession()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    best: Dict[str, Any] = dict(val_auc=-1.0)
-    step_time = 0.0
-    for epoch in range(1, epochs + 1):
+    net, kwargs = _checkpointed(model)
+    run: Dict[str, Any] = dict(best=dict(val_auc=-1.0), step_time=0.0,
+                               loss=float('nan'))
+    resumed = session.restore(key, net, opt)
+    if resumed is not None:
+        run = resumed['run']
+
+    def step(epoch: int):
         model.train()
         t0 = time.perf_counter()
         opt.zero_grad()
-        loss = model.loss(train)
+        terms = (model.loss_terms(train) if hasattr(model, 'loss_terms')
+                 else dict(loss=model.loss(train)))
+        loss = sum(terms.values())
+        check_finite_loss({**terms, 'loss': loss})
         loss.backward()
+        check_finite_grads(model)
         opt.step()
-        step_time += time.perf_counter() - t0
+        run['step_time'] += time.perf_counter() - t0
+        run['loss'] = loss.item()
         if epoch % eval_every and epoch != epochs:
-            continue
+            return
         model.eval()
         score = model.scorer(train)
         val_auc, val_ap = auc_ap(score(val.pos_edge_label_index),
                                  score(val.neg_edge_label_index))
-        if val_auc > best['val_auc']:
+        if val_auc > run['best']['val_auc']:
             auc, ap = auc_ap(score(test.pos_edge_label_index),
                              score(test.neg_edge_label_index))
-            best = dict(val_auc=val_auc, val_ap=val_ap, auc=auc, ap=ap,
-                        epoch=epoch, state=copy.deepcopy(model.state_dict()))
+            run['best'] = dict(val_auc=val_auc, val_ap=val_ap, auc=auc,
+                               ap=ap, epoch=epoch,
+                               state=copy.deepcopy(model.state_dict()))
         if progress is not None:
-            progress(epoch, loss.item(), val_auc)
-    best['step_seconds'] = step_time / epochs
-    best['loss'] = loss.item()
+            progress(epoch, run['loss'], val_auc)
+
+    session.train(key, step, epochs,
+                  lambda: training_state(net, opt, kwargs, run=run),
+                  resumed)
+    best = dict(run['best'])
+    best['step_seconds'] = run['step_time'] / epochs
+    best['loss'] = run['loss']
     model.load_state_dict(best.pop('state'))
     model.eval()
     return best
@@ -370,79 +452,111 @@ def run(args: argparse.Namespace, command: Optional[str] = None
         ) -> List[Dict[str, Any]]:
     r"""The whole experiment: every dataset, seed and model; prints the
     table, writes records (replacing the rows of the datasets run), a CSV,
-    a Markdown table, the cluster-size plot and a summary JSON."""
+    a Markdown table, the cluster-size plot and a summary JSON.
+
+    Inside a :class:`~torch_geometric_mgvae.experiments.state.
+    TrainingSession`: the training state of the model in training is saved
+    every :obj:`--checkpoint-every` epochs and on SIGINT/SIGTERM, the
+    results of every finished (dataset, seed, model) are kept in it, and
+    :obj:`--resume` continues without redoing them. The records are written
+    once every model has finished."""
     from tqdm import tqdm
     args = resolve_args(args)
     command = command or current_command()
-    os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     all_records: List[Dict[str, Any]] = []
     summary: Dict[str, Any] = {}
-    for name in args.dataset:
-        data = load_dataset(name, args.root, args.raw)
-        runs: Dict[str, List[Dict[str, Any]]] = {}
-        sizes: Dict[str, Tensor] = {}
-        jobs = [] if args.no_baseline else [('vgae', None, None)]
-        jobs += [(v, L, clusters_per_level(L)) for L in args.levels
-                 for v in args.variants]
-        for seed in range(args.seeds):
-            train, val, test = split_edges(data, seed)
-            for variant, L, K in jobs:
-                seed_everything(seed)  # negative sampling uses random
-                if variant == 'vgae':
-                    model, method = VGAEBaseline(data.num_features), VGAE_NAME
-                else:
-                    method = method_name(variant, L)
-                    model = MGVAELinkModel(
-                        data.num_features, K, variant, args,
-                        level_clusters(train, variant, K, seed))
-                bar = tqdm(total=args.epochs, file=sys.stdout,
-                           disable=args.no_progress,
-                           desc=f'{name} seed {seed} {method}')
-
-                def progress(epoch, loss, val_auc, bar=bar):
-                    bar.update(epoch - bar.n)
-                    bar.set_postfix(loss=f'{loss:.3f}',
-                                    val_auc=f'{val_auc:.3f}')
-
-                res = train_model(model, train, val, test, args.epochs,
-                                  args.lr, args.eval_every, progress)
-                bar.close()
-                if variant != 'vgae':
-                    ev = model.finest_clusters(train, training=False)
-                    res.update(cluster_size_stats(ev, K[0]))
-                    if variant == 'learned':
-                        tr = model.finest_clusters(train, training=True)
-                        res.update({f'train_{k}': v for k, v in
-                                    cluster_size_stats(tr, K[0]).items()})
-                    if seed == 0:
-                        sizes[method] = ev
-                res['seed'] = seed
-                runs.setdefault(method, []).append(res)
-                print(f'{name} seed {seed} {method}: test AUC '
-                      f'{res["auc"]:.4f} AP {res["ap"]:.4f} (epoch '
-                      f'{res["epoch"]}, val AUC {res["val_auc"]:.4f}, '
-                      f'{res["step_seconds"] * 1e3:.0f} ms/epoch)')
-        recs = dataset_records(name, data, runs, args, command)
+    plots = []
+    with TrainingSession.from_args(args) as session:
+        done = session.done.setdefault('jobs', {})
+        done_sizes = session.done.setdefault('sizes', {})
+        for name in args.dataset:
+            data = load_dataset(name, args.root, args.raw)
+            runs: Dict[str, List[Dict[str, Any]]] = {}
+            sizes: Dict[str, Tensor] = {}
+            jobs = [] if args.no_baseline else [('vgae', None, None)]
+            jobs += [(v, L, clusters_per_level(L)) for L in args.levels
+                     for v in args.variants]
+            for seed in range(args.seeds):
+                methods = [VGAE_NAME if v == 'vgae' else method_name(v, L)
+                           for v, L, _ in jobs]
+                keys = [f'{name} seed {seed} {m}' for m in methods]
+                if any(k not in done for k in keys):
+                    train, val, test = split_edges(data, seed)
+                for (variant, L, K), method, key in zip(jobs, methods, keys):
+                    if key not in done:
+                        done[key] = _run_job(args, data, train, val, test,
+                                             seed, variant, K, key, session,
+                                             tqdm)
+                        if seed == 0 and 'clusters' in done[key]:
+                            done_sizes[f'{name} {method}'] = done[key].pop(
+                                'clusters')
+                        session.save()  # finished: --resume skips it
+                    res = done[key]
+                    if seed == 0 and f'{name} {method}' in done_sizes:
+                        sizes[method] = done_sizes[f'{name} {method}']
+                    runs.setdefault(method, []).append(res)
+                    print(f'{key}: test AUC {res["auc"]:.4f} AP '
+                          f'{res["ap"]:.4f} (epoch {res["epoch"]}, val AUC '
+                          f'{res["val_auc"]:.4f}, '
+                          f'{res["step_seconds"] * 1e3:.0f} ms/epoch)')
+            all_records += dataset_records(name, data, runs, args, command)
+            summary[name] = {m: [{k: v for k, v in r.items()}
+                                 for r in rs] for m, rs in runs.items()}
+            if sizes:
+                plots.append((sizes, name))
         levels = sorted(args.levels)
-        write_dataset_records(args.results, TASK, name, recs,
-                              lambda r, levels=levels: run_levels(r) ==
-                              levels)
-        all_records += recs
-        summary[name] = {m: [{k: v for k, v in r.items()}
-                             for r in rs] for m, rs in runs.items()}
-        if sizes:
+        for name in args.dataset:
+            write_dataset_records(
+                args.results, TASK, name,
+                [r for r in all_records if r['dataset'] == name],
+                lambda r, levels=levels: run_levels(r) == levels)
+        for sizes, name in plots:
             plot_cluster_sizes(sizes, os.path.join(
                 args.out, f'cluster_sizes_{name}.png'), name)
-    table = format_table(all_records)
-    print(table)
-    with open(os.path.join(args.out, 'link_prediction.md'), 'w') as f:
-        f.write(table + '\n')
-    write_csv(all_records, os.path.join(args.out, 'link_prediction.csv'))
-    with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
+        table = format_table(all_records)
+        print(table)
+        write_text(os.path.join(args.out, 'link_prediction.md'),
+                   table + '\n')
+        write_csv(all_records, os.path.join(args.out,
+                                            'link_prediction.csv'))
+        write_json(os.path.join(args.out, 'summary.json'), summary)
     print(f'wrote {args.results} and {args.out}/')
     return all_records
+
+
+def _run_job(args: argparse.Namespace, data: Data, train: Data, val: Data,
+             test: Data, seed: int, variant: str, K: Optional[List[int]],
+             key: str, session: TrainingSession, tqdm) -> Dict[str, Any]:
+    r"""Trains and measures one model of :func:`run` (VGAE or an MGVAE
+    variant) on one seed's split; returns its results (with the finest
+    clusters under :obj:`"clusters"`)."""
+    seed_everything(seed)  # negative sampling uses random
+    if variant == 'vgae':
+        model = VGAEBaseline(data.num_features)
+    else:
+        model = MGVAELinkModel(data.num_features, K, variant, args,
+                               level_clusters(train, variant, K, seed))
+    bar = tqdm(total=args.epochs, file=sys.stdout, disable=args.no_progress,
+               desc=key)
+
+    def progress(epoch, loss, val_auc):
+        bar.update(epoch - bar.n)
+        bar.set_postfix(loss=f'{loss:.3f}', val_auc=f'{val_auc:.3f}')
+
+    res = train_model(model, train, val, test, args.epochs, args.lr,
+                      args.eval_every, progress, session, key)
+    bar.close()
+    if variant != 'vgae':
+        ev = model.finest_clusters(train, training=False)
+        res.update(cluster_size_stats(ev, K[0]))
+        if variant == 'learned':
+            tr = model.finest_clusters(train, training=True)
+            res.update({f'train_{k}': v for k, v in
+                        cluster_size_stats(tr, K[0]).items()})
+        res['clusters'] = ev
+    res['seed'] = seed
+    return res
 
 
 STAT_METRICS = ('cluster_min', 'cluster_max', 'cluster_std', 'cluster_kl',
@@ -553,19 +667,22 @@ def format_table(records: Sequence[Dict[str, Any]]) -> str:
 
 
 def write_csv(records: Sequence[Dict[str, Any]], path: str):
-    import csv
+    r"""The records' main columns as CSV (written atomically)."""
     keys = ['task', 'dataset', 'method', 'metric', 'value', 'std', 'n']
-    with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, keys, extrasaction='ignore')
-        w.writeheader()
-        for r in records:
-            w.writerow(r)
+    f = io.StringIO()
+    w = csv.DictWriter(f, keys, extrasaction='ignore')
+    w.writeheader()
+    for r in records:
+        w.writerow(r)
+    write_text(path, f.getvalue())
 
 
 def plot_cluster_sizes(clusters: Dict[str, Tensor], path: str,
                        title: str) -> str:
     r"""Histograms of the finest cluster sizes of every method."""
     import matplotlib
+
+    from torch_geometric_mgvae.experiments.plot import save_figure
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(clusters), squeeze=False,
@@ -578,6 +695,4 @@ def plot_cluster_sizes(clusters: Dict[str, Tensor], path: str,
         ax.set_ylabel('clusters')
     fig.suptitle(f'{title}: finest-level cluster sizes (seed 0)')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -34,10 +34,8 @@ both drive :class:`MoleculeExperiment`::
     exp.finish()
 """
 import argparse
-import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -58,19 +56,44 @@ from torch_geometric_mgvae.chem import (
     novelty,
     valid_mols,
 )
+from torch_geometric_mgvae.experiments.io import (
+    atomic_write,
+    copy_file,
+    write_json,
+    write_text,
+)
+from torch_geometric_mgvae.experiments.options import (
+    UsageError,
+    int_list,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
+    read_records,
     record,
+    write_records,
 )
-from torch_geometric_mgvae.experiments.train import train_epoch
-from torch_geometric_mgvae.models.molecule import (
-    MoleculeMGVAE,
+from torch_geometric_mgvae.experiments.state import (
+    TrainingSession,
+    model_checkpoint,
+    training_state,
 )
+from torch_geometric_mgvae.experiments.train import (
+    check_finite_grads,
+    check_finite_loss,
+    train_epoch,
+)
+from torch_geometric_mgvae.models.molecule import MoleculeMGVAE
 
 __all__ = [
     'DATASETS', 'DECODERS', 'add_arguments', 'resolve_args', 'parse_args',
-    'load_splits', 'build_model', 'method_name', 'align_latents',
+    'load_splits', 'model_class', 'model_kwargs', 'build_model',
+    'method_name', 'align_latents',
     'interpolation_pair', 'interpolate', 'draw_molecules',
     'MoleculeExperiment', 'run'
 ]
@@ -81,8 +104,9 @@ RAW, CORRECTED = 'w/o correction', 'with correction'
 #: The paper's correction followed by joining the fragments (ours).
 JOINED = 'with correction + joining'
 REFERENCE = 'train set (reference)'
-DEFAULT_RESULTS = os.path.join('benchmark', 'results',
-                               'molecule_generation.json')
+#: The records go to OUT/RESULTS_NAME unless --results names a file (the
+#: committed benchmark/results/molecule_generation.json only when given).
+RESULTS_NAME = 'molecule_generation.json'
 SHARED = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), '..', 'shared', 'data')
 
@@ -116,33 +140,34 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help='folder holding the raw files, copied into '
                       'ROOT/raw when missing there (default: the shared '
                       'data folder if it exists)')
-    data.add_argument('--num-train', type=int, default=10000,
+    data.add_argument('--num-train', type=positive_int, default=10000,
                       help='training molecules, a random subset of the '
                       'training split as in the paper (default: 10000)')
-    data.add_argument('--num-samples', type=int, default=5000,
+    data.add_argument('--num-samples', type=positive_int, default=5000,
                       help='molecules sampled (default: 5000)')
-    data.add_argument('--seed', type=int, default=0,
+    data.add_argument('--seed', type=nonnegative_int, default=0,
                       help='seed of the subset, the model and sampling')
     data.add_argument('--no-fcd', action='store_true',
                       help='skip the Frechet ChemNet Distance')
     data.add_argument('--out', default=None,
                       help='folder for pictures, SMILES, history and the '
                       'checkpoint (default: outputs/molecules/<dataset>)')
-    data.add_argument('--results', default=DEFAULT_RESULTS,
-                      help=f'JSON file of result records (default: '
-                      f'{DEFAULT_RESULTS}); this (dataset, decoder)\'s '
-                      f'rows are replaced')
+    data.add_argument('--results', default=None,
+                      help=f'JSON file of result records; this (dataset, '
+                      f'decoder)\'s rows are replaced (default: '
+                      f'OUT/{RESULTS_NAME}; benchmark/results/'
+                      f'{RESULTS_NAME} holds the committed ones)')
     data.add_argument('--no-progress', action='store_true')
 
     model = parser.add_argument_group('model')
-    model.add_argument('--clusters', default='2,1',
+    model.add_argument('--clusters', type=int_list, default='2,1',
                        help='clusters per level, finest first (default: '
                        '2,1: the paper\'s L = 3 levels, K = 2^(l-1))')
-    model.add_argument('--hidden', type=int, default=64)
-    model.add_argument('--latent', type=int, default=16)
-    model.add_argument('--layers', type=int, default=2,
+    model.add_argument('--hidden', type=positive_int, default=64)
+    model.add_argument('--latent', type=positive_int, default=16)
+    model.add_argument('--layers', type=positive_int, default=2,
                        help='second-order layers per encoder (default: 2)')
-    model.add_argument('--decoder-layers', type=int, default=3,
+    model.add_argument('--decoder-layers', type=positive_int, default=3,
                        help='second-order layers of the atom/bond decoder '
                        '(default: 3)')
     model.add_argument('--no-local-decoding', action='store_true',
@@ -161,44 +186,47 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'the paper)')
 
     gen = parser.add_argument_group('generation')
-    gen.add_argument('--temperature', type=float, default=1.0,
+    gen.add_argument('--temperature', type=positive_float, default=1.0,
                      help='scale of the prior noise when sampling '
                      '(default: 1.0)')
-    gen.add_argument('--threshold', type=float, default=0.5,
+    gen.add_argument('--threshold', type=probability, default=0.5,
                      help='smallest edge probability the correction adds '
                      '(default: 0.5)')
 
     opt = parser.add_argument_group('training')
-    opt.add_argument('--epochs', type=int, default=20)
-    opt.add_argument('--batch-size', type=int, default=128)
-    opt.add_argument('--lr', type=float, default=1e-3,
+    opt.add_argument('--epochs', type=positive_int, default=20)
+    opt.add_argument('--batch-size', type=positive_int, default=128)
+    opt.add_argument('--lr', type=positive_float, default=1e-3,
                      help='Adam learning rate (default: 1e-3, the paper\'s)')
-    opt.add_argument('--kl-weight', type=float, default=1.0)
-    opt.add_argument('--kl-warmup', type=int, default=0,
+    opt.add_argument('--kl-weight', type=nonnegative_float, default=1.0)
+    opt.add_argument('--kl-warmup', type=nonnegative_int, default=0,
                      help='epochs over which the KL weight grows linearly '
                      'from KL-WEIGHT/(KL-WARMUP+1) to KL-WEIGHT '
                      '(default: 0 = constant)')
-    opt.add_argument('--cut-weight', type=float, default=1.0,
+    opt.add_argument('--cut-weight', type=nonnegative_float, default=1.0,
                      help='weight of the balanced-cut KL')
-    opt.add_argument('--valence-weight', type=float, default=0.0,
+    opt.add_argument('--valence-weight', type=nonnegative_float,
+                     default=0.0,
                      help='weight of the validity regulariser on prior '
                      'samples (MoleculeMGVAE.valence_loss; not in the '
                      'paper), from the epoch after the KL warm-up '
                      '(default: 0 = off)')
-    opt.add_argument('--max-minutes', type=float, default=None,
+    opt.add_argument('--max-minutes', type=positive_float, default=None,
                      help='stop training after the epoch that passes this '
                      'many minutes (the records give the epochs run)')
     return parser
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
-    r"""Fills :obj:`root`, :obj:`out`, :obj:`data` and the per-dataset
-    defaults, and checks the values."""
+    r"""Fills :obj:`root`, :obj:`out`, :obj:`results`, :obj:`data` and the
+    per-dataset defaults, and checks what the parser cannot (a
+    :class:`~torch_geometric_mgvae.experiments.options.UsageError`, before
+    any work)."""
     if args.dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset '{args.dataset}' (expected one "
+        raise UsageError(f"Unknown dataset '{args.dataset}' (expected one "
                          f"of {sorted(DATASETS)})")
     if args.decoder not in DECODERS:
-        raise ValueError(f"Unknown decoder '{args.decoder}' (expected one "
+        raise UsageError(f"Unknown decoder '{args.decoder}' (expected one "
                          f"of {DECODERS})")
     spec = DATASETS[args.dataset]
     if args.root is None:
@@ -206,19 +234,19 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.out is None:
         args.out = os.path.join('outputs', 'molecules',
                                 f'{args.dataset}_{args.decoder}')
+    if args.results is None:
+        args.results = os.path.join(args.out, RESULTS_NAME)
     if args.data is None and os.path.isdir(spec['data']):
         args.data = spec['data']
+    elif args.data is not None and not os.path.isdir(args.data):
+        raise UsageError(f"--data: no such folder '{args.data}'")
     if args.chem_features is None:
         args.chem_features = spec['chem_features']
     if args.decoder == 'autoregressive':
         args.chem_features = False
     if isinstance(args.clusters, str):
         args.clusters = [int(k) for k in args.clusters.split(',') if k]
-    for name in ('num_train', 'num_samples', 'epochs', 'batch_size'):
-        if getattr(args, name) < 1:
-            raise ValueError(f"'--{name.replace('_', '-')}' must be >= 1")
-    if args.temperature <= 0:
-        raise ValueError("'--temperature' must be positive")
+    read_records(args.results)  # a broken file fails now, not after training
     return args
 
 
@@ -238,12 +266,11 @@ def _copy_raw(dataset: str, root: str, data: Optional[str]):
     if data is None or all(os.path.exists(os.path.join(raw, n))
                            for n in names):
         return
-    os.makedirs(raw, exist_ok=True)
     for name in names:
         src = os.path.join(data, name)
         if not os.path.exists(os.path.join(raw, name)) and \
                 os.path.exists(src):
-            shutil.copy(src, raw)
+            copy_file(src, os.path.join(raw, name))
 
 
 def _chem_inputs(graphs: List[Data], mean: Tensor, std: Tensor
@@ -292,26 +319,42 @@ def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
 
 # Model ####################################################################
 
-def build_model(args: argparse.Namespace, num_atom_types: int,
-                in_channels: int, max_nodes: int) -> torch.nn.Module:
-    r"""The generator of the experiment from the (resolved) options."""
+def model_class(args: argparse.Namespace) -> type:
+    r"""The generator class of the experiment."""
     if args.decoder == 'autoregressive':
         from torch_geometric_mgvae.models.autoregressive import (
             AutoregressiveMGN,
         )
-        return AutoregressiveMGN(num_atom_types, 3, args.hidden,
-                                 args.latent, args.layers, max_nodes,
-                                 atoms=DATASETS[args.dataset]['atoms'])
-    return MoleculeMGVAE(num_atom_types, args.hidden, args.latent,
-                         args.clusters, max_nodes,
-                         node_channels=in_channels - num_atom_types,
-                         num_layers=args.layers,
-                         decoder_layers=args.decoder_layers,
-                         local_decoding=not args.no_local_decoding,
-                         atoms=DATASETS[args.dataset]['atoms'],
-                         valence_regularizer=args.valence_weight > 0,
-                         covariance=args.covariance,
-                         prior_kwargs=dict(matching=args.matching))
+        return AutoregressiveMGN
+    return MoleculeMGVAE
+
+
+def model_kwargs(args: argparse.Namespace, num_atom_types: int,
+                 in_channels: int, max_nodes: int) -> Dict[str, Any]:
+    r"""The constructor arguments of the :func:`model_class` from the
+    (resolved) options (stored in the checkpoints)."""
+    atoms = DATASETS[args.dataset]['atoms']
+    if args.decoder == 'autoregressive':
+        return dict(num_atom_types=num_atom_types, num_bond_types=3,
+                    hidden_channels=args.hidden,
+                    latent_channels=args.latent, num_layers=args.layers,
+                    max_nodes=max_nodes, atoms=atoms)
+    return dict(num_atom_types=num_atom_types, hidden_channels=args.hidden,
+                latent_channels=args.latent, num_clusters=args.clusters,
+                max_nodes=max_nodes,
+                node_channels=in_channels - num_atom_types,
+                num_layers=args.layers, decoder_layers=args.decoder_layers,
+                local_decoding=not args.no_local_decoding, atoms=atoms,
+                valence_regularizer=args.valence_weight > 0,
+                covariance=args.covariance,
+                prior_kwargs=dict(matching=args.matching))
+
+
+def build_model(args: argparse.Namespace, num_atom_types: int,
+                in_channels: int, max_nodes: int) -> torch.nn.Module:
+    r"""The generator of the experiment from the (resolved) options."""
+    return model_class(args)(**model_kwargs(args, num_atom_types,
+                                            in_channels, max_nodes))
 
 
 def method_name(args: argparse.Namespace, epochs: int) -> str:
@@ -400,8 +443,7 @@ def draw_molecules(mols: Sequence[Any], legends: Sequence[str], path: str,
     img = Draw.MolsToGridImage(list(mols), molsPerRow=per_row,
                                subImgSize=(size, size),
                                legends=list(legends))
-    img.save(path)
-    return path
+    return atomic_write(path, lambda f: img.save(f, format='PNG'))
 
 
 def _qed(mol) -> float:
@@ -445,7 +487,6 @@ class MoleculeExperiment:
         self.results: Dict[str, Dict[str, float]] = {}
         self.history: List[Dict[str, float]] = []
         self.train_seconds = 0.0
-        os.makedirs(args.out, exist_ok=True)
         self.log(f'{self.label}: {len(self.train_graphs)} training '
                  f'molecules (of {len(self.train_smiles)}), '
                  f'{len(self.test_graphs)} test, at most {self.max_nodes} '
@@ -460,8 +501,9 @@ class MoleculeExperiment:
         r"""A fresh model, optimizer and loader."""
         args = self.args
         torch.manual_seed(args.seed)
-        self.model = build_model(args, self.num_atom_types, self.in_channels,
-                                 self.max_nodes)
+        self.model_kwargs = model_kwargs(args, self.num_atom_types,
+                                         self.in_channels, self.max_nodes)
+        self.model = model_class(args)(**self.model_kwargs)
         self.optimizer = torch.optim.Adam(self.model.parameters(),
                                           lr=args.lr)
         self.loader = DataLoader(self.train_graphs,
@@ -472,6 +514,23 @@ class MoleculeExperiment:
                         'valence': args.valence_weight}
         self.history, self.train_seconds = [], 0.0
         return self.model
+
+    def training_state(self) -> Dict[str, Any]:
+        r"""The training state (see
+        :func:`~torch_geometric_mgvae.experiments.state.training_state`)."""
+        return training_state(self.model, self.optimizer, self.model_kwargs,
+                              generators={'generator': self.generator},
+                              history=self.history,
+                              train_seconds=self.train_seconds)
+
+    def restore(self, session: TrainingSession) -> Optional[Dict[str, Any]]:
+        r"""Continues from :obj:`session`'s saved training state, if any."""
+        state = session.restore('', self.model, self.optimizer,
+                                generators={'generator': self.generator})
+        if state is not None:
+            self.history = state['history']
+            self.train_seconds = state['train_seconds']
+        return state
 
     def train_epoch(self) -> Dict[str, float]:
         r"""One epoch; returns the mean loss terms per molecule."""
@@ -499,7 +558,9 @@ class MoleculeExperiment:
         for batch in self.loader:
             self.optimizer.zero_grad()
             loss = model.loss(batch, self.generator)
+            check_finite_loss(dict(loss=loss))
             loss.backward()
+            check_finite_grads(model)
             self.optimizer.step()
             total += loss.item() * batch.num_graphs
             count += batch.num_graphs
@@ -728,29 +789,22 @@ class MoleculeExperiment:
         for name, mols in self.mols.items():
             slug = {RAW: 'raw', CORRECTED: 'corrected',
                     JOINED: 'joined'}[name]
-            with open(os.path.join(args.out, f'samples_{slug}.smi'),
-                      'w') as f:
-                f.writelines(f'{mol_to_smiles(m) or ""}\n' for m in mols)
-        torch.save({'model': self.model.state_dict(), 'args': {
-            k: v for k, v in vars(args).items() if k != 'func'}},
-            os.path.join(args.out, 'model.pt'))
+            write_text(os.path.join(args.out, f'samples_{slug}.smi'),
+                       ''.join(f'{mol_to_smiles(m) or ""}\n' for m in mols))
+        model_checkpoint(os.path.join(args.out, 'model.pt'), self.model,
+                         self.model_kwargs, args=args)
         summary = dict(records=recs, history=self.history,
                        results=self.results, reference=self.reference,
                        interpolation=getattr(self, 'interpolation', None))
-        with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=1)
+        write_json(os.path.join(args.out, 'summary.json'), summary)
         self.log(f'wrote {args.results}, ' + ', '.join(paths))
         return recs
 
     def _write(self, recs: List[Dict[str, Any]]):
         r"""Replaces the records of this dataset and generator kind."""
-        from torch_geometric_mgvae.experiments.results import write_records
         path = self.args.results
         kind = 'all-at-once' if self.all_at_once else 'autoregressive'
-        old = []
-        if os.path.exists(path):
-            with open(path) as f:
-                old = json.load(f)
+        old = read_records(path)
         kept = [r for r in old if not (
             r.get('task') == TASK and r.get('dataset') == self.label and
             (r['method'].startswith(kind) or r['method'] == REFERENCE))]
@@ -760,23 +814,32 @@ class MoleculeExperiment:
 def run(args: argparse.Namespace, command: Optional[str] = None
         ) -> List[Dict[str, Any]]:
     r"""The whole experiment (what :obj:`mgvae molecules` runs): training
-    with a progress bar, sampling, metrics, then :meth:`finish`."""
+    with a progress bar, sampling, metrics, then :meth:`finish`. Inside a
+    :class:`~torch_geometric_mgvae.experiments.state.TrainingSession`: the
+    training state is saved every :obj:`--checkpoint-every` epochs and on
+    SIGINT/SIGTERM, and :obj:`--resume` continues it."""
     from tqdm import tqdm
-    exp = MoleculeExperiment(args, command)
-    args = exp.args
-    exp.start()
-    bar = tqdm(range(1, args.epochs + 1), desc='train',
-               disable=args.no_progress, file=sys.stdout)
-    for _ in bar:
-        stats = exp.train_epoch()
-        shown = {k: f'{v:.2f}' for k, v in stats.items()
-                 if k in ('loss', 'kl', 'bond_recon')}
-        bar.set_postfix(shown)
-        if args.no_progress:  # one line per epoch in logs
-            print(f'epoch {len(exp.history)}: ' + ', '.join(
-                f'{k} {v}' for k, v in shown.items()) +
-                f' ({exp.train_seconds:.0f}s)', flush=True)
-        if exp.out_of_time():
-            break
-    exp.test()
-    return exp.finish()
+    args = resolve_args(args)
+    with TrainingSession.from_args(args) as session:
+        exp = MoleculeExperiment(args, command)
+        exp.start()
+        resumed = exp.restore(session)
+        bar = tqdm(total=args.epochs, initial=len(exp.history), desc='train',
+                   disable=args.no_progress, file=sys.stdout)
+
+        def step(epoch: int):
+            stats = exp.train_epoch()
+            shown = {k: f'{v:.2f}' for k, v in stats.items()
+                     if k in ('loss', 'kl', 'bond_recon')}
+            bar.update()
+            bar.set_postfix(shown)
+            if args.no_progress:  # one line per epoch in logs
+                print(f'epoch {len(exp.history)}: ' + ', '.join(
+                    f'{k} {v}' for k, v in shown.items()) +
+                    f' ({exp.train_seconds:.0f}s)', flush=True)
+
+        session.train('', step, args.epochs, exp.training_state, resumed,
+                      stop=exp.out_of_time)
+        bar.close()
+        exp.test()
+        return exp.finish()

@@ -1,7 +1,24 @@
-r"""Pictures: generated vs real graphs, training curves."""
-from typing import Dict, List, Optional, Sequence
+r"""Pictures: generated vs real graphs, training curves (written
+atomically, :func:`save_figure`)."""
+from typing import Any, Dict, List, Optional, Sequence
 
 from torch_geometric.data import Data
+
+from torch_geometric_mgvae.experiments.io import atomic_write
+
+
+def save_figure(fig: Any, path: str, dpi: int = 110) -> str:
+    r"""Saves a Matplotlib figure to :obj:`path` atomically (the format
+    follows the extension, default PNG) and closes it."""
+    import os
+
+    import matplotlib.pyplot as plt
+    fmt = os.path.splitext(path)[1][1:].lower() or 'png'
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
+    finally:
+        plt.close(fig)
+    return path
 
 
 def _nx(g: Data):
@@ -45,9 +62,7 @@ def plot_graph_grid(rows: Dict[str, Sequence[Data]], path: str,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_curves(history: List[Dict[str, float]], path: str,
@@ -65,6 +80,4 @@ def plot_curves(history: List[Dict[str, float]], path: str,
     ax.set_yscale('symlog')
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

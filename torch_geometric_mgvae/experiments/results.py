@@ -1,7 +1,9 @@
 """Result records in the tidy format of the project's benchmarks.
 
-Every benchmark and example writes a list of flat records to
-``benchmark/results/<name>.json``::
+A list of flat records per JSON file: the benchmark scripts write
+``benchmark/results/<name>.json`` (committed, behind the README tables);
+the :obj:`mgvae` commands write ``OUT/<task>.json`` unless :obj:`--results`
+names a file. Files are replaced atomically and hold no bare NaN::
 
     {"task": "link_prediction", "dataset": "Cora", "method": "MGVAE",
      "metric": "AUC", "value": 0.951, "std": 0.004, "n": 5,
@@ -9,6 +11,7 @@ Every benchmark and example writes a list of flat records to
      "device": "cpu"}
 """
 import json
+import math
 import os
 import platform
 import shlex
@@ -24,6 +27,8 @@ from typing import (
     Tuple,
 )
 
+from torch_geometric_mgvae.experiments.io import write_json
+
 REQUIRED = ('task', 'dataset', 'method', 'metric', 'value')
 
 
@@ -35,8 +40,15 @@ def record(task: str, dataset: str, method: str, metric: str,
     r"""Builds one flat result record.
 
     :obj:`command` defaults to the command line of the running process. A
-    failed measurement has :obj:`value=None` and says why in :obj:`error`.
+    failed measurement has :obj:`value=None` and says why in :obj:`error`;
+    a non-finite :obj:`value` is stored that way (JSON has no NaN), a
+    non-finite :obj:`std` as :obj:`None`.
     """
+    if value is not None and not math.isfinite(float(value)):
+        extra.setdefault('error', f'non-finite value ({float(value)})')
+        value = None
+    if std is not None and not math.isfinite(float(std)):
+        std = None
     out: Dict[str, Any] = dict(task=task, dataset=dataset, method=method,
                                metric=metric,
                                value=None if value is None else float(value))
@@ -64,6 +76,26 @@ def machine() -> str:
     return f'{platform.machine()} {os.cpu_count()} cores, {platform.system()}'
 
 
+def read_records(path: str) -> List[Dict[str, Any]]:
+    r"""The records of the JSON file at :obj:`path` (:obj:`[]` if there is
+    none); a file that is not a JSON list raises a :obj:`ValueError` naming
+    it (checked before a run, so that it fails before training, not
+    after)."""
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path) as f:
+            records = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"Result file '{path}' is not valid JSON ({e}); "
+                         f"move it away or give another --results") from e
+    if not isinstance(records, list) or not all(
+            isinstance(r, dict) for r in records):
+        raise ValueError(f"Result file '{path}' is not a JSON list of "
+                         f"records; move it away or give another --results")
+    return records
+
+
 def write_records(path: str, records: Iterable[Dict[str, Any]],
                   replace: bool = True) -> List[Dict[str, Any]]:
     r"""Writes :obj:`records` to the JSON file at :obj:`path`.
@@ -71,17 +103,15 @@ def write_records(path: str, records: Iterable[Dict[str, Any]],
     With :obj:`replace=True`, records already in the file that share
     ``(task, dataset, method, metric)`` and any extra keys used as settings
     (``setting``) with a new record are replaced; the others are kept, so
-    several commands can contribute to one file.
+    several commands can contribute to one file. The file is replaced
+    atomically (:func:`~torch_geometric_mgvae.experiments.io.write_json`).
     """
     records = list(records)
     for r in records:
         missing = [k for k in REQUIRED if k not in r]
         if missing:
             raise ValueError(f"Record {r} misses the keys {missing}")
-    old: List[Dict[str, Any]] = []
-    if replace and os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+    old = read_records(path) if replace else []
 
     def key(r: Dict[str, Any]) -> tuple:
         return (r['task'], r['dataset'], r['method'], r['metric'],
@@ -89,10 +119,7 @@ def write_records(path: str, records: Iterable[Dict[str, Any]],
 
     new_keys = {key(r) for r in records}
     merged = [r for r in old if key(r) not in new_keys] + records
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(merged, f, indent=1)
-        f.write('\n')
+    write_json(path, merged)
     return merged
 
 
@@ -107,9 +134,8 @@ def write_dataset_records(path: str, task: str, dataset: str,
     :obj:`(task, dataset)` for which it returns :obj:`True` are dropped, so
     runs of different kinds (e.g. other coarsening depths) stay side by
     side."""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+    old = read_records(path)
+    if old:
         kept = [r for r in old
                 if (r.get('task'), r.get('dataset')) != (task, dataset)
                 or (same_run is not None and not same_run(r))]

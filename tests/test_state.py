@@ -1,0 +1,124 @@
+import argparse
+import random
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from torch_geometric_mgvae.experiments.options import UsageError
+from torch_geometric_mgvae.experiments.state import (
+    STATE_FILE,
+    Interrupted,
+    TrainingSession,
+    plain,
+    rng_state,
+    set_rng_state,
+    training_state,
+)
+from torch_geometric_mgvae.experiments.train import (
+    NonFiniteError,
+    check_finite_grads,
+    check_finite_loss,
+)
+
+
+def draws(gen):
+    return (torch.rand(3).tolist(), random.random(), np.random.rand(),
+            torch.rand(2, generator=gen).tolist())
+
+
+def test_random_states_round_trip():
+    gen = torch.Generator().manual_seed(1)
+    state = rng_state({'g': gen})
+    first = draws(gen)
+    set_rng_state(state, {'g': gen})
+    assert draws(gen) == first
+
+
+def test_plain_values_only():
+    ns = argparse.Namespace(lr=0.1, clusters=[2, 1], func=print)
+    assert plain(ns) == {'lr': 0.1, 'clusters': [2, 1]}
+    with pytest.raises(TypeError, match='function'):
+        plain({'f': print})
+
+
+def test_non_finite_checks_name_the_term_and_parameter():
+    check_finite_loss({'a': torch.tensor(1.0)})
+    with pytest.raises(NonFiniteError, match="loss term 'kl'"):
+        check_finite_loss({'a': torch.tensor(1.0),
+                           'kl': torch.tensor(float('inf'))})
+    lin = torch.nn.Linear(2, 1)
+    lin(torch.tensor([[1.0, float('nan')]])).sum().backward()
+    with pytest.raises(NonFiniteError, match="gradient 'weight'"):
+        check_finite_grads(lin)
+
+
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(3, 1)
+    return model, torch.optim.Adam(model.parameters(), lr=0.1)
+
+
+def _fit(session, model, opt, epochs, key='k', on_epoch=None):
+    gen = torch.Generator().manual_seed(0)
+    history = []
+    resumed = session.restore(key, model, opt, generators={'g': gen})
+    if resumed:
+        history = resumed['history']
+
+    def step(epoch):
+        if on_epoch:
+            on_epoch(epoch)
+        opt.zero_grad()
+        x = torch.randn(8, 3) + torch.rand(8, 1, generator=gen)
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+
+    session.train(key, step, epochs, lambda: training_state(
+        model, opt, {'in_features': 3, 'out_features': 1},
+        generators={'g': gen}, history=history), resumed)
+    return history
+
+
+def test_session_interrupt_and_resume_equal_an_uninterrupted_run(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path / 'a'), lr=0.1)
+    model, opt = _tiny()
+    with TrainingSession(args.out, args, every=2) as s:
+        full = _fit(s, model, opt, 7)
+
+    def interrupt(epoch):
+        if epoch == 3:
+            signal.raise_signal(signal.SIGTERM)
+
+    out = str(tmp_path / 'b')
+    args.out = out
+    m1, o1 = _tiny()
+    with pytest.raises(Interrupted) as info:
+        with TrainingSession(out, args, every=5) as s:
+            _fit(s, m1, o1, 7, on_epoch=interrupt)
+    assert info.value.epoch == 3 and 'SIGTERM' in str(info.value)
+    saved = torch.load(f'{out}/{STATE_FILE}', weights_only=True)
+    assert saved['current']['epoch'] == 3
+    m2, o2 = _tiny(seed=5)  # other initial weights: all come from the file
+    with TrainingSession(out, args, every=5, resume=True) as s:
+        rest = _fit(s, m2, o2, 7)
+    assert rest == full
+    for a, b in zip(model.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    # Other options are refused, and so is a missing state:
+    with pytest.raises(UsageError, match='--lr 0.1'):
+        TrainingSession(out, argparse.Namespace(out=out, lr=0.2),
+                        resume=True)
+    with pytest.raises(UsageError, match='no training state'):
+        TrainingSession(str(tmp_path / 'c'), args, resume=True)
+
+
+def test_a_signal_outside_an_epoch_stops_at_once(tmp_path):
+    with pytest.raises(Interrupted, match='no training state saved'):
+        with TrainingSession(str(tmp_path), argparse.Namespace()):
+            signal.raise_signal(signal.SIGINT)
+    # The handlers are restored afterwards:
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,0 +1,93 @@
+r"""Atomic file writes for everything the experiments write.
+
+Every checkpoint, record file, summary, table and picture goes through
+:func:`atomic_write`: the content is written to a temporary file in the
+same folder, flushed to disk, then moved over the target with
+:func:`os.replace` (the datasets' :func:`~torch_geometric_mgvae.datasets.
+base.atomic_write`). A write killed midway (an exception, SIGKILL, a full
+disk) leaves the previous file intact and no half-written target behind.
+"""
+import json
+import math
+import os
+from typing import IO, Any, Callable
+
+import torch
+
+from torch_geometric_mgvae.datasets.base import atomic_write as _replace
+
+__all__ = ['atomic_write', 'copy_file', 'write_text', 'write_json',
+           'json_safe', 'save_torch', 'load_torch']
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> str:
+    r"""Calls :obj:`write` on a temporary binary file next to :obj:`path`
+    and replaces :obj:`path` with it once it is complete and synced
+    (:func:`torch_geometric_mgvae.datasets.base.atomic_write`, the one
+    implementation the datasets use too); creates the folder if needed and
+    gives the file the usual permissions (the temporary file is private).
+    If :obj:`write` raises, :obj:`path` is left as it was, no temporary
+    file stays and the exception propagates. Returns :obj:`path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _replace(path, write)
+    os.chmod(path, 0o666 & ~_umask())
+    return path
+
+
+def copy_file(src: str, dst: str) -> str:
+    r"""Copies the file :obj:`src` to :obj:`dst` atomically (a copy cut
+    short leaves no truncated :obj:`dst`)."""
+    import shutil
+
+    def write(f):
+        with open(src, 'rb') as s:
+            shutil.copyfileobj(s, f)
+    return atomic_write(dst, write)
+
+
+def write_text(path: str, text: str) -> str:
+    r"""Writes :obj:`text` (UTF-8) atomically."""
+    return atomic_write(path, lambda f: f.write(text.encode('utf-8')))
+
+
+def json_safe(obj: Any) -> Any:
+    r""":obj:`obj` with every non-finite float (and NumPy/tensor scalar)
+    replaced by :obj:`None`, tuples by lists: JSON has no NaN."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        obj = obj.item()
+    elif hasattr(obj, 'item') and callable(obj.item) and \
+            getattr(obj, 'shape', None) == ():  # NumPy scalars
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str, obj: Any, indent: int = 1) -> str:
+    r"""Writes :obj:`obj` as JSON atomically; non-finite numbers become
+    :obj:`null` (see :func:`json_safe`), never a bare :obj:`NaN`."""
+    text = json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+    return write_text(path, text + '\n')
+
+
+def save_torch(obj: Any, path: str) -> str:
+    r""":func:`torch.save` atomically. Store only tensors, plain containers,
+    numbers, strings and :obj:`None`, so that :func:`load_torch` (with
+    :obj:`weights_only=True`) can read it."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_torch(path: str) -> Any:
+    r""":func:`torch.load` on the CPU with :obj:`weights_only=True` (no
+    arbitrary unpickling)."""
+    return torch.load(path, map_location='cpu', weights_only=True)

@@ -1,0 +1,105 @@
+r"""Command line values checked when they are parsed, and the run options
+shared by every :obj:`mgvae` command (:obj:`--checkpoint-every`,
+:obj:`--resume`, :obj:`--debug`).
+
+A bad value is an :class:`argparse.ArgumentTypeError` raised while parsing,
+so the command stops with a one-line message before it reads data, trains or
+creates a folder; a bad combination of values is a :class:`UsageError` (a
+:class:`ValueError`) raised by the drivers' :obj:`resolve_args`.
+"""
+import argparse
+import math
+from typing import Callable, List, Optional
+
+__all__ = ['UsageError', 'int_at_least', 'positive_int', 'nonnegative_int',
+           'positive_float', 'nonnegative_float', 'probability',
+           'int_list', 'add_run_arguments']
+
+
+class UsageError(ValueError):
+    r"""A bad option value or combination of options (exit code 2)."""
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    r"""An argparse :obj:`type`: an integer :math:`\geq` :obj:`minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be >= {minimum} (got {value})")
+        return value
+    parse.__name__ = f'int >= {minimum}'
+    return parse
+
+
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
+
+
+def _float(text: str, what: str, ok: Callable[[float], bool]) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {what}, got '{text}'") from None
+    if not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what} (got {text})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    r"""An argparse :obj:`type`: a finite number :math:`> 0`."""
+    return _float(text, 'a finite number > 0', lambda v: v > 0)
+
+
+def nonnegative_float(text: str) -> float:
+    r"""An argparse :obj:`type`: a finite number :math:`\geq 0`."""
+    return _float(text, 'a finite number >= 0', lambda v: v >= 0)
+
+
+def probability(text: str) -> float:
+    r"""An argparse :obj:`type`: a number in :math:`[0, 1]`."""
+    return _float(text, 'a number in [0, 1]', lambda v: 0 <= v <= 1)
+
+
+def int_list(text: str) -> List[int]:
+    r"""An argparse :obj:`type`: comma-separated positive integers, e.g.
+    clusters per level :obj:`"2,1"`."""
+    parts = [p.strip() for p in text.split(',')]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as '2,1', "
+            f"got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as '2,1', "
+            f"got '{text}'")
+    return values
+
+
+def add_run_arguments(parser: argparse.ArgumentParser,
+                      checkpoint_every: int = 10,
+                      title: Optional[str] = 'checkpoints and errors'):
+    r"""Adds :obj:`--checkpoint-every`, :obj:`--resume` and :obj:`--debug`
+    (every :obj:`mgvae` command)."""
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        '--checkpoint-every', type=nonnegative_int, default=checkpoint_every,
+        metavar='N', help=f'save the full training state (model, optimizer, '
+        f'random states, epoch, history) to OUT/train_state.pt every N '
+        f'epochs, at the end of every training run and on SIGINT/SIGTERM; '
+        f'0: only at the end and on a signal (default: {checkpoint_every})')
+    group.add_argument(
+        '--resume', action='store_true',
+        help='continue the run saved in OUT/train_state.pt (same options; '
+        'finished seeds and models are not repeated); on the CPU the '
+        'result equals an uninterrupted run\'s')
+    group.add_argument('--debug', action='store_true',
+                       help='print the full traceback of an error')
+    return parser
