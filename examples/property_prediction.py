@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch_geometric.loader import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from torch_geometric_mgvae.datasets.base import save_atomic  # noqa: E402
+from torch_geometric_mgvae.experiments.io import save_torch  # noqa: E402
 from torch_geometric_mgvae.experiments.properties import (  # noqa: E402
     LABELS,
     METHODS,
@@ -124,8 +124,8 @@ for method in args.methods:
         pred, y = test(model, test_loader, mean, std)  # read once
         test_mae = mae(pred, y)
         tag = '+'.join(names) if len(names) < 3 else 'all'
-        save_atomic(dict(model=best_state, method=method, targets=names),
-                    os.path.join(args.out, f'{method}_{tag}.pt'))
+        save_torch(dict(model=best_state, method=method, targets=names),
+                   os.path.join(args.out, f'{method}_{tag}.pt'))
         units = target_units(args.dataset)
         for j, t in enumerate(names):
             parity_plot(pred[:, j], y[:, j], f'{t}: {METHODS[method][0]}',

@@ -172,17 +172,16 @@ def _properties_parser(sub):
         'logP, logP) or QM9 (the targets of Table 9). Unsupervised (D.3, '
         'qm9): a frozen MGVAE autoencoder\'s latents, an untrained encoder '
         'and Morgan fingerprints, each with one MLP per target. Writes '
-        'result records, parity plots and checkpoints under --out.')
+        'result records, parity plots and checkpoints under --out.',
+        epilog=EXIT_CODES)
     properties.add_arguments(p)
+    # Every model trains in about a minute or more: save after every epoch.
+    add_run_arguments(p, checkpoint_every=1)
 
     def run(args):
-        try:  # every combination checked before any work
-            args = properties.resolve_args(args)
-        except ValueError as e:
-            p.error(str(e))
         command = ' '.join(shlex.quote(a) for a in ['mgvae'] + sys.argv[1:])
         return properties.run(args, command=command)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, resolve=properties.resolve_args)
 
 
 def load_graphs(args):

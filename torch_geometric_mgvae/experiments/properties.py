@@ -38,7 +38,6 @@ both call :func:`run`.
 """
 import argparse
 import copy
-import json
 import math
 import os
 import sys
@@ -51,12 +50,28 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from torch_geometric_mgvae.datasets.base import atomic_write, save_atomic
+from torch_geometric_mgvae.experiments.io import (
+    copy_file,
+    load_torch,
+    save_torch,
+)
+from torch_geometric_mgvae.experiments.plot import save_figure
 from torch_geometric_mgvae.experiments.results import (
     current_command,
     machine,
     mean_std,
+    read_records,
     record,
+    write_dataset_records,
+)
+from torch_geometric_mgvae.experiments.state import (
+    TrainingSession,
+    model_checkpoint,
+    training_state,
+)
+from torch_geometric_mgvae.experiments.train import (
+    NonFiniteError,
+    check_finite_loss,
 )
 from torch_geometric_mgvae.models.property import (
     HierarchicalRegressor,
@@ -242,9 +257,6 @@ def add_arguments(parser: argparse.ArgumentParser):
                       f'OUT/{RESULTS_NAME}); the records of this dataset '
                       f'and mode are replaced')
     data.add_argument('--no-progress', action='store_true')
-    data.add_argument('--resume', action='store_true',
-                      help='skip the (method, target, seed) runs already '
-                      'finished in OUT/runs.json')
 
     model = parser.add_argument_group('model (supervised)')
     model.add_argument('--hidden', type=pos_int, default=64)
@@ -334,16 +346,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
                                 f'{args.dataset}_{args.mode}')
     if args.results is None:
         args.results = os.path.join(args.out, RESULTS_NAME)
-    if os.path.exists(args.results):
-        try:
-            with open(args.results) as f:
-                old = json.load(f)
-        except ValueError as e:
-            raise ValueError(f"--results '{args.results}' is not valid JSON "
-                             f"({e})") from None
-        if not isinstance(old, list):
-            raise ValueError(f"--results '{args.results}' is not a JSON "
-                             f"list of records")
+    read_records(args.results)  # a broken file fails now, not after
     return args
 
 
@@ -442,24 +445,13 @@ def random_split(num: int, seed: int = 0,
 
 
 def _copy_raw(dataset: str, root: str, data: Optional[str]):
-    raw = os.path.join(root, 'raw')
-    names = RAW[dataset][1]
     if data is None:
         return
-    for name in names:
-        dst = os.path.join(raw, name)
+    for name in RAW[dataset][1]:
+        dst = os.path.join(root, 'raw', name)
         src = os.path.join(data, name)
         if not os.path.exists(dst) and os.path.exists(src):
-            os.makedirs(raw, exist_ok=True)
-
-            def write(f, src=src):
-                with open(src, 'rb') as s:
-                    while True:
-                        chunk = s.read(1 << 20)
-                        if not chunk:
-                            break
-                        f.write(chunk)
-            atomic_write(dst, write)
+            copy_file(src, dst)
 
 
 def load_data(args: argparse.Namespace, log=print
@@ -521,7 +513,7 @@ def add_fixed_hierarchy(graphs: Dict[str, List[Data]], clusters: List[int],
     key = {k: [int(g.idx) for g in v] for k, v in graphs.items()}
     stored = None
     if os.path.exists(cache):
-        stored = torch.load(cache, weights_only=True)
+        stored = load_torch(cache)
         if stored.get('key') != key or stored.get('clusters') != clusters:
             stored = None
     if stored is None:
@@ -533,7 +525,7 @@ def add_fixed_hierarchy(graphs: Dict[str, List[Data]], clusters: List[int],
         stored = dict(key=key, clusters=list(clusters), levels={
             k: [[h[f'fixed_cluster_{i}'] for i in range(len(clusters))]
                 for h in v] for k, v in levels.items()})
-        save_atomic(stored, cache)
+        save_torch(stored, cache)
         log(f'fixed spectral hierarchy {clusters} computed in '
             f'{time.perf_counter() - t0:.0f}s ({cache})')
     for k, v in graphs.items():
@@ -566,15 +558,14 @@ def build_regressor(method: str, args: argparse.Namespace, in_channels: int,
 EDGE_CHANNELS = 4
 
 
-class NonFiniteLoss(RuntimeError):
-    r"""A non-finite loss: training stops before the optimiser step."""
-
-
 def _check_finite(loss: Tensor, where: str):
-    if not bool(torch.isfinite(loss.detach())):
-        raise NonFiniteLoss(f'non-finite loss ({loss.item()}) in {where}; '
-                            f'training stopped, nothing written from this '
-                            f'state (try a smaller --lr)')
+    r"""Stops at a non-finite loss, before the optimiser step
+    (:class:`~torch_geometric_mgvae.experiments.train.NonFiniteError`)."""
+    try:
+        check_finite_loss({'loss': loss})
+    except NonFiniteError as e:
+        e.where = where
+        raise
 
 
 def mae(pred: Tensor, y: Tensor) -> Tensor:
@@ -602,20 +593,32 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
                   mean: Tensor, std: Tensor, epochs: int, lr: float,
                   aux_weight: float = 0.0, where: str = '',
                   on_epoch: Optional[Callable[[int, Dict[str, float]],
-                                              None]] = None
+                                              None]] = None,
+                  session: Optional[TrainingSession] = None,
+                  model_kwargs: Optional[Dict[str, Any]] = None
                   ) -> Dict[str, Any]:
     r"""Trains :obj:`model` with Adam on the L1 loss of the standardised
     targets (plus :obj:`aux_weight` times the pooling losses), selects the
     epoch of the lowest mean validation MAE (standardised, so targets weigh
     alike), reads the test set once with that model. Returns the history,
     the best epoch, validation and test MAE per target (target units), the
-    test predictions, the mean training-epoch time and the best state."""
+    test predictions, the mean training-epoch time and the best state.
+    With a :obj:`session`, the training state (with the best state so far)
+    is saved under the key :obj:`where` every few epochs and on a signal,
+    and a saved one is continued."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    best, best_state, best_epoch, history = math.inf, None, 0, []
-    seconds = []
+    st: Dict[str, Any] = dict(best=math.inf, best_state=None, best_epoch=0,
+                              history=[], seconds=[])
+    resumed = None
+    if session is not None:
+        resumed = session.restore(where, model, opt)
+        if resumed is not None:
+            st.update({k: resumed[k] for k in st})
+    history, seconds = st['history'], st['seconds']
     dev = next(model.parameters()).device
     m_dev, s_dev = mean.float().to(dev), std.float().to(dev)
-    for epoch in range(1, epochs + 1):
+
+    def step(epoch: int):
         model.train()
         t0 = time.perf_counter()
         total, count = 0.0, 0
@@ -626,7 +629,7 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
             check_outputs(pred, batch.y)
             loss = F.l1_loss(pred, (batch.y - m_dev) / s_dev)
             loss = loss + aux_weight * aux
-            _check_finite(loss, f'{where} epoch {epoch}')
+            _check_finite(loss, where)
             loss.backward()
             opt.step()
             total += loss.item() * batch.num_graphs
@@ -638,11 +641,23 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
         stats = dict(epoch=epoch, loss=total / max(count, 1),
                      val_score=score, seconds=seconds[-1])
         history.append(stats)
-        if score < best:
-            best, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
+        if score < st['best']:
+            st['best'], st['best_epoch'] = score, epoch
+            st['best_state'] = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, stats)
+
+    if session is None:
+        for epoch in range(1, epochs + 1):
+            try:
+                step(epoch)
+            except NonFiniteError as e:
+                e.epoch = epoch
+                raise
+    else:
+        session.train(where, step, epochs, lambda: training_state(
+            model, opt, model_kwargs or {}, **st), resumed)
+    best_epoch, best_state = st['best_epoch'], st['best_state']
     model.load_state_dict(best_state)
     val_p, val_y = predict(model, loaders['val'], mean, std)
     test_p, test_y = predict(model, loaders['test'], mean, std)
@@ -659,25 +674,12 @@ def num_params(model: torch.nn.Module) -> int:
 
 # Outputs ##################################################################
 
-def write_json(path: str, obj: Any) -> str:
-    text = json.dumps(obj, indent=1, allow_nan=False) + '\n'
-    atomic_write(path, lambda f: f.write(text.encode('utf-8')))
-    return path
-
-
 def write_result_records(path: str, records: List[Dict[str, Any]],
                          dataset: str, mode: str):
     r"""Replaces the records of :obj:`(dataset, mode)` in :obj:`path`
     (atomically), keeping the others."""
-    old = []
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-    kept = [r for r in old if not (r.get('task') == TASK and
-                                   r.get('dataset') == dataset and
-                                   r.get('mode') == mode)]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_json(path, kept + records)
+    write_dataset_records(path, TASK, dataset, records,
+                          same_run=lambda r: r.get('mode') == mode)
 
 
 def parity_plot(pred: Tensor, y: Tensor, title: str, unit: str,
@@ -699,39 +701,7 @@ def parity_plot(pred: Tensor, y: Tensor, title: str, unit: str,
     ax.set_title(title.replace(': ', ':\n', 1) + f'\ntest MAE {err:.4g}{u}',
                  fontsize=7)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=110))
-    finally:
-        plt.close(fig)
-    return path
-
-
-class _Runs:
-    r"""Finished runs of this command (OUT/runs.json): with
-    :obj:`--resume` they are not repeated."""
-    def __init__(self, out: str, args: argparse.Namespace, resume: bool):
-        self.path = os.path.join(out, 'runs.json')
-        self.args = {k: v for k, v in vars(args).items()
-                     if k not in ('resume', 'no_progress', 'results',
-                                  'func', 'resolve', 'debug')
-                     and isinstance(v, (int, float, str, list, type(None)))}
-        self.done: Dict[str, Any] = {}
-        if resume and os.path.exists(self.path):
-            with open(self.path) as f:
-                saved = json.load(f)
-            if saved.get('args') != self.args:
-                diff = sorted(k for k in set(saved['args']) | set(self.args)
-                              if saved['args'].get(k) != self.args.get(k))
-                raise ValueError(f"--resume: '{self.path}' was written with "
-                                 f"other options ({', '.join(diff)})")
-            self.done = saved['done']
-
-    def get(self, key: str) -> Optional[Dict[str, Any]]:
-        return self.done.get(key)
-
-    def put(self, key: str, value: Dict[str, Any]):
-        self.done[key] = value
-        write_json(self.path, dict(args=self.args, done=self.done))
+    return save_figure(fig, path)
 
 
 def _summary_records(args, label: str, mode: str, rows, protocol: str,
@@ -759,9 +729,10 @@ def _summary_records(args, label: str, mode: str, rows, protocol: str,
 
 # Supervised experiment ####################################################
 
-def run_supervised(args, graphs, info, log=print, command=None):
+def run_supervised(args, graphs, info, session: TrainingSession, log=print,
+                   command=None):
     label = LABELS[args.dataset]
-    runs = _Runs(args.out, args, args.resume)
+    runs = session.done
     in_channels = graphs['train'][0].num_features
     T = len(args.targets)
     if 'mgn_fixed' in args.methods:
@@ -810,15 +781,22 @@ def run_supervised(args, graphs, info, log=print, command=None):
                                 f'{stats["loss"]:.4f}, val (std. MAE) '
                                 f'{stats["val_score"]:.4f} '
                                 f'({stats["seconds"]:.1f}s)')
+                    kwargs = dict(method=method, in_channels=in_channels,
+                                  num_targets=len(cols), hidden=args.hidden,
+                                  layers=args.layers,
+                                  clusters=list(args.clusters),
+                                  ratio=args.ratio,
+                                  cluster_layers=args.cluster_layers)
                     fit = fit_regressor(model, loaders, mean, std,
                                         args.epochs, args.lr,
-                                        args.aux_weight, key, on_epoch)
+                                        args.aux_weight, key, on_epoch,
+                                        session, kwargs)
                     bar.close()
-                    save_atomic(dict(model=fit['state'], method=method,
-                                     targets=tnames, seed=seed,
-                                     mean=mean, std=std),
-                                os.path.join(ckpt_dir, f'{method}_{tag}_'
-                                             f'seed{seed}.pt'))
+                    model_checkpoint(
+                        os.path.join(ckpt_dir, f'{method}_{tag}_'
+                                     f'seed{seed}.pt'), model, kwargs,
+                        targets=tnames, seed=seed, mean=mean, std=std,
+                        best_epoch=fit['best_epoch'])
                     res = dict(test_mae=fit['test_mae'],
                                val_mae=fit['val_mae'],
                                best_epoch=fit['best_epoch'],
@@ -833,7 +811,8 @@ def run_supervised(args, graphs, info, log=print, command=None):
                                 target_units(args.dataset)[t],
                                 os.path.join(args.out, f'parity_'
                                              f'{args.dataset}_{t}.png'))
-                    runs.put(key, res)
+                    runs[key] = res
+                    session.save()  # finished: --resume does not redo it
                 log(f'{name} [{tag}] seed {seed}: test MAE ' + ', '.join(
                     f'{t} {v:.4g}' for t, v in zip(tnames, res['test_mae']))
                     + f' (epoch {res["best_epoch"]}, '
@@ -1025,12 +1004,13 @@ def step_seconds(model, graphs: List[Data], batch_size: int,
     return sorted(times)[len(times) // 2]
 
 
-def run_unsupervised(args, graphs, info, log=print, command=None):
+def run_unsupervised(args, graphs, info, session: TrainingSession,
+                     log=print, command=None):
     from tqdm import tqdm
 
     from torch_geometric_mgvae.experiments.train import train_epoch
     label = LABELS[args.dataset]
-    runs = _Runs(args.out, args, args.resume)
+    runs = session.done
     command = command or current_command()
     in_channels = graphs['train'][0].num_features
     ys = {k: torch.cat([g.y for g in v]).double()
@@ -1052,35 +1032,50 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
             f'(batch {args.batch_size})')
     ckpt = os.path.join(args.out, 'mgvae_autoencoder.pt')
     done = runs.get('autoencoder')
+    plain_kwargs = {k: v for k, v in model_kwargs.items() if k != 'conv'}
+    if 'conv' in model_kwargs:
+        plain_kwargs['conv'] = 'GINEConv(MLP([i, o, o]), edge_dim=3)'
     if done is None:
         torch.manual_seed(0)
-        model, model_kwargs = build_autoencoder(args, in_channels)
+        model, _ = build_autoencoder(args, in_channels)
         model = model.to(args.device)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         loader = DataLoader([h.to(args.device) for h in ae_graphs],
                             batch_size=args.batch_size, shuffle=True)
         gen = torch.Generator().manual_seed(0)
-        history, t0 = [], time.perf_counter()
-        for epoch in tqdm(range(1, args.ae_epochs + 1), desc='autoencoder',
-                          disable=args.no_progress, file=sys.stdout):
+        resumed = session.restore('autoencoder', model, opt,
+                                  generators={'gen': gen})
+        clock = dict(history=resumed['history'] if resumed else [],
+                     train_seconds=resumed['train_seconds'] if resumed
+                     else 0.0)
+        bar = tqdm(total=args.ae_epochs, initial=len(clock['history']),
+                   desc='autoencoder', disable=args.no_progress,
+                   file=sys.stdout)
+
+        def ae_step(epoch: int):
+            t0 = time.perf_counter()
+            # Stops at a non-finite loss term or gradient (NonFiniteError).
             stats = train_epoch(model, loader, opt, generator=gen)
-            if not math.isfinite(stats['loss']):
-                raise NonFiniteLoss(f"non-finite autoencoder loss in epoch "
-                                    f"{epoch}; training stopped, nothing "
-                                    f"written from this state")
-            history.append(dict(epoch=epoch, **stats))
+            clock['train_seconds'] += time.perf_counter() - t0
+            clock['history'].append(dict(epoch=epoch, **stats))
+            bar.update()
+            bar.set_postfix(loss=f"{stats['loss']:.2f}")
             if args.no_progress:
                 log(f'autoencoder epoch {epoch}: ' + ', '.join(
                     f'{k} {v:.3f}' for k, v in stats.items()))
-        train_seconds = time.perf_counter() - t0
-        save_atomic(dict(model=model.state_dict(), history=history,
-                         train_seconds=train_seconds,
-                         kwargs={k: v for k, v in model_kwargs.items()
-                                 if k != 'conv'}), ckpt)
-        done = dict(history=history, train_seconds=train_seconds)
-        runs.put('autoencoder', done)
+
+        session.train('autoencoder', ae_step, args.ae_epochs,
+                      lambda: training_state(model, opt, plain_kwargs,
+                                             generators={'gen': gen},
+                                             **clock), resumed)
+        bar.close()
+        model_checkpoint(ckpt, model, plain_kwargs, model_class='MGVAE',
+                         **clock)
+        done = dict(clock)
+        runs['autoencoder'] = done
+        session.save()
     else:
-        model.load_state_dict(torch.load(ckpt, weights_only=True)['model'])
+        model.load_state_dict(load_torch(ckpt)['model'])
         model = model.to(args.device)
     torch.manual_seed(12345)
     random_model, _ = build_autoencoder(args, in_channels)
@@ -1120,7 +1115,8 @@ def run_unsupervised(args, graphs, info, log=print, command=None):
                                     f'{label} {t}: {name}, seed 0',
                                     units[t], os.path.join(
                                         args.out, f'parity_qm9_unsup_{t}.png'))
-                runs.put(rkey, res)
+                runs[rkey] = res
+                session.save()
             log(f'{name} seed {seed}: test MAE ' + ', '.join(
                 f'{t} {v:.4g}' for t, v in zip(args.targets,
                                                 res['test_mae'])))
@@ -1203,16 +1199,22 @@ def run(args: argparse.Namespace, command: Optional[str] = None,
         log=print) -> List[Dict[str, Any]]:
     r"""The whole experiment: data, training, records (into
     :obj:`args.results`), parity plots and checkpoints under
-    :obj:`args.out`."""
+    :obj:`args.out`. Inside a
+    :class:`~torch_geometric_mgvae.experiments.state.TrainingSession`: the
+    training state is saved every :obj:`--checkpoint-every` epochs and on
+    SIGINT/SIGTERM, finished runs (method, target, seed) are kept in it,
+    and :obj:`--resume` continues without redoing them."""
     args = resolve_args(args)
-    os.makedirs(args.out, exist_ok=True)
-    graphs, info = load_data(args, log)
-    if args.mode == 'supervised':
-        recs = run_supervised(args, graphs, info, log, command)
-    else:
-        recs = run_unsupervised(args, graphs, info, log, command)
-    write_result_records(args.results, recs, LABELS[args.dataset],
-                         args.mode)
+    with TrainingSession.from_args(args) as session:
+        os.makedirs(args.out, exist_ok=True)
+        graphs, info = load_data(args, log)
+        if args.mode == 'supervised':
+            recs = run_supervised(args, graphs, info, session, log, command)
+        else:
+            recs = run_unsupervised(args, graphs, info, session, log,
+                                    command)
+        write_result_records(args.results, recs, LABELS[args.dataset],
+                             args.mode)
     log('')
     log(table(recs))
     log(f'wrote {args.results} and the parity plots in {args.out}')
