@@ -15,6 +15,8 @@ from collections import OrderedDict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'benchmark', 'results')
+# The renderers import this checkout's package, not an installed one.
+sys.path.insert(0, ROOT)
 
 
 def fmt(v, std=None):
