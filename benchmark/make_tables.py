@@ -127,19 +127,22 @@ def pooling_table(records):
     cells = OrderedDict()
     for r in records:
         cells.setdefault((r['dataset'], r['method']), {})[r['metric']] = r
-    lines = ['| input | layer | ms (fwd + bwd) | x TopKPooling | peak MB | '
-             'nodes after pooling |', '|---|---|---|---|---|---|']
+    lines = ['| input | layer | CPU ms (fwd + bwd) | x TopKPooling | '
+             'wall ms | peak MB | nodes after pooling |',
+             '|---|---|---|---|---|---|---|']
     for (ds, method), c in cells.items():
-        t, m = c.get('step_seconds', {}), c.get('peak_mem_mb', {})
-        topk = cells.get((ds, 'TopKPooling'), {}).get('step_seconds', {})
+        t, m = c.get('cpu_seconds', {}), c.get('peak_mem_mb', {})
+        w = c.get('step_seconds', {})
+        topk = cells.get((ds, 'TopKPooling'), {}).get('cpu_seconds', {})
         if t.get('value') is None:
             lines.append(f'| {ds} | {method} | {t.get("error", "failed")} '
-                         f'| | | |')
+                         f'| | | | |')
             continue
         ratio = (f'{t["value"] / topk["value"]:.2f}'
                  if topk.get('value') else '')
         lines.append(f'| {ds} | {method} | {1e3 * t["value"]:.2f} | '
-                     f'{ratio} | {fmt(m.get("value"))} | '
+                     f'{ratio} | {1e3 * w["value"]:.2f} | '
+                     f'{fmt(m.get("value"))} | '
                      f'{t.get("pooled_nodes", "")} |')
     cmds = OrderedDict.fromkeys(r['command'] for r in records)
     lines.append('')

@@ -3,8 +3,11 @@ r"""Cost of one pooling layer: MGNPooling beside PyG's pooling layers.
 Forward + backward time and peak memory of ONE pooling layer, in the same
 run, for
 
-* ``MGNPooling`` (this library): learned Gumbel-max clustering (2 MGNConv
-  layers of 64 channels), weighted-mean readout, Def. 2 coarsening;
+* ``MGNPooling`` (this library): learned Gumbel-max clustering with the
+  logits read off the incoming features by a linear map (the default,
+  ``num_layers=0``, as TopKPooling scores nodes), and with a 2-layer MGNConv
+  GNN of 64 channels before it (``num_layers=2``, the paper's clustering
+  network as MGN uses it), weighted-mean readout, Def. 2 coarsening;
   backward of ``x'.sum() + edge_weight'.sum() + cut_loss``,
 * PyG ``TopKPooling``, ``SAGPooling``, ``ASAPooling`` (ratio 0.5) and
   ``EdgePooling``: backward of ``x'.sum()`` (plus the coarse edge weights
@@ -25,9 +28,11 @@ on two inputs:
   clusters of a coarse level, not N / 2); dense_diff_pool is refused (one
   dense N x N float32 adjacency needs 37 GiB).
 
-Every (method, input) runs in a fresh subprocess with 2 torch threads;
-median of the timed steps after one warm-up step; peak memory = the largest
-RSS sampled during the steps minus the RSS before them.
+Every (method, input) runs in a fresh subprocess with ONE torch thread, so
+that the CPU time of the main thread (``time.thread_time``) is the cost of
+the step even on a shared machine; wall-clock time is recorded too. Median
+of the timed steps after one warm-up step; peak memory = the largest RSS
+sampled during the steps minus the RSS before them.
 
     python benchmark/pooling.py                 # both inputs (~5 min)
     python benchmark/pooling.py --inputs zinc   # molecules only
@@ -51,8 +56,8 @@ from scale import RssSampler, random_graph  # noqa: E402
 
 RESULTS = os.path.join(ROOT, 'benchmark', 'results', 'pooling.json')
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
-METHODS = ('MGNPooling', 'TopKPooling', 'SAGPooling', 'ASAPooling',
-           'EdgePooling', 'dense_diff_pool')
+METHODS = ('MGNPooling', 'MGNPooling (2-layer GNN select)', 'TopKPooling',
+           'SAGPooling', 'ASAPooling', 'EdgePooling', 'dense_diff_pool')
 INPUTS = ('zinc', 'random')
 CHANNELS = 64
 CLUSTERS = {'zinc': 12, 'random': 64}
@@ -91,9 +96,10 @@ def load_input(name: str, raw: str, seed: int = 0):
 def make_step(method: str, x, edge_index, batch, K: int):
     import torch
     torch.manual_seed(0)
-    if method == 'MGNPooling':
+    if method.startswith('MGNPooling'):
         from torch_geometric_mgvae.nn import MGNPooling
-        pool = MGNPooling(CHANNELS, K).train()
+        layers = 2 if 'GNN' in method else 0
+        pool = MGNPooling(CHANNELS, K, num_layers=layers).train()
 
         def step():
             out = pool(x, edge_index, None, batch)
@@ -140,6 +146,7 @@ def worker(args) -> dict:
     import torch
     torch.set_num_threads(args.threads)
     x, edge_index, batch, info = load_input(args.input, args.raw)
+    info['threads'] = args.threads
     x = x.detach().requires_grad_()
     K = CLUSTERS[args.input]
     n = info['num_nodes']
@@ -155,15 +162,18 @@ def worker(args) -> dict:
     before = sampler.rss()
     sampler.start()
     info['pooled_nodes'] = step()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeats):
         x.grad = None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         step()
+        cpu.append(time.thread_time() - c0)
         times.append(time.perf_counter() - t0)
     peak = sampler.stop()
     info.update(step_seconds=statistics.median(times),
                 step_seconds_all=times, repeats=args.repeats,
+                cpu_seconds=statistics.median(cpu), cpu_seconds_all=cpu,
+                load_avg_1min=os.getloadavg()[0],
                 peak_mem_mb=(peak - before) / MB, clusters_per_graph=K
                 if args.method in ('MGNPooling', 'dense_diff_pool') else None,
                 input_nodes=n)
@@ -196,17 +206,21 @@ def to_records(results):
                    'random avg-degree-10 graph, 100000 nodes')
         protocol = (f'one pooling layer, forward + backward, 64 input '
                     f'channels; {r.get("repeats", "?")} timed steps after '
-                    f'1 warm-up (median); fresh process; 2 torch threads; '
-                    f'{__doc__.split("on two inputs")[0].strip()}')
+                    f'1 warm-up (median); fresh process; '
+                    f'{r.get("threads", 1)} torch thread(s); cpu_seconds = '
+                    f'CPU time of the main thread, step_seconds = wall '
+                    f'clock')
+        extra_load = {'load_avg_1min': round(r['load_avg_1min'], 2)} \
+            if 'load_avg_1min' in r else {}
         extra = {k: r[k] for k in ('num_nodes', 'num_edges', 'num_graphs',
                                    'pooled_nodes', 'clusters_per_graph')
                  if r.get(k) is not None}
-        for metric in ('step_seconds', 'peak_mem_mb'):
+        for metric in ('cpu_seconds', 'step_seconds', 'peak_mem_mb'):
             value = r.get(metric)
-            more = {}
-            if metric == 'step_seconds' and value is not None:
-                more['step_seconds_all'] = [round(t, 5)
-                                            for t in r['step_seconds_all']]
+            more = dict(extra_load)
+            if metric != 'peak_mem_mb' and value is not None:
+                more[f'{metric}_all'] = [round(t, 5)
+                                         for t in r[f'{metric}_all']]
             records.append(record('pooling', dataset, method, metric, value,
                                   n=r.get('repeats'), protocol=protocol,
                                   command=command, error=r.get('error'),
@@ -215,20 +229,21 @@ def to_records(results):
 
 
 def print_table(results):
-    print(f'{"input":<8}{"method":<17}{"ms":>10}{"x TopK":>9}'
-          f'{"peak MB":>10}{"pooled nodes":>14}')
+    print(f'{"input":<8}{"method":<33}{"CPU ms":>10}{"x TopK":>9}'
+          f'{"wall ms":>10}{"peak MB":>10}{"pooled nodes":>14}')
     for name in INPUTS:
-        topk = results.get((name, 'TopKPooling'), {}).get('step_seconds')
+        topk = results.get((name, 'TopKPooling'), {}).get('cpu_seconds')
         for method in METHODS:
             r = results.get((name, method))
             if r is None:
                 continue
             if r.get('error'):
-                print(f'{name:<8}{method:<17}  {r["error"]}')
+                print(f'{name:<8}{method:<33}  {r["error"]}')
                 continue
-            t = r['step_seconds']
+            t = r['cpu_seconds']
             ratio = f'{t / topk:.2f}' if topk else '-'
-            print(f'{name:<8}{method:<17}{1e3 * t:>10.2f}{ratio:>9}'
+            print(f'{name:<8}{method:<33}{1e3 * t:>10.2f}{ratio:>9}'
+                  f'{1e3 * r["step_seconds"]:>10.2f}'
                   f'{r["peak_mem_mb"]:>10.1f}{r["pooled_nodes"]:>14}')
 
 
@@ -241,7 +256,7 @@ def main():
     parser.add_argument('--repeats', type=int, default=None,
                         help='timed steps (default: 20 for zinc, 5 for '
                         'random)')
-    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--raw', default=SHARED,
                         help='folder holding zinc12k_benchgnn/')
     parser.add_argument('--results', default=RESULTS,

@@ -2,10 +2,15 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import permute_within_graphs, random_batch
+from torch_geometric_mgvae import MGN
 from torch_geometric_mgvae.nn import (
+    MGNPooling,
     SelectLearned,
+    balanced_assignment,
+    balanced_capacities,
     balanced_cut_kl,
     compact_clusters,
     gumbel_cluster,
@@ -158,3 +163,135 @@ def test_learned_clustering_with_balance_is_equivariant_and_balanced():
     perm, inv = permute_within_graphs(data.batch, seed=2)
     out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch)
     assert torch.equal(out2.local, out.local[perm])
+
+
+def greedy_reference(score, caps):
+    r"""Pairs in decreasing score (ties: node, then cluster index), a node
+    joining a cluster with room: the stable assignment, one graph."""
+    n, K = score.shape
+    pairs = sorted(((-float(score[i, k]), i, k) for i in range(n)
+                    for k in range(K)))
+    local, room = [-1] * n, list(caps)
+    for _, i, k in pairs:
+        if local[i] < 0 and room[k] > 0:
+            local[i], room[k] = k, room[k] - 1
+    return local
+
+
+def test_balanced_assignment_hand_values():
+    # Every node prefers cluster 0; 5 nodes, K = 2: cluster 0 (the larger
+    # soft mass) gets 3 places, cluster 1 gets 2. The most confident nodes
+    # keep cluster 0.
+    logits = torch.tensor([[3., 0.], [0., .2], [1., 0.], [2., 0.], [.5, 0.]])
+    batch = torch.zeros(5, dtype=torch.long)
+    assert balanced_capacities(logits, batch).tolist() == [[3, 2]]
+    out = balanced_assignment(logits, batch, num_iters=0)
+    assert out.tolist() == [0, 1, 0, 0, 1]
+    # n < K: the n clusters of largest mass get one node each.
+    logits = torch.tensor([[0., 1., 2.], [0., 1., 3.]])
+    caps = balanced_capacities(logits, torch.zeros(2, dtype=torch.long))
+    assert caps.tolist() == [[0, 1, 1]]
+    assert balanced_assignment(logits, torch.zeros(2, dtype=torch.long),
+                               num_iters=0).tolist() == [1, 2]
+
+
+def test_balanced_assignment_is_the_stable_greedy_rounding():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(30, 4, generator=g, dtype=torch.float64) * 2
+    logits[:, 0] += 2
+    batch = torch.zeros(30, dtype=torch.long)
+    for num_iters in (0, 10):
+        score = sinkhorn_balance(logits, batch, num_iters=num_iters)
+        caps = balanced_capacities(logits, batch)[0].tolist()
+        out = balanced_assignment(logits, batch, num_iters=num_iters)
+        assert out.tolist() == greedy_reference(score, caps)
+
+
+@pytest.mark.parametrize('sizes,K', [((10, 7, 3), 3), ((2, 5, 1), 8),
+                                     ((64, 33), 16), ((9, ), 9)])
+def test_balanced_assignment_sizes_kl_and_equivariance(sizes, K):
+    batch = torch.cat([torch.full((n, ), b) for b, n in enumerate(sizes)])
+    g = torch.Generator().manual_seed(K)
+    logits = torch.randn(batch.numel(), K, generator=g, dtype=torch.float64)
+    logits[:, 0] += 3  # an unbalanced preference
+    out = balanced_assignment(logits, batch)
+    kl = balanced_cut_kl(F.one_hot(out, K).double(), batch)
+    for b, n in enumerate(sizes):
+        count = torch.bincount(out[batch == b], minlength=K)
+        assert count.sum() == n and int(count.max()) <= -(-n // K)
+        assert int(count.min()) >= n // K
+        assert kl[b].item() == pytest.approx(uniform_kl_bound(n, K), abs=1e-12)
+    perm, _ = permute_within_graphs(batch, seed=K)
+    assert torch.equal(balanced_assignment(logits[perm], batch), out[perm])
+
+
+def test_balanced_assignment_ties_and_bad_inputs():
+    # Identical rows cannot be told apart: any split is balanced.
+    batch = torch.zeros(7, dtype=torch.long)
+    out = balanced_assignment(torch.zeros(7, 3), batch)
+    assert sorted(torch.bincount(out, minlength=3).tolist()) == [2, 2, 3]
+    assert balanced_assignment(torch.zeros(0, 3),
+                               torch.zeros(0, dtype=torch.long)).numel() == 0
+    with pytest.raises(ValueError, match=r"'logits' must be \[N, K\]"):
+        balanced_assignment(torch.zeros(3), batch[:3])
+    with pytest.raises(ValueError, match="'batch' holds 7 entries for 3"):
+        balanced_assignment(torch.zeros(3, 2), batch)
+    with pytest.raises(ValueError, match='non-finite'):
+        balanced_assignment(torch.full((7, 2), float('nan')), batch)
+    with pytest.raises(ValueError, match="'eval_assign' must be one of"):
+        SelectLearned(4, 3, eval_assign='sinkhorn')
+
+
+def test_select_learned_balanced_in_eval_only():
+    data = random_batch(sizes=(30, 7, 12), p=0.2)
+    torch.manual_seed(0)
+    model = SelectLearned(4, 5, hidden_channels=8, eval_assign='balanced')
+    model = model.double()
+    with torch.no_grad():  # start from a very unbalanced clustering
+        model.lin.bias.copy_(torch.tensor([6.0, 0, 0, 0, 0]))
+    plain = SelectLearned(4, 5, hidden_channels=8).double()
+    plain.load_state_dict(model.state_dict())
+    assert str(model) == ("SelectLearned(4, num_clusters=5, num_layers=2, "
+                          "eval_assign='balanced')")
+    # Training: the same Gumbel-max samples as the default.
+    a = model.train()(data.x, data.edge_index, batch=data.batch,
+                      generator=torch.Generator().manual_seed(1))
+    b = plain.train()(data.x, data.edge_index, batch=data.batch,
+                      noise=a.noise)
+    assert torch.equal(a.local, b.local)
+    assert torch.equal(a.assignment, b.assignment)
+    # Evaluation: the argmax is unbalanced, the balanced assignment reaches
+    # the smallest KL of every graph.
+    model.eval()
+    plain.eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    argmax = plain(data.x, data.edge_index, batch=data.batch)
+    kl = balanced_cut_kl(out.assignment, data.batch)
+    bound = torch.tensor([uniform_kl_bound(n, 5) for n in (30, 7, 12)],
+                         dtype=torch.float64)
+    assert torch.allclose(kl, bound, atol=1e-12)
+    assert balanced_cut_kl(argmax.assignment, data.batch)[0] > 1.0
+    assert torch.equal(out.logits, argmax.logits)
+    # The straight-through gradient reaches the logits.
+    out.weight.sum().backward()
+    assert model.lin.weight.grad is not None
+    perm, inv = permute_within_graphs(data.batch, seed=4)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch)
+    assert torch.equal(out2.local, out.local[perm])
+
+
+def test_balanced_eval_through_pooling_and_mgn():
+    data = random_batch(sizes=(20, 9), p=0.3)
+    pool = MGNPooling(4, 4, eval_assign='balanced').double().eval()
+    assert pool.select.eval_assign == 'balanced'
+    *_, so, cut = pool(data.x, data.edge_index, batch=data.batch)
+    assert cut.item() == pytest.approx(
+        (uniform_kl_bound(20, 4) + uniform_kl_bound(9, 4)) / 2, abs=1e-12)
+    model = MGN(4, 8, 4, [4, 2, 1],
+                cluster_kwargs=dict(eval_assign='balanced')).double().eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    for level, K in zip(out.levels[:2], (4, 2)):
+        for b in range(2):
+            local = level.select.local[level.batch == b]
+            count = torch.bincount(local, minlength=K)
+            assert int(count.max()) - int(count.min()) <= 1

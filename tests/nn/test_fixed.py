@@ -4,8 +4,11 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.utils import grid, to_undirected
 
+from tests.conftest import permute_within_graphs, random_graph
 from torch_geometric_mgvae import MGN
 from torch_geometric_mgvae.nn import (
+    coarsen,
+    compact_clusters,
     feature_kmeans,
     fixed_hierarchy,
     grid_clustering,
@@ -30,10 +33,68 @@ def test_kmeans_two_blobs_and_small_inputs():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(20, 2, generator=g),
                    torch.randn(20, 2, generator=g) + 20])
-    out = kmeans(x, 2, generator=g)
+    out = kmeans(x, 2)
     assert same_partition(out, torch.tensor([0] * 20 + [1] * 20))
-    assert kmeans(torch.randn(3, 2), 5).tolist() == [0, 1, 2]
+    # n <= k: every point its own cluster, numbered by the canonical order
+    # (distance to the centroid 2: 1 < 4 < 9).
+    assert kmeans(torch.tensor([[0.], [5.], [1.]]), 5).tolist() == [1, 2, 0]
     assert kmeans(torch.zeros(6, 2), 3).unique().numel() == 1
+
+
+def test_kmeans_hand_values_and_canonical_labels():
+    # Centroid 8.04; by distance to it: 10, 10.1, 0.1, 0, 20. Labels are
+    # numbered in that order of first appearance.
+    x = torch.tensor([[0.], [0.1], [10.], [10.1], [20.]])
+    assert kmeans(x, 3).tolist() == [1, 1, 0, 0, 2]
+    assert kmeans(x[[4, 2, 0, 3, 1]], 3).tolist() == [2, 0, 1, 0, 1]
+    # Two graphs of a batch: each clustered on its own.
+    out = kmeans(torch.cat([x, x + 7]), 3,
+                 batch=torch.tensor([0] * 5 + [1] * 5))
+    assert out.tolist() == [1, 1, 0, 0, 2] * 2
+
+
+def inertia(x, labels):
+    return sum(float(((x[labels == c] - x[labels == c].mean(0))**2).sum())
+               for c in labels.unique())
+
+
+def test_kmeans_restarts_keep_the_best_inertia():
+    x = torch.rand(60, 2, generator=torch.Generator().manual_seed(0),
+                   dtype=torch.float64)
+    gains = []
+    for seed in range(3):
+        # The first restart of a stream is the single run of that seed.
+        one = inertia(x, kmeans(x, 5, n_init=1, seed=seed))
+        ten = inertia(x, kmeans(x, 5, n_init=10, seed=seed))
+        assert ten <= one
+        gains.append(one - ten)
+    assert max(gains) > 0.1  # (measured: 0.21, 0.08, 0.49)
+
+
+def test_kmeans_batched_equals_one_by_one_and_permutation():
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(n, 3, generator=g, dtype=torch.float64)
+          for n in (30, 8, 25)]
+    batch = torch.cat([torch.full((x.size(0), ), i)
+                       for i, x in enumerate(xs)])
+    out = kmeans(torch.cat(xs), 4, batch=batch)
+    assert torch.equal(out, torch.cat([kmeans(x, 4) for x in xs]))
+    perm = torch.randperm(30, generator=g)
+    assert torch.equal(kmeans(xs[0][perm], 4), out[:30][perm])
+
+
+def test_kmeans_bad_inputs():
+    x = torch.randn(5, 2)
+    with pytest.raises(ValueError, match="'k' must be a positive"):
+        kmeans(x, 0)
+    with pytest.raises(ValueError, match="'n_init' must be a positive"):
+        kmeans(x, 2, n_init=0)
+    with pytest.raises(ValueError, match=r"'x' must be \[N, F\]"):
+        kmeans(torch.randn(5), 2)
+    with pytest.raises(ValueError, match='non-finite'):
+        kmeans(torch.tensor([[0.], [float('nan')]]), 1)
+    with pytest.raises(ValueError, match="'batch' holds 3 entries for 5"):
+        kmeans(x, 2, batch=torch.zeros(3, dtype=torch.long))
 
 
 def test_spectral_separates_cliques():
@@ -47,6 +108,95 @@ def test_spectral_separates_cliques():
     # No edges: defined result.
     assert spectral_clustering(torch.empty(2, 0, dtype=torch.long), 4,
                                2).numel() == 4
+
+
+def karate():
+    nx = pytest.importorskip('networkx')
+    G = nx.karate_club_graph()
+    edges = torch.tensor(list(G.edges())).t()
+    return G, to_undirected(edges), G.number_of_nodes()
+
+
+@pytest.mark.parametrize('k', [2, 3, 4])
+def test_spectral_agrees_with_sklearn_on_karate(k):
+    sklearn = pytest.importorskip('sklearn')
+    import networkx as nx
+    from sklearn.cluster import SpectralClustering
+    from sklearn.metrics import adjusted_rand_score
+    G, ei, n = karate()
+    ref = SpectralClustering(k, affinity='precomputed', random_state=0)
+    ref = ref.fit_predict(nx.to_numpy_array(G, weight=None))
+    out = spectral_clustering(ei, n, k)
+    ari = adjusted_rand_score(ref, out.numpy())
+    # Measured (scikit-learn 1.9): 1.0, 1.0, 0.896. The embeddings differ
+    # (10 eigenvectors scaled by 1/lambda vs k unscaled ones).
+    assert ari >= {2: 1.0, 3: 1.0, 4: 0.85}[k], (sklearn.__version__, ari)
+    # A function of the graph: the same for every seed and node order.
+    assert torch.equal(spectral_clustering(ei, n, k, seed=1), out)
+    g = torch.Generator().manual_seed(k)
+    for _ in range(2):
+        perm = torch.randperm(n, generator=g)
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(n)
+        assert torch.equal(spectral_clustering(inv[ei], n, k), out[perm])
+
+
+def test_spectral_uses_edge_weights():
+    # A 4-cycle whose heavy edges decide the cut.
+    ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    ei = torch.cat([ring, ring.flip(0)], 1)
+    w = torch.tensor([5., 1., 5., 1.]).repeat(2)
+    assert spectral_clustering(ei, 4, 2, edge_weight=w).tolist() == [
+        0, 0, 1, 1]
+    assert spectral_clustering(ei, 4, 2, edge_weight=w.roll(1)).tolist() == [
+        1, 0, 0, 1]
+    with pytest.raises(ValueError, match='non-negative'):
+        spectral_clustering(ei, 4, 2, edge_weight=-w)
+    with pytest.raises(ValueError, match="'edge_weight' holds 3 entries"):
+        spectral_clustering(ei, 4, 2, edge_weight=w[:3])
+    with pytest.raises(ValueError, match='refers to node 3'):
+        spectral_clustering(ei, 3, 2)
+
+
+def test_fixed_hierarchy_clusters_the_weighted_coarse_graph():
+    # Four 4-cliques; clique pairs (0, 1) and (2, 3) joined by three edges,
+    # (1, 2) and (3, 0) by one. Level 1 finds the cliques; its coarse graph
+    # is a 4-cycle with weights 3, 1, 3, 1 (0/1 weights would make it a
+    # plain cycle), so level 2 pairs the cliques along the heavy edges.
+    cliques = [[(4 * c + i, 4 * c + j) for i in range(4)
+                for j in range(i + 1, 4)] for c in range(4)]
+    edges = sum(cliques, []) + [(0, 4), (1, 5), (2, 6), (8, 12), (9, 13),
+                                (10, 14), (7, 11), (15, 3)]
+    data = Data(edge_index=to_undirected(torch.tensor(edges).t()),
+                num_nodes=16)
+    levels = fixed_hierarchy(data, 'spectral', [4, 2, 1])
+    first = levels[0]
+    assert same_partition(first, torch.arange(16) // 4)
+    cluster, C, _ = compact_clusters(first, torch.zeros(16, dtype=torch.long),
+                                     4)
+    coarse_ei, coarse_w = coarsen(data.edge_index, None, cluster, C)
+    off = coarse_ei[0] != coarse_ei[1]
+    assert sorted(coarse_w[off].tolist()) == [1.0] * 4 + [3.0] * 4
+    assert torch.equal(levels[1], spectral_clustering(
+        coarse_ei, C, 2, edge_weight=coarse_w))
+    pairs = levels[1][cluster]  # the level-2 cluster of every fine node
+    assert same_partition(pairs, (torch.arange(16) // 8))
+
+
+@pytest.mark.parametrize('method', ['spectral', 'kmeans'])
+def test_fixed_hierarchy_batched_equals_one_by_one_and_permutation(method):
+    graphs = [random_graph(n, 0.3, 5, seed=s, dtype=torch.float32)
+              for s, n in enumerate((12, 20, 9, 30))]
+    levels = fixed_hierarchy(Batch.from_data_list(graphs), method, [4, 2, 1])
+    single = [fixed_hierarchy(g, method, [4, 2, 1]) for g in graphs]
+    for i, level in enumerate(levels):
+        assert torch.equal(level, torch.cat([s[i] for s in single]))
+    g = graphs[3]
+    perm, inv = permute_within_graphs(torch.zeros(30, dtype=torch.long), 7)
+    permuted = Data(x=g.x[perm], edge_index=inv[g.edge_index], num_nodes=30)
+    out = fixed_hierarchy(permuted, method, [4, 2, 1])
+    assert torch.equal(out[0], single[3][0][perm])
+    assert all(torch.equal(a, b) for a, b in zip(out[1:], single[3][1:]))
 
 
 def test_feature_kmeans_uses_features():

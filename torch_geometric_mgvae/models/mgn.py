@@ -38,7 +38,7 @@ ENCODER_SCOPES = ('cluster', 'graph')
 #: Options of the learned clustering (:class:`~torch_geometric_mgvae.nn.
 #: SelectLearned`) and their defaults.
 CLUSTER_DEFAULTS = dict(num_layers=2, tau=1.0, balance=0,
-                        hidden_channels=None)
+                        hidden_channels=None, eval_assign='argmax')
 #: Options of the adjacency reconstruction losses
 #: (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`) and their defaults.
 RECON_DEFAULTS = dict(max_dense_pairs=2**18, num_neg_samples=None,
@@ -313,8 +313,11 @@ class MGN(torch.nn.Module):
         cluster_kwargs (dict, optional): Options of the learned clustering
             (:class:`~torch_geometric_mgvae.nn.SelectLearned`):
             :obj:`num_layers` (2), :obj:`tau` (1.0), :obj:`balance` (0,
-            Sinkhorn iterations, not in the paper) and
-            :obj:`hidden_channels` (:obj:`hidden_channels`).
+            Sinkhorn iterations, not in the paper),
+            :obj:`hidden_channels` (:obj:`hidden_channels`) and
+            :obj:`eval_assign` (:obj:`"argmax"`; :obj:`"balanced"`: cluster
+            sizes within one of each other in evaluation mode, not in the
+            paper).
         encoder_scope (str): :obj:`"cluster"` (the paper's local encoders,
             Def. 4: message passing over intra-cluster edges only) or
             :obj:`"graph"` (message passing over the whole level graph, as the
@@ -454,6 +457,7 @@ class MGN(torch.nn.Module):
                        hidden_channels=ck['hidden_channels'] or
                        hidden_channels, num_layers=ck['num_layers'],
                        tau=ck['tau'], balance=ck['balance'], conv=conv,
+                       eval_assign=ck['eval_assign'],
                        readout=ClusterReadout.mlp(latent_channels,
                                                   hidden_channels))
             for i, K in enumerate(num_clusters)

@@ -5,6 +5,8 @@ from .cluster import (
     SelectFixed,
     SelectLearned,
     assignment_entropy,
+    balanced_assignment,
+    balanced_capacities,
     balanced_cut_kl,
     compact_clusters,
     fixed_cluster_output,
@@ -68,7 +70,8 @@ __all__ = [
     'make_conv', 'run_conv',
     # Pooling: Select, Connect, Aggregation and the pooling layer
     'SelectLearned', 'SelectFixed', 'ClusterOutput', 'gumbel_cluster',
-    'sample_gumbel', 'sinkhorn_balance', 'compact_clusters',
+    'sample_gumbel', 'sinkhorn_balance', 'balanced_assignment',
+    'balanced_capacities', 'compact_clusters',
     'fixed_cluster_output', 'balanced_cut_kl', 'assignment_entropy',
     'uniform_kl_bound', 'CoarsenEdges', 'coarsen', 'ClusterReadout',
     'MGNPooling', 'PooledGraph',

@@ -1,6 +1,13 @@
 r"""Fixed clusterings of the paper's appendix (D.1, D.6): spectral, k-means
-on features and a grid (quadtree) clustering, and whole fixed hierarchies."""
-from typing import List, Optional, Sequence
+on features and a grid (quadtree) clustering, and whole fixed hierarchies.
+
+The spectral and k-means clusterings are functions of the graph: every graph
+of a batch is clustered on its own (with its own random stream, seeded by
+:obj:`seed`), so a batch gives what its graphs give one by one, and a
+permuted graph gives the permuted clustering with the same labels (see
+:func:`kmeans` for how, and for the one exception: ties)."""
+import math
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -8,73 +15,250 @@ import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
+from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
 from torch_geometric_mgvae.nn.cluster import compact_clusters
 from torch_geometric_mgvae.nn.coarsen import coarsen
 
 METHODS = ('spectral', 'kmeans', 'grid')
+#: Relative inertia gain a later k-means restart needs to replace the best
+#: one (restarts that reach the same partition differ by rounding only).
+INERTIA_RTOL = 1e-9
 
 
-def kmeans(x: Tensor, k: int, num_iters: int = 50,
-           generator: Optional[torch.Generator] = None) -> Tensor:
-    r"""Lloyd's k-means with k-means++ seeding on the rows of :obj:`x`.
+def _graph_nodes(batch: Tensor, num_graphs: int) -> List[Tensor]:
+    r"""The node indices of every graph of a batch, in node order."""
+    order = torch.argsort(batch, stable=True)
+    counts = torch.bincount(batch, minlength=num_graphs).tolist()
+    return list(torch.split(order, counts))
 
-    With :math:`n \le k` points, every point is its own cluster. Returns the
-    cluster id of every row in :math:`\{0, \ldots, \min(n, k) - 1\}`, shape
-    :obj:`[n]`.
-    """
+
+def _check_batch(batch: OptTensor, num_nodes: int) -> Tuple[Tensor, int]:
+    if batch is None:
+        return torch.zeros(num_nodes, dtype=torch.long), 1 if num_nodes else 0
+    batch = batch.view(-1).long()
+    if batch.numel() != num_nodes:
+        raise ValueError(f"'batch' holds {batch.numel()} entries for "
+                         f"{num_nodes} nodes")
+    if num_nodes and int(batch.min()) < 0:
+        raise ValueError("'batch' must hold non-negative graph indices")
+    return batch, int(batch.max()) + 1 if num_nodes else 0
+
+
+def _check_kmeans_args(k: int, n_init: int, max_iter: int):
+    if int(k) < 1:
+        raise ValueError(f"'k' must be a positive integer (got {k})")
+    if int(n_init) < 1:
+        raise ValueError(f"'n_init' must be a positive integer (got {n_init})")
+    if int(max_iter) < 1:
+        raise ValueError(f"'max_iter' must be a positive integer "
+                         f"(got {max_iter})")
+
+
+def _sq_dist(x: Tensor, c: Tensor) -> Tensor:
+    r"""Squared distances of every row of :obj:`x` to every row of
+    :obj:`c`, :obj:`[n, m]`, as :math:`\|x\|^2 + \|c\|^2 - 2 x^\top c`
+    (one matrix product; :func:`torch.cdist` is far slower on few
+    threads)."""
+    d2 = torch.addmm((c * c).sum(-1).unsqueeze(0), x, c.t(), alpha=-2.0)
+    return d2.add_((x * x).sum(-1).unsqueeze(1)).clamp_(min=0)
+
+
+def _kmeans_pp(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    r"""Greedy k-means++ seeding: every new center is the best (lowest
+    potential) of :math:`2 + \lfloor\ln k\rfloor` candidates drawn with
+    probability proportional to the squared distance to the nearest center.
+    Draws index the rows in their given (canonical) order."""
     n = x.size(0)
-    if n <= k:
-        return torch.arange(n, device=x.device)
-    x = x.double()
-    first = torch.randint(n, (1, ), generator=generator).item()
-    centers = [x[first]]
-    d2 = ((x - centers[0])**2).sum(-1)
-    for _ in range(1, k):
-        total = d2.sum()
-        if total <= 0:  # fewer distinct points than k
-            idx = torch.randint(n, (1, ), generator=generator).item()
-        else:
-            idx = torch.multinomial(d2 / total, 1, generator=generator).item()
-        centers.append(x[idx])
-        d2 = torch.minimum(d2, ((x - x[idx])**2).sum(-1))
-    c = torch.stack(centers)  # [k, F]
-    assign = torch.cdist(x, c).argmin(-1)
-    for _ in range(num_iters):
-        sums = scatter(x, assign, 0, dim_size=k, reduce='sum')
-        cnt = torch.bincount(assign, minlength=k).view(-1, 1)
-        c = torch.where(cnt > 0, sums / cnt.clamp(min=1), c)
-        new = torch.cdist(x, c).argmin(-1)
-        if torch.equal(new, assign):
+    trials = 2 + int(math.log(k))
+    centers = x.new_empty(k, x.size(1))
+    first = int(torch.randint(n, (1, ), generator=generator))
+    centers[0] = x[first]
+    d2 = ((x - x[first])**2).sum(-1)  # [n]
+    for j in range(1, k):
+        u = torch.rand(trials, generator=generator, dtype=torch.float64)
+        cdf = d2.cumsum(0)
+        total = float(cdf[-1])
+        if total > 0:
+            cand = torch.searchsorted(cdf, u.to(cdf) * total, right=True)
+        else:  # fewer distinct points than centers
+            cand = (u * n).long()
+        cand = cand.to(x.device).clamp(max=n - 1)
+        cd2 = torch.minimum(_sq_dist(x[cand], x), d2)  # [trials, n]
+        best = int(cd2.sum(-1).argmin())
+        centers[j] = x[cand[best]]
+        d2 = cd2[best]
+    return centers
+
+
+def _lloyd(x: Tensor, centers: Tensor,
+           max_iter: int) -> Tuple[Tensor, float]:
+    r"""Lloyd iterations until the assignment stops changing (at most
+    :obj:`max_iter`); an empty cluster keeps its center. Returns the labels
+    and the inertia :math:`\sum_i \|x_i - c_{\pi(i)}\|^2`."""
+    k = centers.size(0)
+    labels = _sq_dist(x, centers).argmin(-1)
+    for _ in range(max_iter):
+        sums = scatter(x, labels, 0, dim_size=k, reduce='sum')
+        cnt = torch.bincount(labels, minlength=k).view(-1, 1)
+        centers = torch.where(cnt > 0, sums / cnt.clamp(min=1), centers)
+        new = _sq_dist(x, centers).argmin(-1)
+        if torch.equal(new, labels):
             break
-        assign = new
-    # Relabel to 0..k'-1 in order of first appearance (canonical labels).
-    first = torch.full((k, ), n, dtype=torch.long)
-    first = first.scatter_reduce(0, assign, torch.arange(n), reduce='amin')
-    rank = torch.empty(k, dtype=torch.long)
-    rank[torch.argsort(first)] = torch.arange(k)
-    return rank[assign]
+        labels = new
+    sums = scatter(x, labels, 0, dim_size=k, reduce='sum')
+    cnt = torch.bincount(labels, minlength=k).view(-1, 1)
+    centers = torch.where(cnt > 0, sums / cnt.clamp(min=1), centers)
+    return labels, float(((x - centers[labels])**2).sum())
+
+
+def _first_appearance(labels: Tensor, k: int) -> Tensor:
+    r"""Relabels to :math:`0, 1, \ldots` in order of first appearance."""
+    n = labels.numel()
+    first = torch.full((k, ), n, dtype=torch.long, device=labels.device)
+    first = first.scatter_reduce(0, labels, torch.arange(
+        n, device=labels.device), reduce='amin')
+    rank = torch.empty(k, dtype=torch.long, device=labels.device)
+    rank[torch.argsort(first)] = torch.arange(k, device=labels.device)
+    return rank[labels]
+
+
+def _kmeans_graph(x: Tensor, k: int, n_init: int, max_iter: int,
+                  seed: int) -> Tensor:
+    r"""k-means of the rows of one graph (see :func:`kmeans`)."""
+    n = x.size(0)
+    out = torch.empty(n, dtype=torch.long, device=x.device)
+    if n == 0:
+        return out
+    x = x.double()
+    # The canonical order: by squared distance to the centroid (invariant
+    # under node permutations and isometries of the embedding).
+    order = torch.argsort(((x - x.mean(0))**2).sum(-1), stable=True)
+    if n <= k:
+        out[order] = torch.arange(n, device=x.device)
+        return out
+    xs = x[order]
+    generator = torch.Generator().manual_seed(int(seed))
+    best, best_inertia = None, math.inf
+    for _ in range(n_init):
+        labels, inertia = _lloyd(xs, _kmeans_pp(xs, k, generator), max_iter)
+        if inertia < best_inertia * (1.0 - INERTIA_RTOL):
+            best, best_inertia = labels, inertia
+    out[order] = _first_appearance(best, k)
+    return out
+
+
+def kmeans(x: Tensor, k: int, batch: OptTensor = None, n_init: int = 10,
+           max_iter: int = 300, seed: int = 0) -> Tensor:
+    r"""k-means of the rows of :obj:`x` into :math:`k` clusters, every
+    graph of a batch on its own: the best (lowest inertia
+    :math:`\sum_i \|\mathbf{x}_i - \mathbf{c}_{\pi(i)}\|^2`) of
+    :obj:`n_init` runs of Lloyd's algorithm from greedy k-means++ seeds, as
+    scikit-learn's :class:`~sklearn.cluster.KMeans`.
+
+    The result is a function of the *set* of points of every graph, so that
+    a batch gives what its graphs give one by one and permuting the rows
+    permutes the labels:
+
+    * every graph draws from its own random stream, seeded by :obj:`seed`;
+    * the rows of a graph are first put in a *canonical order*, by their
+      squared distance to the graph's centroid
+      :math:`\|\mathbf{x}_i - \bar{\mathbf{x}}\|^2`; the k-means++ draws
+      index the rows in that order, so they pick the same points whatever
+      the node order (the order, hence the result, is also unchanged by
+      rotations and reflections of the points, e.g. the sign of an
+      eigenvector of :func:`spectral_embedding`);
+    * a later restart replaces the best one only if it lowers the inertia
+      by a relative :math:`10^{-9}` (restarts that reach the same partition
+      differ by rounding only, so the earlier one is kept in every node
+      order);
+    * labels are numbered :math:`0, 1, \ldots` in order of first
+      appearance in the canonical order.
+
+    Ties are the exception: rows at the same distance from the centroid
+    keep their input order. Coinciding rows (e.g. the embeddings of nodes
+    with the same neighbours) are harmless, they always share a cluster;
+    distinct rows tied by a symmetry of the graph can be clustered
+    differently in another node order.
+
+    With :math:`n \le k` points, every point is its own cluster.
+
+    Args:
+        x (torch.Tensor): Points, shape :obj:`[N, F]`.
+        k (int): Number of clusters per graph.
+        batch (torch.Tensor, optional): Graph of every row, shape
+            :obj:`[N]`. (default: one graph)
+        n_init (int): Number of k-means++ restarts. (default: :obj:`10`)
+        max_iter (int): Most Lloyd iterations of a run (it stops earlier
+            when the assignment no longer changes). (default: :obj:`300`)
+        seed (int): Seed of every graph's random stream. (default: :obj:`0`)
+
+    Returns:
+        torch.Tensor: The cluster id of every row in
+        :math:`\{0, \ldots, \min(n, k) - 1\}` (:math:`n` the size of its
+        graph), shape :obj:`[N]`.
+    """
+    _check_kmeans_args(k, n_init, max_iter)
+    if x.dim() != 2:
+        raise ValueError(f"'x' must be [N, F] (got {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        raise ValueError("'x' holds non-finite values")
+    batch, num_graphs = _check_batch(batch, x.size(0))
+    out = torch.empty(x.size(0), dtype=torch.long, device=x.device)
+    for idx in _graph_nodes(batch.to(x.device), num_graphs):
+        out[idx] = _kmeans_graph(x[idx], int(k), int(n_init), int(max_iter),
+                                 seed)
+    return out
 
 
 def spectral_embedding(edge_index: Tensor, num_nodes: int,
-                       num_eigs: int = 10) -> Tensor:
+                       num_eigs: int = 10,
+                       edge_weight: OptTensor = None) -> Tensor:
     r"""The node embedding of the paper's spectral clustering (D.1):
     :math:`(\xi_1(i)/\lambda_1, \ldots, \xi_{n}(i)/\lambda_{n})` from the
     eigenpairs of the random-walk Laplacian
     :math:`\mathcal{L} = D^{-1}(D - A)` with the smallest non-trivial
-    eigenvalues (:math:`n =` :obj:`num_eigs`). Computed sparsely (ARPACK on
-    :math:`D^{-1/2} A D^{-1/2}`) for large graphs. Eigenvalues are clamped
-    at :math:`10^{-3}` (disconnected graphs)."""
+    eigenvalues (:math:`n =` :obj:`num_eigs`), :math:`D_{ii} = \sum_j
+    A_{ij}`. :math:`A` is weighted by :obj:`edge_weight` (duplicate edges
+    summed, made symmetric by :math:`\max(A, A^\top)`; self loops count in
+    the degree, so a coarse node's degree includes the edges inside it);
+    without weights it is the 0/1 adjacency. Computed sparsely (ARPACK on
+    :math:`D^{-1/2} A D^{-1/2}`, from a constant start vector) for graphs
+    of more than 1,000 nodes. Eigenvalues are clamped at :math:`10^{-3}`
+    (disconnected graphs), the sign of every eigenvector is fixed (largest
+    entry positive).
+
+    Args:
+        edge_index (torch.Tensor): Edge indices, shape :obj:`[2, E]`.
+        num_nodes (int): Number of nodes :math:`n`.
+        num_eigs (int): Number of eigenvectors. (default: :obj:`10`)
+        edge_weight (torch.Tensor, optional): Non-negative edge weights,
+            shape :obj:`[E]`. (default: :obj:`None`)
+
+    Returns:
+        torch.Tensor: Shape :obj:`[n, min(num_eigs, n - 1)]`, float64 (one
+        zero column for a graph without edges or with one node).
+    """
     n = num_nodes
     k = min(num_eigs + 1, n)
+    if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
+        raise ValueError(f"'edge_weight' holds {edge_weight.numel()} "
+                         f"entries for {edge_index.size(1)} edges")
+    if edge_weight is not None and not bool((edge_weight >= 0).all()):
+        raise ValueError("'edge_weight' must be non-negative and finite")
     if n <= 1 or edge_index.numel() == 0:
-        return torch.zeros(n, max(k - 1, 1))
+        return torch.zeros(n, max(k - 1, 1), dtype=torch.float64)
     row, col = edge_index.cpu().numpy()
-    A = sp.coo_matrix((np.ones(row.size), (row, col)), shape=(n, n)).tocsr()
-    A = ((A + A.T) > 0).astype(np.float64)
+    w = (np.ones(row.size) if edge_weight is None else
+         edge_weight.detach().cpu().double().numpy())
+    A = sp.coo_matrix((w, (row, col)), shape=(n, n)).tocsr()
+    A = A.maximum(A.T).tocsr()
+    A.eliminate_zeros()
+    if edge_weight is None:
+        A.data[:] = 1.0  # a duplicated unweighted edge counts once
     deg = np.asarray(A.sum(1)).ravel()
-    dinv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
+    dinv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
     M = sp.diags(dinv) @ A @ sp.diags(dinv)
     if n <= 1000 or k >= n - 1:
         vals, vecs = np.linalg.eigh(M.toarray())
@@ -91,54 +275,98 @@ def spectral_embedding(edge_index: Tensor, num_nodes: int,
     sign = np.sign(xi[np.abs(xi).argmax(0), np.arange(xi.shape[1])])
     xi = xi * np.where(sign == 0, 1, sign)
     emb = xi[:, 1:] / np.maximum(lam[1:], 1e-3)
-    return torch.from_numpy(np.ascontiguousarray(emb)).float()
-
-
-def _per_graph(batch: Tensor, num_graphs: int):
-    for b in range(num_graphs):
-        yield b, (batch == b).nonzero().view(-1)
+    return torch.from_numpy(np.ascontiguousarray(emb))
 
 
 def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
-                        batch: Optional[Tensor] = None, num_eigs: int = 10,
-                        seed: int = 0) -> Tensor:
+                        batch: OptTensor = None,
+                        edge_weight: OptTensor = None, num_eigs: int = 10,
+                        n_init: int = 10, seed: int = 0) -> Tensor:
     r"""Spectral clustering of every graph of a batch into :math:`k`
-    clusters: k-means on :func:`spectral_embedding` (paper D.1). Returns
-    local cluster ids, shape :obj:`[N]`."""
-    if batch is None:
-        batch = torch.zeros(num_nodes, dtype=torch.long)
-    num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+    clusters (paper D.1): :func:`kmeans` on the (weighted)
+    :func:`spectral_embedding` of every graph on its own, so a batch gives
+    what its graphs give one by one, and a permuted graph the permuted
+    labels (on graphs without ties, see :func:`kmeans`; an eigenvalue
+    repeated across the cut-off at :obj:`num_eigs` is a tie too, the
+    embedding then depends on the eigensolver's choice of basis).
+
+    Args:
+        edge_index (torch.Tensor): Edge indices, shape :obj:`[2, E]`.
+        num_nodes (int): Number of nodes :math:`N`.
+        k (int): Number of clusters per graph.
+        batch (torch.Tensor, optional): Graph of every node, shape
+            :obj:`[N]`. (default: one graph)
+        edge_weight (torch.Tensor, optional): Non-negative edge weights,
+            shape :obj:`[E]`. (default: :obj:`None`)
+        num_eigs (int): Eigenvectors of the embedding. (default: :obj:`10`)
+        n_init (int): k-means restarts. (default: :obj:`10`)
+        seed (int): Seed of every graph's k-means. (default: :obj:`0`)
+
+    Returns:
+        torch.Tensor: Local cluster ids, shape :obj:`[N]`.
+    """
+    _check_kmeans_args(k, n_init, 1)
+    if edge_index.numel() and int(edge_index.max()) >= num_nodes:
+        raise ValueError(f"'edge_index' refers to node "
+                         f"{int(edge_index.max())} of a graph with "
+                         f"{num_nodes} nodes")
+    if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
+        raise ValueError(f"'edge_weight' holds {edge_weight.numel()} "
+                         f"entries for {edge_index.size(1)} edges")
+    batch, num_graphs = _check_batch(batch, num_nodes)
+    batch = batch.cpu()
+    edge_index = edge_index.cpu()
     out = torch.zeros(num_nodes, dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
     glob2loc = torch.full((num_nodes, ), -1, dtype=torch.long)
-    for b, idx in _per_graph(batch, num_graphs):
+    edge_batch = batch[edge_index[0]]
+    for b, idx in enumerate(_graph_nodes(batch, num_graphs)):
         if idx.numel() == 0:
             continue
         glob2loc[idx] = torch.arange(idx.numel())
-        ei = glob2loc[edge_index[:, batch[edge_index[0]] == b]]
-        emb = spectral_embedding(ei, idx.numel(), num_eigs)
-        out[idx] = kmeans(emb, k, generator=gen)
+        mask = edge_batch == b
+        emb = spectral_embedding(
+            glob2loc[edge_index[:, mask]], idx.numel(), num_eigs,
+            None if edge_weight is None else edge_weight.cpu()[mask])
+        out[idx] = _kmeans_graph(emb, k, n_init, 300, seed)
     return out
 
 
-def feature_kmeans(x: Tensor, k: int, batch: Optional[Tensor] = None,
-                   pca_dim: int = 10, seed: int = 0) -> Tensor:
+def feature_kmeans(x: Tensor, k: int, batch: OptTensor = None,
+                   pca_dim: int = 10, n_init: int = 10,
+                   seed: int = 0) -> Tensor:
     r"""k-means clustering of every graph on its node features compressed
-    to :obj:`pca_dim` dimensions by PCA (paper D.1). Returns local cluster
-    ids, shape :obj:`[N]`."""
-    if batch is None:
-        batch = torch.zeros(x.size(0), dtype=torch.long)
-    num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-    out = torch.zeros(x.size(0), dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    for _, idx in _per_graph(batch, num_graphs):
+    to :obj:`pca_dim` dimensions by PCA (paper D.1): :func:`kmeans` on
+    every graph's :obj:`pca_dim` leading principal components (the PCA of
+    each graph on its own; its signs and rotations do not change the
+    k-means, see :func:`kmeans`).
+
+    Args:
+        x (torch.Tensor): Node features, shape :obj:`[N, F]`.
+        k (int): Number of clusters per graph.
+        batch (torch.Tensor, optional): Graph of every node, shape
+            :obj:`[N]`. (default: one graph)
+        pca_dim (int): PCA components kept. (default: :obj:`10`)
+        n_init (int): k-means restarts. (default: :obj:`10`)
+        seed (int): Seed of every graph's k-means. (default: :obj:`0`)
+
+    Returns:
+        torch.Tensor: Local cluster ids, shape :obj:`[N]`.
+    """
+    _check_kmeans_args(k, n_init, 1)
+    if x.dim() != 2:
+        raise ValueError(f"'x' must be [N, F] (got {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        raise ValueError("'x' holds non-finite values")
+    batch, num_graphs = _check_batch(batch, x.size(0))
+    out = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    for idx in _graph_nodes(batch.to(x.device), num_graphs):
         feats = x[idx].double()
         feats = feats - feats.mean(0, keepdim=True)
         q = min(pca_dim, feats.size(0), feats.size(1))
         if q > 0 and feats.abs().sum() > 0:
             _, _, V = torch.linalg.svd(feats, full_matrices=False)
             feats = feats @ V[:q].t()
-        out[idx] = kmeans(feats, k, generator=gen)
+        out[idx] = _kmeans_graph(feats, k, n_init, 300, seed)
     return out
 
 
@@ -163,21 +391,30 @@ def grid_clustering(pos: Tensor, cell: Sequence[int] = (2, 2),
 
 def fixed_hierarchy(data: Data, method: str,
                     num_clusters: Sequence[int], cell: Sequence[int] = (2, 2),
-                    seed: int = 0) -> List[Tensor]:
+                    seed: int = 0, n_init: int = 10) -> List[Tensor]:
     r"""Precomputes a whole fixed clustering hierarchy of one graph (or a
     batch): the local cluster ids of every level, finest first, in the order
     :class:`~torch_geometric_mgvae.MGN` builds the coarse graphs (so they
     can be passed as :obj:`clusters=`). Coarse levels are clustered on the
-    coarsened graph (spectral), on the cluster means of the (PCA) features
-    (k-means) or on the coarsened grid.
+    weighted coarsened graph :math:`A' = \Pi^\top A \Pi` as
+    :func:`~torch_geometric_mgvae.nn.coarsen` returns it (spectral), on the
+    cluster means of the features (k-means) or on the coarsened grid.
+
+    Every graph of a batch is clustered on its own, so a batch gives what
+    its graphs give one by one; the labels, hence the coarse graphs, do not
+    depend on the node order (on graphs without ties, see
+    :func:`kmeans`).
 
     Args:
-        data (Data): A graph with :obj:`edge_index`, and :obj:`x` for
-            :obj:`"kmeans"` or integer :obj:`pos` for :obj:`"grid"`.
+        data (Data): A graph with :obj:`edge_index` (and :obj:`edge_weight`
+            if weighted), and :obj:`x` for :obj:`"kmeans"` or integer
+            :obj:`pos` for :obj:`"grid"`.
         method (str): :obj:`"spectral"`, :obj:`"kmeans"` or :obj:`"grid"`.
         num_clusters (List[int]): Clusters per level, finest first.
         cell (tuple): Cluster size :math:`(h, w)` of the grid clustering.
-        seed (int): Seed of the k-means initialisation.
+            (default: :obj:`(2, 2)`)
+        seed (int): Seed of every graph's k-means. (default: :obj:`0`)
+        n_init (int): k-means restarts. (default: :obj:`10`)
     """
     if method not in METHODS:
         raise ValueError(f"'method' must be one of {METHODS}")
@@ -186,6 +423,7 @@ def fixed_hierarchy(data: Data, method: str,
     if batch is None:
         batch = torch.zeros(N, dtype=torch.long)
     edge_index = data.edge_index
+    edge_weight = getattr(data, 'edge_weight', None)
     feats = data.x.float() if method == 'kmeans' else None
     pos = data.pos if method == 'grid' else None
     out: List[Tensor] = []
@@ -193,18 +431,18 @@ def fixed_hierarchy(data: Data, method: str,
         if K == 1:
             local = torch.zeros(N, dtype=torch.long)
         elif method == 'spectral':
-            local = spectral_clustering(edge_index, N, K, batch, seed=seed)
+            local = spectral_clustering(edge_index, N, K, batch, edge_weight,
+                                        n_init=n_init, seed=seed)
         elif method == 'kmeans':
-            local = feature_kmeans(feats, K, batch, seed=seed)
+            local = feature_kmeans(feats, K, batch, n_init=n_init, seed=seed)
         else:
             local = grid_clustering(pos, cell, batch)
-        local = local.clamp(max=K - 1) if method != 'grid' else local
         if method == 'grid' and int(local.max()) >= K:
             raise ValueError(f"The grid clustering gives {int(local.max())+1}"
                              f" clusters per graph, more than K={K}")
         out.append(local)
         cluster, C, cbatch = compact_clusters(local, batch, K)
-        edge_index, _ = coarsen(edge_index, None, cluster, C)
+        edge_index, edge_weight = coarsen(edge_index, edge_weight, cluster, C)
         if feats is not None:
             feats = scatter(feats, cluster, 0, dim_size=C, reduce='mean')
         if pos is not None:

@@ -77,6 +77,8 @@ class ClusterReadout(Aggregation):
             x = self.local_nn(x)
         if weight is None:
             x = self.reduce(x, index, ptr, dim_size, dim, reduce='mean')
+        elif not weight.requires_grad and bool((weight == 1).all()):
+            x = self.reduce(x, index, ptr, dim_size, dim, reduce='mean')
         else:
             num = self.reduce(x * weight.view(-1, 1), index, ptr, dim_size,
                               dim, reduce='sum')
@@ -131,7 +133,14 @@ class MGNPooling(torch.nn.Module):
             (default: :obj:`"learned"`)
         hidden_channels (int, optional): Hidden size of the clustering GNN
             (default: :obj:`in_channels`).
-        num_layers (int): Layers of the clustering GNN. (default: :obj:`2`)
+        num_layers (int): Message passing layers of the clustering GNN
+            before its linear map to the :math:`K` logits. The default 0
+            reads the logits off the incoming features, which in a PyG model
+            come from the convolutions before the pooling (as
+            :class:`~torch_geometric.nn.pool.TopKPooling` scores them); the
+            paper's clustering GNN (and :class:`~torch_geometric_mgvae.MGN`,
+            whose levels cluster their raw input) uses 2 layers.
+            (default: :obj:`0`)
         tau (float): Temperature of the straight-through relaxation.
             (default: :obj:`1.0`)
         balance (int): Sinkhorn balancing iterations of the logits
@@ -143,6 +152,11 @@ class MGNPooling(torch.nn.Module):
             weighted mean, :class:`ClusterReadout` without networks).
         diagonal (str): Diagonal of the coarse adjacency, :obj:`"edges"`
             (Def. 2) or :obj:`"product"`. (default: :obj:`"edges"`)
+        eval_assign (str): Hard assignment of the learned clustering in
+            evaluation mode, :obj:`"argmax"` (the paper) or
+            :obj:`"balanced"` (cluster sizes within one of each other; see
+            :class:`~torch_geometric_mgvae.nn.SelectLearned`).
+            (default: :obj:`"argmax"`)
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices
@@ -156,11 +170,11 @@ class MGNPooling(torch.nn.Module):
     """
     def __init__(self, in_channels: int, num_clusters: int,
                  select: Union[str, Select] = 'learned',
-                 hidden_channels: Optional[int] = None, num_layers: int = 2,
+                 hidden_channels: Optional[int] = None, num_layers: int = 0,
                  tau: float = 1.0, balance: int = 0,
                  conv: Optional[ConvSpec] = None,
                  readout: Optional[Aggregation] = None,
-                 diagonal: str = 'edges'):
+                 diagonal: str = 'edges', eval_assign: str = 'argmax'):
         super().__init__()
         if num_clusters < 1:
             raise ValueError("'num_clusters' must be at least 1")
@@ -171,7 +185,8 @@ class MGNPooling(torch.nn.Module):
         elif select == 'learned' and num_clusters > 1:
             self.select = SelectLearned(in_channels, num_clusters,
                                         hidden_channels or in_channels,
-                                        num_layers, tau, balance, conv)
+                                        num_layers, tau, balance, conv,
+                                        eval_assign=eval_assign)
         elif select in ('learned', 'fixed'):
             self.select = SelectFixed(num_clusters)
         else:
