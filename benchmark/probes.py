@@ -995,6 +995,41 @@ def _model_input_probes():
         return all(math.isfinite(v) for v in vals), f'{vals}'
     api('inputs', 'mmd-empty-list', 'graph_mmd([], graphs)',
         lambda: mmd([], [graph(5)]), error=V, match='graph|empty')
+    def regress(x=None, edge_attr=None, method='mean'):
+        from torch_geometric.data import Data
+
+        from torch_geometric_mgvae.models.property import (
+            HierarchicalRegressor,
+            MGNLevelPool,
+        )
+        torch.manual_seed(0)
+        pools = [MGNLevelPool(8, 2)] if method == 'mgn' else []
+        model = HierarchicalRegressor(4, 3, 8, 2, pools=pools).eval()
+        x = feats(6) if x is None else x
+        ea = torch.ones(12, 3) if edge_attr is None else edge_attr
+        return model(Data(x=x, edge_index=cycle(6), edge_attr=ea))
+
+    def finite_pred(out):
+        r"""finite predictions"""
+        pred = out[0] if isinstance(out, tuple) else out
+        ok = bool(_torch().isfinite(pred).all())
+        return ok, f'predictions {pred.detach().view(-1).tolist()}'[:120]
+    nanx = feats(6)
+    nanx[0, 0] = math.nan
+    for method in ('mean', 'mgn'):
+        api('inputs', f'regressor-{method}-nan-x', f'HierarchicalRegressor '
+            f'({method}) on NaN node features',
+            lambda method=method: regress(nanx, method=method),
+            error=V, match='x')
+    nan_attr = torch.ones(12, 3)
+    nan_attr[0, 0] = math.nan
+    api('inputs', 'regressor-nan-edge-attr', 'HierarchicalRegressor on NaN '
+        'edge features', lambda: regress(edge_attr=nan_attr),
+        error=V, match='edge_attr')
+    api('inputs', 'regressor-edge-attr-too-wide', 'HierarchicalRegressor '
+        'with 5 edge feature columns for edge_channels=3',
+        lambda: regress(edge_attr=torch.ones(12, 5)), error=V,
+        match='edge_attr')
     api('inputs', 'mmd-empty-graphs', 'graph_mmd of graphs without nodes',
         lambda: mmd([graph(0)], [graph(5)]), error=V, check=mmd_ok)
 
@@ -1190,6 +1225,20 @@ def _hparam_probes():
     ctor('generator-min-gt-max', 'CommunityGraphGenerator(min_nodes=9, '
          'max_nodes=4)', lambda: ds('CommunityGraphGenerator')(
              min_nodes=9, max_nodes=4), 'min_nodes|max_nodes')
+    def regressor(**kw):
+        from torch_geometric_mgvae.models.property import (
+            HierarchicalRegressor,
+        )
+        args = dict(in_channels=4, edge_channels=3, hidden_channels=8,
+                    out_channels=2)
+        args.update(kw)
+        return HierarchicalRegressor(**args)
+    for key, value in (('in_channels', 0), ('edge_channels', -1),
+                       ('hidden_channels', 0), ('out_channels', 0),
+                       ('num_layers', 0), ('readout', 'max')):
+        ctor(f'regressor-{key}-{value}', f'HierarchicalRegressor({key}='
+             f'{value!r})', lambda key=key, value=value: regressor(
+                 **{key: value}), key)
     ctor('community-dataset-negative', 'make_community_dataset(-3)',
          lambda: ds('make_community_dataset')(-3), 'num_graphs')
 
@@ -1249,6 +1298,18 @@ def mol_setup(ctx, cwd):
     return {}
 
 
+def prop_args(extra=()):
+    return (['properties', '--dataset', 'zinc', '--root', 'zinc', '--out',
+             'out', '--methods', 'mgn', '--seeds', '1', '--epochs', '1',
+             '--batch-size', '16', '--hidden', '8', '--no-progress'] +
+            list(extra))
+
+
+def prop_setup(ctx, cwd):
+    copy_fixture(ctx, 'zinc_root', osp.join(cwd, 'zinc'))
+    return {}
+
+
 def _cli_option_probes():
     bad = [
         ('demo', ['--lr', '0']), ('demo', ['--lr', '-1']),
@@ -1297,10 +1358,38 @@ def _cli_option_probes():
         ('molecules', ['--max-minutes', '0']),
         ('molecules', ['--valence-weight', '-1']),
         ('molecules', ['--clusters', 'x']),
+        ('properties', []), ('properties', ['--dataset', 'pcqm4m']),
+        ('properties', ['--dataset', 'zinc', '--mode', 'unsupervised']),
+        ('properties', ['--dataset', 'zinc', '--methods', 'gat']),
+        ('properties', ['--dataset', 'zinc', '--methods', ',']),
+        ('properties', ['--dataset', 'zinc', '--targets', 'qed']),
+        ('properties', ['--dataset', 'zinc', '--seeds', '0']),
+        ('properties', ['--dataset', 'zinc', '--subset', '0']),
+        ('properties', ['--dataset', 'zinc', '--hidden', '0']),
+        ('properties', ['--dataset', 'zinc', '--layers', '0']),
+        ('properties', ['--dataset', 'zinc', '--clusters', '0']),
+        ('properties', ['--dataset', 'zinc', '--clusters', 'x']),
+        ('properties', ['--dataset', 'zinc', '--ratio', '0']),
+        ('properties', ['--dataset', 'zinc', '--ratio', '1.5']),
+        ('properties', ['--dataset', 'zinc', '--cluster-layers', '-1']),
+        ('properties', ['--dataset', 'zinc', '--aux-weight', 'nan']),
+        ('properties', ['--dataset', 'zinc', '--epochs', '0']),
+        ('properties', ['--dataset', 'zinc', '--batch-size', '0']),
+        ('properties', ['--dataset', 'zinc', '--lr', 'inf']),
+        ('properties', ['--dataset', 'zinc', '--device', 'tpu']),
+        ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
+                        '--ae-train', '0']),
+        ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
+                        '--latent', '0']),
+        ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
+                        '--order', '3']),
+        ('properties', ['--dataset', 'zinc', '--mlp', 'deep']),
+        ('properties', ['--dataset', 'zinc', '--data', 'missing']),
     ]
     for command, extra in bad:
-        name = f'{command}-' + '-'.join(
-            re.sub(r'[^\w.]+', '', a) or 'empty' for a in extra)
+        name = f'{command}-' + ('-'.join(
+            re.sub(r'[^\w.]+', '', a) or 'empty' for a in extra) or
+            'no-options')
         cli('cli', name, f'mgvae {command} {" ".join(extra) or "(nothing)"}',
             [command] + extra + ['--out', 'out'])
     cli('cli', 'no-command', 'mgvae (no command)', [])
@@ -1445,6 +1534,12 @@ def _nonfinite_probes():
         mol_args(['--lr', '1e4', '--epochs', '2']), rc=(1, ),
         setup=mol_setup, match=NONFINITE, check=nothing_written_by_nan,
         nothing_written=False, needs=('qm9', ))
+
+    cli('nonfinite', 'properties-lr-1e30', 'mgvae properties --lr 1e30',
+        prop_args(['--lr', '1e30', '--epochs', '2']), rc=(0, 1),
+        setup=prop_setup, match=NONFINITE,
+        check=_nan_or_records('out/property_prediction.json'),
+        nothing_written=False, needs=('zinc', ), expect=either)
 
     torch = _torch()
 
@@ -1662,6 +1757,10 @@ def _signal_probes():
                      'training', mol_args(['--epochs', '2000']),
                      [signal.SIGINT], setup=mol_setup,
                      wait_for='out/train_state.pt', needs=('qm9', ))
+    _interrupt_probe('properties-sigint', 'mgvae properties: SIGINT during '
+                     'training', prop_args(['--epochs', '2000']),
+                     [signal.SIGINT], setup=prop_setup,
+                     wait_for='out/train_state.pt', needs=('zinc', ))
     _resume_equal_probe()
 
     # --resume mismatches and broken states:
@@ -1800,6 +1899,9 @@ def _file_probes():
                   lp_args(['--results', 'res.json']))
     results_probe('results-molecules-object', 'mgvae molecules --results <a '
                   'JSON object>', '{}', mol_args(['--results', 'res.json']))
+    results_probe('results-properties-truncated', 'mgvae properties '
+                  '--results <JSON cut mid-record>', '[{"task": "prop',
+                  prop_args(['--results', 'res.json']))
 
     # Processed caches of the datasets:
     def cached(ctx, mutate, split='train', key='community_root',
@@ -2208,6 +2310,11 @@ def _outputs_probes():
         check=_both(only_under('out', 'qm9'),
                     records_ok('out/molecule_generation.json')),
         needs=('qm9', ))
+    cli('outputs', 'properties-only-out', 'mgvae properties --root zinc '
+        '--out out', prop_args(), rc=(0, ), setup=prop_setup,
+        check=_both(only_under('out', 'zinc'),
+                    records_ok('out/property_prediction.json')),
+        needs=('zinc', ))
     cli('outputs', 'demo-out-is-file', 'mgvae demo --out <an existing file>',
         ['demo'] + _set(DEMO_TINY, '--out', 'taken'), rc=(1, 2),
         setup=lambda ctx, cwd: _write(osp.join(cwd, 'taken'), 'keep'))
