@@ -1740,9 +1740,12 @@ def _signal_probes():
     _interrupt_probe('demo-sigint-twice', 'mgvae demo: SIGINT twice',
                      long_demo, [signal.SIGINT, signal.SIGINT],
                      wait_for='out/train_state.pt')
-    _interrupt_probe('demo-sigint-startup', 'mgvae demo: SIGINT while '
-                     'starting (before training)', long_demo,
-                     [signal.SIGINT], delay=0.05)
+    _interrupt_probe('demo-sigint-options', 'mgvae demo: SIGINT at once '
+                     '(while the options are read)', long_demo,
+                     [signal.SIGINT])
+    _interrupt_probe('demo-sigint-startup', 'mgvae demo: SIGINT after 50 ms '
+                     '(before training)', long_demo, [signal.SIGINT],
+                     delay=0.05)
     _interrupt_probe('generate-sigterm', 'mgvae generate: SIGTERM during '
                      'training', gen_args(['--epochs', '2000',
                                            '--checkpoint-every', '1']),
