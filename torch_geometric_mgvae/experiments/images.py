@@ -91,9 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help='dataset folder; the raw files lie in ROOT/raw '
                       '(default: data/mnist)')
     data.add_argument('--data', default=None,
-                      help='folder holding the raw files, copied into '
-                      'ROOT/raw when missing there (default: the shared '
-                      'data folder if it exists)')
+                      help='folder holding the raw files (or a raw/ '
+                      'folder of them), copied into ROOT/raw when missing '
+                      'there (default: the shared data folder if it '
+                      'exists)')
     data.add_argument('--num-train', type=positive_int, default=60000,
                       help='training images, a seeded random subset of the '
                       '60,000 (default: all)')
@@ -209,10 +210,11 @@ def load_data(args: argparse.Namespace):
     raw = os.path.join(args.root, 'raw')
     if args.data is not None:
         for name in RAW_FILES:
-            src = os.path.join(args.data, name)
-            if os.path.exists(src) and not os.path.exists(
-                    os.path.join(raw, name)):
-                copy_file(src, os.path.join(raw, name))
+            found = [p for p in (os.path.join(args.data, name),
+                                 os.path.join(args.data, 'raw', name))
+                     if os.path.exists(p)]
+            if found and not os.path.exists(os.path.join(raw, name)):
+                copy_file(found[0], os.path.join(raw, name))
     train = MNISTGraphs(args.root, 'train')
     test = MNISTGraphs(args.root, 'test')
     if args.num_train < len(train):
