@@ -80,6 +80,14 @@ def test_fid_of_inception_features():
             x = child(x)
         assert x.shape[1:] == (2048, 8, 8)
         assert torch.allclose(x.mean((2, 3)).double(), feats[:1], atol=1e-4)
+    # pytorch-fid's FID Inception differs from torchvision's in its pools:
+    # averages without the padding (FIDInceptionA/C/E_1), a max pool in
+    # the last block (FIDInceptionE_2). The TorchScript graph has both.
+    layers = net.net.net.layers
+    avg = 'avg_pool2d(input, [3, 3], [1, 1], [1, 1], False, False)'
+    assert avg in layers.mixed.tower_2.pool.code
+    assert avg in layers.mixed_9.tower_2_pool.code
+    assert '_max_pool2d' in layers.mixed_10.tower_2_pool.code
     same = fid_from_features(feats[:4], feats[:4])
     other = fid_from_features(feats[:4], feats[4:])
     assert abs(same) < 1e-3

