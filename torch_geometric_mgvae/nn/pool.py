@@ -77,6 +77,8 @@ class ClusterReadout(Aggregation):
             x = self.local_nn(x)
         if weight is None:
             x = self.reduce(x, index, ptr, dim_size, dim, reduce='mean')
+        elif not weight.requires_grad and bool((weight == 1).all()):
+            x = self.reduce(x, index, ptr, dim_size, dim, reduce='mean')
         else:
             num = self.reduce(x * weight.view(-1, 1), index, ptr, dim_size,
                               dim, reduce='sum')
@@ -131,7 +133,14 @@ class MGNPooling(torch.nn.Module):
             (default: :obj:`"learned"`)
         hidden_channels (int, optional): Hidden size of the clustering GNN
             (default: :obj:`in_channels`).
-        num_layers (int): Layers of the clustering GNN. (default: :obj:`2`)
+        num_layers (int): Message passing layers of the clustering GNN
+            before its linear map to the :math:`K` logits. The default 0
+            reads the logits off the incoming features, which in a PyG model
+            come from the convolutions before the pooling (as
+            :class:`~torch_geometric.nn.pool.TopKPooling` scores them); the
+            paper's clustering GNN (and :class:`~torch_geometric_mgvae.MGN`,
+            whose levels cluster their raw input) uses 2 layers.
+            (default: :obj:`0`)
         tau (float): Temperature of the straight-through relaxation.
             (default: :obj:`1.0`)
         balance (int): Sinkhorn balancing iterations of the logits
@@ -161,7 +170,7 @@ class MGNPooling(torch.nn.Module):
     """
     def __init__(self, in_channels: int, num_clusters: int,
                  select: Union[str, Select] = 'learned',
-                 hidden_channels: Optional[int] = None, num_layers: int = 2,
+                 hidden_channels: Optional[int] = None, num_layers: int = 0,
                  tau: float = 1.0, balance: int = 0,
                  conv: Optional[ConvSpec] = None,
                  readout: Optional[Aggregation] = None,
