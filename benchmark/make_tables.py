@@ -14,6 +14,8 @@ import sys
 from collections import OrderedDict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The renderers import this checkout's package (not another installed one).
+sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, 'benchmark', 'results')
 
 
