@@ -173,6 +173,17 @@ def reliability_table(records):
     return '\n'.join(lines)
 
 
+def image_table(records):
+    r"""The FID table of :func:`torch_geometric_mgvae.experiments.images.
+    format_table` (with the paper's Table 11 quoted below the measured
+    rows), followed by the command(s) that produced it."""
+    from torch_geometric_mgvae.experiments.images import format_table
+    commands = list(OrderedDict.fromkeys(r.get('command', '')
+                                         for r in records))
+    return format_table(records) + '\n\n' + '\n\n'.join(
+        f'Command: `{c}`' for c in commands if c)
+
+
 def _mae(r):
     if r is None:
         return ''
@@ -250,7 +261,8 @@ def property_table(records):
 RENDERERS = {'molecule_generation': molecule_table,
              'link_prediction': link_table, 'pooling': pooling_table,
              'reliability': reliability_table,
-             'property_prediction': property_table}
+             'property_prediction': property_table,
+             'image_generation': image_table}
 
 
 def render(readme: str) -> str:
