@@ -1225,6 +1225,20 @@ def _hparam_probes():
     ctor('generator-min-gt-max', 'CommunityGraphGenerator(min_nodes=9, '
          'max_nodes=4)', lambda: ds('CommunityGraphGenerator')(
              min_nodes=9, max_nodes=4), 'min_nodes|max_nodes')
+    def image(cls, **kw):
+        import torch_geometric_mgvae.models as models
+        return getattr(models, cls)(**kw)
+    for cls, key, value in (('ImageMGVAE', 'image_size', 30),
+                            ('ImageMGVAE', 'num_levels', 1),
+                            ('ImageMGVAE', 'latent_channels', 0),
+                            ('ImageMGVAE', 'hidden_channels', 0),
+                            ('ImageMGVAE', 'cell', 0),
+                            ('ConvVAE', 'channels', 0),
+                            ('ConvVAE', 'image_size', 33)):
+        ctor(f'{cls.lower()}-{key}-{value}', f'{cls}({key}={value})',
+             lambda cls=cls, key=key, value=value: image(cls, **{key: value}),
+             f'{key}|side|cell')
+
     def regressor(**kw):
         from torch_geometric_mgvae.models.property import (
             HierarchicalRegressor,
@@ -1385,6 +1399,16 @@ def _cli_option_probes():
                         '--order', '3']),
         ('properties', ['--dataset', 'zinc', '--mlp', 'deep']),
         ('properties', ['--dataset', 'zinc', '--data', 'missing']),
+        ('images', ['--num-train', '0']), ('images', ['--models', 'gan']),
+        ('images', ['--models', '']), ('images', ['--fid-samples', '1']),
+        ('images', ['--fid-batch-size', '0']), ('images', ['--seed', '-1']),
+        ('images', ['--device', 'tpu']), ('images', ['--hidden', '0']),
+        ('images', ['--latent', '0']), ('images', ['--layers', '0']),
+        ('images', ['--decoder-channels', '0']),
+        ('images', ['--conv-channels', '0']), ('images', ['--epochs', '0']),
+        ('images', ['--batch-size', '0']), ('images', ['--lr', 'nan']),
+        ('images', ['--kl-weight', '-1']), ('images', ['--max-minutes', '0']),
+        ('images', ['--data', 'missing']),
     ]
     for command, extra in bad:
         name = f'{command}-' + ('-'.join(
@@ -2241,7 +2265,8 @@ def _offline_probes():
                                          f'{left[:3]}: {e}') from None
                 raise
         return call
-    for cls, match in (('CommunitySmall', 'community_small'),
+    for cls, match in (('MNISTGraphs', 'idx'),
+                       ('CommunitySmall', 'community_small'),
                        ('EgoSmall', 'ego_small'),
                        ('QM9Molecules', 'qm9'), ('ZINC12k', 'smiles'),
                        ('MOSES', 'csv')):
@@ -2277,6 +2302,13 @@ def _offline_probes():
     cli('offline', 'molecules-no-raw', 'mgvae molecules --root <empty> '
         'offline', mol_args(), rc=(1, ), match='qm9',
         check=no_folder_left('qm9'))
+    cli('offline', 'images-no-raw', 'mgvae images --root <empty> --data '
+        '<an empty folder> offline',
+        ['images', '--root', 'mnist', '--data', 'empty', '--out', 'out',
+         '--epochs', '1', '--num-train', '10', '--no-fid', '--no-progress'],
+        rc=(1, ), setup=lambda ctx, cwd: os.makedirs(
+            osp.join(cwd, 'empty')) or {},
+        match='idx', check=no_folder_left('mnist'))
     cli('offline', 'link-pred-raw-without-cora', 'mgvae link-pred --raw '
         '<a folder without cora> offline',
         _set(lp_args(), '--raw', 'empty'), rc=(1, 2), match=r'ind\.cora',
