@@ -1,5 +1,6 @@
 r"""Argument and input-graph checks (found by benchmark/probes.py)."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -116,3 +117,14 @@ def test_kl_of_an_unfactorisable_covariance_is_nan_not_an_exception():
     kl = kl_mvn_standard(torch.zeros(1, 3, 2, dtype=torch.float64), L,
                          torch.ones(1, 3, dtype=torch.bool))
     assert torch.isnan(kl).all()
+
+
+def test_pooling_takes_directed_graphs_without_warning():
+    # Coarsening is defined for directed graphs; only MGN's models (which
+    # take graphs as undirected) warn about one-way edges.
+    x, edge_index = torch.randn(4, 4), torch.tensor([[0, 1, 2], [1, 2, 3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        MGNPooling(4, 2)(x, edge_index)
+    with pytest.warns(UserWarning, match='looks directed'):
+        check_graph(x, edge_index, None, None)

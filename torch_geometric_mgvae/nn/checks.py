@@ -101,12 +101,15 @@ def is_symmetric(edge_index: Tensor, num_nodes: int) -> bool:
 
 def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
                 batch: OptTensor, edge_attr: OptTensor = None,
-                num_graphs: Optional[int] = None):
+                num_graphs: Optional[int] = None,
+                warn_directed: bool = True):
     r"""Validates the input of a forward pass with clear errors: shapes and
     dtypes, NaN/infinite or absurdly large values, edges to nodes that do
     not exist or between two graphs of a batch, a batch vector that is not
     sorted, negative or inconsistent with :obj:`num_graphs`; warns about
-    one-way edges (graphs are taken as undirected)."""
+    one-way edges (graphs are taken as undirected) unless
+    :obj:`warn_directed=False` (that test is half the cost of the
+    checks)."""
     if x.dim() != 2:
         raise ValueError(f"'x' must be [num_nodes, channels] "
                          f"(got shape {tuple(x.shape)})")
@@ -169,7 +172,7 @@ def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
         if E and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
             raise ValueError("'edge_index' holds edges between two graphs "
                              "of the batch")
-    if E and not is_symmetric(edge_index, x.size(0)):
+    if warn_directed and E and not is_symmetric(edge_index, x.size(0)):
         warnings.warn("'edge_index' looks directed (some edges lack their "
                       "reverse); MGN takes graphs as undirected, with "
                       "every edge in both directions "

@@ -290,7 +290,9 @@ class MGNPooling(torch.nn.Module):
             generator (torch.Generator, optional): Random generator of the
                 Gumbel noise.
         """
-        check_graph(x, edge_index, edge_weight, batch)
+        # Coarsening is defined for directed graphs too: no one-way edge
+        # warning here (its test is half the cost of the checks).
+        check_graph(x, edge_index, edge_weight, batch, warn_directed=False)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
         so = self.cluster(x, edge_index, edge_weight, batch, cluster=cluster,
