@@ -322,8 +322,16 @@ class TrainingSession:
         if cur is None or cur.get('key') != key:
             return None
         self._current = None
-        return restore_training_state(cur, model, optimizer, scheduler,
-                                      generators)
+        try:
+            return restore_training_state(cur, model, optimizer, scheduler,
+                                          generators)
+        except (KeyError, AttributeError, TypeError, ValueError,
+                RuntimeError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else \
+                str(e).strip().splitlines()[0]
+            raise UsageError(f"--resume: '{self.path}' does not fit this "
+                             f"run's model ({type(e).__name__}: "
+                             f"{what})") from e
 
     def train(self, key: str, step: Callable[[int], Any], epochs: int,
               state: Callable[[], Dict[str, Any]],
