@@ -349,11 +349,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     failure, 2 bad usage, 130 interrupted)."""
     from torch_geometric_mgvae.experiments.state import Interrupted
     from torch_geometric_mgvae.experiments.train import NonFiniteError
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:  # usage error (2) or --help (0)
         return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:  # Ctrl-C while the options are read
+        print('\nmgvae: interrupted', file=sys.stderr)
+        return 130
     debug = args.debug
     try:
         try:
