@@ -128,3 +128,14 @@ def test_pooling_takes_directed_graphs_without_warning():
         MGNPooling(4, 2)(x, edge_index)
     with pytest.warns(UserWarning, match='looks directed'):
         check_graph(x, edge_index, None, None)
+
+
+def test_checks_of_tensors_that_require_grad_do_not_warn():
+    x = torch.randn(4, 3, requires_grad=True)
+    w = torch.rand(4, requires_grad=True)
+    a = torch.randn(4, 2, requires_grad=True)
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        check_graph(x, edge_index, w, torch.tensor([0, 0, 1, 1]), a)
+        MGNPooling(3, 2)(x, edge_index, w)

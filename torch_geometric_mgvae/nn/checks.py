@@ -110,6 +110,11 @@ def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
     one-way edges (graphs are taken as undirected) unless
     :obj:`warn_directed=False` (that test is half the cost of the
     checks)."""
+    # The checks read values, never gradients (and reading a scalar off a
+    # tensor that requires grad warns).
+    x = x.detach()
+    edge_weight = None if edge_weight is None else edge_weight.detach()
+    edge_attr = None if edge_attr is None else edge_attr.detach()
     if x.dim() != 2:
         raise ValueError(f"'x' must be [num_nodes, channels] "
                          f"(got shape {tuple(x.shape)})")
