@@ -13,6 +13,7 @@ from torch_geometric_mgvae.nn import (
     balanced_capacities,
     balanced_cut_kl,
     compact_clusters,
+    fixed_cluster_output,
     gumbel_cluster,
     sinkhorn_balance,
     uniform_kl_bound,
@@ -323,3 +324,20 @@ def test_gather_clusters_reads_through_the_assignment():
     so = select(data.x, data.edge_index, batch=data.batch)
     x = torch.randn(so.num_clusters, 2, dtype=torch.double)
     assert torch.equal(gather_clusters(so, x, data.batch), x[so.cluster_index])
+
+
+def test_balanced_cut_kl_from_local_ids_equals_one_hot():
+    # Fixed clusterings build no N x K one-hot matrix: the KL reads the ids.
+    g = torch.Generator().manual_seed(3)
+    batch = torch.tensor([0] * 7 + [1] * 2 + [2] * 5)
+    local = torch.randint(4, (14, ), generator=g)
+    one_hot = torch.nn.functional.one_hot(local, 4).double()
+    ref = balanced_cut_kl(one_hot, batch)
+    assert torch.allclose(balanced_cut_kl(local, batch, num_clusters=4,
+                                          dtype=torch.double), ref)
+    so = fixed_cluster_output(local, batch, 4, torch.double)
+    assert so.assignment is None
+    assert torch.allclose(MGNPooling(1, 4, select='fixed').cut_loss(
+        so, batch), ref.mean())
+    with pytest.raises(ValueError, match='num_clusters'):
+        balanced_cut_kl(local, batch)

@@ -11,7 +11,7 @@ def dense_pi(cluster, C):
     return torch.nn.functional.one_hot(cluster, C).double()
 
 
-def random_case(seed, weighted):
+def random_case(seed, weighted, K=3):
     g = torch.Generator().manual_seed(seed)
     sizes = [6, 9, 4]
     batch = torch.cat([torch.full((n, ), i) for i, n in enumerate(sizes)])
@@ -30,15 +30,19 @@ def random_case(seed, weighted):
         ei_half = ei[:, ei[0] < ei[1]]
         ei = torch.cat([ei_half, ei_half.flip(0)], 1)
         w = torch.cat([w, w])
-    local = torch.randint(3, (N, ), generator=g)
-    cluster, C, cbatch = compact_clusters(local, batch, 3)
+    local = torch.randint(K, (N, ), generator=g)
+    cluster, C, cbatch = compact_clusters(local, batch, K)
     return ei, w, cluster, C, N
 
 
 @pytest.mark.parametrize('weighted', [False, True])
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_coarsen_equals_dense_product(weighted, seed):
-    ei, w, cluster, C, N = random_case(seed, weighted)
+@pytest.mark.parametrize('K', [3, 20])
+def test_coarsen_equals_dense_product(weighted, seed, K):
+    # K = 3: few coarse nodes (C^2 <= 4E, summed by one scatter); K = 20:
+    # many (sorted and coalesced). Both must be Pi^T A Pi.
+    ei, w, cluster, C, N = random_case(seed, weighted, K)
+    assert (C * C <= 4 * ei.size(1)) == (K == 3)
     A = to_dense_adj(ei, edge_attr=w, max_num_nodes=N)[0].double()
     Pi = dense_pi(cluster, C)
     expected = Pi.t() @ A @ Pi
@@ -49,8 +53,9 @@ def test_coarsen_equals_dense_product(weighted, seed):
 
 
 @pytest.mark.parametrize('weighted', [False, True])
-def test_coarsen_def2_counts_edges(weighted):
-    ei, w, cluster, C, N = random_case(5, weighted)
+@pytest.mark.parametrize('K', [3, 20])
+def test_coarsen_def2_counts_edges(weighted, K):
+    ei, w, cluster, C, N = random_case(5, weighted, K)
     A = to_dense_adj(ei, edge_attr=w, max_num_nodes=N)[0].double()
     expected = torch.zeros(C, C, dtype=torch.double)
     for k in range(C):  # Def. 2 of the paper, literally

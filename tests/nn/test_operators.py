@@ -355,7 +355,7 @@ def test_star_import():
 
 
 def test_pooling_with_sage_conv_select():
-    pool = MGNPooling(4, 3, conv=SAGEConv)
+    pool = MGNPooling(4, 3, num_layers=1, conv=SAGEConv)
     assert isinstance(pool.select.convs[0], SAGEConv)
     data = random_batch(sizes=(6, ), dtype=torch.float32)
     assert pool(data.x, data.edge_index)[0].size(1) == 4

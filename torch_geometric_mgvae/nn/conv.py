@@ -17,6 +17,8 @@ from torch_geometric.utils import (
 )
 from torch_geometric.utils.sparse import set_sparse_value
 
+from torch_geometric_mgvae.nn.checks import check_int
+
 #: A convolution: a :class:`MessagePassing` class, its name (e.g.
 #: :obj:`"GCNConv"`, see :func:`conv_class`), or a callable
 #: :obj:`(in_channels, out_channels) -> MessagePassing`.
@@ -103,6 +105,8 @@ class MGNConv(MessagePassing):
                  bias: bool = True, **kwargs):
         kwargs.setdefault('aggr', 'add')
         super().__init__(**kwargs)
+        in_channels = check_int('in_channels', in_channels)
+        out_channels = check_int('out_channels', out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.lin_rel = torch.nn.Linear(in_channels, out_channels, bias=False)
@@ -118,19 +122,25 @@ class MGNConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None) -> Tensor:
-        edge_index, edge_weight = mean_norm(edge_index, edge_weight,
-                                            x.size(0), x.dtype)
         # Transform first when it shrinks the messages:
-        if self.out_channels < self.in_channels:
-            rel = self.propagate(edge_index, x=self.lin_rel(x),
-                                 edge_weight=edge_weight)
+        shrink = self.out_channels < self.in_channels
+        h = self.lin_rel(x) if shrink else x
+        if edge_weight is None and isinstance(edge_index, Tensor) and \
+                not is_torch_sparse_tensor(edge_index):
+            # Unweighted: sum the messages, then divide by the degree (no
+            # per-edge weights to build and multiply).
+            deg = torch.bincount(edge_index[1], minlength=x.size(0))
+            agg = self.propagate(edge_index, x=h, edge_weight=None)
+            agg = agg / deg.clamp(min=1).to(agg.dtype).view(-1, 1)
         else:
-            rel = self.lin_rel(
-                self.propagate(edge_index, x=x, edge_weight=edge_weight))
+            edge_index, edge_weight = mean_norm(edge_index, edge_weight,
+                                                x.size(0), x.dtype)
+            agg = self.propagate(edge_index, x=h, edge_weight=edge_weight)
+        rel = agg if shrink else self.lin_rel(agg)
         return self.lin_root(x) + rel
 
-    def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
-        return edge_weight.view(-1, 1) * x_j
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
         return spmm(adj_t, x, reduce=self.aggr)

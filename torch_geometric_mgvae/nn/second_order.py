@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 from torch_geometric.typing import OptTensor
 
+from torch_geometric_mgvae.nn.checks import check_int
+
 NUM_BASIS = 15
 NUM_CONTRACTIONS = 13
 # SecondOrderConv processes its blocks in chunks of at most this many
@@ -613,8 +615,11 @@ class SecondOrderEncoder(torch.nn.Module):
                  hidden_channels: int, out_channels: int, num_layers: int,
                  basis: bool = True, return_diag: bool = False):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
+        node_channels = check_int('node_channels', node_channels, 0)
+        edge_channels = check_int('edge_channels', edge_channels, 0)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
+        out_channels = check_int('out_channels', out_channels)
+        num_layers = check_int('num_layers', num_layers)
         self.node_channels = node_channels
         self.edge_channels = edge_channels
         self.hidden_channels = hidden_channels
