@@ -258,6 +258,9 @@ def test_bad_arguments():
         parse(['--levels', '5'])
     with pytest.raises(SystemExit):
         parse(['--epochs', '0'])
+    with pytest.raises(lp.UsageError, match='--norm'):
+        parse(['--norm', 'bogus'])
+    assert parse(['--norm', 'none']).norm is None
 
 
 def test_train_model_resumes_exactly_and_stops_at_nan(tmp_path,
