@@ -581,8 +581,11 @@ class MGN(torch.nn.Module):
             if self.hierarchical_decoding:
                 upper = torch.cat([out[i + 1].z, upper], dim=-1)
             beta = F.softplus(self.comembership_weight[i])
+            A = so.assignment
+            if A is None:  # fixed clusters carry no one-hot matrix
+                A = F.one_hot(so.local, so.num_local).to(lvl.z.dtype)
             part = torch.cat([
-                so.assignment * beta.sqrt(),
+                A * beta.sqrt(),
                 gather_clusters(so, upper, lvl.batch, lvl.num_graphs)
             ], dim=-1)
         cache[i] = part
