@@ -9,12 +9,15 @@ reports AUC and AP on the test edges (mean and std over seeds), the epoch
 time of every model relative to VGAE's, and the balanced-cut statistics of
 the finest clustering (paper Tables 4-5).
 
-How MGVAE scores a pair: the node embedding is the finest latent mean
-concatenated with the latent means of the node's clusters at every coarser
-level (:obj:`hierarchical_decoding=True`), scored by the finest global
-inner-product decoder :math:`\sigma(a \sum_\ell \mathbf{z}^{(\ell)\top}_
-{\pi(i)} \mathbf{z}^{(\ell)}_{\pi(j)} + b)`: two nodes of one cluster
-share the coarse terms.
+How MGVAE scores a pair (the defaults): the finest latent means'
+inner product plus, for every clustered level :math:`\ell`, a learned
+:math:`\beta_\ell \ge 0` where the two nodes share their cluster
+(:obj:`comembership=True`), through the finest global decoder
+:math:`\sigma(a (\mathbf{z}_i^\top \mathbf{z}_j + \sum_\ell \beta_\ell
+[\pi_\ell(i) = \pi_\ell(j)]) + b)`. With :obj:`--hierarchical` the latent
+means of the node's clusters at every coarser level join the embedding
+(:obj:`hierarchical_decoding=True`); with :obj:`--levels 0` there is no
+hierarchy and the score is the finest inner product alone.
 
 The :obj:`mgvae link-pred` command and ``examples/link_prediction.py`` both
 run :func:`run`.
