@@ -711,3 +711,41 @@ def test_size_buckets_and_bucketed_run():
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize('basis', [True, False])
+@pytest.mark.parametrize('normalize', [True, False])
+@pytest.mark.parametrize('symmetric', [True, False])
+def test_complete_graph_path_equals_general_path(basis, normalize,
+                                                 symmetric):
+    from torch_geometric_mgvae.nn.second_order import _adj_stats
+    d = dense_batch(sizes=(5, 1, 3, 2, 5, 4), garbage=False)
+    mask = d['mask']
+    B, n = mask.shape
+    H = d['H'] + d['H'].transpose(1, 2) if symmetric else d['H']
+    H = apply_mask(H, mask, 2).requires_grad_()
+    adj = (1 - torch.eye(n, dtype=D)).expand(B, n, n)
+    st = _adj_stats(adj, mask, D, normalize)
+    conv = SecondOrderConv(2, 3, hidden_channels=5, basis=basis,
+                           normalize=normalize).double()
+    # Non-zero biases: with the zero ones of the initialisation some
+    # pre-activations are exactly 0, where ReLU's gradient depends on the
+    # last bit (both sides are then right).
+    torch.nn.init.normal_(conv.lin1.bias)
+    ref = conv._forward(H, st, mask)
+    out = conv._forward(H, st, mask, symmetric, complete=True)
+    assert torch.allclose(out, ref, atol=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(out.shape, generator=gen, dtype=D)
+    params = [H] + list(conv.parameters())
+    got = torch.autograd.grad(out, params, g)
+    want = torch.autograd.grad(ref, params, g)
+    # H is masked wherever the layers run (padded entries hold 0 and take
+    # no gradient upstream), so its gradient is compared at valid entries:
+    got = (apply_mask(got[0], mask, 2), ) + got[1:]
+    want = (apply_mask(want[0], mask, 2), ) + want[1:]
+    if symmetric:  # equal along symmetric directions (as above)
+        got = (got[0] + got[0].transpose(1, 2), ) + got[1:]
+        want = (want[0] + want[0].transpose(1, 2), ) + want[1:]
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-10)

@@ -523,7 +523,7 @@ class SecondOrderConv(torch.nn.Module):
         return self._forward(H, st, mask)
 
     def _forward(self, H: Tensor, st: _AdjStats, mask: Tensor,
-                 symmetric: bool = False) -> Tensor:
+                 symmetric: bool = False, complete: bool = False) -> Tensor:
         r"""The factorised forward on a masked :obj:`H`, in chunks of
         blocks (:obj:`CHUNK_ELEMENTS`): blocks are independent, and the
         autograd graph of a chunk holds only that chunk's buffers, so the
@@ -531,17 +531,22 @@ class SecondOrderConv(torch.nn.Module):
         chunk size while the saved tensors stay the same. With
         :obj:`symmetric=True` the caller guarantees :math:`H^{\top} = H`
         (and a symmetric adjacency), and half the projections are saved
-        (:meth:`_symmetric_terms`)."""
+        (:meth:`_symmetric_terms`). With :obj:`complete=True` the caller
+        guarantees that :obj:`st` describes the complete graph on the valid
+        nodes (:class:`SecondOrderDecoder` without an adjacency), and every
+        map collapses to one or two projections (:meth:`_complete_terms`).
+        """
         B, n = mask.shape
         step = max(1, CHUNK_ELEMENTS // max(1, n * n * self.hidden_channels))
         if B <= step:
-            return self._forward_chunk(H, st, mask, symmetric)
+            return self._forward_chunk(H, st, mask, symmetric, complete)
         # split (not slicing), so the backward pass concatenates the chunk
         # gradients once instead of padding each to the full size:
         chunks = zip(H.split(step), zip(*(t.split(step) for t in st)),
                      mask.split(step))
         return torch.cat([
-            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c, symmetric)
+            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c, symmetric,
+                                complete)
             for H_c, st_c, mask_c in chunks
         ], dim=0)
 
@@ -573,8 +578,65 @@ class SecondOrderConv(torch.nn.Module):
         S.addcmul_(A4, g_A)
         return S
 
+    @staticmethod
+    def _complete_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+                        symmetric: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""The terms of the pre-activation that read :math:`H` at the
+        entry or its transpose, when :math:`A` is the complete graph
+        :math:`J - I` on the :math:`m` valid nodes. Then
+        :math:`A \odot X = X - \delta_{ij} X_{ii}` and
+        :math:`(P X)_{ij} = \kappa (\sum_k X_{kj} - X_{ij})` with
+        :math:`\kappa = 1 / (m - 1)` (0 for :math:`m = 1`), so the ten
+        projections of the general case sum to
+
+        .. math::
+            H M_1 + (H M_2)^{\top},\quad
+            M_1 = W_{22} + \bar{a} W_6 + W_4 - \kappa (W_0 + W_2),\quad
+            M_2 = W_{23} + \bar{a} W_7 + W_5 - \kappa (W_1 + W_3)
+
+        (per-block matrices, one batched GEMM; :math:`H (M_1 + M_2)` for a
+        symmetric :math:`H`) plus first-order terms: the column sums
+        :math:`\lambda (c W_0 + r W_1)_j` and
+        :math:`\lambda (c W_3 + r W_2)_i` (:math:`\lambda = m \kappa`)
+        and the diagonal :math:`-H_{ii} (W_4 + W_5)`.
+
+        Returns:
+            The second-order part :math:`[B, n, n, h]`, the vectors
+            :math:`[B, n, h]` indexed by :math:`j` and by :math:`i`, and
+            the diagonal :math:`[B, n, h]`.
+        """
+        B, n, _, C = H.shape
+        h = W.size(0)
+        m = st.m  # [B]
+        kappa = torch.where(m > 1, 1.0 / (m - 1).clamp(min=1),
+                            torch.zeros_like(m)).view(B, 1, 1)
+        a = st.a_bar.view(B, 1, 1)
+        Wt = W.permute(1, 2, 0)  # [K + 1, C, h]
+
+        def sel(k: int) -> Tensor:
+            return Wt[k if k < K else K]  # [C, h], 0 for a missing map
+
+        M1 = sel(22) + sel(4) + a * sel(6) - kappa * (sel(0) + sel(2))
+        M2 = sel(23) + sel(5) + a * sel(7) - kappa * (sel(1) + sel(3))
+        Hf = H.reshape(B, n * n, C)
+        if symmetric:
+            S = torch.bmm(Hf, M1 + M2).view(B, n, n, h)
+        else:
+            G = torch.bmm(Hf, torch.cat([M1, M2], dim=-1))  # [B, n^2, 2h]
+            g1, g2 = G.view(B, n, n, 2 * h).split(h, dim=-1)
+            S = g1 + g2.transpose(1, 2)  # [B, n, n, h]
+        row = H.sum(dim=2)  # [B, n, C], m r
+        col = H.sum(dim=1)  # [B, n, C], m c (so lambda c = kappa m c)
+        Wrc = torch.cat([torch.cat([sel(0), sel(3)], dim=1),
+                         torch.cat([sel(1), sel(2)], dim=1)])  # [2C, 2h]
+        e = torch.cat([col, row], dim=-1) @ Wrc  # [B, n, 2h]
+        e_j, e_i = (kappa * e).split(h, dim=-1)
+        diag = H.diagonal(dim1=1, dim2=2).transpose(1, 2)  # [B, n, C]
+        return S, e_j, e_i, diag @ (sel(4) + sel(5))
+
     def _forward_chunk(self, H: Tensor, st: _AdjStats,
-                       mask: Tensor, symmetric: bool = False) -> Tensor:
+                       mask: Tensor, symmetric: bool = False,
+                       complete: bool = False) -> Tensor:
         r"""The factorised forward on a masked :obj:`H` (0 at padded
         entries) with precomputed adjacency statistics :obj:`st`.
 
@@ -639,7 +701,19 @@ class SecondOrderConv(torch.nn.Module):
 
         # T6 is (A * H)^T (contractions_eq3), so S_tr also takes A itself:
         A4 = A.unsqueeze(-1)  # [B, n, n, 1]
-        if symmetric:
+        if complete:
+            acc, e_j, e_i, dW = self._complete_terms(H, W, K, st, symmetric)
+            acc.add_(e_j.unsqueeze(1))  # [B, n, n, h]
+            acc.add_(e_i.unsqueeze(2))
+            acc.add_(q.view(B, 1, 1, h))  # A * q off the diagonal, below
+            acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
+            acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
+            acc.add_(u.unsqueeze(2))  # u_i (and the bias)
+            if v is not None:
+                acc.add_(v.unsqueeze(1))  # v_j
+            acc.diagonal(dim1=1, dim2=2).sub_(
+                (dW + q.view(B, 1, h)).transpose(1, 2))
+        elif symmetric:
             acc = self._symmetric_terms(H, W, K, st, A4)  # [B, n, n, h]
             acc.addcmul_(A4, q.view(B, 1, 1, h))
             acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
@@ -1023,6 +1097,7 @@ class SecondOrderDecoder(torch.nn.Module):
     def _forward(self, mask: Tensor, z: Tensor,
                  adj: OptTensor) -> Tuple[Tensor]:
         B, n, _ = z.shape
+        complete = adj is None  # the fast path of SecondOrderConv
         if adj is None:
             eye = torch.eye(n, dtype=z.dtype, device=z.device)
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
@@ -1033,7 +1108,8 @@ class SecondOrderDecoder(torch.nn.Module):
         # symmetric (checked, the decoder takes any):
         sym = torch.equal(st.A, st.A.transpose(1, 2))
         for i, conv in enumerate(self.convs):
-            H = conv._forward(H, st, mask, sym and i == 0)  # [B, n, n, C]
+            H = conv._forward(H, st, mask, sym and i == 0,
+                              complete)  # [B, n, n, C]
             if i < self.num_layers - 1:
                 H = H.relu()
         return (apply_mask(_symmetrise(H), mask, 2), )  # [B, n, n, E]
