@@ -10,6 +10,7 @@ from torch_geometric_mgvae.datasets.graph_generation import (
     read_graph_list,
     write_graph_list,
 )
+from torch_geometric_mgvae.datasets.mnist import MNISTGraphs, read_idx
 from torch_geometric_mgvae.datasets.molecules import (
     MOSES,
     QM9_TARGETS,
@@ -19,6 +20,7 @@ from torch_geometric_mgvae.datasets.molecules import (
     molecule_dataset_stats,
     penalized_logp,
 )
+from torch_geometric_mgvae.datasets.planetoid import Planetoid
 
 __all__ = [
     'CommunitySmall',
@@ -37,4 +39,7 @@ __all__ = [
     'ZINC12K_TARGETS',
     'molecule_dataset_stats',
     'penalized_logp',
+    'Planetoid',
+    'MNISTGraphs',
+    'read_idx',
 ]

@@ -23,6 +23,7 @@ from torch_geometric.data import Batch, Data
 
 from torch_geometric_mgvae.chem.convert import QM9_ATOMS, AtomVocabulary
 from torch_geometric_mgvae.chem.valence import max_valence
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.second_order import SecondOrderEncoder
 
 _HASH_MOD = 2147483647  # 2^31 - 1, so products of two hashes fit in int64
@@ -285,8 +286,12 @@ class AutoregressiveMGN(torch.nn.Module):
         if len(vocab) != num_atom_types:
             raise ValueError(f"'atoms' has {len(vocab)} types but "
                              f"'num_atom_types' is {num_atom_types}")
-        if max_nodes < 1:
-            raise ValueError(f"'max_nodes' must be >= 1 (got {max_nodes})")
+        num_bond_types = check_int('num_bond_types', num_bond_types)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
+        latent_channels = check_int('latent_channels', latent_channels, 0)
+        num_layers = check_int('num_layers', num_layers)
+        max_nodes = check_int('max_nodes', max_nodes)
+        max_offset = check_int('max_offset', max_offset, 0)
         self.atoms = vocab
         self.num_atom_types = num_atom_types
         self.num_bond_types = num_bond_types

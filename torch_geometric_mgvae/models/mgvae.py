@@ -8,6 +8,7 @@ from torch_geometric.typing import OptTensor
 from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.dense import DenseBlocks
 from torch_geometric_mgvae.nn.prior import (
     GaussianMRFHead,
@@ -293,6 +294,7 @@ class MGVAE(MGN):
         if self.global_decoders is None:
             raise RuntimeError("sample() needs the global decoder "
                                "(global_decoder=True)")
+        num_graphs = check_int('num_graphs', num_graphs, 0)
         device = self.mu_heads[0].weight.device
         dtype = self.mu_heads[0].weight.dtype
         if num_nodes is None:

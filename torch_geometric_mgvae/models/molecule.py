@@ -11,6 +11,7 @@ from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from torch_geometric_mgvae.models.mgn import MGNOutput
 from torch_geometric_mgvae.models.mgvae import MGVAE
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.prior import mrf_sample
 from torch_geometric_mgvae.nn.second_order import (
     SecondOrderDecoder,
@@ -397,6 +398,11 @@ class MoleculeMGVAE(MGVAE):
                              "('feature_loss' must be None)")
         if not kwargs['global_decoder']:
             raise ValueError("MoleculeMGVAE needs the global decoders")
+        num_atom_types = check_int('num_atom_types', num_atom_types)
+        num_bond_types = check_int('num_bond_types', num_bond_types)
+        node_channels = check_int('node_channels', node_channels, 0)
+        decoder_layers = check_int('decoder_layers', decoder_layers,
+                                   optional=True)
         super().__init__(num_atom_types + node_channels, hidden_channels,
                          latent_channels, num_clusters, max_nodes=max_nodes,
                          edge_channels=num_bond_types,

@@ -12,6 +12,7 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.pool.select import Select
 from torch_geometric.typing import OptTensor
 
+from torch_geometric_mgvae.nn.checks import check_graph, check_int
 from torch_geometric_mgvae.nn.cluster import (
     ClusterOutput,
     SelectFixed,
@@ -176,8 +177,8 @@ class MGNPooling(torch.nn.Module):
                  readout: Optional[Aggregation] = None,
                  diagonal: str = 'edges', eval_assign: str = 'argmax'):
         super().__init__()
-        if num_clusters < 1:
-            raise ValueError("'num_clusters' must be at least 1")
+        in_channels = check_int('in_channels', in_channels)
+        num_clusters = check_int('num_clusters', num_clusters)
         self.in_channels = in_channels
         self.num_clusters = num_clusters
         if isinstance(select, Select):
@@ -254,12 +255,17 @@ class MGNPooling(torch.nn.Module):
         graphs; 0 for :math:`K = 1` (for a fixed clustering a constant: it
         has no gradient)."""
         so = select_output
-        if so.assignment is None or so.num_local == 1 or so.num_nodes == 0:
-            return so.cluster_index.new_zeros((), dtype=torch.float) \
-                if so.weight is None else so.weight.new_zeros(())
+        dtype = torch.get_default_dtype() if so.weight is None else \
+            so.weight.dtype
+        if so.num_local == 1 or so.num_nodes == 0:
+            return torch.zeros((), dtype=dtype,
+                               device=so.cluster_index.device)
         if batch is None:
             batch = torch.zeros(so.num_nodes, dtype=torch.long,
                                 device=so.cluster_index.device)
+        if so.assignment is None:  # a fixed clustering: a constant
+            return balanced_cut_kl(so.local, batch, num_graphs, so.num_local,
+                                   dtype).mean()
         return balanced_cut_kl(so.assignment, batch, num_graphs).mean()
 
     def forward(self, x: Tensor, edge_index: Tensor,
@@ -284,6 +290,9 @@ class MGNPooling(torch.nn.Module):
             generator (torch.Generator, optional): Random generator of the
                 Gumbel noise.
         """
+        # Coarsening is defined for directed graphs too: no one-way edge
+        # warning here (its test is half the cost of the checks).
+        check_graph(x, edge_index, edge_weight, batch, warn_directed=False)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
         so = self.cluster(x, edge_index, edge_weight, batch, cluster=cluster,

@@ -22,6 +22,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .checks import check_float, check_int
 from .random import rand, randn
 from .second_order import apply_mask
 
@@ -51,13 +52,25 @@ def _cov_cholesky(L: Tensor, mask: Tensor, eps: float) -> Tensor:
     is below the rounding error of :math:`L L^{\top}` once the entries of
     :math:`L` reach a few units, and Cholesky fails on a matrix that is
     positive definite in exact arithmetic.
+
+    A covariance that cannot be factorised (non-finite or overflowing
+    entries of :obj:`L`, e.g. after a divergent training step) gets a NaN
+    factor, so the KL terms built on it are NaN, as for any other
+    non-finite input, and the trainers stop at them with a
+    :class:`~torch_geometric_mgvae.experiments.train.NonFiniteError`
+    naming the term (instead of a :obj:`LinAlgError` from the middle of
+    the loss).
     """
     L = apply_mask(L, mask, 1).permute(0, 3, 1, 2).double()  # [B, d, n, k]
     S = L @ L.transpose(-1, -2)  # [B, d, n, n]
     one = torch.ones((), dtype=L.dtype, device=L.device)
     jitter = torch.where(mask, eps * one, one)  # [B, n]
     S = S + torch.diag_embed(jitter).unsqueeze(1)  # [B, d, n, n]
-    return torch.linalg.cholesky(S)  # [B, d, n, n]
+    C, info = torch.linalg.cholesky_ex(S)  # [B, d, n, n], [B, d]
+    failed = info != 0
+    if bool(failed.any()):
+        C = C.masked_fill(failed[..., None, None], math.nan)
+    return C
 
 
 def _logdet(C: Tensor) -> Tensor:
@@ -244,9 +257,11 @@ class GaussianMRFHead(torch.nn.Module):
                  first_order_channels: Optional[int] = None,
                  max_logstd: float = 10.0, diagonal: bool = True):
         super().__init__()
-        self.in_channels = in_channels
-        self.latent_channels = latent_channels
-        self.first_order_channels = first_order_channels or 2 * in_channels
+        self.in_channels = check_int('in_channels', in_channels)
+        self.latent_channels = check_int('latent_channels', latent_channels)
+        self.first_order_channels = check_int(
+            'first_order_channels', first_order_channels,
+            optional=True) or 2 * in_channels
         self.max_logstd = max_logstd
         self.diagonal = diagonal
         self.lin_mu = torch.nn.Linear(self.first_order_channels,
@@ -325,7 +340,8 @@ class LearnablePrior(torch.nn.Module):
             :math:`\hat{L} = \mathrm{diag}(\hat{\sigma})`,
             :math:`\hat{\sigma} = e^{\hat{s}}` learned.
             (default: :obj:`True`)
-        eps (float): Diagonal jitter. (default: :obj:`1e-4`)
+        eps (float): Diagonal jitter, a finite number > 0. (default:
+            :obj:`1e-4`)
         matching (str): :obj:`"hungarian"` or :obj:`"free"`, the matching
             :meth:`kl` uses. (default: :obj:`"hungarian"`)
     """
@@ -336,9 +352,9 @@ class LearnablePrior(torch.nn.Module):
         if matching not in MATCHINGS:
             raise ValueError(f"'matching' must be one of {MATCHINGS} "
                              f"(got {matching!r})")
-        if max_nodes < 1 or latent_channels < 1:
-            raise ValueError("'max_nodes' and 'latent_channels' must be "
-                             "positive")
+        max_nodes = check_int('max_nodes', max_nodes)
+        latent_channels = check_int('latent_channels', latent_channels)
+        eps = check_float('eps', eps)
         self.matching = matching
         self.max_nodes = max_nodes
         self.latent_channels = latent_channels

@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from torch_geometric.typing import OptTensor
 
+from torch_geometric_mgvae.nn.checks import check_int
+
 NUM_BASIS = 15
 NUM_CONTRACTIONS = 13
 #: Gain of the first linear layer of :class:`SecondOrderConv` at
@@ -937,8 +939,11 @@ class SecondOrderEncoder(torch.nn.Module):
                  basis: bool = True, return_diag: bool = False,
                  normalize: bool = True):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
+        node_channels = check_int('node_channels', node_channels, 0)
+        edge_channels = check_int('edge_channels', edge_channels, 0)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
+        out_channels = check_int('out_channels', out_channels)
+        num_layers = check_int('num_layers', num_layers)
         self.node_channels = node_channels
         self.edge_channels = edge_channels
         self.hidden_channels = hidden_channels
