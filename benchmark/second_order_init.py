@@ -114,7 +114,7 @@ def measure(dataset, covariance, normalize, batch, max_nodes):
     out = run_model(model, batch, gen)
     for h in hooks:
         h.remove()
-    kl = float(model.multires_kl_loss(out))
+    kl = float(model.multires_kl_loss(out).detach())
     scalars = sum(lvl.num_nodes for lvl in out.levels) / batch.num_graphs \
         * model.latent_channels
     mu = max(float(lvl.mu.abs().max()) for lvl in out.levels)

@@ -749,3 +749,18 @@ def test_complete_graph_path_equals_general_path(basis, normalize,
         want = (want[0] + want[0].transpose(1, 2), ) + want[1:]
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_loading_unnormalised_weights_warns():
+    old = SecondOrderConv(2, 3, normalize=False)
+    state = old.state_dict()
+    state._metadata[''] = {'version': 1}  # as saved before issue 17
+    with pytest.warns(UserWarning, match='normalize_second_order=False'):
+        SecondOrderConv(2, 3).load_state_dict(state)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        SecondOrderConv(2, 3, normalize=False).load_state_dict(state)
+        SecondOrderConv(2, 3).load_state_dict(SecondOrderConv(
+            2, 3).state_dict())
+        SecondOrderConv(2, 3).load_state_dict(dict(state))  # no metadata

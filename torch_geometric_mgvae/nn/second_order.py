@@ -28,6 +28,7 @@ Where an operation sums over a node index we divide by :math:`m` (a mean),
 so feature scales do not grow with the block size.
 """
 import math
+import warnings
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -473,6 +474,10 @@ class SecondOrderConv(torch.nn.Module):
           :math:`(B, n, n)`, mask :math:`(B, n)`
         - **output:** :math:`(B, n, n, C_{out})`, 0 at padded entries
     """
+    # State dicts record it: version 1 came from the unnormalised layers
+    # (before issue 17), 2 from layers that have the normalize option.
+    _version = 2
+
     def __init__(self, in_channels: int, out_channels: int,
                  hidden_channels: Optional[int] = None, basis: bool = True,
                  normalize: bool = True):
@@ -487,6 +492,20 @@ class SecondOrderConv(torch.nn.Module):
                                     self.hidden_channels)
         self.lin2 = torch.nn.Linear(self.hidden_channels, out_channels)
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              *args, **kwargs):
+        version = local_metadata.get('version')
+        if version is not None and version < 2 and self.normalize:
+            warnings.warn(
+                "Loading second-order weights saved before the layers were "
+                "normalised into normalised layers: the model computes a "
+                "different function. Build it with "
+                "normalize_second_order=False (SecondOrderConv: "
+                "normalize=False) to reproduce the saved one.",
+                stacklevel=2)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      *args, **kwargs)
 
     def reset_parameters(self):
         r"""Scale-aware initialisation: zero biases, the first layer
