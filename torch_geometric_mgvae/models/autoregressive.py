@@ -264,6 +264,10 @@ class AutoregressiveMGN(torch.nn.Module):
             :obj:`12`)
         basis (bool): Use the Maron basis in the encoder. (default:
             :obj:`True`)
+        normalize_second_order (bool): The normalised second-order layers
+            (:class:`~torch_geometric_mgvae.nn.SecondOrderConv`);
+            :obj:`False`: the earlier, unnormalised ones.
+            (default: :obj:`True`)
 
     Example:
         >>> model = AutoregressiveMGN(len(QM9_ATOMS), max_nodes=9)
@@ -274,7 +278,8 @@ class AutoregressiveMGN(torch.nn.Module):
                  hidden_channels: int = 64, latent_channels: int = 16,
                  num_layers: int = 2, max_nodes: int = 9,
                  atoms: Union[AtomVocabulary, Sequence] = QM9_ATOMS,
-                 max_offset: int = 12, basis: bool = True):
+                 max_offset: int = 12, basis: bool = True,
+                 normalize_second_order: bool = True):
         super().__init__()
         vocab = atoms if isinstance(atoms, AtomVocabulary) else \
             AtomVocabulary(atoms)
@@ -303,7 +308,8 @@ class AutoregressiveMGN(torch.nn.Module):
         h, T, K = hidden_channels, num_atom_types, num_bond_types
         self.encoder = SecondOrderEncoder(T + latent_channels, K, h, h,
                                           num_layers, basis=basis,
-                                          return_diag=True)
+                                          return_diag=True,
+                                          normalize=normalize_second_order)
         self.node_lin = torch.nn.Linear(self.encoder.first_order_channels, h)
         self.h0 = torch.nn.Parameter(torch.zeros(h))
         self.gru = torch.nn.GRUCell(2 * h, h)

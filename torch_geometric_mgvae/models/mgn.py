@@ -275,6 +275,17 @@ class MGN(torch.nn.Module):
             :math:`\sum_k |\mathcal{V}_k|^2 d`). (default: :obj:`1`)
         edge_channels (int): Size of the input edge features for the
             second-order encoder of the finest level. (default: :obj:`0`)
+        normalize_second_order (bool): With :obj:`order=2`, the normalised
+            second-order layers (adjacency scaled to a largest weight of 1,
+            degrees relative to the mean degree, scale-aware
+            initialisation: activations of order one at initialisation for
+            any cluster size and coarse edge weight; see
+            :class:`~torch_geometric_mgvae.nn.SecondOrderConv`) and, in
+            :class:`MGVAE` with :obj:`covariance="mrf"`, a positive
+            diagonal in the Cholesky-like factor
+            (:class:`~torch_geometric_mgvae.nn.GaussianMRFHead`).
+            :obj:`False` builds the earlier, unnormalised layers, kept to
+            reproduce stored models. (default: :obj:`True`)
         clustering (str): :obj:`"learned"` or :obj:`"fixed"` (cluster ids
             are then passed to :meth:`forward`, or read from the data's
             :class:`~torch_geometric_mgvae.transforms.FixedHierarchy`
@@ -380,7 +391,8 @@ class MGN(torch.nn.Module):
                  hierarchical_decoding: bool = False,
                  random_features: int = 0,
                  comembership: bool = False,
-                 recon_kwargs: Optional[Dict[str, Any]] = None):
+                 recon_kwargs: Optional[Dict[str, Any]] = None,
+                 normalize_second_order: bool = True):
         super().__init__()
         num_clusters = check_int_list('num_clusters', num_clusters)
         in_channels = check_int('in_channels', in_channels)
@@ -450,6 +462,7 @@ class MGN(torch.nn.Module):
         self.hierarchical_decoding = hierarchical_decoding
         self.random_features = random_features
         self.comembership = comembership
+        self.normalize_second_order = normalize_second_order
 
         num_levels = len(num_clusters) + 1
         ins = ([in_channels + random_features] +
@@ -464,7 +477,9 @@ class MGN(torch.nn.Module):
             self.encoders = torch.nn.ModuleList([
                 SecondOrderEncoder(ins[i], edge_channels if i == 0 else 0,
                                    hidden_channels, hidden_channels,
-                                   num_layers) for i in range(num_levels)
+                                   num_layers,
+                                   normalize=normalize_second_order)
+                for i in range(num_levels)
             ])
             enc_out = self.encoders[0].first_order_channels
         # With encoder_scope='graph' the encoder does not depend on the
@@ -542,7 +557,8 @@ class MGN(torch.nn.Module):
         if kind == 'second_order':
             return DenseEdgeDecoder(
                 SecondOrderDecoder(channels, self.hidden_channels,
-                                   self.num_layers))
+                                   self.num_layers,
+                                   normalize=self.normalize_second_order))
         return DenseEdgeDecoder(MLPDecoder(channels, self.max_nodes))
 
     def decoding_latents(self, out: MGNOutput, i: int) -> Tensor:

@@ -104,7 +104,8 @@ class MGVAE(MGN):
             raise ValueError("'prior_kwargs' configure prior='learnable'")
         self.mrf_heads = torch.nn.ModuleList([
             GaussianMRFHead(self.hidden_channels, self.latent_channels,
-                            self.mu_heads[0].in_features)
+                            self.mu_heads[0].in_features,
+                            diagonal=self.normalize_second_order)
             for _ in range(self.num_levels)
         ]) if covariance == 'mrf' else None
         self.prior = LearnablePrior(self.max_nodes, self.latent_channels,

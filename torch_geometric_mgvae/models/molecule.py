@@ -50,6 +50,9 @@ class MoleculeDecoder(torch.nn.Module):
         num_atom_types (int): :math:`A`.
         num_bond_types (int): :math:`B` (bond classes besides "none").
             (default: :obj:`3`)
+        normalize (bool): The normalised second-order layers
+            (:class:`~torch_geometric_mgvae.nn.SecondOrderConv`).
+            (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`z` :math:`(G, n, d)`, mask :math:`(G, n)`
@@ -58,7 +61,7 @@ class MoleculeDecoder(torch.nn.Module):
     """
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, num_atom_types: int,
-                 num_bond_types: int = 3):
+                 num_bond_types: int = 3, normalize: bool = True):
         super().__init__()
         self.latent_channels = latent_channels
         self.hidden_channels = hidden_channels
@@ -67,7 +70,7 @@ class MoleculeDecoder(torch.nn.Module):
         self.num_bond_types = num_bond_types
         self.net = SecondOrderDecoder(latent_channels, hidden_channels,
                                       num_layers, 1 + num_bond_types +
-                                      num_atom_types)
+                                      num_atom_types, normalize=normalize)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -429,7 +432,8 @@ class MoleculeMGVAE(MGVAE):
         # The finest global decoder decodes atoms and bonds jointly:
         self.global_decoders[0] = MoleculeDecoder(
             latent_channels, hidden_channels, self.decoder_layers,
-            num_atom_types, num_bond_types)
+            num_atom_types, num_bond_types,
+            normalize=self.normalize_second_order)
 
     @property
     def decoder(self) -> MoleculeDecoder:

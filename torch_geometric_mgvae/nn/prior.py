@@ -218,14 +218,22 @@ class GaussianMRFHead(torch.nn.Module):
 
     .. math::
         \mu = Z W_{\mu} + b_{\mu}, \qquad
-        L_{ij} = \frac{1}{\sqrt{m}}\big(H_{ij} W_L + b_L\big)
+        L_{ij} = \delta_{ij}\, e^{s_i} + \frac{1}{\sqrt{m}}\big(H_{ij} W_L
+        + b_L\big), \qquad s = Z W_s + b_s
 
-    :math:`\mu` is first order (a linear map of :math:`Z`) and :math:`L` is
-    second order (a linear map of :math:`H` over the channels), so
+    :math:`\mu` and the log-scale :math:`s` are first order (linear maps of
+    :math:`Z`) and :math:`L` is second order, so
     :math:`\Sigma_c = L_c L_c^{\top} + \epsilon I` permutes as
     :math:`P \Sigma_c P^{\top}`. The :math:`1/\sqrt{m}` keeps
-    :math:`\Sigma_{ii} = \sum_k L_{ik}^2` of order one whatever the number
-    :math:`m` of valid nodes. Padded rows and columns of :math:`L` are 0.
+    :math:`\sum_k L_{ik}^2` of order one whatever the number :math:`m` of
+    valid nodes. The positive diagonal :math:`e^{s}` (the diagonal
+    posterior of Eq. 6 is the case :math:`W_L = 0`) keeps :math:`\Sigma`
+    well conditioned without relying on :math:`\epsilon`: with
+    :math:`\Sigma = L L^{\top}` alone, an encoder whose :math:`H` is small
+    at initialisation gives :math:`\Sigma \approx \epsilon I` and a KL of
+    :math:`\frac{1}{2}\ln(1/\epsilon) \approx 4.6` nats per node and
+    channel before any training. :math:`s` is clamped at
+    :obj:`max_logstd`. Padded rows and columns of :math:`L` are 0.
 
     Args:
         in_channels (int): Channels :math:`C` of :math:`H`.
@@ -234,6 +242,10 @@ class GaussianMRFHead(torch.nn.Module):
             (default: :obj:`2 * in_channels`, the encoder's
             :math:`\mathcal{H}_{\downarrow 1} \oplus
             \mathcal{H}_{\downarrow 2}`)
+        max_logstd (float): Upper clamp of :math:`s`. (default: :obj:`10`)
+        diagonal (bool): Add the diagonal :math:`e^{s}`; :obj:`False`
+            gives the earlier head, :math:`L = (H W_L + b_L) / \sqrt{m}`
+            alone, kept to reproduce stored models. (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`H` :math:`(B, n, n, C)`, :math:`Z`
@@ -242,35 +254,48 @@ class GaussianMRFHead(torch.nn.Module):
           :math:`(B, n, n, d)`
     """
     def __init__(self, in_channels: int, latent_channels: int,
-                 first_order_channels: Optional[int] = None):
+                 first_order_channels: Optional[int] = None,
+                 max_logstd: float = 10.0, diagonal: bool = True):
         super().__init__()
         self.in_channels = check_int('in_channels', in_channels)
         self.latent_channels = check_int('latent_channels', latent_channels)
         self.first_order_channels = check_int(
             'first_order_channels', first_order_channels,
             optional=True) or 2 * in_channels
+        self.max_logstd = max_logstd
+        self.diagonal = diagonal
         self.lin_mu = torch.nn.Linear(self.first_order_channels,
                                       latent_channels)
+        self.lin_logstd = torch.nn.Linear(
+            self.first_order_channels, latent_channels) if diagonal else None
         self.lin_L = torch.nn.Linear(in_channels, latent_channels)
         self.reset_parameters()
 
     def reset_parameters(self):
         self.lin_mu.reset_parameters()
+        if self.lin_logstd is not None:
+            self.lin_logstd.reset_parameters()
         self.lin_L.reset_parameters()
 
     def forward(self, H: Tensor, Z: Tensor,
                 mask: Tensor) -> Tuple[Tensor, Tensor]:
         H = apply_mask(H, mask, 2)  # [B, n, n, C]
         Z = apply_mask(Z, mask, 1)  # [B, n, C']
+        n = mask.size(1)
         m = mask.sum(dim=1).clamp(min=1).to(H.dtype)  # [B]
         mu = apply_mask(self.lin_mu(Z), mask, 1)  # [B, n, d]
         L = self.lin_L(H) / m.sqrt().view(-1, 1, 1, 1)  # [B, n, n, d]
+        if self.lin_logstd is not None:
+            std = self.lin_logstd(Z).clamp(max=self.max_logstd).exp()
+            eye = torch.eye(n, dtype=H.dtype, device=H.device)
+            L = L + eye.view(1, n, n, 1) * std.unsqueeze(2)  # [B, n, n, d]
         return mu, apply_mask(L, mask, 2)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.latent_channels}, first_order_channels='
-                f'{self.first_order_channels})')
+                f'{self.first_order_channels}'
+                f'{"" if self.diagonal else ", diagonal=False"})')
 
 
 class LearnablePrior(torch.nn.Module):
