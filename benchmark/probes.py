@@ -1352,7 +1352,7 @@ def _cli_option_probes():
         ('generate', ['--latent-sampler', 'fitted',
                       '--hierarchical-decoding']),
         ('generate', ['--order', '1', '--covariance', 'mrf']),
-        ('link-pred', ['--levels', '5']), ('link-pred', ['--levels', '0']),
+        ('link-pred', ['--levels', '5']), ('link-pred', ['--levels', '1']),
         ('link-pred', ['--eval-every', '0']),
         ('link-pred', ['--raw', 'missing']),
         ('link-pred', ['--dataset', 'PubMed']),

@@ -121,7 +121,7 @@ def cora_root(tmp_path_factory, shared_data):
 def test_run_writes_records_table_and_plot(tmp_path, cora_root,
                                            monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = parse(['--dataset', 'Cora', '--root', cora_root, '--seeds', '1',
+    args = parse(['--dataset', 'Cora', '--root', cora_root, '--seeds', '2',
                   '--epochs', '2', '--eval-every', '1', '--variants',
                   'learned', '--levels', '3', '--out', 'out',
                   '--no-progress'])
@@ -139,13 +139,84 @@ def test_run_writes_records_table_and_plot(tmp_path, cora_root,
     assert {'AUC', 'AP', 'time_ratio_vs_vgae', 'cluster_kl',
             'train_cluster_kl'} <= metrics
     for r in recs:
-        assert r['command'] == 'test' and r['n'] == 1
+        assert r['command'] == 'test' and r['n'] == 2
         assert 'RandomLinkSplit' in r['protocol']
     assert os.path.exists(out / 'cluster_sizes_Cora.png')
     assert '| Cora | L=3 | PyG VGAE |' in (
         out / 'link_prediction.md').read_text()
     assert all(lp.run_levels(r) == [3] for r in recs)
     assert (out / 'link_prediction.csv').read_text().startswith('task,')
+    assert 'collapsed_runs' in metrics
+    # Every seed's results, without tensors:
+    summary = json.loads((out / 'summary.json').read_text())
+    assert len(summary['Cora']['MGVAE (learned, L=3)']) == 2
+
+
+def test_run_without_hierarchy(tmp_path, cora_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = parse(['--dataset', 'Cora', '--root', cora_root, '--seeds', '1',
+                  '--epochs', '2', '--eval-every', '1', '--levels', '0',
+                  '--no-baseline', '--out', 'out', '--no-progress'])
+    recs = lp.run(args, command='test')
+    assert {r['method'] for r in recs} == {lp.FLAT_NAME}
+    assert 'cluster_kl' not in {r['metric'] for r in recs}
+    assert all(lp.run_levels(r) == [0] for r in recs)
+    assert lp.clusters_per_level(0) == [1]
+    model = lp.MGVAELinkModel(4, [1], 'flat', args,
+                              lp.level_clusters(sbm_graph(), 'flat', [1], 0))
+    assert not model.mgvae.comembership
+    assert not model.mgvae.hierarchical_decoding
+
+
+def test_a_collapsed_clustering_is_reported(capsys, monkeypatch):
+    from tqdm import tqdm
+
+    from torch_geometric_mgvae.experiments.state import TrainingSession
+    assert lp.collapsed(torch.zeros(5, dtype=torch.long), 4)
+    assert not lp.collapsed(torch.tensor([0, 1, 0]), 4)
+    assert not lp.collapsed(torch.zeros(5, dtype=torch.long), 1)
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    args = parse(['--hidden', '8', '--latent', '4', '--epochs', '2',
+                  '--eval-every', '1', '--no-progress'])
+    monkeypatch.setattr(
+        lp.MGVAELinkModel, 'finest_clusters',
+        lambda self, train, training: torch.zeros(train.num_nodes,
+                                                  dtype=torch.long))
+    res = lp._run_job(args, data, train, val, test, 0, 'learned', [4, 2],
+                      'Cora seed 0 x', TrainingSession(), tqdm)
+    assert res['collapsed'] == 1.0
+    assert 'WARNING: the learned clustering collapsed' in \
+        capsys.readouterr().out
+    res.pop('clusters')
+    recs = lp.dataset_records('Cora', data, {'MGVAE (learned, L=2)': [res]},
+                              args, 'test')
+    rec = [r for r in recs if r['metric'] == 'collapsed_runs'][0]
+    assert rec['value'] == 1 and rec['n'] == 1
+    assert 'collapsed to one cluster in 1 of 1 runs' in lp.format_table(recs)
+
+
+def test_learned_clusters_that_follow_the_blocks_beat_random_ones():
+    from sklearn.metrics import adjusted_rand_score
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    args = parse(['--hidden', '16', '--latent', '8'])
+    K = [3]
+    seed_everything(0)
+    model = lp.MGVAELinkModel(3, K, 'learned', args)
+    assert model.mgvae.comembership  # the driver's default
+    lp.train_model(model, train, val, test, epochs=100, lr=0.01,
+                   eval_every=5)
+    clusters = model.finest_clusters(train, training=False)
+    block = torch.arange(3).repeat_interleave(30)
+    assert adjusted_rand_score(block, clusters) > 0.9
+    dep = lp.cluster_dependence(model, train, test, seed=0,
+                                modes=('own', 'random balanced',
+                                       'finest latent only'))
+    assert dep['own']['auc'] > dep['random balanced']['auc'] + 0.01, dep
+    assert dep['own']['kl'] < 0.01  # balanced at evaluation
+    # Evaluation only: the model keeps its own clusters.
+    assert model.clusters is None
 
 
 def test_runs_with_other_levels_stay_side_by_side(tmp_path):
@@ -187,6 +258,9 @@ def test_bad_arguments():
         parse(['--levels', '5'])
     with pytest.raises(SystemExit):
         parse(['--epochs', '0'])
+    with pytest.raises(lp.UsageError, match='--norm'):
+        parse(['--norm', 'bogus'])
+    assert parse(['--norm', 'none']).norm is None
 
 
 def test_train_model_resumes_exactly_and_stops_at_nan(tmp_path,

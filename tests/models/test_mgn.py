@@ -25,6 +25,7 @@ def permuted_noise(noise, perm):
     dict(),
     dict(random_features=3),
     dict(encoder_scope='graph', hierarchical_decoding=True),
+    dict(conv='GCNConv', latent_head='conv', norm='instance_norm'),
 ])
 def test_whole_model_is_permutation_equivariant(cls, options):
     random_features = options.get('random_features', 0)
@@ -206,3 +207,68 @@ def test_sampled_decoders_for_large_clusters():
     terms = model.loss_terms(out, torch.Generator().manual_seed(0))
     assert all(torch.isfinite(v) for v in terms.values())
     sum(terms.values()).backward()
+
+
+def test_gcn_heads_and_norm_give_the_vgae_encoder():
+    from torch_geometric.nn import GCNConv, InstanceNorm
+    data = random_batch(sizes=(9, 13))
+    model = MGVAE(4, 16, 8, [3], num_layers=1, conv='GCNConv',
+                  latent_head='conv', norm='instance_norm',
+                  encoder_scope='graph').double().eval()
+    assert isinstance(model.mu_heads[0], GCNConv)
+    assert isinstance(model.logstd_heads[0], GCNConv)
+    enc = model.encoders[0]
+    assert isinstance(enc.convs[0], GCNConv)
+    assert isinstance(enc.norms[0], InstanceNorm)
+    assert 'norm=InstanceNorm' in repr(enc) and 'GCNConv' in repr(model)
+    out = model(data.x, data.edge_index, batch=data.batch)
+    # The finest latent is GCN(relu(instance_norm(GCN(x)))), per graph:
+    h = enc.convs[0](data.x, data.edge_index)
+    h = torch.relu(enc.norms[0](h, data.batch))
+    mu = model.mu_heads[0](h, data.edge_index)
+    assert torch.allclose(out[0].z, mu, atol=1e-5)
+    # Instance norm statistics are per graph: batched == one by one.
+    first = data.batch == 0
+    sub = data.subgraph(first)
+    out1 = model(sub.x, sub.edge_index)
+    assert torch.allclose(out1[0].z, out[0].z[first], atol=1e-5)
+    with pytest.raises(ValueError, match='latent_head'):
+        MGVAE(4, 16, 8, [3], latent_head='gcn')
+    with pytest.raises(ValueError, match='order=1'):
+        MGVAE(4, 16, 8, [3], order=2, latent_head='conv')
+    with pytest.raises(ValueError, match='order=1'):
+        MGVAE(4, 16, 8, [3], order=2, norm='instance_norm')
+    with pytest.raises(ValueError, match='no convolution'):
+        MGVAE(4, 16, 8, [3], conv='NoSuchConv')
+
+
+def test_comembership_adds_shared_clusters_to_the_pair_logit():
+    import torch.nn.functional as F
+    data = random_batch(sizes=(12, 10))
+    torch.manual_seed(0)
+    model = MGVAE(4, 16, 8, [4, 2], comembership=True).double().eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    d = out[0].z
+    z = model.decoding_latents(out, 0)
+    assert z.shape == (22, 8 + 4 + 2)
+    beta = F.softplus(model.comembership_weight)
+    c0 = out[0].select.cluster_index
+    c1 = out[1].select.cluster_index[c0]
+    i, j = data.edge_index
+    expected = ((d[i] * d[j]).sum(-1) + beta[0] * (c0[i] == c0[j]) +
+                beta[1] * (c1[i] == c1[j]))
+    assert torch.allclose((z[i] * z[j]).sum(-1), expected, atol=1e-5)
+    # Training: the co-membership loss trains the clustering.
+    model.train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                generator=torch.Generator().manual_seed(0))
+    terms = model.loss_terms(out, torch.Generator().manual_seed(1))
+    assert 'comembership' in terms
+    assert torch.isfinite(terms['comembership'])
+    terms['comembership'].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.pools[0].parameters())
+    # Off by default: the old loss terms.
+    plain = MGVAE(4, 16, 8, [4]).double()
+    assert 'comembership' not in plain.loss_terms(
+        plain(data.x, data.edge_index, batch=data.batch))

@@ -298,6 +298,34 @@ def test_balanced_eval_through_pooling_and_mgn():
             assert int(count.max()) - int(count.min()) <= 1
 
 
+def test_gather_clusters_reads_through_the_assignment():
+    from torch_geometric_mgvae.nn import gather_clusters
+    data = random_batch(sizes=(7, 5))
+    select = SelectLearned(4, 3).double().train()
+    so = select(data.x, data.edge_index, batch=data.batch,
+                generator=torch.Generator().manual_seed(0))
+    x = torch.randn(so.num_clusters, 6, dtype=torch.double)
+    y = gather_clusters(so, x, data.batch, 2)
+    assert torch.allclose(y, x[so.cluster_index])  # forward: the gather
+    y.sum().backward()  # the gradient reaches every cluster's probability
+    grads = [p.grad for p in select.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    # A soft assignment gives the expected cluster features:
+    A = torch.rand(12, 3, dtype=torch.double)
+    A = A / A.sum(-1, keepdim=True)
+    full = torch.zeros(2, 3, 6, dtype=torch.double)
+    full[so.batch, so.local.new_zeros(so.num_clusters).index_copy(
+        0, so.cluster_index, so.local)] = x
+    exp = torch.cat([A[:7] @ full[0], A[7:] @ full[1]])
+    assert torch.allclose(gather_clusters(so, x, data.batch, 2, A), exp,
+                          atol=1e-6)
+    # Without a gradient to carry: the plain gather.
+    select.eval()
+    so = select(data.x, data.edge_index, batch=data.batch)
+    x = torch.randn(so.num_clusters, 2, dtype=torch.double)
+    assert torch.equal(gather_clusters(so, x, data.batch), x[so.cluster_index])
+
+
 def test_balanced_cut_kl_from_local_ids_equals_one_hot():
     # Fixed clusterings build no N x K one-hot matrix: the KL reads the ids.
     g = torch.Generator().manual_seed(3)

@@ -9,12 +9,15 @@ reports AUC and AP on the test edges (mean and std over seeds), the epoch
 time of every model relative to VGAE's, and the balanced-cut statistics of
 the finest clustering (paper Tables 4-5).
 
-How MGVAE scores a pair: the node embedding is the finest latent mean
-concatenated with the latent means of the node's clusters at every coarser
-level (:obj:`hierarchical_decoding=True`), scored by the finest global
-inner-product decoder :math:`\sigma(a \sum_\ell \mathbf{z}^{(\ell)\top}_
-{\pi(i)} \mathbf{z}^{(\ell)}_{\pi(j)} + b)`: two nodes of one cluster
-share the coarse terms.
+How MGVAE scores a pair (the defaults): the finest latent means'
+inner product plus, for every clustered level :math:`\ell`, a learned
+:math:`\beta_\ell \ge 0` where the two nodes share their cluster
+(:obj:`comembership=True`), through the finest global decoder
+:math:`\sigma(a (\mathbf{z}_i^\top \mathbf{z}_j + \sum_\ell \beta_\ell
+[\pi_\ell(i) = \pi_\ell(j)]) + b)`. With :obj:`--hierarchical` the latent
+means of the node's clusters at every coarser level join the embedding
+(:obj:`hierarchical_decoding=True`); with :obj:`--levels 0` there is no
+hierarchy and the score is the finest inner product alone.
 
 The :obj:`mgvae link-pred` command and ``examples/link_prediction.py`` both
 run :func:`run`.
@@ -62,7 +65,6 @@ from torch_geometric_mgvae.experiments.train import (
     NonFiniteError,
     check_finite_grads,
     check_finite_loss,
-    weighted_loss,
 )
 from torch_geometric_mgvae.models import MGVAE
 from torch_geometric_mgvae.nn import fixed_hierarchy
@@ -71,7 +73,8 @@ __all__ = [
     'DATASETS', 'VARIANTS', 'add_arguments', 'resolve_args', 'load_dataset',
     'split_edges', 'check_split', 'auc_ap', 'cluster_size_stats',
     'level_clusters', 'VariationalGCNEncoder', 'VGAEBaseline',
-    'MGVAELinkModel', 'train_model', 'run_levels', 'format_table', 'run'
+    'MGVAELinkModel', 'train_model', 'run_levels', 'format_table', 'run',
+    'collapsed', 'random_balanced', 'substitute_scores', 'cluster_dependence'
 ]
 
 DATASETS = ('Cora', 'Citeseer')
@@ -84,7 +87,9 @@ VGAE_NAME = 'PyG VGAE'
 #: The records go to OUT/RESULTS_NAME unless --results names a file (the
 #: committed benchmark/results/link_prediction.json only when given).
 RESULTS_NAME = 'link_prediction.json'
-LEVELS = (3, 7)
+LEVELS = (0, 3, 7)
+#: The method name of the MGVAE with the hierarchy switched off (L = 0).
+FLAT_NAME = 'MGVAE (no hierarchy, L=0)'
 
 
 # Command line #############################################################
@@ -106,11 +111,13 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--seeds', type=positive_int, default=5)
     data.add_argument('--variants', nargs='+', default=list(VARIANTS),
                       choices=VARIANTS, help='clusterings of MGVAE')
-    data.add_argument('--levels', nargs='+', type=int, default=[7, 3],
+    data.add_argument('--levels', nargs='+', type=int, default=[7],
                       choices=LEVELS,
                       help='coarsening levels L: L = 7 uses 2^l clusters '
                       '(128, ..., 2), L = 3 uses 4^l (64, 16, 4), as in '
-                      'the paper (default: 7 3)')
+                      'the paper; L = 0 switches the hierarchy off (one '
+                      'model, the finest level\'s encoder and decoder '
+                      'only) (default: 7)')
     data.add_argument('--no-baseline', action='store_true',
                       help='skip the PyG VGAE baseline')
     data.add_argument('--out', default=os.path.join('outputs',
@@ -126,32 +133,59 @@ def add_arguments(parser: argparse.ArgumentParser):
     model = parser.add_argument_group('MGVAE')
     model.add_argument('--hidden', type=positive_int, default=32)
     model.add_argument('--latent', type=positive_int, default=16)
-    model.add_argument('--layers', type=positive_int, default=2,
-                       help='message passing layers per encoder')
+    model.add_argument('--layers', type=positive_int, default=1,
+                       help='message passing layers per encoder before the '
+                       'latent heads (default: 1)')
+    model.add_argument('--latent-head', default='conv',
+                       choices=['linear', 'conv'],
+                       help="maps to mu/logstd: 'conv' (default; GCN heads, "
+                       "with --layers 1 the VGAE encoder) or 'linear'")
+    model.add_argument('--norm', default='instance_norm',
+                       help="normalisation in the encoders (a PyG name; "
+                       "'none' for none; default: instance_norm)")
     model.add_argument('--cluster-layers', type=nonnegative_int, default=2)
     model.add_argument('--encoder-scope', default='graph',
                        choices=['cluster', 'graph'],
                        help="'cluster' is the paper's local encoder (weak "
                        "here, see the README); 'graph' (default)")
-    model.add_argument('--no-hierarchical', action='store_true',
-                       help='score pairs with the finest latents only')
-    model.add_argument('--cluster-balance', type=nonnegative_int, default=0,
+    model.add_argument('--hierarchical', action='store_true',
+                       help='also score pairs with the latents of their '
+                       'clusters at every coarser level')
+    model.add_argument('--no-comembership', action='store_true',
+                       help='no co-membership terms in the pair score and '
+                       'no co-membership loss')
+    model.add_argument('--cluster-balance', type=nonnegative_int, default=10,
                        help='Sinkhorn iterations balancing the learned '
-                       'clustering (0: the paper\'s clustering)')
+                       'clustering (0: the paper\'s clustering; '
+                       'default: 10)')
+    model.add_argument('--eval-assign', default='balanced',
+                       choices=['argmax', 'balanced'],
+                       help='hard assignment of the learned clustering in '
+                       "evaluation: 'balanced' (default, sizes within one "
+                       "of each other) or the paper's 'argmax'")
     model.add_argument('--entropy-weight', type=nonnegative_float,
                        default=0.0,
                        help='weight of the assignment-entropy loss')
 
     opt = parser.add_argument_group('training')
-    opt.add_argument('--epochs', type=positive_int, default=400)
+    opt.add_argument('--epochs', type=positive_int, default=300)
     opt.add_argument('--lr', type=positive_float, default=0.01)
-    opt.add_argument('--eval-every', type=positive_int, default=5)
+    opt.add_argument('--eval-every', type=positive_int, default=10)
     opt.add_argument('--kl-weight', type=nonnegative_float, default=None,
                      help='weight of the summed KL of all levels '
                      '(default: 1/N^2, the per-pair normalisation of the '
                      'ELBO; see the README)')
     opt.add_argument('--cut-weight', type=nonnegative_float, default=1.0,
                      help='weight of the balanced-cut KL')
+    opt.add_argument('--comembership-weight', type=nonnegative_float,
+                     default=1.0,
+                     help='weight of the co-membership loss that trains the '
+                     'learned clusterings (default: 1)')
+    opt.add_argument('--multires-weight', type=nonnegative_float,
+                     default=0.0,
+                     help='weight of the reconstruction of the coarse '
+                     'graphs and of every cluster (local decoders) next '
+                     'to the input graph\'s (default: 0)')
     return parser
 
 
@@ -161,6 +195,15 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     any work)."""
     if args.raw is not None and not os.path.isdir(args.raw):
         raise UsageError(f"--raw: no such folder '{args.raw}'")
+    if args.norm in ('none', 'None', ''):
+        args.norm = None
+    if args.norm is not None:
+        from torch_geometric.nn.resolver import normalization_resolver
+        try:
+            normalization_resolver(args.norm, 2)
+        except ValueError:
+            raise UsageError(f"--norm: unknown normalisation '{args.norm}' "
+                             f"(e.g. instance_norm, layer_norm, none)")
     if args.results is None:
         args.results = os.path.join(args.out, RESULTS_NAME)
     read_records(args.results)  # a broken file fails now, not after training
@@ -169,7 +212,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def clusters_per_level(L: int) -> List[int]:
     r"""The paper's clusters per level, finest first: :math:`2^\ell` for
-    :math:`L = 7`, :math:`4^\ell` for :math:`L = 3`."""
+    :math:`L = 7`, :math:`4^\ell` for :math:`L = 3`; for :math:`L = 0` (no
+    hierarchy) one cluster holding the whole graph, whose level the score
+    never reads."""
+    if L == 0:
+        return [1]
     base = 2 if L == 7 else 4
     return [base**level for level in range(L, 0, -1)]
 
@@ -315,16 +362,20 @@ class MGVAELinkModel(torch.nn.Module):
         self.mgvae_kwargs = dict(
             in_channels=in_channels, hidden_channels=args.hidden,
             latent_channels=args.latent, num_clusters=list(num_clusters),
-            num_layers=args.layers,
+            num_layers=args.layers, conv='GCNConv',
             clustering='learned' if variant == 'learned' else 'fixed',
             cluster_kwargs=dict(num_layers=args.cluster_layers,
-                                balance=args.cluster_balance),
-            encoder_scope=args.encoder_scope,
-            recon_kwargs=dict(balanced=True),
-            hierarchical_decoding=not args.no_hierarchical)
+                                balance=args.cluster_balance,
+                                eval_assign=args.eval_assign),
+            encoder_scope=args.encoder_scope, latent_head=args.latent_head,
+            norm=args.norm, recon_kwargs=dict(balanced=True),
+            hierarchical_decoding=args.hierarchical and variant != 'flat',
+            comembership=not args.no_comembership and variant != 'flat')
         self.mgvae = MGVAE(**self.mgvae_kwargs)
         self.weights = dict(kl=args.kl_weight, balanced_cut=args.cut_weight,
-                            cluster_entropy=args.entropy_weight)
+                            cluster_entropy=args.entropy_weight,
+                            comembership=args.comembership_weight,
+                            multires=args.multires_weight)
 
     def forward(self, train: Data):
         return self.mgvae(train.x, train.edge_index, clusters=self.clusters)
@@ -336,14 +387,31 @@ class MGVAELinkModel(torch.nn.Module):
         return weights
 
     def loss_terms(self, train: Data) -> Dict[str, Tensor]:
-        r"""The weighted loss terms of :meth:`MGVAE.loss_terms`."""
-        weights = self._weights(train)
-        return {k: weighted_loss({k: v}, weights)
-                for k, v in self.mgvae.loss_terms(self(train)).items()}
+        r"""The weighted loss terms: the reconstruction of the training
+        graph (PyG GAE style, finest global decoder), the KL of every level,
+        the balanced-cut KL and, where weighted, the co-membership loss, the
+        assignment entropy and the reconstruction of the coarse graphs and
+        clusters (terms of weight 0 are not computed)."""
+        m, out, w = self.mgvae, self(train), self._weights(train)
+        terms = dict(recon=m.global_recon_loss(out, levels=[0]),
+                     kl=w['kl'] * m.multires_kl_loss(out))
+        if w['multires'] > 0:
+            terms['multires_recon'] = w['multires'] * (
+                m.global_recon_loss(out, levels=range(1, len(out))) +
+                m.local_recon_loss(out))
+        if self.variant == 'learned':
+            terms['balanced_cut'] = w['balanced_cut'] * \
+                m.balanced_cut_loss(out)
+            if w['cluster_entropy'] > 0:
+                terms['cluster_entropy'] = w['cluster_entropy'] * \
+                    m.cluster_entropy_loss(out)
+            if m.comembership and w['comembership'] > 0:
+                terms['comembership'] = w['comembership'] * \
+                    m.comembership_loss(out)
+        return terms
 
     def loss(self, train: Data) -> Tensor:
-        return weighted_loss(self.mgvae.loss_terms(self(train)),
-                             self._weights(train))
+        return sum(self.loss_terms(train).values())
 
     @torch.no_grad()
     def scorer(self, train: Data) -> Callable[[Tensor], Tensor]:
@@ -362,6 +430,80 @@ class MGVAELinkModel(torch.nn.Module):
         return out[0].select.local
 
 
+#: The clusterings :func:`cluster_dependence` scores a trained model with.
+DEPENDENCE_MODES = ('own', 'random balanced', 'spectral', 'finest latent only')
+
+
+def random_balanced(num_clusters: Sequence[int], num_nodes: int,
+                    generator: Optional[torch.Generator] = None
+                    ) -> List[Tensor]:
+    r"""Random balanced clusters of every level (sizes differ by at most
+    one): level :obj:`i` deals :obj:`num_nodes` nodes for :obj:`i = 0`, else
+    the clusters of level :obj:`i - 1`, into its :obj:`num_clusters[i]`."""
+    out, n = [], num_nodes
+    for K in num_clusters:
+        out.append(torch.randperm(n, generator=generator) % K)
+        n = K
+    return out
+
+
+@torch.no_grad()
+def substitute_scores(model: 'MGVAELinkModel', train: Data, edges: Data,
+                      clusters: Optional[List[Tensor]] = None,
+                      finest_only: bool = False
+                      ) -> Tuple[float, float, Tensor]:
+    r"""Test (or validation) AUC and AP of a trained
+    :class:`MGVAELinkModel` on :obj:`edges` with the clusters of every level
+    replaced by :obj:`clusters` at evaluation only (:obj:`None`: its own);
+    with :obj:`finest_only`, every part of the decoding embedding beyond the
+    finest latent is zeroed (the pair score keeps only the finest inner
+    product). Also returns the finest cluster of every node."""
+    keep = model.clusters
+    model.clusters = clusters
+    model.eval()
+    try:
+        out = model(train)
+    finally:
+        model.clusters = keep
+    z = model.mgvae.decoding_latents(out, 0)
+    if finest_only:
+        d = out[0].z.size(-1)
+        z = torch.cat([z[:, :d], torch.zeros_like(z[:, d:])], dim=-1)
+    auc, ap = model.mgvae.test(z, edges.pos_edge_label_index,
+                               edges.neg_edge_label_index)
+    return auc, ap, out[0].select.local
+
+
+def cluster_dependence(model: 'MGVAELinkModel', train: Data, edges: Data,
+                       seed: int = 0,
+                       modes: Sequence[str] = DEPENDENCE_MODES
+                       ) -> Dict[str, Dict[str, float]]:
+    r"""How much a trained :class:`MGVAELinkModel`'s score depends on its
+    clusters: AUC, AP and finest-level KL to uniform on :obj:`edges` with
+    the model's :obj:`"own"` clusters, :obj:`"random balanced"` ones
+    (:func:`random_balanced`, seeded), the :obj:`"spectral"` hierarchy of
+    the training graph, and its own clusters with only the finest latent
+    scored (:obj:`"finest latent only"`). The substitutes replace the
+    clusters at evaluation only, on the same weights."""
+    K = model.mgvae.num_clusters
+    n = train.num_nodes
+    g = torch.Generator().manual_seed(seed)
+    subs = {'own': dict(clusters=model.clusters),
+            'random balanced': dict(clusters=random_balanced(K, n, g)),
+            'finest latent only': dict(clusters=model.clusters,
+                                       finest_only=True)}
+    out = {}
+    for mode in modes:
+        if mode == 'spectral':
+            kw = dict(clusters=level_clusters(train, 'spectral', K, seed))
+        else:
+            kw = subs[mode]
+        auc, ap, finest = substitute_scores(model, train, edges, **kw)
+        out[mode] = dict(auc=auc, ap=ap, kl=cluster_size_stats(
+            finest, K[0])['cluster_kl'])
+    return out
+
+
 def level_clusters(train: Data, variant: str, num_clusters: Sequence[int],
                    seed: int) -> Optional[List[Tensor]]:
     r"""The fixed clustering hierarchy of the *training* graph (the held-out
@@ -369,6 +511,8 @@ def level_clusters(train: Data, variant: str, num_clusters: Sequence[int],
     features (paper D.1); :obj:`None` for the learned clustering."""
     if variant == 'learned':
         return None
+    if variant == 'flat':
+        return [torch.zeros(train.num_nodes, dtype=torch.long)]
     method = 'spectral' if variant == 'spectral' else 'kmeans'
     return fixed_hierarchy(Data(x=train.x, edge_index=train.edge_index,
                                 num_nodes=train.num_nodes), method,
@@ -451,7 +595,15 @@ def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
 # Experiment ###############################################################
 
 def method_name(variant: str, L: int) -> str:
+    if variant == 'flat':
+        return FLAT_NAME
     return f'MGVAE ({variant}, L={L})'
+
+
+def collapsed(cluster: Tensor, num_clusters: int) -> bool:
+    r"""Whether a clustering into :obj:`num_clusters > 1` clusters put
+    every node into one cluster."""
+    return num_clusters > 1 and int(torch.unique(cluster).numel()) <= 1
 
 
 def run(args: argparse.Namespace, command: Optional[str] = None
@@ -482,7 +634,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None
             sizes: Dict[str, Tensor] = {}
             jobs = [] if args.no_baseline else [('vgae', None, None)]
             jobs += [(v, L, clusters_per_level(L)) for L in args.levels
-                     for v in args.variants]
+                     for v in (['flat'] if L == 0 else args.variants)]
             for seed in range(args.seeds):
                 methods = [VGAE_NAME if v == 'vgae' else method_name(v, L)
                            for v, L, _ in jobs]
@@ -494,9 +646,11 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                         done[key] = _run_job(args, data, train, val, test,
                                              seed, variant, K, key, session,
                                              tqdm)
-                        if seed == 0 and 'clusters' in done[key]:
-                            done_sizes[f'{name} {method}'] = done[key].pop(
-                                'clusters')
+                        # The finest clusters of seed 0 go to the plot;
+                        # no tensor stays in the results (summary.json).
+                        clusters = done[key].pop('clusters', None)
+                        if seed == 0 and clusters is not None:
+                            done_sizes[f'{name} {method}'] = clusters
                         session.save()  # finished: --resume skips it
                     res = done[key]
                     if seed == 0 and f'{name} {method}' in done_sizes:
@@ -505,7 +659,9 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                     print(f'{key}: test AUC {res["auc"]:.4f} AP '
                           f'{res["ap"]:.4f} (epoch {res["epoch"]}, val AUC '
                           f'{res["val_auc"]:.4f}, '
-                          f'{res["step_seconds"] * 1e3:.0f} ms/epoch)')
+                          f'{res["step_seconds"] * 1e3:.0f} ms/epoch)'
+                          + (', COLLAPSED to one cluster'
+                             if res.get('collapsed') else ''))
             all_records += dataset_records(name, data, runs, args, command)
             summary[name] = {m: [{k: v for k, v in r.items()}
                                  for r in rs] for m, rs in runs.items()}
@@ -553,21 +709,26 @@ def _run_job(args: argparse.Namespace, data: Data, train: Data, val: Data,
     res = train_model(model, train, val, test, args.epochs, args.lr,
                       args.eval_every, progress, session, key)
     bar.close()
-    if variant != 'vgae':
+    if variant not in ('vgae', 'flat'):
         ev = model.finest_clusters(train, training=False)
         res.update(cluster_size_stats(ev, K[0]))
         if variant == 'learned':
             tr = model.finest_clusters(train, training=True)
             res.update({f'train_{k}': v for k, v in
                         cluster_size_stats(tr, K[0]).items()})
+            res['collapsed'] = float(collapsed(ev, K[0]))
+            if res['collapsed']:
+                print(f'{key}: WARNING: the learned clustering collapsed: '
+                      f'all {ev.numel()} nodes in one of the {K[0]} finest '
+                      f'clusters (evaluation mode)', flush=True)
         res['clusters'] = ev
     res['seed'] = seed
     return res
 
 
 STAT_METRICS = ('cluster_min', 'cluster_max', 'cluster_std', 'cluster_kl',
-                'train_cluster_min', 'train_cluster_max', 'train_cluster_std',
-                'train_cluster_kl')
+                'cluster_empty', 'train_cluster_min', 'train_cluster_max',
+                'train_cluster_std', 'train_cluster_kl')
 
 
 def dataset_records(name: str, data: Data,
@@ -584,10 +745,15 @@ def dataset_records(name: str, data: Data,
                  if base else None)
     setting = dict(epochs=args.epochs, lr=args.lr, hidden=args.hidden,
                    latent=args.latent, layers=args.layers,
+                   latent_head=args.latent_head, norm=args.norm,
                    encoder_scope=args.encoder_scope,
-                   hierarchical=not args.no_hierarchical,
+                   hierarchical=args.hierarchical,
+                   comembership=not args.no_comembership,
                    kl_weight=args.kl_weight or '1/N^2',
                    cluster_balance=args.cluster_balance,
+                   eval_assign=args.eval_assign,
+                   comembership_weight=args.comembership_weight,
+                   multires_weight=args.multires_weight,
                    entropy_weight=args.entropy_weight,
                    eval_every=args.eval_every, levels=sorted(args.levels))
     for method, rs in runs.items():
@@ -600,6 +766,9 @@ def dataset_records(name: str, data: Data,
         # levels stay beside them (see run_levels).
         common['setting'] = (setting if method != VGAE_NAME else
                              dict(levels=setting['levels']))
+        if method == FLAT_NAME:  # no clusters: no terms that read them
+            common['setting'] = dict(setting, hierarchical=False,
+                                     comembership=False)
         for key, metric in (('auc', 'AUC'), ('ap', 'AP'),
                             ('val_auc', 'val_AUC'),
                             ('epoch', 'selected_epoch'),
@@ -616,6 +785,11 @@ def dataset_records(name: str, data: Data,
                 mean, std = mean_std([r[metric] for r in rs])
                 recs.append(record(TASK, name, method, metric, mean, std,
                                    **common))
+        if 'collapsed' in rs[0]:
+            # How many of the n runs put every node into one cluster.
+            recs.append(record(TASK, name, method, 'collapsed_runs',
+                               sum(r.get('collapsed', 0.0) for r in rs),
+                               None, **common))
     return recs
 
 
@@ -661,6 +835,10 @@ def format_table(records: Sequence[Dict[str, Any]]) -> str:
         kl = _fmt(g('cluster_kl'), digits=3)
         if g('train_cluster_kl') is not None:
             kl += f" / {g('train_cluster_kl')['value']:.3f}"
+        if g('collapsed_runs') is not None and g('collapsed_runs')['value']:
+            stats += (f" (collapsed to one cluster in "
+                      f"{g('collapsed_runs')['value']:.0f} of "
+                      f"{g('collapsed_runs')['n']} runs)")
         ratio = g('time_ratio_vs_vgae')
         ratio = '-' if ratio is None else f"{ratio['value']:.2f}x"
         lines.append(

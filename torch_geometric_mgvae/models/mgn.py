@@ -20,12 +20,25 @@ from torch_geometric_mgvae.nn.checks import (  # noqa: F401 (re-exported)
     check_int,
     check_int_list,
 )
-from torch_geometric_mgvae.nn.cluster import ClusterOutput, assignment_entropy
-from torch_geometric_mgvae.nn.conv import ConvSpec, LocalEncoder, conv_inputs
+from torch_geometric_mgvae.nn.cluster import (
+    ClusterOutput,
+    assignment_entropy,
+    gather_clusters,
+    row_softmax,
+)
+from torch_geometric_mgvae.nn.conv import (
+    ConvSpec,
+    LocalEncoder,
+    conv_inputs,
+    intra_cluster_edges,
+    make_conv,
+    run_conv,
+)
 from torch_geometric_mgvae.nn.decoder import (
     DenseEdgeDecoder,
     InnerProductDecoder,
     pair_recon_loss,
+    sample_group_pairs,
     undirected_pairs,
 )
 from torch_geometric_mgvae.nn.dense import DenseBlocks, to_dense_blocks
@@ -41,6 +54,7 @@ CLUSTERINGS = ('learned', 'fixed')
 FEATURE_LOSSES = (None, 'mse', 'ce')
 GLOBAL_DECODERS = ('inner', 'second_order', 'mlp')
 ENCODER_SCOPES = ('cluster', 'graph')
+LATENT_HEADS = ('linear', 'conv')
 #: Options of the learned clustering (:class:`~torch_geometric_mgvae.nn.
 #: SelectLearned`) and their defaults.
 CLUSTER_DEFAULTS = dict(num_layers=2, tau=1.0, balance=0,
@@ -49,6 +63,15 @@ CLUSTER_DEFAULTS = dict(num_layers=2, tau=1.0, balance=0,
 #: (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`) and their defaults.
 RECON_DEFAULTS = dict(max_dense_pairs=2**18, num_neg_samples=None,
                       balanced=False)
+#: Initial value of the parameters :math:`w_\ell` of the co-membership
+#: weights :math:`\beta_\ell = \mathrm{softplus}(w_\ell)` (1.31). Adam
+#: moves :math:`w_\ell` by about the learning rate per step, so from a
+#: small start (:math:`w = -3`, :math:`\beta = 0.05`) the weights stayed
+#: below 0.13 at lr 0.01 and the score ignored the clusters (the block
+#: model of the tests: the model's own clusters and random balanced ones
+#: within 0.1 AUC point, 3 seeds); from 1.31 they stay near 1 and the own
+#: clusters score 0.7-3.7 points above random ones there.
+COMEMBERSHIP_INIT = 1.0
 EPS = 1e-15
 
 
@@ -282,6 +305,24 @@ class MGN(torch.nn.Module):
             decoders still reconstruct every cluster). Then the learned
             clustering of a level reads the encoder's output instead of the
             level's input features. (default: :obj:`"cluster"`)
+        latent_head (str): The maps from the encoder output to the latents
+            (:math:`\mu`, and :math:`\log\sigma` in :class:`MGVAE`):
+            :obj:`"linear"` (per node) or :obj:`"conv"` (one more
+            convolution :obj:`conv(hidden_channels, latent_channels)` each,
+            over the edges the encoder ran on, as the GCN heads of PyG's
+            VGAE example; :obj:`order=1` only). With :obj:`num_layers=1`,
+            :obj:`conv=GCNConv` and :obj:`encoder_scope="graph"` the finest
+            level's encoder is the VGAE encoder of Kipf & Welling.
+            (default: :obj:`"linear"`)
+        norm (str, optional): A normalisation after every convolution of the
+            first-order encoders, before the non-linearity, by its PyG name
+            (e.g. :obj:`"instance_norm"`: every channel standardised over
+            the nodes of each graph; see
+            :class:`~torch_geometric_mgvae.nn.LocalEncoder`). On sparse,
+            row-normalised features such as Planetoid's, a GCN's outputs
+            are tiny at initialisation and a (V)GAE spends its first hundred
+            or more epochs growing them; :obj:`"instance_norm"` removes
+            that. (default: :obj:`None`)
         global_decoder (str, optional): The global decoders:
             :obj:`"inner"` (:class:`~torch_geometric_mgvae.nn.
             InnerProductDecoder`; sampled non-edges for large graphs),
@@ -309,6 +350,21 @@ class MGN(torch.nn.Module):
             same local structure; equivariant in distribution, and exactly
             when the noise is permuted along with the nodes).
             (default: :obj:`0`)
+        comembership (bool): The pair score of every level also counts the
+            clusters the two nodes share: the decoding embedding of a node
+            (:meth:`decoding_latents`) is extended by
+            :math:`\sqrt{\beta_{\ell'}}\, \Pi^{(\ell')}_{\pi(i)}`, the
+            one-hot row of its cluster at every clustered level
+            :math:`\ell'` (local ids, learnable
+            :math:`\beta_{\ell'} \ge 0`), so the inner-product decoder adds
+            :math:`\sum_{\ell'} \beta_{\ell'} [\pi_{\ell'}(i) =
+            \pi_{\ell'}(j)]` to the pair logit (scaled like the rest). The
+            cluster parts of the embedding are read through the
+            straight-through assignments (:func:`~torch_geometric_mgvae.nn.
+            gather_clusters`), so the pair loss reaches every cluster a node
+            could join; :meth:`comembership_loss` trains the learned
+            clusterings to hold the edges. Not in the paper.
+            (default: :obj:`False`)
         recon_kwargs (dict, optional): Options of the adjacency
             reconstruction losses
             (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`):
@@ -327,11 +383,14 @@ class MGN(torch.nn.Module):
                  clustering: str = 'learned',
                  cluster_kwargs: Optional[Dict[str, Any]] = None,
                  encoder_scope: str = 'cluster',
+                 latent_head: str = 'linear',
+                 norm: Optional[str] = None,
                  global_decoder: Optional[str] = 'inner',
                  feature_loss: Optional[str] = None,
                  max_nodes: Optional[int] = None,
                  hierarchical_decoding: bool = False,
                  random_features: int = 0,
+                 comembership: bool = False,
                  recon_kwargs: Optional[Dict[str, Any]] = None,
                  normalize_second_order: bool = True):
         super().__init__()
@@ -353,6 +412,14 @@ class MGN(torch.nn.Module):
         if encoder_scope not in ENCODER_SCOPES:
             raise ValueError(f"'encoder_scope' must be one of "
                              f"{ENCODER_SCOPES}")
+        if norm is not None and order != 1:
+            raise ValueError("'norm' applies to first-order encoders "
+                             "(order=1)")
+        if latent_head not in LATENT_HEADS:
+            raise ValueError(f"'latent_head' must be one of {LATENT_HEADS}")
+        if latent_head == 'conv' and order != 1:
+            raise ValueError("latent_head='conv' needs first-order encoders "
+                             "(order=1)")
         if global_decoder is not None and \
                 global_decoder not in GLOBAL_DECODERS:
             raise ValueError(f"'global_decoder' must be None or one of "
@@ -387,11 +454,14 @@ class MGN(torch.nn.Module):
         self.edge_channels = edge_channels
         self.clustering = clustering
         self.encoder_scope = encoder_scope
+        self.latent_head = latent_head
+        self.norm = norm
         self.global_decoder = global_decoder
         self.feature_loss = feature_loss
         self.max_nodes = max_nodes
         self.hierarchical_decoding = hierarchical_decoding
         self.random_features = random_features
+        self.comembership = comembership
         self.normalize_second_order = normalize_second_order
 
         num_levels = len(num_clusters) + 1
@@ -399,8 +469,8 @@ class MGN(torch.nn.Module):
                [hidden_channels] * len(num_clusters))
         if order == 1:
             self.encoders = torch.nn.ModuleList([
-                LocalEncoder(ins[i], hidden_channels, num_layers, conv)
-                for i in range(num_levels)
+                LocalEncoder(ins[i], hidden_channels, num_layers, conv,
+                             norm=norm) for i in range(num_levels)
             ])
             enc_out = hidden_channels
         else:
@@ -428,13 +498,15 @@ class MGN(torch.nn.Module):
                                                   hidden_channels))
             for i, K in enumerate(num_clusters)
         ])
-        self.mu_heads = torch.nn.ModuleList([
-            torch.nn.Linear(enc_out, latent_channels)
-            for _ in range(num_levels)
-        ])
+        def head() -> torch.nn.Module:
+            if latent_head == 'conv':
+                return make_conv(conv, enc_out, latent_channels)
+            return torch.nn.Linear(enc_out, latent_channels)
+
+        self.mu_heads = torch.nn.ModuleList(
+            [head() for _ in range(num_levels)])
         self.logstd_heads = torch.nn.ModuleList([
-            torch.nn.Linear(enc_out, latent_channels)
-            for _ in range(num_levels)
+            head() for _ in range(num_levels)
         ]) if self.variational else None
         local_kind = 'inner' if order == 1 else 'second_order'
         self.local_decoders = torch.nn.ModuleList([
@@ -457,6 +529,12 @@ class MGN(torch.nn.Module):
         self._conv_edge_attr = order == 1 and any(
             conv_inputs(c)[1] and not conv_inputs(c)[0]
             for c in self.encoders[0].convs)
+        # Co-membership weights (w of beta = softplus(w)) and the scale and
+        # bias of every level's soft co-membership loss:
+        self.comembership_weight = torch.nn.Parameter(torch.empty(
+            len(num_clusters))) if comembership else None
+        self.comembership_affine = torch.nn.Parameter(torch.empty(
+            len(num_clusters), 2)) if comembership else None
         self.reset_parameters()
 
     @property
@@ -486,8 +564,11 @@ class MGN(torch.nn.Module):
     def decoding_latents(self, out: MGNOutput, i: int) -> Tensor:
         r"""The latents the decoders of level :obj:`i` see: the node latents,
         with :obj:`hierarchical_decoding` concatenated with those of the
-        node's clusters at every coarser level."""
+        node's clusters at every coarser level, with :obj:`comembership`
+        also with the weighted one-hot rows of its clusters."""
         z = out[i].z
+        if self.comembership:
+            return torch.cat([z, self._ancestry(out, i)], dim=-1)
         if not self.hierarchical_decoding:
             return z
         parts, index = [z], None
@@ -497,34 +578,83 @@ class MGN(torch.nn.Module):
             parts.append(out[j + 1].z[index])
         return torch.cat(parts, dim=-1)
 
+    def _ancestry(self, out: MGNOutput, i: int) -> Tensor:
+        r"""The parts of the decoding embedding of level :obj:`i`'s nodes
+        that come from their clusters (:obj:`comembership`): per clustered
+        level :math:`\ell' \ge i`, :math:`\sqrt{\beta_{\ell'}}` times the
+        one-hot row of the node's cluster and, with
+        :obj:`hierarchical_decoding`, that cluster's latent; read through
+        the straight-through assignments (computed once per output)."""
+        cache = out.__dict__.setdefault('_ancestry', {})
+        if i in cache:
+            return cache[i]
+        lvl = out[i]
+        if i == len(out.levels) - 1:
+            part = lvl.z.new_zeros(lvl.num_nodes, 0)
+        else:
+            so = lvl.select
+            upper = self._ancestry(out, i + 1)
+            if self.hierarchical_decoding:
+                upper = torch.cat([out[i + 1].z, upper], dim=-1)
+            beta = F.softplus(self.comembership_weight[i])
+            A = so.assignment
+            if A is None:  # fixed clusters carry no one-hot matrix
+                A = F.one_hot(so.local, so.num_local).to(lvl.z.dtype)
+            part = torch.cat([
+                A * beta.sqrt(),
+                gather_clusters(so, upper, lvl.batch, lvl.num_graphs)
+            ], dim=-1)
+        cache[i] = part
+        return part
+
     def reset_parameters(self):
         for m in self.modules():
             if m is not self and hasattr(m, 'reset_parameters'):
                 m.reset_parameters()
+        if self.comembership:
+            torch.nn.init.constant_(self.comembership_weight,
+                                    COMEMBERSHIP_INIT)
+            torch.nn.init.zeros_(self.comembership_affine)
 
     # Latents ################################################################
 
     def latent(self, i: int, h: Tensor, eps: OptTensor = None,
                generator: Optional[torch.Generator] = None,
-               H: OptTensor = None, blocks: Optional[DenseBlocks] = None):
+               H: OptTensor = None, blocks: Optional[DenseBlocks] = None,
+               edges: Optional[Tuple[Tensor, OptTensor, OptTensor]] = None):
         r"""Node latents of level :obj:`i` from the first-order encoder
         output :obj:`h` (and, for :obj:`order=2`, the second-order output
-        :obj:`H` on :obj:`blocks`). Returns
-        :obj:`(z, mu, logstd, eps, L)`; deterministic in :class:`MGN`."""
-        return self.mu_heads[i](h), None, None, None, None
+        :obj:`H` on :obj:`blocks`; for :obj:`latent_head="conv"`, the
+        :obj:`edges` :obj:`(edge_index, edge_weight, edge_attr)` the encoder
+        ran on). Returns :obj:`(z, mu, logstd, eps, L)`; deterministic in
+        :class:`MGN`."""
+        return self.head(self.mu_heads[i], h, edges), None, None, None, None
+
+    def head(self, module: torch.nn.Module, h: Tensor,
+             edges: Optional[Tuple[Tensor, OptTensor, OptTensor]] = None
+             ) -> Tensor:
+        r"""Applies a latent head (:obj:`latent_head`) to the encoder output
+        :obj:`h`: a linear map, or a convolution over :obj:`edges`."""
+        if self.latent_head == 'linear':
+            return module(h)
+        if edges is None:
+            raise ValueError("latent_head='conv' needs the encoder's edges")
+        return run_conv(module, h, edges[0], edges[1], edges[2],
+                        conv_inputs(module))
 
     def encode_level(self, i: int, x: Tensor, edge_index: Tensor,
                      edge_weight: OptTensor, group: Tensor, num_groups: int,
                      edge_attr: OptTensor = None,
-                     restrict: bool = True):
+                     restrict: bool = True, batch: OptTensor = None):
         r"""Runs the encoder of level :obj:`i` on every group (cluster, or
         graph with :obj:`restrict=False`). Returns the first-order output
         :obj:`[N, F]` and, for :obj:`order=2`, the second-order output and
-        its dense blocks."""
+        its dense blocks. :obj:`batch` (the graph of every node) reaches the
+        encoder's normalisation (:obj:`norm`)."""
         if self.order == 1:
             return self.encoders[i](x, edge_index, edge_weight,
                                     group if restrict else None,
-                                    edge_attr), None, None
+                                    edge_attr, batch), None, None
         blocks = to_dense_blocks(x, edge_index, group, num_groups,
                                  edge_weight, edge_attr)
         H, Z = self.encoders[i](blocks.x, blocks.adj, blocks.mask,
@@ -653,7 +783,7 @@ class MGN(torch.nn.Module):
             if graph_scope:  # Encode the whole level graph, then cluster.
                 h, H, blocks = self.encode_level(
                     i, x, edge_index, edge_weight, batch, num_graphs,
-                    enc_attr, restrict=False)
+                    enc_attr, restrict=False, batch=batch)
             so = None
             if i < len(self.num_clusters):
                 so = self.pools[i].cluster(
@@ -668,9 +798,15 @@ class MGN(torch.nn.Module):
                                      (so.cluster_index, so.num_clusters))
                 h, H, blocks = self.encode_level(
                     i, x, edge_index, edge_weight, group, num_groups,
-                    enc_attr)
+                    enc_attr, batch=batch)
+            edges = None
+            if self.latent_head == 'conv':
+                edges = (edge_index, edge_weight, enc_attr)
+                if not graph_scope:
+                    edges = intra_cluster_edges(*edges[:2], group,
+                                                enc_attr)
             z, mu, logstd, eps, L = self.latent(i, h, lvl_noise.get('eps'),
-                                                generator, H, blocks)
+                                                generator, H, blocks, edges)
             if eps is not None:
                 lvl_noise['eps'] = eps
             levels.append(
@@ -692,7 +828,7 @@ class MGN(torch.nn.Module):
             raise ValueError(f"'x' has {x.size(1)} channels but the model "
                              f"was built with in_channels="
                              f"{self.in_channels}")
-        dtype = self.mu_heads[0].weight.dtype
+        dtype = next(self.mu_heads[0].parameters()).dtype  # or GCN heads
         if x.dtype != dtype:
             raise ValueError(f"'x' is {x.dtype} but the model's parameters "
                              f"are {dtype} (convert one of them, e.g. "
@@ -789,14 +925,18 @@ class MGN(torch.nn.Module):
         return loss / max(out[0].num_graphs, 1)
 
     def global_recon_loss(self, out: MGNOutput,
-                          generator: Optional[torch.Generator] = None
-                          ) -> Tensor:
+                          generator: Optional[torch.Generator] = None,
+                          levels: Optional[Sequence[int]] = None) -> Tensor:
         r"""Negative log-likelihood of every level's whole adjacency
-        :math:`\mathcal{A}^{(\ell)}` under the global decoders, per graph."""
+        :math:`\mathcal{A}^{(\ell)}` under the global decoders, per graph
+        (only of the levels :obj:`levels`, e.g. :obj:`[0]` for the input
+        graph, if given)."""
         loss = out[0].z.new_zeros(())
         if self.global_decoders is None:
             return loss
         for i, lvl in enumerate(out.levels):
+            if levels is not None and i not in levels:
+                continue
             loss = loss + self._pair_loss(out, i, lvl.batch, lvl.num_graphs,
                                           self.global_decoders[i], generator)
         return loss / max(out[0].num_graphs, 1)
@@ -847,20 +987,73 @@ class MGN(torch.nn.Module):
                                              lvl.num_graphs).mean()
         return loss
 
+    def comembership_loss(self, out: MGNOutput,
+                          generator: Optional[torch.Generator] = None
+                          ) -> Tensor:
+        r"""Trains the learned clusterings to hold the edges of the input
+        graph (:obj:`comembership`; not in the paper). For every learned
+        level :math:`\ell`, :math:`Q^{(\ell)}_i` is the probability
+        distribution of input node :math:`i` over its level-:math:`\ell`
+        clusters (the soft assignments chained through the levels, without
+        Gumbel noise), and the pair logit
+
+        .. math::
+            s^{(\ell)}_{ij} = e^{a_\ell} K_\ell \, Q^{(\ell)\top}_i
+            Q^{(\ell)}_j + b_\ell
+
+        is scored by binary cross entropy, the mean over the edges plus the
+        mean over as many node pairs drawn within the graphs (edges among
+        them dropped), over all graphs of the batch, summed over levels. Unlike
+        the straight-through gradient of a Gumbel-max sample, which is noise
+        while the assignments are near uniform, this gradient is exact, so
+        the clusters become communities from the first epochs. 0 without
+        learned levels."""
+        lvl0 = out[0]
+        loss = lvl0.z.new_zeros(())
+        if not self.comembership or lvl0.num_nodes == 0:
+            return loss
+        pos = lvl0.pairs
+        neg, _ = sample_group_pairs(lvl0.batch, lvl0.num_graphs,
+                                    max(pos.size(1), 1), generator)
+        N = lvl0.num_nodes
+        lo, hi = torch.minimum(neg[0], neg[1]), torch.maximum(neg[0], neg[1])
+        neg = neg[:, ~torch.isin(lo * N + hi, pos[0] * N + pos[1])]
+        Q = None
+        for i, lvl in enumerate(out.levels[:-1]):
+            so = lvl.select
+            if so.logits is None:
+                break
+            p = row_softmax(so.logits)  # [N_i, K]
+            Q = p if Q is None else gather_clusters(
+                out[i - 1].select, p, out[i - 1].batch,
+                out[i - 1].num_graphs, assignment=Q)  # [N, K]
+            a, b = self.comembership_affine[i]
+            scale = a.exp() * so.num_local
+            for pairs, sign in ((pos, -1.0), (neg, 1.0)):
+                if pairs.size(1) == 0:
+                    continue
+                s = scale * (Q[pairs[0]] * Q[pairs[1]]).sum(-1) + b
+                loss = loss + F.softplus(sign * s).mean()
+        return loss
+
     def loss_terms(self, out: MGNOutput,
                    generator: Optional[torch.Generator] = None
                    ) -> Dict[str, Tensor]:
         r"""All loss terms of the model, by name (the caller weighs and sums
         them)."""
-        return dict(local_recon=self.local_recon_loss(out, generator),
-                    global_recon=self.global_recon_loss(out, generator),
-                    feature_recon=self.feature_recon_loss(out),
-                    balanced_cut=self.balanced_cut_loss(out),
-                    cluster_entropy=self.cluster_entropy_loss(out))
+        terms = dict(local_recon=self.local_recon_loss(out, generator),
+                     global_recon=self.global_recon_loss(out, generator),
+                     feature_recon=self.feature_recon_loss(out),
+                     balanced_cut=self.balanced_cut_loss(out),
+                     cluster_entropy=self.cluster_entropy_loss(out))
+        if self.comembership:
+            terms['comembership'] = self.comembership_loss(out, generator)
+        return terms
 
     def __repr__(self) -> str:
-        conv = 'MGNConv' if self.conv is None else getattr(
-            self.conv, '__name__', type(self.conv).__name__)
+        conv = 'MGNConv' if self.conv is None else self.conv if isinstance(
+            self.conv, str) else getattr(self.conv, '__name__',
+                                         type(self.conv).__name__)
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, {self.latent_channels}, '
                 f'num_clusters={self.num_clusters}, order={self.order}, '

@@ -1,5 +1,5 @@
 r"""The Multiresolution Graph Variational Autoencoder (MGVAE)."""
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -115,15 +115,17 @@ class MGVAE(MGN):
 
     def latent(self, i: int, h: Tensor, eps: OptTensor = None,
                generator: Optional[torch.Generator] = None,
-               H: OptTensor = None, blocks: Optional[DenseBlocks] = None):
+               H: OptTensor = None, blocks: Optional[DenseBlocks] = None,
+               edges: Optional[Tuple[Tensor, OptTensor, OptTensor]] = None):
         L = None
         if self.covariance == 'mrf':
             mu_d, L = self.mrf_heads[i](H, blocks.to_dense(h),
                                         blocks.mask)  # [G,m,d], [G,m,m,d]
             mu, logstd = blocks.to_nodes(mu_d), None
         else:
-            mu = self.mu_heads[i](h)
-            logstd = self.logstd_heads[i](h).clamp(max=MAX_LOGSTD)
+            mu = self.head(self.mu_heads[i], h, edges)
+            logstd = self.head(self.logstd_heads[i], h,
+                               edges).clamp(max=MAX_LOGSTD)
         if not self.training:
             return mu, mu, logstd, None, L
         if eps is None:
@@ -244,7 +246,7 @@ class MGVAE(MGN):
         :math:`\mathcal{N}(0, I)` and returns, for every coarser level, the
         latent of each finest node's ancestor, :obj:`[B, m, d]`."""
         device = num_nodes.device
-        dtype = self.mu_heads[0].weight.dtype
+        dtype = next(self.mu_heads[0].parameters()).dtype
         B = num_nodes.numel()
         n = num_nodes
         index = torch.arange(m, device=device).expand(B, m)  # ancestor ids
@@ -295,8 +297,8 @@ class MGVAE(MGN):
             raise RuntimeError("sample() needs the global decoder "
                                "(global_decoder=True)")
         num_graphs = check_int('num_graphs', num_graphs, 0)
-        device = self.mu_heads[0].weight.device
-        dtype = self.mu_heads[0].weight.dtype
+        device = next(self.mu_heads[0].parameters()).device
+        dtype = next(self.mu_heads[0].parameters()).dtype
         if num_nodes is None:
             if self.num_nodes_count is None:
                 raise RuntimeError("Pass 'num_nodes' or call fit_num_nodes() "

@@ -10,6 +10,7 @@ from .cluster import (
     balanced_cut_kl,
     compact_clusters,
     fixed_cluster_output,
+    gather_clusters,
     gumbel_cluster,
     sample_gumbel,
     sinkhorn_balance,
@@ -74,7 +75,8 @@ __all__ = [
     'SelectLearned', 'SelectFixed', 'ClusterOutput', 'gumbel_cluster',
     'sample_gumbel', 'sinkhorn_balance', 'balanced_assignment',
     'balanced_capacities', 'compact_clusters',
-    'fixed_cluster_output', 'balanced_cut_kl', 'assignment_entropy',
+    'fixed_cluster_output', 'gather_clusters', 'balanced_cut_kl',
+    'assignment_entropy',
     'uniform_kl_bound', 'CoarsenEdges', 'coarsen', 'ClusterReadout',
     'MGNPooling', 'PooledGraph',
     # Fixed clusterings

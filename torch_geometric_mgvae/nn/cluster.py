@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.pool.select import Select, SelectOutput
 from torch_geometric.typing import Adj, OptTensor
-from torch_geometric.utils import scatter
+from torch_geometric.utils import scatter, to_dense_batch
 
 from torch_geometric_mgvae.nn.conv import (
     ConvSpec,
@@ -189,6 +189,52 @@ def _hard_output(logits: Tensor, batch: Tensor, local: Tensor,
                                                  logits.size(1))
     return ClusterOutput(cluster, C, cluster_batch, local, logits.size(1),
                          weight, assignment, logits, noise)
+
+
+def gather_clusters(select_output: ClusterOutput, x: Tensor,
+                    batch: Tensor, num_graphs: Optional[int] = None,
+                    assignment: OptTensor = None) -> Tensor:
+    r"""Every node's row of the cluster features :obj:`x` :math:`(C, F)`,
+    read through the assignment matrix:
+
+    .. math::
+        \mathbf{y}_i = \sum_k \Pi_{ik} \, \mathbf{x}_{(b_i, k)}
+
+    With the straight-through one-hot :math:`\Pi` of a learned clustering
+    the value is :obj:`x[cluster_index]` exactly, and the gradient reaches
+    the assignment probabilities of *every* cluster a node could have joined
+    (:math:`\partial \mathcal{L} / \partial \Pi_{ik} = \mathbf{g}_i^\top
+    \mathbf{x}_{(b_i, k)}`), not only of the one it joined; with a soft
+    :obj:`assignment` (rows of probabilities) it is the expected cluster
+    feature. Without a gradient to pass (fixed clusters, evaluation) and
+    without :obj:`assignment` it is the plain gather. Cost
+    :math:`O(N K F)`; every graph on its own.
+
+    Args:
+        select_output (ClusterOutput): The clustering.
+        x (torch.Tensor): Features of its clusters, shape :obj:`[C, F]`.
+        batch (torch.Tensor): The graph of every node, shape :obj:`[N]`.
+        num_graphs (int, optional): The number of graphs :math:`B`.
+        assignment (torch.Tensor, optional): The :obj:`[N, K]` matrix to read
+            through (default: :obj:`select_output.assignment`).
+    """
+    so = select_output
+    A = assignment
+    if A is None:
+        A = so.assignment
+        if A is None or not A.requires_grad:
+            return x[so.cluster_index]
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    K = so.num_local
+    local = so.local.new_zeros(so.num_clusters)
+    local[so.cluster_index] = so.local
+    full = x.new_zeros(num_graphs * K, x.size(-1)).index_copy(
+        0, so.batch * K + local, x).view(num_graphs, K, -1)  # [B, K, F]
+    if num_graphs == 1:
+        return A @ full[0]
+    dense, mask = to_dense_batch(A, batch, batch_size=num_graphs)  # [B,n,K]
+    return torch.bmm(dense, full)[mask]
 
 
 def sinkhorn_balance(logits: Tensor, batch: Tensor,

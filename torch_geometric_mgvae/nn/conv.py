@@ -1,8 +1,9 @@
 r"""First-order equivariant message passing (paper Example 1, Eq. 1-2) as
 PyG :class:`~torch_geometric.nn.conv.MessagePassing` operators, and the
 local encoder: any PyG convolution stacked over the intra-cluster edges."""
+import copy
 import inspect
-from typing import Callable, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 from torch import Tensor
@@ -18,9 +19,11 @@ from torch_geometric.utils.sparse import set_sparse_value
 
 from torch_geometric_mgvae.nn.checks import check_int
 
-#: A convolution: a :class:`MessagePassing` class, or a callable
+#: A convolution: a :class:`MessagePassing` class, its name (e.g.
+#: :obj:`"GCNConv"`, see :func:`conv_class`), or a callable
 #: :obj:`(in_channels, out_channels) -> MessagePassing`.
-ConvSpec = Union[Type[MessagePassing], Callable[[int, int], torch.nn.Module]]
+ConvSpec = Union[Type[MessagePassing], str,
+                 Callable[[int, int], torch.nn.Module]]
 
 
 def mean_norm(edge_index: Adj, edge_weight: OptTensor = None,
@@ -161,11 +164,13 @@ def intra_cluster_edges(edge_index: Tensor, edge_weight: OptTensor,
 
 def make_conv(conv: Optional[ConvSpec], in_channels: int,
               out_channels: int) -> torch.nn.Module:
-    r"""Builds one convolution from a :class:`MessagePassing` class or a
-    factory :obj:`(in_channels, out_channels) -> MessagePassing`
-    (default: :class:`MGNConv`)."""
+    r"""Builds one convolution from a :class:`MessagePassing` class, its
+    name (:func:`conv_class`) or a factory :obj:`(in_channels,
+    out_channels) -> MessagePassing` (default: :class:`MGNConv`)."""
     if conv is None:
         conv = MGNConv
+    if isinstance(conv, str):
+        conv = conv_class(conv)
     if not callable(conv):
         raise TypeError(f"'conv' must be a MessagePassing class or a "
                         f"callable (in_channels, out_channels) -> module "
@@ -175,6 +180,20 @@ def make_conv(conv: Optional[ConvSpec], in_channels: int,
         raise TypeError(f"'conv' returned a {type(module).__name__}, not a "
                         f"torch.nn.Module")
     return module
+
+
+def conv_class(name: str) -> Type[MessagePassing]:
+    r"""The convolution class called :obj:`name`: :class:`MGNConv` or one
+    of :mod:`torch_geometric.nn.conv` (e.g. :obj:`"GCNConv"`), so that a
+    model's constructor arguments stay plain values (checkpoints)."""
+    import torch_geometric.nn.conv as pyg_conv
+    if name == 'MGNConv':
+        return MGNConv
+    cls = getattr(pyg_conv, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, MessagePassing)):
+        raise ValueError(f"'conv': no convolution '{name}' in "
+                         f"torch_geometric.nn.conv")
+    return cls
 
 
 def conv_inputs(conv: torch.nn.Module) -> Tuple[bool, bool]:
@@ -208,8 +227,10 @@ def run_conv(conv: torch.nn.Module, x: Tensor, edge_index: Adj,
 class LocalEncoder(torch.nn.Module):
     r"""The local encoder :math:`\mathbf{e}_{\text{local}}` of the paper
     (Def. 4): a stack of message passing layers, each followed by the
-    non-linearity :math:`\gamma` of Eq. (1). Given a cluster index, it runs
-    over the *intra-cluster* edges only (:func:`intra_cluster_edges`), so
+    non-linearity :math:`\gamma` of Eq. (1) (and, optionally, a
+    normalisation before it, as in PyG's
+    :class:`~torch_geometric.nn.models.BasicGNN`). Given a cluster index, it
+    runs over the *intra-cluster* edges only (:func:`intra_cluster_edges`), so
     every cluster is encoded as its own subgraph :math:`\mathcal{G}_k` (all
     clusters at once, cost :math:`O(|E| F)`); without one, over the whole
     graph.
@@ -224,17 +245,29 @@ class LocalEncoder(torch.nn.Module):
             :obj:`edge_weight` or :obj:`edge_attr` where its :obj:`forward`
             takes them (see :func:`run_conv`). (default: :class:`MGNConv`)
         act (callable): The non-linearity. (default: :obj:`torch.relu`)
+        norm (str or torch.nn.Module, optional): A normalisation applied
+            after every convolution, before the non-linearity: a name that
+            PyG's :func:`~torch_geometric.nn.resolver.normalization_resolver`
+            knows (e.g. :obj:`"instance_norm"`: every channel standardised
+            over the nodes of each graph) or a module (copied per layer).
+            Normalisations that take a :obj:`batch` get the graph of every
+            node, so the statistics are per graph, never per cluster or over
+            a whole batch. (default: :obj:`None`)
+        norm_kwargs (dict, optional): Arguments of the named normalisation.
 
     Shapes:
         - **input:** node features :math:`(N, F)`, edge indices
           :math:`(2, E)` or a sparse adjacency, edge weights :math:`(E)`
           *(optional)*, cluster index :math:`(N)` *(optional)*, edge features
-          :math:`(E, F_e)` *(optional)*
+          :math:`(E, F_e)` *(optional)*, batch vector :math:`(N)`
+          *(optional, for the normalisation)*
         - **output:** node features :math:`(N, H)`
     """
     def __init__(self, in_channels: int, hidden_channels: int,
                  num_layers: int = 2, conv: Optional[ConvSpec] = None,
-                 act: Callable[[Tensor], Tensor] = torch.relu):
+                 act: Callable[[Tensor], Tensor] = torch.relu,
+                 norm: Union[str, torch.nn.Module, None] = None,
+                 norm_kwargs: Optional[Dict[str, Any]] = None):
         super().__init__()
         if num_layers < 1:
             raise ValueError("'num_layers' must be at least 1")
@@ -247,25 +280,45 @@ class LocalEncoder(torch.nn.Module):
                       hidden_channels) for i in range(num_layers)
         ])
         self._takes = [conv_inputs(c) for c in self.convs]
+        self.norms: Optional[torch.nn.ModuleList] = None
+        self._norm_batch = False
+        if norm is not None:
+            from torch_geometric.nn.resolver import normalization_resolver
+            layer = norm if isinstance(norm, torch.nn.Module) else \
+                normalization_resolver(norm, hidden_channels,
+                                       **(norm_kwargs or {}))
+            self.norms = torch.nn.ModuleList(
+                [copy.deepcopy(layer) for _ in range(num_layers)])
+            self._norm_batch = 'batch' in inspect.signature(
+                layer.forward).parameters
         self.reset_parameters()
 
     def reset_parameters(self):
         for conv in self.convs:
             conv.reset_parameters()
+        for norm in self.norms or []:
+            if hasattr(norm, 'reset_parameters'):
+                norm.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
                 cluster: Optional[Tensor] = None,
-                edge_attr: OptTensor = None) -> Tensor:
+                edge_attr: OptTensor = None,
+                batch: OptTensor = None) -> Tensor:
         if cluster is not None:
             edge_index, edge_weight, edge_attr = intra_cluster_edges(
                 edge_index, edge_weight, cluster, edge_attr)
-        for conv, takes in zip(self.convs, self._takes):
-            x = self.act(run_conv(conv, x, edge_index, edge_weight,
-                                  edge_attr, takes))
+        for i, (conv, takes) in enumerate(zip(self.convs, self._takes)):
+            x = run_conv(conv, x, edge_index, edge_weight, edge_attr, takes)
+            if self.norms is not None:
+                x = (self.norms[i](x, batch) if self._norm_batch else
+                     self.norms[i](x))
+            x = self.act(x)
         return x
 
     def __repr__(self) -> str:
+        norm = ('' if self.norms is None else
+                f', norm={self.norms[0].__class__.__name__}')
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, num_layers={self.num_layers}, '
-                f'conv={self.convs[0].__class__.__name__})')
+                f'conv={self.convs[0].__class__.__name__}{norm})')
