@@ -144,14 +144,16 @@ class LossModule(torch.nn.Module):
                  loss: Optional[LossFn] = None):
         super().__init__()
         self.model = model
-        self.loss = loss or mgn_loss_terms
+        self.loss = loss
 
     def forward(self, batch, generator: Optional[torch.Generator] = None,
                 **kwargs) -> Dict[str, Tensor]:
-        return self.loss(self.model, batch, generator, **kwargs)
+        loss = self.loss or mgn_loss_terms
+        return loss(self.model, batch, generator, **kwargs)
 
     def __repr__(self) -> str:
-        name = getattr(self.loss, '__name__', type(self.loss).__name__)
+        loss = self.loss or mgn_loss_terms
+        name = getattr(loss, '__name__', type(loss).__name__)
         return f'{self.__class__.__name__}({self.model}, loss={name})'
 
 

@@ -1,5 +1,5 @@
 r"""The Multiresolution Graph Variational Autoencoder (MGVAE)."""
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -208,9 +208,10 @@ class MGVAE(MGN):
         return kls if per_level else torch.stack(kls).sum()
 
     def loss_terms(self, out: MGNOutput,
-                   generator: Optional[torch.Generator] = None
+                   generator: Optional[torch.Generator] = None,
+                   shard: Optional[Tuple[int, int]] = None
                    ) -> Dict[str, Tensor]:
-        terms = super().loss_terms(out, generator)
+        terms = super().loss_terms(out, generator, shard)
         terms['kl'] = self.multires_kl_loss(out)
         return terms
 
