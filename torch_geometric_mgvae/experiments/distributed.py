@@ -351,14 +351,14 @@ class Parallel:
     @contextlib.contextmanager
     def main_first(self):
         r"""Runs the block on rank 0 first and then on the others (for work
-        that fills a cache on disk, e.g. processing a data set)."""
+        that fills a cache on disk, e.g. processing a data set). If it
+        fails on rank 0, the others never run it (``torchrun`` stops them
+        when rank 0 exits)."""
         if not self.is_main:
             barrier()
-        try:
-            yield
-        finally:
-            if self.is_main:
-                barrier()
+        yield
+        if self.is_main:
+            barrier()
 
     def generator(self, seed: int) -> torch.Generator:
         r"""A :class:`torch.Generator` on the device, seeded with
