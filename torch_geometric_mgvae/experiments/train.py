@@ -186,7 +186,10 @@ def run_epoch(model: torch.nn.Module, loader,
     DistributedGraphSampler` (set to :obj:`epoch` first, when given), every
     process's loss is weighted by its share of the global batch, so that
     the gradient DDP averages is the global batch's, and the returned means
-    are over all processes' graphs (the same on every process).
+    are over all processes' graphs (the same on every process). A loader
+    that yields :obj:`(data, scale)` pairs (:class:`~torch_geometric_mgvae.
+    loader.PartitionLoader`: subgraphs of one graph) has each loss scaled
+    by its :obj:`scale` (0: a stand-in) and counted as one graph.
     """
     training = optimizer is not None
     net = _loss_module(model)
@@ -204,11 +207,14 @@ def run_epoch(model: torch.nn.Module, loader,
         for step, batch in enumerate(loader):
             if training:
                 optimizer.zero_grad()
+            scale = 1.0
+            if isinstance(batch, tuple):  # (subgraph, scale)
+                batch, scale = batch
             batch = batch.to(device)
             terms = net(batch, generator)
             loss = weighted_loss(terms, weights)
             check_finite_loss({**terms, 'loss': loss})
-            n, scale = batch.num_graphs, 1.0
+            n = getattr(batch, 'num_graphs', 1) if scale > 0 else 0
             if counts is not None:
                 n, total = counts[step]
                 if batch.num_graphs != max(n, 1):
