@@ -32,8 +32,9 @@ subgraphs of one part each, with their cut edges
 epoch time and the peak RSS of the whole process; the full-batch step it
 replaces is extrapolated from the table above. ``--sbm`` compares the
 link-prediction AUC of held-out edges after full-batch and mini-batched
-training on a stochastic block model graph (10^5 nodes). Both add records
-to ``scale.json`` (the CSV and the picture are the table's)::
+training on a stochastic block model graph (10^5 nodes). The first adds
+rows to ``scale.json`` (the CSV and the picture are the table's), the
+second writes ``scale_sbm.json``::
 
     python benchmark/scale.py --minibatch 1e7 --nodes-per-part 1e5
     python benchmark/scale.py --sbm
@@ -712,7 +713,9 @@ def run_minibatch(args):
                 f'{info["num_parts"]} parts of ~{args.nodes_per_part} nodes '
                 f'from smoothed_bisection_partition(num_iters='
                 f'{args.smooth_iters}) (cut fraction '
-                f'{info["cut_fraction"]:.3f}); MGVAE(16, 32, 16, '
+                f'{info["cut_fraction"]:.3f}, '
+                f'{info["partition_seconds"]:.0f} s; the graph generated in '
+                f'{info["generate_seconds"]:.0f} s); MGVAE(16, 32, 16, '
                 f'num_clusters={args.num_clusters}) learned clustering, '
                 f'Adam; {args.threads} torch threads; {machine()} (shared, '
                 f'1-min load {load:.1f} before)')
@@ -726,10 +729,6 @@ def run_minibatch(args):
                n=1, **dict(common, protocol=protocol + '; peak RSS of the '
                            'whole process (graph generation, partition and '
                            'the epoch), sampled every 2 ms')),
-        record('scale', dataset, method, 'generate_seconds',
-               info['generate_seconds'], n=1, **common),
-        record('scale', dataset, method, 'partition_seconds',
-               info['partition_seconds'], n=1, **common),
     ]
     if ext is not None:
         recs.append(record(
@@ -889,8 +888,8 @@ def run_sbm(args):
         recs.append(record('scale_sbm', dataset, method, 'train_seconds',
                            r['seconds'], n=1, **common))
     if not args.no_write:
-        write_records(args.out + '.json', recs)
-        print(f'wrote {args.out}.json')
+        write_records(args.out + '_sbm.json', recs)
+        print(f'wrote {args.out}_sbm.json')
 
 
 def main():

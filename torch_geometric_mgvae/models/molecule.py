@@ -555,10 +555,10 @@ class MoleculeMGVAE(MGVAE):
             if self.num_nodes_count is None:
                 raise RuntimeError("Pass 'num_nodes' or call fit_num_nodes() "
                                    "first")
-            num_nodes = torch.multinomial(self.num_nodes_count, num, True,
-                                          generator=generator)
+            num_nodes = torch.multinomial(self.num_nodes_count.to(device),
+                                          num, True, generator=generator)
         elif isinstance(num_nodes, int):
-            num_nodes = torch.full((num, ), num_nodes)
+            num_nodes = torch.full((num, ), num_nodes, device=device)
         num_nodes = torch.as_tensor(num_nodes).long().view(-1).to(device)
         if num_nodes.numel() != num or (num > 0 and (
                 int(num_nodes.min()) < 1 or
