@@ -15,6 +15,8 @@ from collections import OrderedDict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'benchmark', 'results')
+# The renderers import this checkout's package, not an installed one.
+sys.path.insert(0, ROOT)
 
 
 def fmt(v, std=None):
@@ -148,9 +150,83 @@ def pooling_table(records):
     return '\n'.join(lines)
 
 
+def _mae(r):
+    if r is None:
+        return ''
+    if r.get('value') is None:
+        return r.get('error', 'failed')
+    return fmt(r['value'], r.get('std'))
+
+
+def property_table(records):
+    r"""Property prediction: a ZINC-12k table (one row per method: MAE of
+    both targets, parameters, epoch time) and a QM9 table (one row per
+    method, one column per Table-9 target), each followed by the numbers
+    reported by others (not measured here) and the commands."""
+    from torch_geometric_mgvae.experiments.properties import (
+        QM9_TABLE9,
+        REPORTED,
+    )
+    out = []
+    for ds, key in (('ZINC-12k', 'zinc'), ('QM9', 'qm9')):
+        recs = [r for r in records if r['dataset'] == ds]
+        if not recs:
+            continue
+        maes = [r for r in recs if r['metric'] == 'MAE']
+        targets = list(OrderedDict.fromkeys(r['setting'] for r in maes))
+        if key == 'qm9':
+            targets = [t for t, *_ in QM9_TABLE9 if t in targets]
+        cell = {(r['mode'], r['method'], r['setting']): r for r in maes}
+        secs = {}
+        for r in recs:
+            if r['metric'] == 'epoch_seconds':
+                secs.setdefault(r['method'], []).append(r)
+        rows = list(OrderedDict.fromkeys((r['mode'], r['method'])
+                                         for r in maes))
+        units = {r['setting']: r.get('unit') for r in maes}
+        head = ['mode', 'method'] + [
+            f'{t} ({units[t]})' if units.get(t) else t for t in targets]
+        if key == 'qm9':
+            head.append('omega1 (cm^-1)')
+        head += ['parameters', 'epochs', 's / epoch']
+        lines = [f'**{ds}** (test MAE, mean ± std over seeds)', '',
+                 '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+        for mode, method in rows:
+            first = next(r for r in maes if (r['mode'], r['method']) ==
+                         (mode, method))
+            vals = [_mae(cell.get((mode, method, t))) for t in targets]
+            if key == 'qm9':
+                vals.append('not in the data')
+            ep = first.get('epochs') or first.get('mlp_epochs')
+            s = secs.get(method, [])
+            sec = ', '.join(fmt(r['value']) for r in s)
+            params = first.get('num_params',
+                               f"{first.get('feature_channels', '')} "
+                               f"features")
+            lines.append('| ' + ' | '.join(
+                [mode, method] + vals + [str(params), str(ep or ''),
+                                         sec]) + ' |')
+        for name, value in REPORTED[key].items():
+            if isinstance(value, dict):
+                vals = [fmt(value.get(t)) for t in targets]
+                vals.append(fmt(value.get('omega1')))
+            else:
+                vals = [''] * len(targets)
+                vals[-1 if name.startswith('MGN') else 0] = fmt(value)
+            lines.append('| reported | ' + name + ' | ' + ' | '.join(
+                vals + ['', '', '']) + ' |')
+        cmds = OrderedDict.fromkeys(r['command'] for r in recs)
+        lines.append('')
+        lines += [f'Command: `{c}`' for c in cmds]
+        lines.append('')
+        out.append('\n'.join(lines))
+    return '\n'.join(out).rstrip()
+
+
 #: Results files with a table of their own (the others use :func:`table`).
 RENDERERS = {'molecule_generation': molecule_table,
-             'link_prediction': link_table, 'pooling': pooling_table}
+             'link_prediction': link_table, 'pooling': pooling_table,
+             'property_prediction': property_table}
 
 
 def render(readme: str) -> str:
