@@ -190,6 +190,10 @@ def run_epoch(model: torch.nn.Module, loader,
     that yields :obj:`(data, scale)` pairs (:class:`~torch_geometric_mgvae.
     loader.PartitionLoader`: subgraphs of one graph) has each loss scaled
     by its :obj:`scale` (0: a stand-in) and counted as one graph.
+
+    In a process group it is collective (the non-finite check after every
+    step, the means at the end): every process calls it, also for an
+    evaluation pass.
     """
     training = optimizer is not None
     net = _loss_module(model)
