@@ -269,3 +269,42 @@ def test_cuda_training_and_sampling(tmp_path):
                           torch.optim.Adam(model.parameters()),
                           generator=par.generator(0), epoch=1)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+
+
+@pytest.mark.parametrize('balanced', [False, True])
+def test_pair_loss_shards_average_to_the_whole_loss(balanced):
+    from torch_geometric.utils import erdos_renyi_graph
+
+    from torch_geometric_mgvae.nn.decoder import (
+        InnerProductDecoder,
+        pair_recon_loss,
+    )
+    torch.manual_seed(0)
+    z = torch.randn(40, 4, dtype=torch.float64)
+    ei = erdos_renyi_graph(40, 0.2)
+    group = torch.randint(0, 5, (40, ))
+    dec = InnerProductDecoder().double()
+    whole = pair_recon_loss(z, ei, group, 5, dec, balanced=balanced)
+    for world in (2, 3):  # dense blocks: exact
+        parts = [pair_recon_loss(z, ei, group, 5, dec, balanced=balanced,
+                                 shard=(r, world)) for r in range(world)]
+        assert torch.allclose(sum(parts) / world, whole)
+    with pytest.raises(ValueError, match='shard'):
+        pair_recon_loss(z, ei, group, 5, dec, shard=(2, 2))
+    # Sampled non-edges: the same estimator, the positives split exactly.
+    torch.manual_seed(0)
+    pos_only = pair_recon_loss(z, ei, group, 5, dec, max_dense_pairs=0,
+                               balanced=balanced, num_neg_samples=1,
+                               generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(pos_only)
+
+
+def test_reprs():
+    from torch_geometric_mgvae.experiments.train import LossModule
+    s = DistributedGraphSampler(list(range(10)), 4, 2, 1)
+    assert str(s) == ('DistributedGraphSampler(10, batch_size=4, '
+                      'num_replicas=2, rank=1)')
+    assert str(Parallel('cpu')) == ('Parallel(device=cpu, world_size=1, '
+                                    'rank=0)')
+    assert str(LossModule(torch.nn.Linear(1, 1))).endswith(
+        'loss=mgn_loss_terms)')
