@@ -660,8 +660,8 @@ def full_batch_extrapolation(n: int, path: str):
                    if r.get('task') == 'scale' and r['method'] == 'MGVAE'
                    and r['metric'] == 'peak_mem_mb' and r['value']),
                   key=lambda r: r['num_nodes'])
-    if len(rows) < 2:
-        return None
+    if len(rows) < 2 or n <= rows[-1]['num_nodes']:
+        return None  # measured (or too little to extrapolate from)
     a, b = rows[-2], rows[-1]
     slope = math.log(b['value'] / a['value']) / math.log(
         b['num_nodes'] / a['num_nodes'])
