@@ -150,6 +150,17 @@ def pooling_table(records):
     return '\n'.join(lines)
 
 
+def image_table(records):
+    r"""The FID table of :func:`torch_geometric_mgvae.experiments.images.
+    format_table` (with the paper's Table 11 quoted below the measured
+    rows), followed by the command(s) that produced it."""
+    from torch_geometric_mgvae.experiments.images import format_table
+    commands = list(OrderedDict.fromkeys(r.get('command', '')
+                                         for r in records))
+    return format_table(records) + '\n\n' + '\n\n'.join(
+        f'Command: `{c}`' for c in commands if c)
+
+
 def _mae(r):
     if r is None:
         return ''
@@ -226,7 +237,8 @@ def property_table(records):
 #: Results files with a table of their own (the others use :func:`table`).
 RENDERERS = {'molecule_generation': molecule_table,
              'link_prediction': link_table, 'pooling': pooling_table,
-             'property_prediction': property_table}
+             'property_prediction': property_table,
+             'image_generation': image_table}
 
 
 def render(readme: str) -> str:

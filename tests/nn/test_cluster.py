@@ -13,6 +13,7 @@ from torch_geometric_mgvae.nn import (
     balanced_capacities,
     balanced_cut_kl,
     compact_clusters,
+    fixed_cluster_output,
     gumbel_cluster,
     sinkhorn_balance,
     uniform_kl_bound,
@@ -295,3 +296,20 @@ def test_balanced_eval_through_pooling_and_mgn():
             local = level.select.local[level.batch == b]
             count = torch.bincount(local, minlength=K)
             assert int(count.max()) - int(count.min()) <= 1
+
+
+def test_balanced_cut_kl_from_local_ids_equals_one_hot():
+    # Fixed clusterings build no N x K one-hot matrix: the KL reads the ids.
+    g = torch.Generator().manual_seed(3)
+    batch = torch.tensor([0] * 7 + [1] * 2 + [2] * 5)
+    local = torch.randint(4, (14, ), generator=g)
+    one_hot = torch.nn.functional.one_hot(local, 4).double()
+    ref = balanced_cut_kl(one_hot, batch)
+    assert torch.allclose(balanced_cut_kl(local, batch, num_clusters=4,
+                                          dtype=torch.double), ref)
+    so = fixed_cluster_output(local, batch, 4, torch.double)
+    assert so.assignment is None
+    assert torch.allclose(MGNPooling(1, 4, select='fixed').cut_loss(
+        so, batch), ref.mean())
+    with pytest.raises(ValueError, match='num_clusters'):
+        balanced_cut_kl(local, batch)

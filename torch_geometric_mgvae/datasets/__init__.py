@@ -10,6 +10,7 @@ from torch_geometric_mgvae.datasets.graph_generation import (
     read_graph_list,
     write_graph_list,
 )
+from torch_geometric_mgvae.datasets.mnist import MNISTGraphs, read_idx
 from torch_geometric_mgvae.datasets.molecules import (
     MOSES,
     QM9_TARGETS,
@@ -37,4 +38,6 @@ __all__ = [
     'ZINC12K_TARGETS',
     'molecule_dataset_stats',
     'penalized_logp',
+    'MNISTGraphs',
+    'read_idx',
 ]

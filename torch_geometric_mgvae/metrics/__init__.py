@@ -1,4 +1,9 @@
-"""Evaluation metrics: graph MMD, link prediction, molecules."""
+"""Evaluation metrics: graph MMD, link prediction, molecules, FID."""
+from torch_geometric_mgvae.metrics.fid import (
+    InceptionFeatures,
+    fid_from_features,
+    frechet_distance,
+)
 from torch_geometric_mgvae.metrics.graph_mmd import (
     KERNEL_SETTINGS,
     clustering_histograms,
@@ -20,6 +25,9 @@ from torch_geometric_mgvae.metrics.orbits import (
 )
 
 __all__ = [
+    'InceptionFeatures',
+    'fid_from_features',
+    'frechet_distance',
     'graph_mmd',
     'local_clustering',
     'degree_mmd',

@@ -40,6 +40,7 @@ from .fixed import (
     spectral_clustering,
     spectral_embedding,
 )
+from .image import DCGANDecoder
 from .pool import ClusterReadout, MGNPooling, PooledGraph
 from .prior import (
     GaussianMRFHead,
@@ -79,8 +80,8 @@ __all__ = [
     'fixed_hierarchy', 'feature_kmeans', 'grid_clustering', 'kmeans',
     'spectral_clustering', 'spectral_embedding',
     # Decoders
-    'InnerProductDecoder', 'DenseEdgeDecoder', 'pair_recon_loss',
-    'sample_group_pairs', 'undirected_pairs',
+    'DCGANDecoder', 'InnerProductDecoder', 'DenseEdgeDecoder',
+    'pair_recon_loss', 'sample_group_pairs', 'undirected_pairs',
     # Dense blocks, second-order layers
     'DenseBlocks', 'to_dense_blocks', 'NUM_BASIS', 'NUM_CONTRACTIONS',
     'MLPDecoder', 'SecondOrderConv', 'SecondOrderDecoder',

@@ -354,7 +354,9 @@ def balanced_assignment(logits: Tensor, batch: Tensor,
 
 
 def balanced_cut_kl(assignment: Tensor, batch: Tensor,
-                    num_graphs: Optional[int] = None) -> Tensor:
+                    num_graphs: Optional[int] = None,
+                    num_clusters: Optional[int] = None,
+                    dtype: Optional[torch.dtype] = None) -> Tensor:
     r"""The balanced-cut loss of the paper (Sec. 3.3), per graph:
 
     .. math::
@@ -369,9 +371,12 @@ def balanced_cut_kl(assignment: Tensor, batch: Tensor,
 
     Args:
         assignment (torch.Tensor): (Straight-through) one-hot assignment,
-            shape :obj:`[N, K]`.
+            shape :obj:`[N, K]`, or the local cluster id of every node,
+            shape :obj:`[N]` (then give :obj:`num_clusters`; no gradient,
+            no dense :math:`N \times K` tensor, for fixed clusterings).
         batch (torch.Tensor): Graph of every node, shape :obj:`[N]`.
         num_graphs (int, optional): The number of graphs :math:`B`.
+        num_clusters (int, optional): :math:`K`, with local ids.
 
     Returns:
         torch.Tensor: The KL divergence of every graph, shape :obj:`[B]`
@@ -379,10 +384,20 @@ def balanced_cut_kl(assignment: Tensor, batch: Tensor,
     """
     if num_graphs is None:
         num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
-    K = assignment.size(1)
-    counts = scatter(assignment, batch, 0, dim_size=num_graphs,
-                     reduce='sum')  # [B, K]
-    n = torch.bincount(batch, minlength=num_graphs).to(assignment.dtype)
+    if assignment.dim() == 1:
+        if num_clusters is None:
+            raise ValueError("'num_clusters' is needed with local ids")
+        K = num_clusters
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        counts = torch.bincount(batch * K + assignment,
+                                minlength=num_graphs * K)
+        counts = counts.view(num_graphs, K).to(dtype)  # [B, K]
+    else:
+        K = assignment.size(1)
+        dtype = assignment.dtype
+        counts = scatter(assignment, batch, 0, dim_size=num_graphs,
+                         reduce='sum')  # [B, K]
+    n = torch.bincount(batch, minlength=num_graphs).to(dtype)
     P = counts / n.clamp(min=1).view(-1, 1)
     k_eff = n.clamp(min=1, max=K).view(-1, 1)
     # 0 log 0 = 0, written so that the gradient at P = 0 stays finite:
@@ -581,16 +596,15 @@ def fixed_cluster_output(local: Tensor, batch: Tensor, num_local: int,
                          dtype: Optional[torch.dtype] = None
                          ) -> ClusterOutput:
     r"""Wraps a fixed (precomputed) clustering into a :class:`ClusterOutput`
-    (no gradient, weight and assignment are exactly one-hot)."""
+    (no gradient; the weights are exactly 1, and no :math:`N \times K`
+    assignment matrix is built: the balanced-cut KL reads the local ids)."""
     if local.numel() and (int(local.min()) < 0
                           or int(local.max()) >= num_local):
         raise ValueError(f"Cluster ids must lie in [0, {num_local})")
     cluster, C, cluster_batch = compact_clusters(local, batch, num_local)
     dtype = dtype or torch.get_default_dtype()
-    assignment = F.one_hot(local, num_local).to(dtype)
     weight = torch.ones(local.numel(), dtype=dtype, device=local.device)
-    return ClusterOutput(cluster, C, cluster_batch, local, num_local, weight,
-                         assignment)
+    return ClusterOutput(cluster, C, cluster_batch, local, num_local, weight)
 
 
 def uniform_kl_bound(n: int, K: int) -> float:

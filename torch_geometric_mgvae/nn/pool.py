@@ -254,12 +254,17 @@ class MGNPooling(torch.nn.Module):
         graphs; 0 for :math:`K = 1` (for a fixed clustering a constant: it
         has no gradient)."""
         so = select_output
-        if so.assignment is None or so.num_local == 1 or so.num_nodes == 0:
-            return so.cluster_index.new_zeros((), dtype=torch.float) \
-                if so.weight is None else so.weight.new_zeros(())
+        dtype = torch.get_default_dtype() if so.weight is None else \
+            so.weight.dtype
+        if so.num_local == 1 or so.num_nodes == 0:
+            return torch.zeros((), dtype=dtype,
+                               device=so.cluster_index.device)
         if batch is None:
             batch = torch.zeros(so.num_nodes, dtype=torch.long,
                                 device=so.cluster_index.device)
+        if so.assignment is None:  # a fixed clustering: a constant
+            return balanced_cut_kl(so.local, batch, num_graphs, so.num_local,
+                                   dtype).mean()
         return balanced_cut_kl(so.assignment, batch, num_graphs).mean()
 
     def forward(self, x: Tensor, edge_index: Tensor,

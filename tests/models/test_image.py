@@ -1,0 +1,148 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import Batch
+
+from torch_geometric_mgvae.models import ConvVAE, ImageMGVAE
+from torch_geometric_mgvae.nn import DCGANDecoder
+from torch_geometric_mgvae.transforms import (
+    FixedHierarchy,
+    get_fixed_clusters,
+    image_to_graph,
+)
+
+
+def digits(n=4, side=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.zeros(n, 1, side, side)
+    for k in range(n):  # a bar and a blob per image
+        r = int(torch.randint(4, side - 8, (1, ), generator=g))
+        img[k, 0, r:r + 4, 6:side - 6] = 1.0
+        img[k, 0, 8:14, r:r + 5] = 0.6
+    return img
+
+
+def batch_of(images):
+    return Batch.from_data_list([image_to_graph(im) for im in images])
+
+
+def test_quadtree_is_exact_at_every_level():
+    model = ImageMGVAE(hidden_channels=4, latent_channels=4, num_layers=1,
+                       decoder_channels=4)
+    assert model.sizes == [32, 16, 8] and model.num_clusters == [256, 64]
+    batch = batch_of(digits(2))
+    levels = model.quadtree(batch.pos, batch.batch)
+    r, c = batch.pos[:, 0], batch.pos[:, 1]
+    assert torch.equal(levels[0], (r // 2) * 16 + c // 2)
+    # The same ids from the FixedHierarchy transform (per graph):
+    assert torch.equal(torch.cat(get_fixed_clusters(
+        FixedHierarchy('grid', [256, 64])(batch))[:1]), levels[0])
+    model.eval()
+    out = model(batch)
+    assert [lvl.num_nodes for lvl in out.levels] == [2048, 512, 128]
+    so0, so1 = out.levels[0].select, out.levels[1].select
+    assert so0.sizes().tolist() == [4] * 512
+    assert so1.sizes().tolist() == [4] * 128
+    # Coarse node k of image b is the 2x2 block (k // 16, k % 16):
+    k = torch.arange(256)
+    R, C = k // 16, k % 16
+    assert torch.equal(levels[1][:256], (R // 2) * 8 + C // 2)
+    first = so0.cluster_index[:1024]
+    assert torch.equal(first, (r[:1024] // 2) * 16 + c[:1024] // 2)
+    # The targets are the input zoomed out by 2x2 averages:
+    img = digits(2)
+    for i, S in enumerate([32, 16, 8]):
+        assert torch.allclose(out.target[i], F.avg_pool2d(img, 32 // S),
+                              atol=1e-6)
+
+
+def test_image_mgvae_shapes_repr_sampling_and_invariance():
+    torch.manual_seed(0)
+    model = ImageMGVAE(hidden_channels=8, latent_channels=6, num_layers=2,
+                       decoder_channels=4)
+    assert str(model) == ('ImageMGVAE(1, 8, 6, sizes=[32, 16, 8], '
+                          'num_layers=2, conv=MGNConv)')
+    batch = batch_of(digits(3))
+    model.eval()
+    out = model(batch)
+    assert [t.shape for t in out.logits] == [(3, 1, 32, 32), (3, 1, 16, 16),
+                                             (3, 1, 8, 8)]
+    assert [m.shape for m in out.mu] == [(3, 6)] * 3
+    terms = model.loss_terms(out)
+    assert sorted(terms) == ['kl_16', 'kl_32', 'kl_8', 'recon_16',
+                             'recon_32', 'recon_8']
+    # The loss does not depend on the order of the nodes of each graph:
+    perm = torch.cat([torch.randperm(1024) + 1024 * b for b in range(3)])
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    pbatch = batch.clone()
+    pbatch.x, pbatch.pos = batch.x[perm], batch.pos[perm]
+    pbatch.edge_index = inv[batch.edge_index]
+    terms2 = model.loss_terms(model(pbatch))
+    for k in terms:
+        assert torch.allclose(terms[k], terms2[k], rtol=1e-4), k
+    gen = torch.Generator().manual_seed(1)
+    s = model.sample(5, 16, generator=gen)
+    assert s.shape == (5, 1, 16, 16) and 0 <= float(s.min())
+    assert float(s.max()) <= 1
+    assert model.sample(3).shape == (3, 1, 32, 32)
+    with pytest.raises(ValueError, match='size'):
+        model.sample(2, 12)
+
+
+def test_image_models_reject_bad_inputs():
+    model = ImageMGVAE(hidden_channels=4, latent_channels=4, num_layers=1,
+                       decoder_channels=4)
+    batch = batch_of(digits(1))
+    with pytest.raises(ValueError, match='pos'):
+        model(batch.x, batch.edge_index)
+    with pytest.raises(ValueError, match='full 32 x 32 grid'):
+        small = batch_of(digits(1, side=16))
+        model(small)
+    with pytest.raises(ValueError, match="'x' must be"):
+        model(torch.rand(1024, 3), batch.edge_index, batch.pos)
+    with pytest.raises(ValueError, match='4 \\* 2\\^k'):
+        ImageMGVAE(image_size=24)
+    with pytest.raises(ValueError, match='out_size'):
+        DCGANDecoder(8, 12)
+    with pytest.raises(ValueError, match='latents'):
+        DCGANDecoder(8, 16)(torch.rand(2, 7))
+    conv = ConvVAE(latent_channels=4, channels=4, decoder_channels=4)
+    with pytest.raises(ValueError, match='images of shape'):
+        conv(torch.rand(2, 1, 16, 16))
+    with pytest.raises(ValueError, match='divide'):
+        conv.sample(2, 12)
+    assert str(DCGANDecoder(8, 16, 4)) == \
+        'DCGANDecoder(8, out_size=16, channels=4)'
+    assert DCGANDecoder(8, 16, 4)(torch.rand(2, 8)).shape == (2, 1, 16, 16)
+    assert DCGANDecoder(8, 4, 4)(torch.rand(2, 8)).shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize('kind', ['mgvae', 'conv'])
+def test_tiny_training_run_lowers_the_loss(kind):
+    torch.manual_seed(0)
+    if kind == 'mgvae':
+        model = ImageMGVAE(hidden_channels=8, latent_channels=8,
+                           num_layers=2, decoder_channels=8)
+    else:
+        model = ConvVAE(latent_channels=8, channels=8, decoder_channels=8)
+    batch = batch_of(digits(8))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = sum(model.loss_terms(model(batch, generator=gen)).values())
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+    # Same noise, same pass:
+    model.train()
+    out = model(batch, generator=torch.Generator().manual_seed(3))
+    noise = [{'graph_eps': z} for z in
+             ([out.levels[i].noise['graph_eps'] for i in range(3)]
+              if kind == 'mgvae' else [(out.z[0] - out.mu[0]) /
+                                       out.logstd[0].exp()])]
+    again = model(batch, noise=noise)
+    assert torch.allclose(again.z[0], out.z[0], atol=1e-5)

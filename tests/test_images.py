@@ -1,0 +1,103 @@
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from torch_geometric_mgvae.cli import main
+from torch_geometric_mgvae.datasets import MNISTGraphs
+from torch_geometric_mgvae.experiments.state import STATE_FILE
+from torch_geometric_mgvae.models import ConvVAE, ImageMGVAE
+
+from .test_cli import _interrupt_at, _nan_at, files_under
+
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..',
+                                      'shared', 'data', 'mnist'))
+TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
+        '--layers', '1', '--latent', '4', '--decoder-channels', '4',
+        '--conv-channels', '4', '--no-fid', '--no-progress']
+
+
+@pytest.fixture(scope='module')
+def mnist_root(tmp_path_factory):
+    if not os.path.isdir(SHARED):
+        pytest.skip('shared MNIST folder not available')
+    root = tmp_path_factory.mktemp('mnist_cli')
+    os.makedirs(root / 'raw')
+    for name in os.listdir(os.path.join(SHARED, 'raw')):
+        shutil.copy(os.path.join(SHARED, 'raw', name), root / 'raw' / name)
+    shutil.copy(os.path.join(SHARED, 'mnist_train_reconstructed.npz'),
+                root / 'raw')
+    MNISTGraphs(str(root), 'test')  # processed once for every test
+    return str(root)
+
+
+def test_images_runs_end_to_end(tmp_path, mnist_root):
+    out = tmp_path / 'out'
+    assert main(['images', '--root', mnist_root, '--epochs', '2', '--out',
+                 str(out)] + TINY) == 0
+    assert files_under(out) == [
+        'conv.pt', 'image_generation.json', 'mgvae.pt',
+        'reconstruction_conv.png', 'reconstruction_mgvae.png',
+        'samples_conv.png', 'samples_mgvae.png', 'summary.json', STATE_FILE]
+    recs = json.loads((out / 'image_generation.json').read_text())
+    metrics = {(r['method'].split(':')[0], r['metric']) for r in recs}
+    assert ('MGVAE (grid graphs, quadtree)', 'epoch_seconds') in metrics
+    assert ('conv VAE (same decoder)', 'sample_seconds') in metrics
+    assert all(r['task'] == 'image_generation' for r in recs)
+    for name, cls in (('mgvae', ImageMGVAE), ('conv', ConvVAE)):
+        ckpt = torch.load(out / f'{name}.pt', weights_only=True)
+        assert ckpt['model_class'] == cls.__name__
+        cls(**ckpt['model_kwargs']).load_state_dict(ckpt['model'])
+    # A finished run is not repeated by --resume:
+    assert main(['images', '--root', mnist_root, '--epochs', '2', '--out',
+                 str(out), '--resume'] + TINY) == 0
+    again = json.loads((out / 'image_generation.json').read_text())
+    assert [r['value'] for r in again] == [r['value'] for r in recs]
+
+
+@pytest.mark.parametrize('argv', [
+    ['images', '--fid-samples', '1'], ['images', '--fid-samples', '20000'],
+    ['images', '--models', 'gan'], ['images', '--models', 'conv,conv'],
+    ['images', '--data', 'missing'], ['images', '--lr', '0'],
+    ['images', '--results', 'broken.json'], ['images', '--epochs', '0'],
+])
+def test_images_bad_usage_exit_2_before_any_work(argv, tmp_path,
+                                                 monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'broken.json').write_text('[{"task": ')
+    assert main(argv + ['--out', 'out']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('mgvae: error: ') and '\n' not in err, err
+    assert files_under(tmp_path) == ['broken.json']
+
+
+def test_images_nan_stops_and_writes_nothing(tmp_path, mnist_root,
+                                            monkeypatch, capsys):
+    argv = ['images', '--root', mnist_root, '--epochs', '2', '--models',
+            'mgvae'] + TINY
+    _nan_at(monkeypatch, 2, 'kl_32')
+    assert main(argv + ['--out', str(tmp_path / 'nan')]) == 1
+    assert "non-finite loss term 'kl_32' (nan) in epoch 1" in \
+        capsys.readouterr().err
+    assert files_under(tmp_path / 'nan') == []
+
+
+@pytest.mark.slow
+def test_images_resume_equals_an_uninterrupted_run(tmp_path, mnist_root,
+                                                   monkeypatch):
+    argv = ['images', '--root', mnist_root, '--epochs', '2', '--models',
+            'mgvae'] + TINY
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    assert main(argv + ['--out', str(full)]) == 0
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 2)
+        assert main(argv + ['--out', str(cut)]) == 130
+    assert files_under(cut) == [STATE_FILE]
+    assert main(argv + ['--out', str(cut), '--resume']) == 0
+    a = torch.load(full / 'mgvae.pt', weights_only=True)['model']
+    b = torch.load(cut / 'mgvae.pt', weights_only=True)['model']
+    for k, v in a.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, b[k]), k

@@ -1,0 +1,476 @@
+r"""The image MGVAE of the paper (D.6) on grid graphs, and a convolutional
+VAE with the same decoder as its baseline."""
+import math
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.data.data import BaseData
+from torch_geometric.nn import global_mean_pool
+from torch_geometric.typing import Adj, OptTensor
+
+from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
+from torch_geometric_mgvae.models.mgvae import MAX_LOGSTD, kl_normal
+from torch_geometric_mgvae.nn.conv import ConvSpec
+from torch_geometric_mgvae.nn.fixed import fixed_hierarchy
+from torch_geometric_mgvae.nn.image import DCGANDecoder
+from torch_geometric_mgvae.nn.pool import ClusterReadout
+from torch_geometric_mgvae.nn.random import randn
+from torch_geometric_mgvae.transforms.fixed import get_fixed_clusters
+from torch_geometric_mgvae.transforms.grid import graph_to_image
+
+__all__ = ['ImageMGVAE', 'ImageOutput', 'ConvVAE', 'image_loss_terms']
+
+
+def image_loss_terms(out: 'ImageOutput') -> Dict[str, Tensor]:
+    r"""The negative ELBO of every resolution, per image: the Bernoulli
+    negative log-likelihood of the intensities (binary cross entropy with
+    the decoder's logits, summed over pixels; the targets are intensities
+    in :math:`[0, 1]`) as :obj:`"recon_<S>"` and the KL divergence of the
+    posterior of :math:`Z^{(\ell)}` from :math:`\mathcal{N}(0, I)` as
+    :obj:`"kl_<S>"`, for every image side :math:`S`."""
+    terms = {}
+    B = max(out.num_graphs, 1)
+    for S, logits, target, mu, logstd in zip(out.sizes, out.logits,
+                                             out.target, out.mu, out.logstd):
+        terms[f'recon_{S}'] = F.binary_cross_entropy_with_logits(
+            logits, target, reduction='sum') / B
+        terms[f'kl_{S}'] = kl_normal(mu, logstd).sum() / B
+    return terms
+
+
+class ImageOutput(MGNOutput):
+    r"""The output of :class:`ImageMGVAE` (and :class:`ConvVAE`): the
+    graph levels of :class:`~torch_geometric_mgvae.MGN` (empty for the
+    convolutional VAE) and, for every resolution (finest first), the image
+    side, the target image, the posterior of the latent :math:`Z^{(\ell)}`
+    and the decoder's logits.
+
+    Attributes:
+        sizes (List[int]): Image sides :math:`S_\ell`, e.g.
+            :obj:`[32, 16, 8]`.
+        target (List[torch.Tensor]): The input zoomed out to every
+            resolution, :math:`(B, C, S_\ell, S_\ell)`.
+        mu, logstd, z (List[torch.Tensor]): Posterior mean, log standard
+            deviation and sample (the mean in evaluation mode),
+            :math:`(B, d_z)`.
+        logits (List[torch.Tensor]): Decoded images (logits),
+            :math:`(B, C, S_\ell, S_\ell)`.
+    """
+    def __init__(self, levels: List[MGNLevel], num_graphs: int,
+                 sizes: List[int], target: List[Tensor], mu: List[Tensor],
+                 logstd: List[Tensor], z: List[Tensor],
+                 logits: List[Tensor]):
+        super().__init__(levels)
+        self.num_graphs = num_graphs
+        self.sizes = sizes
+        self.target = target
+        self.mu = mu
+        self.logstd = logstd
+        self.z = z
+        self.logits = logits
+
+    def images(self) -> List[Tensor]:
+        r"""The decoded images (intensities), one tensor per resolution."""
+        return [torch.sigmoid(t) for t in self.logits]
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_graphs={self.num_graphs}, '
+                f'sizes={self.sizes})')
+
+
+def _reparameterise(mu: Tensor, logstd: Tensor, training: bool,
+                    eps: OptTensor, generator: Optional[torch.Generator]):
+    if not training:
+        return mu, None
+    if eps is None:
+        eps = randn(mu.shape, generator, mu.device, mu.dtype)
+    elif eps.shape != mu.shape:
+        raise ValueError(f"'eps' has shape {tuple(eps.shape)}, expected "
+                         f"{tuple(mu.shape)}")
+    return mu + eps * torch.exp(logstd), eps
+
+
+def _check_side(size: int, cell: int, num_levels: int) -> List[int]:
+    if num_levels < 1 or cell < 2:
+        raise ValueError("'num_levels' must be >= 1 and 'cell' >= 2")
+    sizes = [size // cell**i for i in range(num_levels)]
+    if size % cell**(num_levels - 1) or any(
+            s < 4 or 4 * 2**round(math.log2(s / 4)) != s for s in sizes):
+        raise ValueError(f"Image side {size} with {num_levels} levels of "
+                         f"{cell} x {cell} clusters gives sides {sizes}; "
+                         f"every side must be 4 * 2^k (DCGAN decoders)")
+    return sizes
+
+
+class ImageMGVAE(MGN):
+    r"""The MGVAE of the image experiment of the `"Multiresolution
+    Equivariant Graph Variational Autoencoder"
+    <https://arxiv.org/abs/2106.00967>`_ paper (D.6), on batches of grid
+    graphs (e.g. :class:`~torch_geometric_mgvae.datasets.MNISTGraphs`).
+
+    It is an :class:`~torch_geometric_mgvae.MGN` with a fixed quadtree
+    clustering (:func:`~torch_geometric_mgvae.nn.fixed_hierarchy` with
+    :obj:`"grid"` and :math:`c \times c` cells, through
+    :class:`~torch_geometric_mgvae.nn.SelectFixed`), so the level graphs are
+    the grids of side :math:`S, S/c, S/c^2, \ldots` (:math:`32 \to 16 \to 8`
+    for MNIST), global encoders (:obj:`encoder_scope="graph"`: message
+    passing over the whole level grid) and the invariant Deep Sets pooler
+    :class:`~torch_geometric_mgvae.nn.ClusterReadout` per cluster producing
+    the next level's node features. At every level :math:`\ell` the node
+    latents are pooled into one vector per image, and a Gaussian posterior
+    of the level latent :math:`Z^{(\ell)} \in \mathbb{R}^{d_z}` is read from
+    it (linear heads for :math:`\mu` and :math:`\log\sigma`). The paper
+    sums the node latents; here they are averaged: every image of a level
+    has the same number of nodes, so the mean is the sum times a constant
+    that the linear heads absorb, but with the sum over 1,024 nodes the KL
+    of the first training step was of the order of :math:`10^9` per image
+    (measured), with the mean it is finite and small. A DCGAN
+    generator :math:`\mathbf{d}^{(\ell)}` (:class:`~torch_geometric_mgvae.nn.
+    DCGANDecoder`) decodes :math:`Z^{(\ell)}` into the image of that level,
+    the input zoomed out by averaging the pixels of every cluster. Training
+    minimises the negative ELBO of every resolution
+    (:meth:`loss_terms`); :meth:`sample` decodes
+    :math:`Z^{(\ell)} \sim \mathcal{N}(0, I)` at one resolution.
+
+    The node features are the pixel values (the paper's choice); the
+    integer positions :obj:`pos` only place the decoded and target images
+    (the loss does not depend on the order of the nodes).
+
+    Args:
+        in_channels (int): Channels per pixel. (default: :obj:`1`)
+        hidden_channels (int): Size of the message passing layers and of the
+            node latents. (default: :obj:`32`)
+        latent_channels (int): Size :math:`d_z` of every level's latent
+            (the paper: 256). (default: :obj:`64`)
+        image_size (int): Side :math:`S` of the input images.
+            (default: :obj:`32`)
+        num_levels (int): Resolutions (the paper: 3, i.e.
+            :math:`32, 16, 8`). (default: :obj:`3`)
+        num_layers (int): Message passing layers of each global encoder
+            (the paper: 10). (default: :obj:`4`)
+        conv (MessagePassing class or callable, optional): The convolution
+            (see :class:`~torch_geometric_mgvae.MGN`). (default:
+            :class:`~torch_geometric_mgvae.nn.MGNConv`)
+        decoder_channels (int): Channels :math:`c` of the DCGAN decoders.
+            (default: :obj:`32`)
+        cell (int): Side of the square clusters. (default: :obj:`2`)
+    """
+    def __init__(self, in_channels: int = 1, hidden_channels: int = 32,
+                 latent_channels: int = 64, image_size: int = 32,
+                 num_levels: int = 3, num_layers: int = 4,
+                 conv: Optional[ConvSpec] = None,
+                 decoder_channels: int = 32, cell: int = 2):
+        sizes = _check_side(image_size, cell, num_levels)
+        if num_levels < 2:
+            raise ValueError("'num_levels' must be >= 2 (one clustering)")
+        num_clusters = [(s // cell)**2 for s in sizes[:-1]]
+        super().__init__(in_channels, hidden_channels, hidden_channels,
+                         num_clusters, num_layers=num_layers, conv=conv,
+                         clustering='fixed', encoder_scope='graph',
+                         global_decoder=None)
+        if int(latent_channels) < 1 or int(decoder_channels) < 1:
+            raise ValueError("'latent_channels' and 'decoder_channels' must "
+                             "be positive integers")
+        self.node_channels = hidden_channels
+        self.latent_channels = latent_channels
+        self.image_size = image_size
+        self.cell = cell
+        self.sizes = sizes
+        self.decoder_channels = decoder_channels
+        self.graph_mu = torch.nn.ModuleList([
+            torch.nn.Linear(hidden_channels, latent_channels)
+            for _ in sizes
+        ])
+        self.graph_logstd = torch.nn.ModuleList([
+            torch.nn.Linear(hidden_channels, latent_channels)
+            for _ in sizes
+        ])
+        self.image_decoders = torch.nn.ModuleList([
+            DCGANDecoder(latent_channels, s, decoder_channels, in_channels)
+            for s in sizes
+        ])
+        # The zoom-out of the targets: the plain mean over every cluster.
+        self.zoom = ClusterReadout()
+        self.reset_parameters()
+
+    def quadtree(self, pos: Tensor, batch: OptTensor = None) -> List[Tensor]:
+        r"""The local cluster ids of every level of the quadtree of grid
+        graphs with integer positions :obj:`pos` (the
+        :func:`~torch_geometric_mgvae.nn.fixed_hierarchy` of
+        :obj:`"grid"`; edges are not needed for it)."""
+        N = pos.size(0)
+        data = Data(pos=pos, num_nodes=N,
+                    edge_index=torch.empty(2, 0, dtype=torch.long,
+                                           device=pos.device))
+        if batch is not None:
+            data.batch = batch
+        return fixed_hierarchy(data, 'grid', self.num_clusters,
+                               (self.cell, self.cell))
+
+    def forward(self, x: Union[Tensor, BaseData], edge_index: Adj = None,
+                pos: OptTensor = None, batch: OptTensor = None,
+                num_graphs: Optional[int] = None,
+                clusters: Optional[Sequence[Tensor]] = None,
+                noise: Optional[Sequence[Dict[str, Tensor]]] = None,
+                generator: Optional[torch.Generator] = None
+                ) -> ImageOutput:
+        r"""Encodes a batch of grid graphs at every resolution and decodes
+        every level's latent into its image.
+
+        Args:
+            x (torch.Tensor or Data): Pixel values :math:`(N, C)`, or a
+                :class:`~torch_geometric.data.Data`/``Batch`` with
+                :obj:`x`, :obj:`edge_index`, :obj:`pos`, :obj:`batch` (and
+                optionally the ids of :class:`~torch_geometric_mgvae.
+                transforms.FixedHierarchy`).
+            edge_index (torch.Tensor): The grid edges.
+            pos (torch.Tensor): Integer pixel positions :math:`(N, 2)`.
+            batch (torch.Tensor, optional): Batch vector.
+            num_graphs (int, optional): Number of images.
+            clusters (List[torch.Tensor], optional): The quadtree's local
+                cluster ids (default: computed from :obj:`pos`,
+                :meth:`quadtree`).
+            noise (List[dict], optional): Random tensors of an earlier pass
+                (:obj:`"graph_eps"` per level).
+            generator (torch.Generator, optional): Random generator of the
+                reparameterisation noise.
+        """
+        if isinstance(x, BaseData):
+            data = x
+            edge_index = data.edge_index if edge_index is None else \
+                edge_index
+            pos = data.get('pos') if pos is None else pos
+            if batch is None and data.get('batch') is not None:
+                batch = data.batch
+                num_graphs = num_graphs or data.num_graphs
+            clusters = clusters or get_fixed_clusters(data) or None
+            x = data.x
+        if x is None or edge_index is None:
+            raise ValueError("'x' and 'edge_index' are required")
+        if pos is None:
+            raise ValueError("ImageMGVAE needs the integer pixel positions "
+                             "'pos' of the grid graphs")
+        if pos.dim() != 2 or pos.size(0) != x.size(0) or pos.size(1) != 2:
+            raise ValueError(f"'pos' must be ({x.size(0)}, 2) (got "
+                             f"{tuple(pos.shape)})")
+        if x.dim() != 2 or x.size(1) != self.in_channels:
+            raise ValueError(f"'x' must be (num_nodes, {self.in_channels}) "
+                             f"(got {tuple(x.shape)})")
+        if batch is None:
+            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        S = self.image_size
+        if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= S):
+            raise ValueError(f"'pos' must lie in the {S} x {S} grid")
+        counts = torch.bincount(batch, minlength=num_graphs)
+        if bool((counts != S * S).any()):
+            raise ValueError(f"Every graph must be a full {S} x {S} grid "
+                             f"({S * S} nodes; got sizes "
+                             f"{sorted(set(counts.tolist()))})")
+        if clusters is None:
+            clusters = self.quadtree(pos, batch)
+        noise = list(noise) if noise is not None else []
+        out = super().forward(x, edge_index, None, batch, num_graphs,
+                              clusters=clusters, noise=noise,
+                              generator=generator)
+        target, p = x, pos
+        targets, mus, logstds, zs, logits = [], [], [], [], []
+        for i, lvl in enumerate(out.levels):
+            side = self.sizes[i]
+            targets.append(graph_to_image(target, p, lvl.batch, num_graphs,
+                                          (side, side)))
+            s = global_mean_pool(lvl.z, lvl.batch, num_graphs)  # [B, h]
+            mu = self.graph_mu[i](s)
+            logstd = self.graph_logstd[i](s).clamp(max=MAX_LOGSTD)
+            eps = noise[i].get('graph_eps') if i < len(noise) else None
+            z, eps = _reparameterise(mu, logstd, self.training, eps,
+                                     generator)
+            if eps is not None:
+                lvl.noise['graph_eps'] = eps
+            mus.append(mu)
+            logstds.append(logstd)
+            zs.append(z)
+            logits.append(self.image_decoders[i](z))
+            so = lvl.select
+            if so is not None:
+                target = self.zoom(target, so.cluster_index,
+                                   dim_size=so.num_clusters)
+                p = torch.div(p, self.cell, rounding_mode='floor')
+                p = self.zoom.reduce(p, so.cluster_index,
+                                     dim_size=so.num_clusters, reduce='max')
+        return ImageOutput(out.levels, num_graphs, self.sizes, targets, mus,
+                           logstds, zs, logits)
+
+    def loss_terms(self, out: ImageOutput,
+                   generator: Optional[torch.Generator] = None
+                   ) -> Dict[str, Tensor]:
+        r"""The reconstruction and KL terms of every resolution, per image
+        (:func:`image_loss_terms`); the caller sums them."""
+        return image_loss_terms(out)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, size: Optional[int] = None,
+               generator: Optional[torch.Generator] = None,
+               batch_size: int = 1000) -> Tensor:
+        r"""Images of side :obj:`size` (default: the finest) decoded from
+        :math:`Z^{(\ell)} \sim \mathcal{N}(0, I)` by that level's decoder,
+        :math:`(n, C, S, S)` intensities in :math:`[0, 1]`. Call
+        :meth:`eval` first (the decoders' batch normalisation)."""
+        size = self.sizes[0] if size is None else int(size)
+        if size not in self.sizes:
+            raise ValueError(f"'size' must be one of {self.sizes} (got "
+                             f"{size})")
+        return _sample(self.image_decoders[self.sizes.index(size)],
+                       self.latent_channels, num_samples, generator,
+                       batch_size)
+
+    def __repr__(self) -> str:
+        conv = 'MGNConv' if self.conv is None else getattr(
+            self.conv, '__name__', type(self.conv).__name__)
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.hidden_channels}, {self.latent_channels}, '
+                f'sizes={self.sizes}, num_layers={self.num_layers}, '
+                f'conv={conv})')
+
+
+def _sample(decoder: DCGANDecoder, latent_channels: int, num_samples: int,
+            generator: Optional[torch.Generator], batch_size: int) -> Tensor:
+    if num_samples < 0 or batch_size < 1:
+        raise ValueError("'num_samples' must be >= 0 and 'batch_size' >= 1")
+    param = next(decoder.parameters())
+    out = []
+    for start in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - start)
+        z = randn((n, latent_channels), generator, param.device, param.dtype)
+        out.append(torch.sigmoid(decoder(z)))
+    if not out:
+        return param.new_zeros(0, decoder.out_channels, decoder.out_size,
+                               decoder.out_size)
+    return torch.cat(out)
+
+
+def zoom_out(images: Tensor, factor: int) -> Tensor:
+    r"""Images zoomed out by averaging :math:`f \times f` blocks (the
+    zoom-out of :class:`ImageMGVAE`'s targets on dense images)."""
+    return images if factor == 1 else F.avg_pool2d(images, factor)
+
+
+class ConvVAE(torch.nn.Module):
+    r"""A convolutional VAE, the baseline of :class:`ImageMGVAE`: the
+    encoder of a DCGAN discriminator (convolutions of kernel 4 and stride 2,
+    the channels doubling from :math:`c` while the side halves to 4, batch
+    normalisation after the first, leaky ReLU), flattened into linear heads
+    for :math:`\mu` and :math:`\log\sigma` of one latent
+    :math:`\mathbf{z} \in \mathbb{R}^{d_z}`, and the same
+    :class:`~torch_geometric_mgvae.nn.DCGANDecoder` as the finest level of
+    :class:`ImageMGVAE`. Its coarser resolutions are its images zoomed out
+    (:func:`zoom_out`, the same averaging as :class:`ImageMGVAE`'s
+    targets).
+
+    It reads dense images :math:`(B, C, S, S)` or the same grid graph
+    batches as :class:`ImageMGVAE` (placed by :obj:`pos`), and returns an
+    :class:`ImageOutput` with one resolution.
+
+    Args:
+        in_channels (int): Channels per pixel. (default: :obj:`1`)
+        latent_channels (int): Size :math:`d_z`. (default: :obj:`64`)
+        image_size (int): Side :math:`S`. (default: :obj:`32`)
+        channels (int): Channels :math:`c` of the first encoder layer.
+            (default: :obj:`32`)
+        decoder_channels (int): Channels of the decoder.
+            (default: :obj:`32`)
+    """
+    def __init__(self, in_channels: int = 1, latent_channels: int = 64,
+                 image_size: int = 32, channels: int = 32,
+                 decoder_channels: int = 32):
+        super().__init__()
+        _check_side(image_size, 2, 1)
+        for name, value in (('latent_channels', latent_channels),
+                            ('channels', channels)):
+            if int(value) < 1:
+                raise ValueError(f"'{name}' must be a positive integer "
+                                 f"(got {value})")
+        self.in_channels = in_channels
+        self.latent_channels = latent_channels
+        self.image_size = image_size
+        self.channels = channels
+        self.decoder_channels = decoder_channels
+        self.sizes = [image_size]
+        layers, c_in, side, c = [], in_channels, image_size, channels
+        while side > 4:
+            layers.append(torch.nn.Conv2d(c_in, c, 4, 2, 1,
+                                          bias=not layers))
+            if layers[:-1]:
+                layers.append(torch.nn.BatchNorm2d(c))
+            layers.append(torch.nn.LeakyReLU(0.2))
+            c_in, side, c = c, side // 2, 2 * c
+        self.encoder = torch.nn.Sequential(*layers)
+        flat = c_in * side * side
+        self.mu = torch.nn.Linear(flat, latent_channels)
+        self.logstd = torch.nn.Linear(flat, latent_channels)
+        self.decoder = DCGANDecoder(latent_channels, image_size,
+                                    decoder_channels, in_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for m in self.modules():
+            if m is not self and hasattr(m, 'reset_parameters') and \
+                    m is not self.decoder:
+                m.reset_parameters()
+        self.decoder.reset_parameters()
+
+    def to_images(self, data: BaseData) -> Tensor:
+        r"""The images of a batch of grid graphs, :math:`(B, C, S, S)`."""
+        batch = data.get('batch')
+        return graph_to_image(data.x, data.pos, batch,
+                              data.num_graphs if batch is not None else 1,
+                              (self.image_size, self.image_size))
+
+    def forward(self, images: Union[Tensor, BaseData],
+                noise: Optional[Sequence[Dict[str, Tensor]]] = None,
+                generator: Optional[torch.Generator] = None
+                ) -> ImageOutput:
+        if isinstance(images, BaseData):
+            images = self.to_images(images)
+        S = self.image_size
+        if images.dim() != 4 or images.shape[1:] != (self.in_channels, S, S):
+            raise ValueError(f"Expected images of shape (B, "
+                             f"{self.in_channels}, {S}, {S}) (got "
+                             f"{tuple(images.shape)})")
+        h = self.encoder(images).flatten(1)
+        mu = self.mu(h)
+        logstd = self.logstd(h).clamp(max=MAX_LOGSTD)
+        eps = noise[0].get('graph_eps') if noise else None
+        z, _ = _reparameterise(mu, logstd, self.training, eps, generator)
+        return ImageOutput([], images.size(0), self.sizes, [images], [mu],
+                           [logstd], [z], [self.decoder(z)])
+
+    def loss_terms(self, out: ImageOutput,
+                   generator: Optional[torch.Generator] = None
+                   ) -> Dict[str, Tensor]:
+        r"""Reconstruction and KL terms per image
+        (:func:`image_loss_terms`)."""
+        return image_loss_terms(out)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, size: Optional[int] = None,
+               generator: Optional[torch.Generator] = None,
+               batch_size: int = 1000) -> Tensor:
+        r"""Images decoded from :math:`\mathbf{z} \sim \mathcal{N}(0, I)`,
+        zoomed out to side :obj:`size` (default: :math:`S`)."""
+        size = self.image_size if size is None else int(size)
+        if size < 1 or self.image_size % size:
+            raise ValueError(f"'size' must divide {self.image_size} (got "
+                             f"{size})")
+        images = _sample(self.decoder, self.latent_channels, num_samples,
+                         generator, batch_size)
+        return zoom_out(images, self.image_size // size)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.latent_channels}, image_size={self.image_size}, '
+                f'channels={self.channels})')
