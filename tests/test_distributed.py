@@ -232,6 +232,20 @@ def test_nproc_checks_the_global_batch_first(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize('argv', [['properties', '--dataset', 'zinc'],
+                                  ['images']])
+def test_one_process_commands_refuse_torchrun(tmp_path, monkeypatch,
+                                              capsys, argv):
+    # Not data-parallel (--device only): N copies would write the same
+    # files, so under torchrun with N > 1 they stop with a usage error.
+    for k, v in dict(WORLD_SIZE='2', RANK='0', LOCAL_RANK='0').items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / 'x'
+    assert main(argv + ['--out', str(out), '--device', 'cpu']) == 2
+    assert 'runs in one process' in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize('device', ['cpu', 'auto'])
 def test_device_option(tmp_path, device):
     out = tmp_path / device

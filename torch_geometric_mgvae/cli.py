@@ -391,13 +391,20 @@ def _without_nproc(argv: List[str]) -> List[str]:
 def check_processes(args: argparse.Namespace) -> int:
     r"""The number of processes of the run (:obj:`--nproc`, or
     ``torchrun``'s), checked against the options: a global
-    :obj:`--batch-size` they divide."""
+    :obj:`--batch-size` they divide, and a data-parallel command (one
+    with :obj:`--nproc`)."""
     from torch_geometric_mgvae.experiments.distributed import (
         launched_by_torchrun,
     )
     nproc = getattr(args, 'nproc', None)
     if launched_by_torchrun():
         world = int(os.environ['WORLD_SIZE'])
+        if world > 1 and not hasattr(args, 'nproc'):
+            # properties, images: --device only; N copies would each
+            # train the same run and write the same files.
+            raise UsageError(f'mgvae {args.command} runs in one process '
+                             f'(--device only, not data-parallel): start '
+                             f'it without torchrun')
         if nproc not in (None, world):
             raise UsageError(f'--nproc {nproc} under torchrun with '
                              f'{world} processes')

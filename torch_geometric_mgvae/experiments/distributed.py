@@ -1,12 +1,14 @@
 r"""Devices and data-parallel training on :mod:`torch.distributed`.
 
 Every :obj:`mgvae` command runs on one device (:obj:`--device
-auto|cpu|cuda|mps`; auto = cuda > mps > cpu, as PyG's examples choose) and,
-launched by ``torchrun`` (or with :obj:`--nproc N`, which re-launches
-itself through :mod:`torch.distributed.run`), data-parallel in :obj:`N`
-processes, the way PyG's ``examples/multi_gpu/distributed_batching.py``
-does it: one process per device, :class:`~torch.nn.parallel.
-DistributedDataParallel` (gloo on the CPU, NCCL on CUDA) over a module
+auto|cpu|cuda|mps`; auto = cuda > mps > cpu, as PyG's examples choose) and
+(:obj:`demo`, :obj:`generate`, :obj:`link-pred`, :obj:`molecules`; not yet
+:obj:`properties` and :obj:`images`), launched by ``torchrun`` (or with
+:obj:`--nproc N`, which re-launches itself through
+:mod:`torch.distributed.run`), data-parallel in :obj:`N` processes, the
+way PyG's ``examples/multi_gpu/distributed_batching.py`` does it: one
+process per device, :class:`~torch.nn.parallel.DistributedDataParallel`
+(gloo on the CPU, NCCL on CUDA) over a module
 whose :meth:`forward` returns the loss terms, and a
 :class:`~torch.utils.data.distributed.DistributedSampler` per graph data
 set. PyTorch exchanges the gradients; nothing here does.

@@ -107,8 +107,9 @@ def add_run_arguments(parser: argparse.ArgumentParser,
 
 def add_parallel_arguments(parser: argparse.ArgumentParser,
                            title: Optional[str] = 'device and processes'):
-    r"""Adds :obj:`--device` and :obj:`--nproc` (every :obj:`mgvae`
-    command; see :mod:`torch_geometric_mgvae.experiments.distributed`)."""
+    r"""Adds :obj:`--device` and :obj:`--nproc` (the data-parallel
+    :obj:`mgvae` commands; see :mod:`torch_geometric_mgvae.experiments.
+    distributed`)."""
     group = parser.add_argument_group(title)
     group.add_argument(
         '--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'],
