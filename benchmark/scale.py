@@ -836,6 +836,8 @@ def run_sbm(args):
         return val_auc, auc, ap
 
     results = {}
+    epochs = {'full batch': args.sbm_full_epochs,
+              'mini-batched': args.sbm_epochs}
     for mode in ('full batch', 'mini-batched'):
         torch.manual_seed(args.seed)
         model = MGVAE(16, 32, 16, num_clusters=args.sbm_clusters,
@@ -850,12 +852,13 @@ def run_sbm(args):
             loader = PartitionLoader(parted, 1, cut_edges=True,
                                      seed=args.seed)
         best = (-1.0, None, None, None)
-        seconds = 0.0
-        for epoch in range(1, args.sbm_epochs + 1):
+        seconds, steps = 0.0, 0
+        for epoch in range(1, epochs[mode] + 1):
             t0 = time.perf_counter()
             stats = run_epoch(net, loader, opt, generator=gen, epoch=epoch)
             seconds += time.perf_counter() - t0
-            if epoch % 5 == 0 or epoch == args.sbm_epochs:
+            steps += len(loader)
+            if epoch % args.sbm_eval_every == 0 or epoch == epochs[mode]:
                 val_auc, auc, ap = evaluate(model)
                 if val_auc > best[0]:
                     best = (val_auc, auc, ap, epoch)
@@ -863,7 +866,8 @@ def run_sbm(args):
                       f'val AUC {val_auc:.4f}, test AUC {auc:.4f} '
                       f'({seconds:.0f} s)', flush=True)
         results[mode] = dict(val_auc=best[0], auc=best[1], ap=best[2],
-                             epoch=best[3], seconds=seconds)
+                             epoch=best[3], seconds=seconds,
+                             epochs=epochs[mode], steps=steps)
     diff = results['mini-batched']['auc'] - results['full batch']['auc']
     print(f'test AUC: full batch {results["full batch"]["auc"]:.4f}, '
           f'mini-batched {results["mini-batched"]["auc"]:.4f} '
@@ -875,8 +879,10 @@ def run_sbm(args):
                 f'noise (16 dimensions, contextual SBM); MGVAE(16, 32, 16, '
                 f'num_clusters={args.sbm_clusters}, encoder_scope="graph", '
                 f'balanced reconstruction, KL / N^2), Adam {args.sbm_lr}, '
-                f'{args.sbm_epochs} epochs, epoch selected on validation '
-                f'AUC (every 5), '
+                f'full batch {args.sbm_full_epochs} epochs (one step each), '
+                f'mini-batched {args.sbm_epochs} epochs ({args.sbm_parts} '
+                f'steps each), epoch selected on validation AUC (every '
+                f'{args.sbm_eval_every}), '
                 f'pairs scored by the finest latents of a full-graph '
                 f'forward; mini-batched: {args.sbm_parts} parts '
                 f'(smoothed_bisection_partition, cut fraction {cut:.3f}, '
@@ -887,7 +893,10 @@ def run_sbm(args):
         method = f'MGVAE ({mode})'
         common = dict(protocol=protocol, command=current_command(),
                       device='cpu', num_nodes=n, seed=args.seed,
-                      selected_epoch=r['epoch'])
+                      selected_epoch=r['epoch'], epochs=r['epochs'],
+                      steps=r['steps'], val_auc=r['val_auc'],
+                      setting=f"{r['epochs']} epochs = {r['steps']} steps, "
+                      f"selected epoch {r['epoch']}")
         recs.append(record('scale_sbm', dataset, method, 'AUC', r['auc'],
                            n=1, **common))
         recs.append(record('scale_sbm', dataset, method, 'AP', r['ap'],
@@ -949,7 +958,12 @@ def main():
     mb.add_argument('--sbm-nodes', type=parse_size, default=10**5)
     mb.add_argument('--sbm-blocks', type=int, default=100)
     mb.add_argument('--sbm-parts', type=int, default=10)
-    mb.add_argument('--sbm-epochs', type=int, default=20)
+    mb.add_argument('--sbm-epochs', type=int, default=20,
+                    help='mini-batched epochs (--sbm-parts steps each)')
+    mb.add_argument('--sbm-full-epochs', type=int, default=200,
+                    help='full-batch epochs (one step each; default: as '
+                    'many steps as the mini-batched run)')
+    mb.add_argument('--sbm-eval-every', type=int, default=5)
     mb.add_argument('--sbm-lr', type=float, default=0.02)
     mb.add_argument('--sbm-clusters', nargs='+', type=int,
                     default=[16, 4, 1])
