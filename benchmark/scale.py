@@ -895,12 +895,13 @@ def run_sbm(args):
                       device='cpu', num_nodes=n, seed=args.seed,
                       selected_epoch=r['epoch'], epochs=r['epochs'],
                       steps=r['steps'], val_auc=r['val_auc'],
-                      setting=f"{r['epochs']} epochs = {r['steps']} steps, "
-                      f"selected epoch {r['epoch']}")
+                      setting=f"{r['epochs']} epochs = {r['steps']} steps")
         recs.append(record('scale_sbm', dataset, method, 'AUC', r['auc'],
                            n=1, **common))
         recs.append(record('scale_sbm', dataset, method, 'AP', r['ap'],
                            n=1, **common))
+        recs.append(record('scale_sbm', dataset, method, 'selected_epoch',
+                           r['epoch'], n=1, **common))
         recs.append(record('scale_sbm', dataset, method, 'train_seconds',
                            r['seconds'], n=1, **common))
     if not args.no_write:
