@@ -150,6 +150,29 @@ def pooling_table(records):
     return '\n'.join(lines)
 
 
+def reliability_table(records):
+    r"""The reliability probes of ``benchmark/probes.py``: one row per
+    probe class (inputs tried and the count of every outcome), then the
+    total and the command."""
+    metrics = ('inputs tried', 'clear errors', 'defined results',
+               'tracebacks', 'silent wrong')
+    cells = OrderedDict()
+    for r in records:
+        cells.setdefault(r['dataset'], {})[r['metric']] = r['value']
+    lines = ['| probe class | ' + ' | '.join(metrics) + ' |',
+             '|---|' + '---|' * len(metrics)]
+    for cls, c in cells.items():
+        row = [cls] + ['' if c.get(m) is None else str(int(c[m]))
+                       for m in metrics]
+        if cls == 'total':
+            row = [f'**{x}**' for x in row]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    cmds = OrderedDict.fromkeys(r['command'] for r in records)
+    lines.append('')
+    lines += [f'Command: `{c}`' for c in cmds]
+    return '\n'.join(lines)
+
+
 def image_table(records):
     r"""The FID table of :func:`torch_geometric_mgvae.experiments.images.
     format_table` (with the paper's Table 11 quoted below the measured
@@ -273,6 +296,7 @@ def sbm_table(records):
 #: Results files with a table of their own (the others use :func:`table`).
 RENDERERS = {'molecule_generation': molecule_table,
              'link_prediction': link_table, 'pooling': pooling_table,
+             'reliability': reliability_table,
              'property_prediction': property_table,
              'image_generation': image_table, 'scale_sbm': sbm_table}
 

@@ -17,9 +17,17 @@ The global decoders are inner products (sampled non-edges on Cora) in every
 configuration, so the difference is the local encoders and decoders.
 
 Every configuration runs in its own subprocess; peak memory is the largest
-RSS sampled during the steps minus the RSS before them.
+RSS sampled during the steps minus the RSS before them; ``step_seconds`` is
+the median wall time of a step, ``cpu_seconds`` the median CPU time of the
+process over a step (all threads; steadier than wall time on a loaded
+machine).
 
-    python benchmark/second_order.py [--quick]
+With ``--before DIR`` every configuration also runs on the package in DIR
+(an export of an earlier commit, e.g. ``git archive bfa3f15 | tar -x -C
+DIR``), alternating with this checkout's in the same run, and the records
+say which is which (``setting``).
+
+    python benchmark/second_order.py [--quick] [--before DIR --before-name NAME]
 
 Writes ``benchmark/results/second_order.json``.
 """
@@ -30,14 +38,13 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from scale import RssSampler  # noqa: E402
-
-from torch_geometric_mgvae.experiments.results import record, write_records  # noqa
 
 RESULTS = os.path.join(ROOT, 'benchmark', 'results')
 SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
@@ -99,6 +106,7 @@ def torch_generator(seed):
 def worker(dataset: str, config: str, repeats: int) -> dict:
     import torch
 
+    import torch_geometric_mgvae
     from torch_geometric_mgvae import MGVAE
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -127,18 +135,34 @@ def worker(dataset: str, config: str, repeats: int) -> dict:
     before = sampler.rss()
     sampler.start()
     out = step()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = sampler.stop()
     sizes = out[0].select.sizes()
     return dict(step_seconds=statistics.median(times),
+                cpu_seconds=statistics.median(cpu),
+                package=os.path.dirname(torch_geometric_mgvae.__file__),
                 peak_mem_mb=(peak - before) / MB, peak_rss_mb=peak / MB,
                 repeats=repeats, max_cluster=int(sizes.max()),
                 num_clusters=int(out[0].select.num_clusters),
                 num_nodes=int(data.num_nodes))
+
+
+def run_worker(ds: str, config: str, repeats: int,
+               root: Optional[str]) -> dict:
+    cmd = [sys.executable, __file__, '--worker', ds, config,
+           '--repeats', str(repeats)]
+    if root:
+        cmd += ['--root', root]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()[-1:]
+        return dict(error=' '.join(err)[:200])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -146,72 +170,97 @@ def main():
     parser.add_argument('--quick', action='store_true',
                         help='1 repeat, molecules only')
     parser.add_argument('--worker', nargs=2, default=None)
+    parser.add_argument('--root', default=None,
+                        help='(worker) import the package from this folder')
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--before', default=None,
+                        help='folder holding an earlier version of the '
+                        'package to measure in the same run')
+    parser.add_argument('--before-name', default='before',
+                        help='its name in the records')
     args = parser.parse_args()
     if args.worker:
+        if args.root:
+            sys.path.insert(0, os.path.abspath(args.root))
         print(json.dumps(worker(*args.worker, args.repeats)))
         return
+    from torch_geometric_mgvae.experiments.results import (
+        record,
+        write_records,
+    )
     datasets = ['QM9-sized (128 x 9 nodes)', 'ZINC-sized (128 x 23 nodes)']
     if not args.quick:
         datasets.append('Cora')
     repeats = 1 if args.quick else args.repeats
-    command = 'python benchmark/second_order.py' + (' --quick'
-                                                    if args.quick else '')
+    command = 'python benchmark/second_order.py' + (
+        ' --quick' if args.quick else '') + (
+        f' --before DIR --before-name "{args.before_name}"'
+        if args.before else '')
+    versions = {'this checkout': None}
+    if args.before:
+        versions = {args.before_name: args.before, 'after': None}
     results = {}
     for ds in datasets:
         for config in CONFIGS:
-            proc = subprocess.run(
-                [sys.executable, __file__, '--worker', ds, config,
-                 '--repeats', str(repeats)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                err = proc.stderr.strip().splitlines()[-1:]
-                results[ds, config] = dict(error=' '.join(err)[:200])
-            else:
-                results[ds, config] = json.loads(
-                    proc.stdout.strip().splitlines()[-1])
-            print(ds, config, results[ds, config], flush=True)
+            for version, root in versions.items():
+                r = run_worker(ds, config, repeats, root)
+                results[ds, config, version] = r
+                print(ds, config, version, r, flush=True)
 
     records = []
-    print(f'\n{"dataset":<30}{"encoder":<22}{"step s":>9}{"peak MB":>10}'
-          f'{"x time":>8}{"x mem":>8}')
+    print(f'\n{"dataset":<30}{"encoder":<22}{"version":<26}{"step s":>9}'
+          f'{"cpu s":>8}{"peak MB":>10}{"x time":>8}{"x cpu":>8}'
+          f'{"x mem":>8}')
     for ds in datasets:
-        base = results[ds, 'first order']
         for config in CONFIGS:
-            r = results[ds, config]
-            protocol = ('one MGVAE training step (forward + all loss terms '
-                        '+ backward + Adam), hidden 32, latent 16, 2 '
-                        'layers, learned clustering num_clusters='
-                        f'{[128, 16, 1] if ds == "Cora" else [4, 2, 1]}, '
-                        f'{CONFIGS[config]}, 2 torch threads')
-            extra = {k: r.get(k) for k in ('max_cluster', 'num_clusters',
-                                           'num_nodes', 'peak_rss_mb')}
-            if 'error' in r:
-                for metric in ('step_seconds', 'peak_mem_mb'):
-                    records.append(record('second_order', ds,
-                                          f'MGVAE ({config})', metric, None,
-                                          protocol=protocol,
-                                          command=command, error=r['error']))
-                continue
-            rt = r['step_seconds'] / base['step_seconds'] \
-                if 'error' not in base else None
-            rm = r['peak_mem_mb'] / max(base['peak_mem_mb'], 1e-9) \
-                if 'error' not in base else None
-            print(f'{ds:<30}{config:<22}{r["step_seconds"]:>9.3f}'
-                  f'{r["peak_mem_mb"]:>10.1f}{rt:>8.2f}{rm:>8.2f}')
-            for metric in ('step_seconds', 'peak_mem_mb'):
-                records.append(record('second_order', ds, f'MGVAE ({config})',
-                                      metric, r[metric], n=r['repeats'],
-                                      protocol=protocol, command=command,
-                                      **extra))
-            if config != 'first order':
-                records.append(record('second_order', ds,
-                                      f'MGVAE ({config})',
-                                      'time_ratio_vs_first_order', rt,
-                                      protocol=protocol, command=command))
-                records.append(record('second_order', ds,
-                                      f'MGVAE ({config})',
-                                      'mem_ratio_vs_first_order', rm,
-                                      protocol=protocol, command=command))
+            for version in versions:
+                base = results[ds, 'first order', version]
+                r = results[ds, config, version]
+                setting = version if args.before else None
+                protocol = ('one MGVAE training step (forward + all loss '
+                            'terms + backward + Adam), hidden 32, latent 16, '
+                            '2 layers, learned clustering num_clusters='
+                            f'{[128, 16, 1] if ds == "Cora" else [4, 2, 1]}'
+                            f', {CONFIGS[config]}, 2 torch threads')
+                extra = {k: r.get(k) for k in ('max_cluster', 'num_clusters',
+                                               'num_nodes', 'peak_rss_mb')}
+                if setting:
+                    extra['setting'] = setting
+                method = f'MGVAE ({config})'
+                metrics = ('step_seconds', 'cpu_seconds', 'peak_mem_mb')
+                if 'error' in r:
+                    for metric in metrics:
+                        records.append(record(
+                            'second_order', ds, method, metric, None,
+                            protocol=protocol, command=command,
+                            error=r['error'], **extra))
+                    continue
+                for metric in metrics:
+                    records.append(record('second_order', ds, method, metric,
+                                          r[metric], n=r['repeats'],
+                                          protocol=protocol, command=command,
+                                          **extra))
+                ratios = {}
+                if 'error' not in base:
+                    ratios = {
+                        'time_ratio_vs_first_order':
+                            r['step_seconds'] / base['step_seconds'],
+                        'cpu_ratio_vs_first_order':
+                            r['cpu_seconds'] / base['cpu_seconds'],
+                        'mem_ratio_vs_first_order':
+                            r['peak_mem_mb'] / max(base['peak_mem_mb'],
+                                                   1e-9)}
+                print(f'{ds:<30}{config:<22}{version:<26}'
+                      f'{r["step_seconds"]:>9.3f}{r["cpu_seconds"]:>8.3f}'
+                      f'{r["peak_mem_mb"]:>10.1f}' + ''.join(
+                          f'{v:>8.2f}' for v in ratios.values()))
+                if config == 'first order':
+                    continue
+                for metric, value in ratios.items():
+                    records.append(record(
+                        'second_order', ds, method, metric, value,
+                        protocol=protocol, command=command,
+                        **({'setting': setting} if setting else {})))
     path = os.path.join(RESULTS, 'second_order.json')
     write_records(path, records, replace=False)
     print(f'wrote {path}')

@@ -168,3 +168,16 @@ def test_demo_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch,
     ra, rb = (json.loads((d / 'demo.json').read_text()) for d in (full, cut))
     assert ra['mmd_generated'] == rb['mmd_generated']
     assert ra['final'] == rb['final']
+
+
+def test_ctrl_c_while_reading_the_options_is_exit_130(monkeypatch, capsys):
+    # Found by benchmark/probes.py: a SIGINT while the parsers were built
+    # (they import the experiment modules) escaped main as a traceback.
+    import torch_geometric_mgvae.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, 'build_parser', interrupted)
+    assert cli.main(['demo']) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == 'mgvae: interrupted' and 'Traceback' not in err

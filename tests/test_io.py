@@ -78,3 +78,34 @@ def test_a_broken_record_file_is_named(tmp_path):
     path.write_text('{"a": 1}')
     with pytest.raises(ValueError, match='not a JSON list'):
         read_records(str(path))
+    os.remove(path)
+    path.mkdir()  # a folder where the records should be
+    with pytest.raises(ValueError, match='cannot be read'):
+        read_records(str(path))
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_load_torch_names_a_broken_checkpoint_and_runs_no_code(tmp_path):
+    path = tmp_path / 'mgvae.pt'
+    save_torch({'w': torch.ones(100)}, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # truncated
+    with pytest.raises(ValueError, match=r"mgvae\.pt' cannot be read"):
+        load_torch(str(path))
+    path.write_bytes(b'')
+    with pytest.raises(ValueError, match=r"mgvae\.pt' cannot be read"):
+        load_torch(str(path))
+    marker = tmp_path / 'PWNED'
+    torch.save({'w': _Payload(str(marker))}, str(path))  # crafted
+    with pytest.raises(ValueError, match=r"mgvae\.pt' cannot be read"):
+        load_torch(str(path))
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError):
+        load_torch(str(tmp_path / 'missing.pt'))

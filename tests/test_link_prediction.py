@@ -66,7 +66,10 @@ def test_auc_ap_and_cluster_stats_hand_values():
     auc, ap = lp.auc_ap(torch.tensor([3., 2.]), torch.tensor([1., 2.5]))
     assert auc == pytest.approx(0.75)
     assert ap == pytest.approx((1 + 2 / 3) / 2)
-    with pytest.raises(ValueError):
+    # NaN scores (a diverged model) stop training like a non-finite loss,
+    # not with scikit-learn's ValueError after the epoch:
+    from torch_geometric_mgvae.experiments.train import NonFiniteError
+    with pytest.raises(NonFiniteError, match="non-finite edge score"):
         lp.auc_ap(torch.tensor([float('nan')]), torch.tensor([0.]))
     stats = lp.cluster_size_stats(torch.tensor([0, 0, 0, 1]), 4)
     assert stats['cluster_min'] == 0 and stats['cluster_max'] == 3

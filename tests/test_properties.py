@@ -269,3 +269,25 @@ def test_records_and_table(tmp_path):
     recs = json.loads(path.read_text())
     assert len(recs) == 2 and recs[1]['setting'] == 'U0'
     assert 'MGN' in P.table([rec]) and '0.5±0.1' in P.table([rec])
+
+
+def test_regressor_rejects_nan_inputs_and_bad_sizes():
+    # Found by benchmark/probes.py: NaN features or edge features gave NaN
+    # predictions without an error, and zero sizes were accepted.
+    graphs = _molecules(2)
+    model = HierarchicalRegressor(3, 3, 8, 2, pools=[MGNLevelPool(8, 2)])
+    bad = Batch.from_data_list(graphs)
+    bad.x[0, 0] = math.nan
+    with pytest.raises(ValueError, match="'x' contains NaN"):
+        model(bad)
+    bad = Batch.from_data_list(graphs)
+    bad.edge_attr[0, 0] = math.inf
+    with pytest.raises(ValueError, match="'edge_attr' contains NaN"):
+        model(bad)
+    for kwargs in (dict(in_channels=0), dict(hidden_channels=0),
+                   dict(edge_channels=-1)):
+        args = dict(in_channels=3, edge_channels=3, hidden_channels=8,
+                    out_channels=2)
+        args.update(kwargs)
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            HierarchicalRegressor(**args)

@@ -117,8 +117,41 @@ def test_session_interrupt_and_resume_equal_an_uninterrupted_run(tmp_path):
 
 
 def test_a_signal_outside_an_epoch_stops_at_once(tmp_path):
+    # (A shell starts background jobs with SIGINT ignored: compare with the
+    # handler found here, not with Python's default.)
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted, match='no training state saved'):
         with TrainingSession(str(tmp_path), argparse.Namespace()):
             signal.raise_signal(signal.SIGINT)
     # The handlers are restored afterwards:
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize('content', [
+    {'format': 1}, {'format': 1, 'args': {}, 'done': [], 'current': None},
+    [1, 2], 'junk bytes'])
+def test_resume_refuses_a_state_of_another_layout(tmp_path, content):
+    path = tmp_path / STATE_FILE
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        torch.save(content, str(path))
+    args = argparse.Namespace(out=str(tmp_path), lr=0.1)
+    with pytest.raises(UsageError, match=STATE_FILE):
+        TrainingSession(str(tmp_path), args, resume=True)
+
+
+@pytest.mark.parametrize('damage', ['other-shapes', 'no-rng'])
+def test_resume_of_a_state_that_does_not_fit_the_model(tmp_path, damage):
+    args = argparse.Namespace(out=str(tmp_path), lr=0.1)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    current = dict(training_state(model, opt, dict(in_features=3)), key='m')
+    if damage == 'other-shapes':
+        current['model'] = torch.nn.Linear(4, 2).state_dict()
+    else:
+        current.pop('rng')
+    TrainingSession(str(tmp_path), args).save(current)
+    session = TrainingSession(str(tmp_path), args, resume=True)
+    with pytest.raises(UsageError, match="does not fit this run's model"):
+        session.restore('m', model, opt)

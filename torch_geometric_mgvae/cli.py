@@ -458,11 +458,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     from torch_geometric_mgvae.experiments.state import Interrupted
     from torch_geometric_mgvae.experiments.train import NonFiniteError
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:  # usage error (2) or --help (0)
         return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:  # Ctrl-C while the options are read
+        if is_main_process():
+            print('\nmgvae: interrupted', file=sys.stderr)
+        return 130
     debug = args.debug
     # Only rank 0 reports (every process stops on the same error).
     report = is_main_process()

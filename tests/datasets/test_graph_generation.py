@@ -387,3 +387,9 @@ def test_demo_data_reads_pickles_safely(tmp_path):
                                       '--allow-pickle'])
     with pytest.warns(UserWarning, match='allow_pickle=True'):
         assert len(load_graphs(args)[0]) == 8
+
+
+def test_make_community_dataset_rejects_a_negative_count():
+    assert make_community_dataset(0) == []
+    with pytest.raises(ValueError, match="'num_graphs'"):
+        make_community_dataset(-3)

@@ -464,6 +464,16 @@ def test_bad_rows_are_skipped_and_counted(tmp_path, shared_data,
     # Ids are row numbers: row 4 is missing, nothing renumbered.
     assert [int(d.idx) for d in train] == [i for i in range(20) if i != 4]
     assert [int(d.idx) for d in ZINC12k(root, 'test')] == list(range(25, 30))
+    # A 'nan' or 'inf' property is a bad row too, never a NaN target:
+    rows[4][2] = '2.5'
+    rows[7][1], rows[8][3] = 'nan', '-inf'
+    _write_rows(table, header, rows)
+    with pytest.warns(UserWarning, match='skipped 2 bad rows'):
+        train = ZINC12k(root, 'train')
+    assert train.info['bad_rows'] == [
+        "line 9: column 'SA': 'nan' is not a finite number",
+        "line 10: column 'score': '-inf' is not a finite number"]
+    assert torch.isfinite(train._data.y).all()
 
 
 def test_qm9_changed_raw_file_is_reprocessed(qm9_slice, no_download):

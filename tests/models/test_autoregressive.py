@@ -240,3 +240,14 @@ def test_zinc_vocabulary_samples_are_valid():
     assert max(m.GetNumAtoms() for m in mols) > 20
     data = smiles_to_data('CC(=O)Nc1ccc(S(=O)(=O)N2CCOCC2)cc1Cl', ZINC_ATOMS)
     assert torch.isfinite(model.nll(data)).all()
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(hidden_channels=0), dict(latent_channels=-1),
+    dict(num_bond_types=0), dict(max_offset=-1), dict(num_layers=0),
+    dict(max_nodes=0),
+])
+def test_nonsensical_sizes_are_rejected(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"'{name}'"):
+        AutoregressiveMGN(len(QM9_ATOMS), **kwargs)

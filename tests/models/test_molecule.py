@@ -289,3 +289,17 @@ def test_bond_deficit():
     assert out.tolist() == [2.0]
     out.sum().backward()
     assert empty.grad[0, 0, 1, 0] > 0  # pushes 'none' down
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(num_atom_types=0), 'num_atom_types'),
+    (dict(num_bond_types=0), 'num_bond_types'),
+    (dict(decoder_layers=0), 'decoder_layers'),
+    (dict(node_channels=-1), 'node_channels'),
+])
+def test_nonsensical_sizes_are_rejected(kwargs, match):
+    args = dict(num_atom_types=len(QM9_ATOMS), hidden_channels=8,
+                latent_channels=4, num_clusters=[2, 1], max_nodes=9)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        MoleculeMGVAE(**args)

@@ -256,3 +256,65 @@ def test_compiled_training_step_with_dynamic_shapes():
         loss.backward()
         opt.step()
         assert torch.isfinite(loss)
+
+
+def test_inputs_that_do_not_fit_the_model_give_clear_errors():
+    # Found by benchmark/probes.py: these ended in torch errors from deep
+    # inside (or were accepted silently).
+    data = random_batch(sizes=(4, 5))
+    model = make().eval()
+    with pytest.raises(ValueError, match='in_channels=4'):
+        model(data.x[:, :3], data.edge_index, batch=data.batch)
+    with pytest.raises(ValueError, match="'x' is torch.float32"):
+        model(data.x.float(), data.edge_index, batch=data.batch)
+    with pytest.raises(ValueError, match="'edge_index' must hold integer"):
+        model(data.x, data.edge_index.double(), batch=data.batch)
+    with pytest.raises(ValueError, match="'batch' holds negative"):
+        model(data.x, data.edge_index, batch=data.batch - 1)
+    with pytest.raises(ValueError, match="'num_graphs' is 1"):
+        model(data.x, data.edge_index, batch=data.batch, num_graphs=1)
+    adj = to_torch_coo_tensor(data.edge_index, size=data.num_nodes + 1)
+    with pytest.raises(ValueError, match='sparse adjacency has size'):
+        model(data.x, adj, batch=data.batch)
+    attr = torch.ones(data.num_edges, 2, dtype=torch.float64)
+    so = MGVAE(4, 16, 8, [3, 1], order=2, edge_channels=3).double()
+    with pytest.raises(ValueError, match='edge_channels=3'):
+        so(data.x, data.edge_index, batch=data.batch, edge_attr=attr)
+    with pytest.raises(ValueError, match="'edge_attr' holds values"):
+        so(data.x, data.edge_index, batch=data.batch,
+           edge_attr=torch.full((data.num_edges, 3), 1e30))
+    i = torch.arange(4)  # a directed cycle: in- and out-degrees agree
+    with pytest.warns(UserWarning, match='looks directed'):
+        model(data.x[:4], torch.stack([i, (i + 1) % 4]))
+    with pytest.raises(ValueError, match="'num_graphs'"):
+        make().eval().sample(-1, num_nodes=4)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(num_clusters=4), 'num_clusters'),
+    (dict(num_clusters=None), 'num_clusters'),
+    (dict(num_clusters=[2.5]), 'num_clusters'),
+    (dict(hidden_channels='64'), 'hidden_channels'),
+    (dict(in_channels=2.5), 'in_channels'),
+    (dict(max_nodes=0, global_decoder='mlp'), 'max_nodes'),
+    (dict(cluster_kwargs=dict(hidden_channels=0)), 'hidden_channels'),
+    (dict(recon_kwargs=dict(max_dense_pairs=-1)), 'max_dense_pairs'),
+    (dict(recon_kwargs=dict(num_neg_samples=-5)), 'num_neg_samples'),
+    (dict(recon_kwargs=dict(balanced='yes')), 'balanced'),
+    (dict(prior='learnable', max_nodes=6, prior_kwargs=dict(eps=0.0)),
+     'eps'),
+])
+def test_nonsensical_hyper_parameters_are_rejected(kwargs, match):
+    args = dict(in_channels=4, hidden_channels=8, latent_channels=4,
+                num_clusters=[2, 1])
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        MGVAE(**args)
+
+
+def test_fixed_hierarchy_needs_clusters_per_level():
+    for sizes in ([], [4, 0]):
+        with pytest.raises(ValueError, match="'num_clusters'"):
+            FixedHierarchy('spectral', sizes)
+    with pytest.raises(ValueError, match="'n_init'"):  # before any graph
+        FixedHierarchy('kmeans', [4, 1], n_init=0)

@@ -111,3 +111,65 @@ def test_second_order_bad_inputs_and_config():
     assert torch.isfinite(big.multires_recon_loss(out))
     with pytest.raises(RuntimeError, match='dense blocks'):
         big.local_decoders[0](out[0].z, out[0].z)
+
+
+# ------------------------------------------------ KL at initialisation
+def _karate():
+    nx = pytest.importorskip('networkx')
+    from torch_geometric.utils import degree, from_networkx
+    data = from_networkx(nx.karate_club_graph())
+    deg = degree(data.edge_index[0], data.num_nodes).long().clamp(max=9)
+    x = torch.nn.functional.one_hot(deg, 10).float()
+    return x, data.edge_index
+
+
+@pytest.mark.parametrize('covariance', ['diag', 'mrf'])
+def test_initial_kl_is_of_the_order_of_the_latent_size(covariance):
+    # Issue 17: an order=2 MGVAE on the karate club started with a KL near
+    # 1e9 (log standard deviations at their clamp); the normalised layers
+    # keep it below nodes x latent channels, the earlier ones did not.
+    from torch_geometric_mgvae.models.mgvae import MAX_LOGSTD
+    x, edge_index = _karate()
+    batch = torch.zeros(34, dtype=torch.long)
+    kls = {}
+    for normalize in (True, False):
+        torch.manual_seed(0)
+        model = MGVAE(10, 32, 16, [4, 2, 1], order=2, covariance=covariance,
+                      normalize_second_order=normalize)
+        out = model(x, edge_index, batch=batch, num_graphs=1,
+                    generator=torch.Generator().manual_seed(0))
+        kls[normalize] = float(model.multires_kl_loss(out).detach())
+        scalars = sum(lvl.num_nodes for lvl in out.levels) * 16
+        if normalize:
+            for lvl in out.levels:
+                assert lvl.mu.abs().max() < 5
+                if lvl.logstd is not None:
+                    assert lvl.logstd.max() < MAX_LOGSTD - 1
+    assert kls[True] < scalars < kls[False]
+
+
+def test_initial_kl_on_molecule_like_batches():
+    # ZINC-sized molecule-like graphs (23 nodes, bond types as edge
+    # features), the diagonal and the MRF posterior:
+    from tests.conftest import random_batch
+    data = random_batch(sizes=(23, 19, 27, 23), p=0.12, seed=3)
+    half = data.edge_index[:, data.edge_index[0] < data.edge_index[1]]
+    g = torch.Generator().manual_seed(0)
+    bond = torch.nn.functional.one_hot(
+        torch.randint(4, (half.size(1), ), generator=g), 4).float()
+    ei, ea = torch.cat([half, half.flip(0)], 1), torch.cat([bond, bond])
+    x = data.x.float()
+    for covariance in ('diag', 'mrf'):
+        kls = {}
+        for normalize in (True, False):
+            torch.manual_seed(0)
+            model = MGVAE(x.size(1), 32, 16, [4, 2, 1], order=2,
+                          edge_channels=4, covariance=covariance,
+                          normalize_second_order=normalize)
+            out = model(x, ei, batch=data.batch, num_graphs=4,
+                        edge_attr=ea,
+                        generator=torch.Generator().manual_seed(0))
+            kls[normalize] = float(model.multires_kl_loss(out).detach())
+            per_graph = sum(lvl.num_nodes for lvl in out.levels) / 4 * 16
+        # (measured: 5.6 / 3.6e7 diagonal, 13 / 1.9e3 MRF; bound 476)
+        assert kls[True] < per_graph < kls[False]

@@ -199,6 +199,24 @@ def test_gaussian_mrf_head_equivariance_and_padding():
         assert torch.allclose(mu1[0], mu[b, :m], atol=1e-10)
         assert torch.allclose(L1[0], L[b, :m, :m], atol=1e-10)
     assert str(head) == 'GaussianMRFHead(4, 3, first_order_channels=8)'
+    old = GaussianMRFHead(4, 3, diagonal=False)
+    assert old.lin_logstd is None and 'lin_logstd.weight' not in \
+        old.state_dict()
+    assert str(old) == ('GaussianMRFHead(4, 3, first_order_channels=8, '
+                        'diagonal=False)')
+    # The diagonal e^s adds to L's diagonal, nothing else:
+    old.lin_mu.load_state_dict(head.lin_mu.state_dict())
+    old.lin_L.load_state_dict(head.lin_L.state_dict())
+    H, Z = enc(d['x'], d['adj'], d['mask'], d['edge_attr'])
+    (mu_new, L_new), (mu_old, L_old) = head(H, Z, d['mask']), old.double()(
+        H, Z, d['mask'])
+    assert torch.equal(mu_new, mu_old)
+    off = ~torch.eye(L_new.size(1), dtype=torch.bool).view(1, *L_new.shape[
+        1:3], 1)
+    assert torch.allclose(L_new * off, L_old * off)
+    std = head.lin_logstd(Z).exp()
+    diag = (L_new - L_old).diagonal(dim1=1, dim2=2).transpose(1, 2)
+    assert torch.allclose(diag, std * d['mask'].unsqueeze(-1))
 
 
 # ------------------------------------------------------ learnable prior

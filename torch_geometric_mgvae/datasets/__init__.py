@@ -20,6 +20,7 @@ from torch_geometric_mgvae.datasets.molecules import (
     molecule_dataset_stats,
     penalized_logp,
 )
+from torch_geometric_mgvae.datasets.planetoid import Planetoid
 
 __all__ = [
     'CommunitySmall',
@@ -38,6 +39,7 @@ __all__ = [
     'ZINC12K_TARGETS',
     'molecule_dataset_stats',
     'penalized_logp',
+    'Planetoid',
     'MNISTGraphs',
     'read_idx',
 ]

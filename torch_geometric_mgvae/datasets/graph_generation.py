@@ -46,6 +46,7 @@ from torch_geometric_mgvae.datasets.base import (
     atomic_write,
     warn_user,
 )
+from torch_geometric_mgvae.nn.checks import check_int
 
 __all__ = [
     'CommunitySmall', 'EgoSmall', 'read_graph_list', 'write_graph_list',
@@ -568,5 +569,6 @@ def make_community_dataset(num_graphs: int = 100, seed: int = 0,
                            max_nodes: int = 20) -> List[Data]:
     r"""A reproducible list of :obj:`num_graphs` two-community graphs from
     :class:`CommunityGraphGenerator` (sizes drawn per graph)."""
+    num_graphs = check_int('num_graphs', num_graphs, 0)
     gen = CommunityGraphGenerator(min_nodes, max_nodes, seed=seed)
     return [gen() for _ in range(num_graphs)]

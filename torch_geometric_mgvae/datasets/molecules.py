@@ -28,13 +28,14 @@ unreadable or truncated gzip stream, a repeated molecule id, and in split
 files (ZINC's ``indexes_train_val_test.csv``, QM9's ``valid_idx_qm9.json``)
 an entry that is not a row index, an index outside the table, an index in
 two splits or twice in one, or an empty split. Bad *rows* (a property that
-is not a number, an id that is not an integer) are skipped, counted in
+is not a finite number, an id that is not an integer) are skipped, counted in
 :obj:`info["num_bad_rows"]` / :obj:`info["bad_rows"]` and reported with one
 warning; their ids are not renumbered.
 """
 import csv
 import gzip
 import json
+import math
 import os.path as osp
 import time
 import zlib
@@ -207,6 +208,15 @@ def _read_table(
         raise ValueError(f"'{path}', line {reader.line_num}: the last line "
                          f"has no line end, so the file looks cut mid-line "
                          f"(if it is complete, end it with a newline)")
+
+
+def _finite_float(value: str) -> float:
+    r"""A property value: a finite number (a 'nan' or 'inf' cell makes the
+    row bad, skipped and counted, instead of a NaN target)."""
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f'{value.strip()!r} is not a finite number')
+    return out
 
 
 def _gdb_id(value: str) -> int:
@@ -523,7 +533,7 @@ class QM9Molecules(_MoleculeDataset):
             id_col: _gdb_id,
             smiles_col: str
         }
-        columns.update({t[prop]: float for t in self.targets})
+        columns.update({t[prop]: _finite_float for t in self.targets})
 
         ids, smiles, attrs, bad = [], [], [], []
         line_of: Dict[int, int] = {}
@@ -672,7 +682,7 @@ class ZINC12k(_MoleculeDataset):
     def process(self) -> None:
         start = time.perf_counter()
         columns: Dict[str, Callable[[str], Any]] = {'SMILES': str}
-        columns.update({name: float for name in self.targets})
+        columns.update({name: _finite_float for name in self.targets})
         ids, smiles, attrs, bad = [], [], [], []
         num_rows = 0
         for row in _read_table(self.raw_paths[0], columns):

@@ -100,5 +100,15 @@ def save_torch(obj: Any, path: str) -> str:
 
 def load_torch(path: str) -> Any:
     r""":func:`torch.load` on the CPU with :obj:`weights_only=True` (no
-    arbitrary unpickling)."""
-    return torch.load(path, map_location='cpu', weights_only=True)
+    arbitrary unpickling). A file that cannot be read that way (missing,
+    truncated, corrupt, or holding objects outside the allowlist) raises
+    one :class:`ValueError` naming it (:class:`FileNotFoundError` if it
+    does not exist)."""
+    from torch_geometric_mgvae.datasets.base import one_line
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No checkpoint '{path}'")
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # any failure: the file is unusable
+        raise ValueError(f"'{path}' cannot be read with torch.load("
+                         f"weights_only=True) ({one_line(e)})") from e

@@ -74,6 +74,7 @@ from torch_geometric_mgvae.experiments.state import (
 )
 from torch_geometric_mgvae.experiments.train import (
     LossModule,
+    NonFiniteError,
     check_finite_grads,
     check_finite_loss,
     weighted_loss,
@@ -192,11 +193,12 @@ def clusters_per_level(L: int) -> List[int]:
 # Data #####################################################################
 
 def load_dataset(name: str, root: str, raw: Optional[str] = None) -> Data:
-    r"""The Planetoid graph :obj:`name` with row-normalised features. Raw
-    files found in :obj:`raw/<name>/raw` and missing in
-    :obj:`root/<Name>/raw` are copied there first (atomically), so nothing
-    is downloaded."""
-    from torch_geometric.datasets import Planetoid
+    r"""The Planetoid graph :obj:`name` with row-normalised features
+    (:class:`~torch_geometric_mgvae.datasets.Planetoid`: a verified cache,
+    never unpickled in full). Raw files found in :obj:`raw/<name>/raw` and
+    missing in :obj:`root/<Name>/raw` are copied there first (atomically),
+    so nothing is downloaded."""
+    from torch_geometric_mgvae.datasets import Planetoid
     if raw is not None:
         src = os.path.join(raw, name.lower(), 'raw')
         if not os.path.isdir(src):
@@ -241,13 +243,17 @@ def check_split(train: Data, val: Data, test: Data):
 
 def auc_ap(pos: Tensor, neg: Tensor) -> Tuple[float, float]:
     r"""ROC AUC and average precision of scores of positive and negative
-    pairs."""
+    pairs. Raises a :class:`~torch_geometric_mgvae.experiments.train.
+    NonFiniteError` for NaN/infinite scores (a diverged model: training
+    stops there, as at a non-finite loss)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
     y = torch.cat([torch.ones(pos.numel()), torch.zeros(neg.numel())])
     # scikit-learn reads host memory:
     s = torch.cat([pos.view(-1), neg.view(-1)]).detach().float().cpu()
-    if not torch.isfinite(s).all():
-        raise ValueError('Scores must be finite')
+    bad = ~torch.isfinite(s)
+    if bool(bad.any()):
+        raise NonFiniteError('edge score', 'evaluated pairs',
+                             float(s[bad][0]))
     return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
 
 

@@ -89,6 +89,10 @@ def read_records(path: str) -> List[Dict[str, Any]]:
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"Result file '{path}' is not valid JSON ({e}); "
                          f"move it away or give another --results") from e
+    except OSError as e:  # a folder, unreadable, ...
+        raise ValueError(f"Result file '{path}' cannot be read "
+                         f"({e.strerror or e}); give another --results"
+                         ) from e
     if not isinstance(records, list) or not all(
             isinstance(r, dict) for r in records):
         raise ValueError(f"Result file '{path}' is not a JSON list of "

@@ -264,10 +264,12 @@ class TrainingSession:
                              f"(the run's --out holds it)")
         try:
             saved = load_torch(self.path)
-        except Exception as e:
-            raise UsageError(f"--resume: cannot read '{self.path}' "
-                             f"({type(e).__name__}: {e})") from e
-        if not isinstance(saved, dict) or saved.get('format') != FORMAT:
+        except ValueError as e:  # load_torch names the file
+            raise UsageError(f"--resume: {e}") from e
+        if not (isinstance(saved, dict) and saved.get('format') == FORMAT
+                and isinstance(saved.get('args'), dict)
+                and isinstance(saved.get('done'), dict)
+                and isinstance(saved.get('current'), (dict, type(None)))):
             raise UsageError(f"--resume: '{self.path}' is not a training "
                              f"state of this version")
         old = saved['args']
@@ -356,8 +358,16 @@ class TrainingSession:
         self._current = None
         if cur.get('rng_ranks') is not None:  # this process's own
             cur = dict(cur, rng=cur['rng_ranks'][get_rank()])
-        return restore_training_state(cur, model, optimizer, scheduler,
-                                      generators)
+        try:
+            return restore_training_state(cur, model, optimizer, scheduler,
+                                          generators)
+        except (KeyError, AttributeError, TypeError, ValueError,
+                RuntimeError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else \
+                str(e).strip().splitlines()[0]
+            raise UsageError(f"--resume: '{self.path}' does not fit this "
+                             f"run's model ({type(e).__name__}: "
+                             f"{what})") from e
 
     def train(self, key: str, step: Callable[[int], Any], epochs: int,
               state: Callable[[], Dict[str, Any]],

@@ -23,6 +23,7 @@ from torch_geometric.data import Batch, Data
 
 from torch_geometric_mgvae.chem.convert import QM9_ATOMS, AtomVocabulary
 from torch_geometric_mgvae.chem.valence import max_valence
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.second_order import SecondOrderEncoder
 
 _HASH_MOD = 2147483647  # 2^31 - 1, so products of two hashes fit in int64
@@ -263,6 +264,10 @@ class AutoregressiveMGN(torch.nn.Module):
             :obj:`12`)
         basis (bool): Use the Maron basis in the encoder. (default:
             :obj:`True`)
+        normalize_second_order (bool): The normalised second-order layers
+            (:class:`~torch_geometric_mgvae.nn.SecondOrderConv`);
+            :obj:`False`: the earlier, unnormalised ones.
+            (default: :obj:`True`)
 
     Example:
         >>> model = AutoregressiveMGN(len(QM9_ATOMS), max_nodes=9)
@@ -273,15 +278,20 @@ class AutoregressiveMGN(torch.nn.Module):
                  hidden_channels: int = 64, latent_channels: int = 16,
                  num_layers: int = 2, max_nodes: int = 9,
                  atoms: Union[AtomVocabulary, Sequence] = QM9_ATOMS,
-                 max_offset: int = 12, basis: bool = True):
+                 max_offset: int = 12, basis: bool = True,
+                 normalize_second_order: bool = True):
         super().__init__()
         vocab = atoms if isinstance(atoms, AtomVocabulary) else \
             AtomVocabulary(atoms)
         if len(vocab) != num_atom_types:
             raise ValueError(f"'atoms' has {len(vocab)} types but "
                              f"'num_atom_types' is {num_atom_types}")
-        if max_nodes < 1:
-            raise ValueError(f"'max_nodes' must be >= 1 (got {max_nodes})")
+        num_bond_types = check_int('num_bond_types', num_bond_types)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
+        latent_channels = check_int('latent_channels', latent_channels, 0)
+        num_layers = check_int('num_layers', num_layers)
+        max_nodes = check_int('max_nodes', max_nodes)
+        max_offset = check_int('max_offset', max_offset, 0)
         self.atoms = vocab
         self.num_atom_types = num_atom_types
         self.num_bond_types = num_bond_types
@@ -298,7 +308,8 @@ class AutoregressiveMGN(torch.nn.Module):
         h, T, K = hidden_channels, num_atom_types, num_bond_types
         self.encoder = SecondOrderEncoder(T + latent_channels, K, h, h,
                                           num_layers, basis=basis,
-                                          return_diag=True)
+                                          return_diag=True,
+                                          normalize=normalize_second_order)
         self.node_lin = torch.nn.Linear(self.encoder.first_order_channels, h)
         self.h0 = torch.nn.Parameter(torch.zeros(h))
         self.gru = torch.nn.GRUCell(2 * h, h)

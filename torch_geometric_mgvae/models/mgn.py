@@ -1,5 +1,5 @@
 r"""The Multiresolution Graph Network (MGN) of Hy & Kondor."""
-import warnings
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -14,6 +14,12 @@ from torch_geometric.utils import (
     to_edge_index,
 )
 
+from torch_geometric_mgvae.nn.checks import (  # noqa: F401 (re-exported)
+    MAX_FEATURE,
+    check_graph,
+    check_int,
+    check_int_list,
+)
 from torch_geometric_mgvae.nn.cluster import ClusterOutput, assignment_entropy
 from torch_geometric_mgvae.nn.conv import ConvSpec, LocalEncoder, conv_inputs
 from torch_geometric_mgvae.nn.decoder import (
@@ -43,8 +49,6 @@ CLUSTER_DEFAULTS = dict(num_layers=2, tau=1.0, balance=0,
 #: (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`) and their defaults.
 RECON_DEFAULTS = dict(max_dense_pairs=2**18, num_neg_samples=None,
                       balanced=False)
-#: Largest magnitude accepted in the input features.
-MAX_FEATURE = 1e12
 EPS = 1e-15
 
 
@@ -145,82 +149,24 @@ class MGNOutput:
         return f'{self.__class__.__name__}(levels={len(self.levels)})'
 
 
-def _finite(t: Tensor) -> bool:
-    # One reduction first (no boolean tensor on the common path); the exact
-    # test only when the sum is not finite (NaN/inf, or overflow).
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
-def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
-                batch: OptTensor, edge_attr: OptTensor = None):
-    r"""Validates the input of a forward pass with clear errors: shapes,
-    NaN/infinite or absurdly large values, edges to nodes that do not exist
-    or between two graphs of a batch, an unsorted batch vector; warns about
-    one-way edges (MGN takes graphs as undirected)."""
-    if x.dim() != 2:
-        raise ValueError(f"'x' must be [num_nodes, channels] "
-                         f"(got shape {tuple(x.shape)})")
-    if not x.is_floating_point():
-        raise ValueError(f"'x' must hold floating point features (got "
-                         f"{x.dtype})")
-    if not _finite(x):
-        raise ValueError("'x' contains NaN or infinite values")
-    if x.numel() and float(x.abs().max()) > MAX_FEATURE:
-        raise ValueError(f"'x' holds values of magnitude "
-                         f"{float(x.abs().max()):.3g}: standardise the "
-                         f"features (|x| <= {MAX_FEATURE:.0e} accepted)")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must be [2, num_edges] "
-                         f"(got shape {tuple(edge_index.shape)})")
-    if edge_index.numel() > 0 and (int(edge_index.min()) < 0 or
-                                   int(edge_index.max()) >= x.size(0)):
-        raise ValueError("'edge_index' refers to nodes that do not exist")
-    E = edge_index.size(1)
-    if edge_weight is not None:
-        if edge_weight.dim() != 1 or edge_weight.numel() != E:
-            raise ValueError("'edge_weight' must hold one value per edge")
-        if not _finite(edge_weight):
-            raise ValueError("'edge_weight' contains NaN or infinite values")
-        if E and float(edge_weight.min()) < 0:
-            raise ValueError("'edge_weight' must not be negative")
-    if edge_attr is not None:
-        if edge_attr.size(0) != E:
-            raise ValueError(f"'edge_attr' must hold one row per edge (got "
-                             f"{edge_attr.size(0)} rows for {E} edges)")
-        if edge_attr.is_floating_point() and not _finite(edge_attr):
-            raise ValueError("'edge_attr' contains NaN or infinite values")
-    if batch is not None:
-        if batch.numel() != x.size(0):
-            raise ValueError("'batch' must hold one entry per node")
-        if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
-            raise ValueError("'batch' must be sorted (the nodes of every "
-                             "graph contiguous and in graph order, as "
-                             "torch_geometric.data.Batch builds it)")
-        if E and bool((batch[edge_index[0]] != batch[edge_index[1]]).any()):
-            raise ValueError("'edge_index' holds edges between two graphs "
-                             "of the batch")
-    if E:
-        out_deg = torch.bincount(edge_index[0], minlength=x.size(0))
-        in_deg = torch.bincount(edge_index[1], minlength=x.size(0))
-        if not torch.equal(out_deg, in_deg):
-            warnings.warn("'edge_index' looks directed (in- and out-degrees "
-                          "differ); MGN takes graphs as undirected, with "
-                          "every edge in both directions "
-                          "(torch_geometric.transforms.ToUndirected)",
-                          stacklevel=3)
-
-
-def as_edge_index(adj: Adj, edge_weight: OptTensor
+def as_edge_index(adj: Adj, edge_weight: OptTensor,
+                  num_nodes: Optional[int] = None
                   ) -> Tuple[Tensor, OptTensor]:
     r"""An :obj:`edge_index` (and weights) from an :obj:`edge_index`, a
     :class:`SparseTensor` or a :obj:`torch.sparse` adjacency :obj:`adj_t`
-    (PyG's transposed layout: row = target). Unit weights become
+    (PyG's transposed layout: row = target), which must be
+    :obj:`num_nodes` x :obj:`num_nodes` if given. Unit weights become
     :obj:`None`."""
     if not isinstance(adj, SparseTensor) and not is_torch_sparse_tensor(adj):
         return adj, edge_weight
     if edge_weight is not None:
         raise ValueError("Give the edge weights as the values of the sparse "
                          "adjacency, not as 'edge_weight'")
+    size = (adj.size(0), adj.size(1))
+    if num_nodes is not None and size != (num_nodes, num_nodes):
+        raise ValueError(f"The sparse adjacency has size {size} for "
+                         f"{num_nodes} nodes (expected {num_nodes} x "
+                         f"{num_nodes})")
     index, value = to_edge_index(adj)
     # adj_t: (target, source) -> (source, target), sorted by source:
     index, value = sort_edge_index(index.flip(0), value, adj.size(0))
@@ -306,6 +252,17 @@ class MGN(torch.nn.Module):
             :math:`\sum_k |\mathcal{V}_k|^2 d`). (default: :obj:`1`)
         edge_channels (int): Size of the input edge features for the
             second-order encoder of the finest level. (default: :obj:`0`)
+        normalize_second_order (bool): With :obj:`order=2`, the normalised
+            second-order layers (adjacency scaled to a largest weight of 1,
+            degrees relative to the mean degree, scale-aware
+            initialisation: activations of order one at initialisation for
+            any cluster size and coarse edge weight; see
+            :class:`~torch_geometric_mgvae.nn.SecondOrderConv`) and, in
+            :class:`MGVAE` with :obj:`covariance="mrf"`, a positive
+            diagonal in the Cholesky-like factor
+            (:class:`~torch_geometric_mgvae.nn.GaussianMRFHead`).
+            :obj:`False` builds the earlier, unnormalised layers, kept to
+            reproduce stored models. (default: :obj:`True`)
         clustering (str): :obj:`"learned"` or :obj:`"fixed"` (cluster ids
             are then passed to :meth:`forward`, or read from the data's
             :class:`~torch_geometric_mgvae.transforms.FixedHierarchy`
@@ -375,22 +332,17 @@ class MGN(torch.nn.Module):
                  max_nodes: Optional[int] = None,
                  hierarchical_decoding: bool = False,
                  random_features: int = 0,
-                 recon_kwargs: Optional[Dict[str, Any]] = None):
+                 recon_kwargs: Optional[Dict[str, Any]] = None,
+                 normalize_second_order: bool = True):
         super().__init__()
-        num_clusters = [int(k) for k in num_clusters]
-        if len(num_clusters) == 0 or min(num_clusters) < 1:
-            raise ValueError("'num_clusters' must be a non-empty list of "
-                             "positive integers")
-        for name, value in (('in_channels', in_channels),
-                            ('hidden_channels', hidden_channels),
-                            ('latent_channels', latent_channels),
-                            ('num_layers', num_layers)):
-            if int(value) < 1:
-                raise ValueError(f"'{name}' must be a positive integer "
-                                 f"(got {value})")
-        if random_features < 0 or edge_channels < 0:
-            raise ValueError("'random_features' and 'edge_channels' must "
-                             "be >= 0")
+        num_clusters = check_int_list('num_clusters', num_clusters)
+        in_channels = check_int('in_channels', in_channels)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
+        latent_channels = check_int('latent_channels', latent_channels)
+        num_layers = check_int('num_layers', num_layers)
+        random_features = check_int('random_features', random_features, 0)
+        edge_channels = check_int('edge_channels', edge_channels, 0)
+        max_nodes = check_int('max_nodes', max_nodes, optional=True)
         if clustering not in CLUSTERINGS:
             raise ValueError(f"'clustering' must be one of {CLUSTERINGS}")
         if feature_loss not in FEATURE_LOSSES:
@@ -412,8 +364,19 @@ class MGN(torch.nn.Module):
                              "order=2 encoders are second order")
         self.cluster_kwargs = _check_keys('cluster_kwargs', cluster_kwargs,
                                           CLUSTER_DEFAULTS)
+        ck = self.cluster_kwargs
+        check_int("cluster_kwargs['hidden_channels']", ck['hidden_channels'],
+                  optional=True)
         self.recon_kwargs = _check_keys('recon_kwargs', recon_kwargs,
                                         RECON_DEFAULTS)
+        rk = self.recon_kwargs
+        check_int("recon_kwargs['max_dense_pairs']", rk['max_dense_pairs'],
+                  0)
+        check_int("recon_kwargs['num_neg_samples']", rk['num_neg_samples'],
+                  optional=True)
+        if not isinstance(rk['balanced'], bool):
+            raise TypeError(f"recon_kwargs['balanced'] must be True or False "
+                            f"(got {rk['balanced']!r})")
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.latent_channels = latent_channels
@@ -429,6 +392,7 @@ class MGN(torch.nn.Module):
         self.max_nodes = max_nodes
         self.hierarchical_decoding = hierarchical_decoding
         self.random_features = random_features
+        self.normalize_second_order = normalize_second_order
 
         num_levels = len(num_clusters) + 1
         ins = ([in_channels + random_features] +
@@ -443,7 +407,9 @@ class MGN(torch.nn.Module):
             self.encoders = torch.nn.ModuleList([
                 SecondOrderEncoder(ins[i], edge_channels if i == 0 else 0,
                                    hidden_channels, hidden_channels,
-                                   num_layers) for i in range(num_levels)
+                                   num_layers,
+                                   normalize=normalize_second_order)
+                for i in range(num_levels)
             ])
             enc_out = self.encoders[0].first_order_channels
         # With encoder_scope='graph' the encoder does not depend on the
@@ -513,7 +479,8 @@ class MGN(torch.nn.Module):
         if kind == 'second_order':
             return DenseEdgeDecoder(
                 SecondOrderDecoder(channels, self.hidden_channels,
-                                   self.num_layers))
+                                   self.num_layers,
+                                   normalize=self.normalize_second_order))
         return DenseEdgeDecoder(MLPDecoder(channels, self.max_nodes))
 
     def decoding_latents(self, out: MGNOutput, i: int) -> Tensor:
@@ -643,8 +610,11 @@ class MGN(torch.nn.Module):
                 kw['edge_attr'], kw['clusters'])
         if edge_index is None:
             raise ValueError("'edge_index' is required")
-        edge_index, edge_weight = as_edge_index(edge_index, edge_weight)
-        check_graph(x, edge_index, edge_weight, batch, edge_attr)
+        edge_index, edge_weight = as_edge_index(
+            edge_index, edge_weight,
+            x.size(0) if isinstance(x, Tensor) and x.dim() == 2 else None)
+        check_graph(x, edge_index, edge_weight, batch, edge_attr, num_graphs)
+        self._check_input(x, edge_attr)
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
         if num_graphs is None:
@@ -715,6 +685,24 @@ class MGN(torch.nn.Module):
                                               pooled.edge_weight)
                 edge_attr, batch = pooled.edge_attr, pooled.batch
         return MGNOutput(levels)
+
+    def _check_input(self, x: Tensor, edge_attr: OptTensor):
+        r"""The input's widths and dtype against the model's."""
+        if x.size(1) != self.in_channels:
+            raise ValueError(f"'x' has {x.size(1)} channels but the model "
+                             f"was built with in_channels="
+                             f"{self.in_channels}")
+        dtype = self.mu_heads[0].weight.dtype
+        if x.dtype != dtype:
+            raise ValueError(f"'x' is {x.dtype} but the model's parameters "
+                             f"are {dtype} (convert one of them, e.g. "
+                             f"x.to({dtype}))")
+        if self.order == 2 and edge_attr is not None:
+            width = math.prod(edge_attr.shape[1:])
+            if width != self.edge_channels:
+                raise ValueError(f"'edge_attr' has {width} columns but the "
+                                 f"model was built with edge_channels="
+                                 f"{self.edge_channels}")
 
     # PyG's GAE interface ####################################################
 

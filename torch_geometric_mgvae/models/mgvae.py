@@ -8,6 +8,7 @@ from torch_geometric.typing import OptTensor
 from torch_geometric.utils import to_dense_batch
 
 from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.dense import DenseBlocks
 from torch_geometric_mgvae.nn.prior import (
     GaussianMRFHead,
@@ -103,7 +104,8 @@ class MGVAE(MGN):
             raise ValueError("'prior_kwargs' configure prior='learnable'")
         self.mrf_heads = torch.nn.ModuleList([
             GaussianMRFHead(self.hidden_channels, self.latent_channels,
-                            self.mu_heads[0].in_features)
+                            self.mu_heads[0].in_features,
+                            diagonal=self.normalize_second_order)
             for _ in range(self.num_levels)
         ]) if covariance == 'mrf' else None
         self.prior = LearnablePrior(self.max_nodes, self.latent_channels,
@@ -293,6 +295,7 @@ class MGVAE(MGN):
         if self.global_decoders is None:
             raise RuntimeError("sample() needs the global decoder "
                                "(global_decoder=True)")
+        num_graphs = check_int('num_graphs', num_graphs, 0)
         device = self.mu_heads[0].weight.device
         dtype = self.mu_heads[0].weight.dtype
         if num_nodes is None:

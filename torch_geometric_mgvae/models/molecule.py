@@ -11,6 +11,7 @@ from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from torch_geometric_mgvae.models.mgn import MGNOutput
 from torch_geometric_mgvae.models.mgvae import MGVAE
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.prior import mrf_sample
 from torch_geometric_mgvae.nn.second_order import (
     SecondOrderDecoder,
@@ -49,6 +50,9 @@ class MoleculeDecoder(torch.nn.Module):
         num_atom_types (int): :math:`A`.
         num_bond_types (int): :math:`B` (bond classes besides "none").
             (default: :obj:`3`)
+        normalize (bool): The normalised second-order layers
+            (:class:`~torch_geometric_mgvae.nn.SecondOrderConv`).
+            (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`z` :math:`(G, n, d)`, mask :math:`(G, n)`
@@ -57,7 +61,7 @@ class MoleculeDecoder(torch.nn.Module):
     """
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, num_atom_types: int,
-                 num_bond_types: int = 3):
+                 num_bond_types: int = 3, normalize: bool = True):
         super().__init__()
         self.latent_channels = latent_channels
         self.hidden_channels = hidden_channels
@@ -66,7 +70,7 @@ class MoleculeDecoder(torch.nn.Module):
         self.num_bond_types = num_bond_types
         self.net = SecondOrderDecoder(latent_channels, hidden_channels,
                                       num_layers, 1 + num_bond_types +
-                                      num_atom_types)
+                                      num_atom_types, normalize=normalize)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -401,6 +405,11 @@ class MoleculeMGVAE(MGVAE):
                              "('feature_loss' must be None)")
         if not kwargs['global_decoder']:
             raise ValueError("MoleculeMGVAE needs the global decoders")
+        num_atom_types = check_int('num_atom_types', num_atom_types)
+        num_bond_types = check_int('num_bond_types', num_bond_types)
+        node_channels = check_int('node_channels', node_channels, 0)
+        decoder_layers = check_int('decoder_layers', decoder_layers,
+                                   optional=True)
         super().__init__(num_atom_types + node_channels, hidden_channels,
                          latent_channels, num_clusters, max_nodes=max_nodes,
                          edge_channels=num_bond_types,
@@ -430,7 +439,8 @@ class MoleculeMGVAE(MGVAE):
         # The finest global decoder decodes atoms and bonds jointly:
         self.global_decoders[0] = MoleculeDecoder(
             latent_channels, hidden_channels, self.decoder_layers,
-            num_atom_types, num_bond_types)
+            num_atom_types, num_bond_types,
+            normalize=self.normalize_second_order)
 
     @property
     def decoder(self) -> MoleculeDecoder:

@@ -22,6 +22,7 @@ from torch_geometric.nn import (
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
+from torch_geometric_mgvae.nn.checks import check_graph, check_int
 from torch_geometric_mgvae.nn.conv import conv_inputs, make_conv, run_conv
 from torch_geometric_mgvae.nn.pool import MGNPooling
 
@@ -234,6 +235,9 @@ class HierarchicalRegressor(torch.nn.Module):
             raise ValueError(f"'readout' must be one of {sorted(READOUTS)}")
         if num_layers < 1 or out_channels < 1:
             raise ValueError("'num_layers' and 'out_channels' must be >= 1")
+        in_channels = check_int('in_channels', in_channels)
+        edge_channels = check_int('edge_channels', edge_channels, 0)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
         self.in_channels = in_channels
         self.edge_channels = edge_channels
         self.hidden_channels = hidden_channels
@@ -287,6 +291,7 @@ class HierarchicalRegressor(torch.nn.Module):
         if batch is None:
             batch = edge_index.new_zeros(x.size(0))
         B = int(getattr(data, 'num_graphs', 1) or 1)
+        check_graph(x, edge_index, None, batch, data.get('edge_attr'))
         edge_attr = self._edge_attr(data.get('edge_attr'),
                                     edge_index.size(1), x)
         if clusters is None:

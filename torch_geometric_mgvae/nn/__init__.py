@@ -61,6 +61,7 @@ from .second_order import (
     contract_to_first_order,
     contractions_eq3,
     equivariant_basis_2to2,
+    normalize_adjacency,
     pair_features,
     to_second_order,
 )
@@ -86,8 +87,8 @@ __all__ = [
     'DenseBlocks', 'to_dense_blocks', 'NUM_BASIS', 'NUM_CONTRACTIONS',
     'MLPDecoder', 'SecondOrderConv', 'SecondOrderDecoder',
     'SecondOrderEncoder', 'apply_mask', 'contract_to_first_order',
-    'contractions_eq3', 'equivariant_basis_2to2', 'pair_features',
-    'to_second_order',
+    'contractions_eq3', 'equivariant_basis_2to2', 'normalize_adjacency',
+    'pair_features', 'to_second_order',
     # Priors
     'GaussianMRFHead', 'LearnablePrior', 'kl_diag', 'kl_mvn',
     'kl_mvn_standard', 'mrf_sample',

@@ -486,6 +486,9 @@ class SelectLearned(Select):
             raise ValueError(f"'tau' must be a positive number (got {tau})")
         if num_layers < 0 or balance < 0:
             raise ValueError("'num_layers' and 'balance' must be >= 0")
+        if num_layers > 0 and hidden_channels < 1:
+            raise ValueError(f"'hidden_channels' must be a positive integer "
+                             f"(got {hidden_channels})")
         self.balance = balance
         self.eval_assign = eval_assign
         self.in_channels = in_channels

@@ -16,6 +16,8 @@ from torch_geometric.utils import (
 )
 from torch_geometric.utils.sparse import set_sparse_value
 
+from torch_geometric_mgvae.nn.checks import check_int
+
 #: A convolution: a :class:`MessagePassing` class, or a callable
 #: :obj:`(in_channels, out_channels) -> MessagePassing`.
 ConvSpec = Union[Type[MessagePassing], Callable[[int, int], torch.nn.Module]]
@@ -100,6 +102,8 @@ class MGNConv(MessagePassing):
                  bias: bool = True, **kwargs):
         kwargs.setdefault('aggr', 'add')
         super().__init__(**kwargs)
+        in_channels = check_int('in_channels', in_channels)
+        out_channels = check_int('out_channels', out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.lin_rel = torch.nn.Linear(in_channels, out_channels, bias=False)

@@ -12,6 +12,7 @@ from torch_geometric.nn.inits import reset
 from torch_geometric.nn.pool.select import Select
 from torch_geometric.typing import OptTensor
 
+from torch_geometric_mgvae.nn.checks import check_graph, check_int
 from torch_geometric_mgvae.nn.cluster import (
     ClusterOutput,
     SelectFixed,
@@ -176,8 +177,8 @@ class MGNPooling(torch.nn.Module):
                  readout: Optional[Aggregation] = None,
                  diagonal: str = 'edges', eval_assign: str = 'argmax'):
         super().__init__()
-        if num_clusters < 1:
-            raise ValueError("'num_clusters' must be at least 1")
+        in_channels = check_int('in_channels', in_channels)
+        num_clusters = check_int('num_clusters', num_clusters)
         self.in_channels = in_channels
         self.num_clusters = num_clusters
         if isinstance(select, Select):
@@ -289,6 +290,9 @@ class MGNPooling(torch.nn.Module):
             generator (torch.Generator, optional): Random generator of the
                 Gumbel noise.
         """
+        # Coarsening is defined for directed graphs too: no one-way edge
+        # warning here (its test is half the cost of the checks).
+        check_graph(x, edge_index, edge_weight, batch, warn_directed=False)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
         so = self.cluster(x, edge_index, edge_weight, batch, cluster=cluster,

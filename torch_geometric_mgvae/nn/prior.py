@@ -22,6 +22,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from .checks import check_float, check_int
 from .random import rand, randn
 from .second_order import apply_mask
 
@@ -51,13 +52,25 @@ def _cov_cholesky(L: Tensor, mask: Tensor, eps: float) -> Tensor:
     is below the rounding error of :math:`L L^{\top}` once the entries of
     :math:`L` reach a few units, and Cholesky fails on a matrix that is
     positive definite in exact arithmetic.
+
+    A covariance that cannot be factorised (non-finite or overflowing
+    entries of :obj:`L`, e.g. after a divergent training step) gets a NaN
+    factor, so the KL terms built on it are NaN, as for any other
+    non-finite input, and the trainers stop at them with a
+    :class:`~torch_geometric_mgvae.experiments.train.NonFiniteError`
+    naming the term (instead of a :obj:`LinAlgError` from the middle of
+    the loss).
     """
     L = apply_mask(L, mask, 1).permute(0, 3, 1, 2).double()  # [B, d, n, k]
     S = L @ L.transpose(-1, -2)  # [B, d, n, n]
     one = torch.ones((), dtype=L.dtype, device=L.device)
     jitter = torch.where(mask, eps * one, one)  # [B, n]
     S = S + torch.diag_embed(jitter).unsqueeze(1)  # [B, d, n, n]
-    return torch.linalg.cholesky(S)  # [B, d, n, n]
+    C, info = torch.linalg.cholesky_ex(S)  # [B, d, n, n], [B, d]
+    failed = info != 0
+    if bool(failed.any()):
+        C = C.masked_fill(failed[..., None, None], math.nan)
+    return C
 
 
 def _logdet(C: Tensor) -> Tensor:
@@ -205,14 +218,22 @@ class GaussianMRFHead(torch.nn.Module):
 
     .. math::
         \mu = Z W_{\mu} + b_{\mu}, \qquad
-        L_{ij} = \frac{1}{\sqrt{m}}\big(H_{ij} W_L + b_L\big)
+        L_{ij} = \delta_{ij}\, e^{s_i} + \frac{1}{\sqrt{m}}\big(H_{ij} W_L
+        + b_L\big), \qquad s = Z W_s + b_s
 
-    :math:`\mu` is first order (a linear map of :math:`Z`) and :math:`L` is
-    second order (a linear map of :math:`H` over the channels), so
+    :math:`\mu` and the log-scale :math:`s` are first order (linear maps of
+    :math:`Z`) and :math:`L` is second order, so
     :math:`\Sigma_c = L_c L_c^{\top} + \epsilon I` permutes as
     :math:`P \Sigma_c P^{\top}`. The :math:`1/\sqrt{m}` keeps
-    :math:`\Sigma_{ii} = \sum_k L_{ik}^2` of order one whatever the number
-    :math:`m` of valid nodes. Padded rows and columns of :math:`L` are 0.
+    :math:`\sum_k L_{ik}^2` of order one whatever the number :math:`m` of
+    valid nodes. The positive diagonal :math:`e^{s}` (the diagonal
+    posterior of Eq. 6 is the case :math:`W_L = 0`) keeps :math:`\Sigma`
+    well conditioned without relying on :math:`\epsilon`: with
+    :math:`\Sigma = L L^{\top}` alone, an encoder whose :math:`H` is small
+    at initialisation gives :math:`\Sigma \approx \epsilon I` and a KL of
+    :math:`\frac{1}{2}\ln(1/\epsilon) \approx 4.6` nats per node and
+    channel before any training. :math:`s` is clamped at
+    :obj:`max_logstd`. Padded rows and columns of :math:`L` are 0.
 
     Args:
         in_channels (int): Channels :math:`C` of :math:`H`.
@@ -221,6 +242,10 @@ class GaussianMRFHead(torch.nn.Module):
             (default: :obj:`2 * in_channels`, the encoder's
             :math:`\mathcal{H}_{\downarrow 1} \oplus
             \mathcal{H}_{\downarrow 2}`)
+        max_logstd (float): Upper clamp of :math:`s`. (default: :obj:`10`)
+        diagonal (bool): Add the diagonal :math:`e^{s}`; :obj:`False`
+            gives the earlier head, :math:`L = (H W_L + b_L) / \sqrt{m}`
+            alone, kept to reproduce stored models. (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`H` :math:`(B, n, n, C)`, :math:`Z`
@@ -229,33 +254,48 @@ class GaussianMRFHead(torch.nn.Module):
           :math:`(B, n, n, d)`
     """
     def __init__(self, in_channels: int, latent_channels: int,
-                 first_order_channels: Optional[int] = None):
+                 first_order_channels: Optional[int] = None,
+                 max_logstd: float = 10.0, diagonal: bool = True):
         super().__init__()
-        self.in_channels = in_channels
-        self.latent_channels = latent_channels
-        self.first_order_channels = first_order_channels or 2 * in_channels
+        self.in_channels = check_int('in_channels', in_channels)
+        self.latent_channels = check_int('latent_channels', latent_channels)
+        self.first_order_channels = check_int(
+            'first_order_channels', first_order_channels,
+            optional=True) or 2 * in_channels
+        self.max_logstd = max_logstd
+        self.diagonal = diagonal
         self.lin_mu = torch.nn.Linear(self.first_order_channels,
                                       latent_channels)
+        self.lin_logstd = torch.nn.Linear(
+            self.first_order_channels, latent_channels) if diagonal else None
         self.lin_L = torch.nn.Linear(in_channels, latent_channels)
         self.reset_parameters()
 
     def reset_parameters(self):
         self.lin_mu.reset_parameters()
+        if self.lin_logstd is not None:
+            self.lin_logstd.reset_parameters()
         self.lin_L.reset_parameters()
 
     def forward(self, H: Tensor, Z: Tensor,
                 mask: Tensor) -> Tuple[Tensor, Tensor]:
         H = apply_mask(H, mask, 2)  # [B, n, n, C]
         Z = apply_mask(Z, mask, 1)  # [B, n, C']
+        n = mask.size(1)
         m = mask.sum(dim=1).clamp(min=1).to(H.dtype)  # [B]
         mu = apply_mask(self.lin_mu(Z), mask, 1)  # [B, n, d]
         L = self.lin_L(H) / m.sqrt().view(-1, 1, 1, 1)  # [B, n, n, d]
+        if self.lin_logstd is not None:
+            std = self.lin_logstd(Z).clamp(max=self.max_logstd).exp()
+            eye = torch.eye(n, dtype=H.dtype, device=H.device)
+            L = L + eye.view(1, n, n, 1) * std.unsqueeze(2)  # [B, n, n, d]
         return mu, apply_mask(L, mask, 2)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.latent_channels}, first_order_channels='
-                f'{self.first_order_channels})')
+                f'{self.first_order_channels}'
+                f'{"" if self.diagonal else ", diagonal=False"})')
 
 
 class LearnablePrior(torch.nn.Module):
@@ -300,7 +340,8 @@ class LearnablePrior(torch.nn.Module):
             :math:`\hat{L} = \mathrm{diag}(\hat{\sigma})`,
             :math:`\hat{\sigma} = e^{\hat{s}}` learned.
             (default: :obj:`True`)
-        eps (float): Diagonal jitter. (default: :obj:`1e-4`)
+        eps (float): Diagonal jitter, a finite number > 0. (default:
+            :obj:`1e-4`)
         matching (str): :obj:`"hungarian"` or :obj:`"free"`, the matching
             :meth:`kl` uses. (default: :obj:`"hungarian"`)
     """
@@ -311,9 +352,9 @@ class LearnablePrior(torch.nn.Module):
         if matching not in MATCHINGS:
             raise ValueError(f"'matching' must be one of {MATCHINGS} "
                              f"(got {matching!r})")
-        if max_nodes < 1 or latent_channels < 1:
-            raise ValueError("'max_nodes' and 'latent_channels' must be "
-                             "positive")
+        max_nodes = check_int('max_nodes', max_nodes)
+        latent_channels = check_int('latent_channels', latent_channels)
+        eps = check_float('eps', eps)
         self.matching = matching
         self.max_nodes = max_nodes
         self.latent_channels = latent_channels

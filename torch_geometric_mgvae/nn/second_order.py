@@ -27,14 +27,26 @@ layers skip their entry masks there.
 Where an operation sums over a node index we divide by :math:`m` (a mean),
 so feature scales do not grow with the block size.
 """
+import math
+import warnings
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.typing import OptTensor
 
+from torch_geometric_mgvae.nn.checks import check_int
+
 NUM_BASIS = 15
 NUM_CONTRACTIONS = 13
+#: Gain of the first linear layer of :class:`SecondOrderConv` at
+#: initialisation: its weights are :math:`\mathcal{N}(0, g^2 / (K C))` over
+#: the :math:`K C` concatenated maps. He initialisation would use
+#: :math:`g = \sqrt{2}`; most maps are means or diagonals, weaker than
+#: :math:`H` itself, and :math:`g = 2.5` keeps the RMS of every layer's
+#: output between about 0.25 and 2 over 4 layers on sparse, dense and
+#: weighted graphs of 5 to 200 nodes (``tests/nn/test_second_order.py``).
+INIT_GAIN = 2.5
 # SecondOrderConv processes its blocks in chunks of at most this many
 # entries times hidden channels (B n^2 h), so its transient buffers (5 of
 # this size) stay small; the result does not depend on it.
@@ -75,6 +87,55 @@ def _num_nodes(mask: Tensor, dtype: torch.dtype) -> Tensor:
 def _t(h: Tensor) -> Tensor:
     r"""Transpose the two node indices of :math:`[B, n, n, C]`."""
     return h.transpose(1, 2)
+
+
+def normalize_adjacency(adj: Tensor, mask: Tensor) -> Tensor:
+    r"""The block adjacency the second-order layers read: masked and divided
+    by its largest weight, :math:`\hat{A} = A / \max_{ij} A_{ij}` per block
+    (0 for a block without edges).
+
+    An unweighted graph is unchanged; the weighted coarse levels of Def. 2
+    (an entry counts the edges between two clusters, tens on a molecule,
+    hundreds on a citation graph) are brought to :math:`[0, 1]`, so no
+    product with :math:`A` grows with the size of the clusters below. The
+    relative weights are kept, and a per-block scalar keeps every layer
+    permutation equivariant.
+
+    Args:
+        adj (torch.Tensor): Adjacency :math:`[B, n, n]`, non-negative.
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+
+    Returns:
+        :math:`[B, n, n]`, 0 at padded entries.
+    """
+    A = apply_mask(adj, mask, 2)  # [B, n, n]
+    top = A.flatten(1).amax(dim=1) if A.numel() else A.new_zeros(A.size(0))
+    top = torch.where(top > 0, top, torch.ones_like(top))  # [B]
+    return A / top.view(-1, 1, 1)
+
+
+def _block_adjacency(adj: Tensor, mask: Tensor, normalize: bool) -> Tensor:
+    r"""The adjacency the layers read: :func:`normalize_adjacency` or, with
+    :obj:`normalize=False`, the masked adjacency as given."""
+    return normalize_adjacency(adj, mask) if normalize else \
+        apply_mask(adj, mask, 2)
+
+
+def _scaled_degree(deg: Tensor, m: Tensor, normalize: bool) -> Tensor:
+    r""":math:`\tilde{d}` :math:`[B, n]`: the degree relative to the mean
+    degree, or with :obj:`normalize=False` the degree over :math:`m`
+    (:obj:`m` :math:`[B]`)."""
+    if not normalize:
+        return deg / m.view(-1, 1)
+    d_bar = deg.sum(dim=1, keepdim=True) / m.view(-1, 1)  # [B, 1]
+    return _relative_degree(deg, d_bar)
+
+
+def _relative_degree(deg: Tensor, d_bar: Tensor) -> Tensor:
+    r""":math:`d_i / \bar{d}` :math:`[B, n]` (0 in a block without
+    edges)."""
+    return torch.where(d_bar > 0, deg / d_bar.clamp(min=1e-30),
+                       torch.zeros_like(deg))
 
 
 def equivariant_basis_2to2(H: Tensor, mask: Tensor) -> Tensor:
@@ -154,16 +215,22 @@ def equivariant_basis_2to2(H: Tensor, mask: Tensor) -> Tensor:
     return apply_mask(torch.cat(maps, dim=-1), mask, 2)  # [B, n, n, 15C]
 
 
-def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
+def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor,
+                     normalize: bool = True) -> Tensor:
     r"""Second-order contractions of :math:`\mathcal{A} \otimes \mathcal{H}`
     (the paper's Eq. 3), channel by channel.
 
     :math:`(\mathcal{A} \otimes \mathcal{H})_{abcd} = A_{ab} H_{cd}` is a
     fourth-order tensor; we contract it to second order in three ways.
-    With :math:`m` valid nodes, :math:`d_a = \sum_b A_{ab}` (degree),
+    :math:`A` is the adjacency scaled to a largest weight of 1
+    (:func:`normalize_adjacency`). With :math:`m` valid nodes,
+    :math:`d_a = \sum_b A_{ab}` (degree),
     :math:`P = D^{-1} A` (row-normalised adjacency, as in Eq. 2; a node
-    without neighbours gets a zero row), :math:`\tilde{d} = d / m`,
-    :math:`\bar{a} = \frac{1}{m^2}\sum_{ab} A_{ab}`,
+    without neighbours gets a zero row), :math:`\tilde{d} = d / \bar{d}`
+    (the degree relative to the mean degree
+    :math:`\bar{d} = \frac{1}{m}\sum_a d_a`, i.e. the sum over edges
+    divided by the edge count; 0 without edges),
+    :math:`\bar{a} = \frac{1}{m^2}\sum_{ab} A_{ab}` (the density),
     :math:`\bar{h} = \frac{1}{m^2}\sum_{cd} H_{cd}`, and row/column means
     :math:`r_i = \frac{1}{m}\sum_k H_{ik}`,
     :math:`c_i = \frac{1}{m}\sum_k H_{ki}`:
@@ -184,7 +251,9 @@ def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
     .. math::
         T_5 = A \odot H,\quad T_6 = A \odot H^{\top} = T_5^{\top}
 
-    **Sum-out** (Def. 11: sum two indices separately, means as above):
+    **Sum-out** (Def. 11: sum two indices separately, normalised by the
+    node and edge counts as above, so that every form is of the order of
+    :math:`H` whatever the size of the graph):
 
     .. math::
         T_7 = \bar{a}\, H \;(\downarrow_{1,2}),\quad
@@ -212,6 +281,10 @@ def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
         adj (torch.Tensor): Symmetric adjacency :math:`[B, n, n]`.
         H (torch.Tensor): Second-order features :math:`[B, n, n, C]`.
         mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+        normalize (bool): As above; :obj:`False` reads the masked
+            adjacency as given and :math:`\tilde{d} = d / m` (the earlier
+            definition, whose forms grow with the edge weights and shrink
+            with :math:`m`). (default: :obj:`True`)
 
     Returns:
         :math:`[B, n, n, 13 C]`; form :math:`T_k` occupies the channels
@@ -219,7 +292,7 @@ def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
     """
     B, n, _, C = H.shape
     H = apply_mask(H, mask, 2)  # [B, n, n, C]
-    A = apply_mask(adj.to(H.dtype), mask, 2)  # [B, n, n]
+    A = _block_adjacency(adj.to(H.dtype), mask, normalize)  # [B, n, n]
     m = _num_nodes(mask, H.dtype).view(B, 1, 1)  # [B, 1, 1]
 
     deg = A.sum(dim=2)  # [B, n]
@@ -234,7 +307,7 @@ def contractions_eq3(adj: Tensor, H: Tensor, mask: Tensor) -> Tensor:
 
     a_bar = (A.sum(dim=(1, 2)) / m.view(B)**2).view(B, 1, 1, 1)
     h_bar = H.sum(dim=(1, 2)).view(B, 1, 1, C) / m.view(B, 1, 1, 1)**2
-    d = (deg.unsqueeze(-1) / m).unsqueeze(2)  # [B, n, 1, 1]
+    d = _scaled_degree(deg, m.view(B), normalize).view(B, n, 1, 1)
     row = H.sum(dim=2) / m  # [B, n, C]
     col = H.sum(dim=1) / m  # [B, n, C]
 
@@ -261,21 +334,22 @@ class _AdjStats(NamedTuple):
     A: Tensor  # [B, n, n] masked adjacency
     P: Tensor  # [B, n, n] D^{-1} A (zero rows for isolated nodes)
     a_bar: Tensor  # [B] mean of A over the valid pairs
-    d: Tensor  # [B, n] degree / m
+    d: Tensor  # [B, n] degree / mean degree
     m: Tensor  # [B] valid nodes, at least 1
 
 
-def _adj_stats(adj: Tensor, mask: Tensor, dtype: torch.dtype) -> _AdjStats:
+def _adj_stats(adj: Tensor, mask: Tensor, dtype: torch.dtype,
+               normalize: bool = True) -> _AdjStats:
     r"""The quantities :func:`contractions_eq3` derives from the adjacency,
     computed once (they are the same for every layer)."""
-    A = apply_mask(adj.to(dtype), mask, 2)  # [B, n, n]
+    A = _block_adjacency(adj.to(dtype), mask, normalize)  # [B, n, n]
     m = _num_nodes(mask, dtype)  # [B]
     deg = A.sum(dim=2)  # [B, n]
     inv = torch.where(deg > 0, 1.0 / deg.clamp(min=1e-30),
                       torch.zeros_like(deg))  # [B, n]
     P = inv.unsqueeze(2) * A  # [B, n, n]
     a_bar = A.sum(dim=(1, 2)) / m**2  # [B]
-    return _AdjStats(A, P, a_bar, deg / m.unsqueeze(1), m)
+    return _AdjStats(A, P, a_bar, _scaled_degree(deg, m, normalize), m)
 
 
 # The factorised SecondOrderConv.forward. Map k of features() (T1-T13 are
@@ -283,7 +357,7 @@ def _adj_stats(adj: Tensor, mask: Tensor, dtype: torch.dtype) -> _AdjStats:
 # map_k(H) W_k, W_k = lin1.weight[:, k C:(k + 1) C]^T [C, h]; as map_k acts
 # on the node indices only, map_k(H) W_k = map_k(H W_k). With r, c, diag
 # the row means, column means and diagonal of H [B, n, C], t, s the means
-# of its diagonal and of all entries [B, C], d = deg / m [B, n], the
+# of its diagonal and of all entries [B, C], d = deg / mean deg [B, n], the
 # pre-activation is
 #   acc = S_id + S_tr^T + diag(w),
 #   S_id = H W22 + a_bar H W6 + A * (H W4 + q) + P (H W0 + (H W1)^T)
@@ -298,6 +372,11 @@ def _adj_stats(adj: Tensor, mask: Tensor, dtype: torch.dtype) -> _AdjStats:
 # A-product, P-product, transposed P-product].
 _FULL_ID = (22, 6, 4, 0, 1)  # L10, T7, T5, T1, T2
 _FULL_TR = (23, 7, 5, 3, 2)  # L11, T8, T6, T4, T3
+# For a symmetric H the pairs (L10, L11), (T7, T8), (T5, T6), (T1, T2),
+# (T4, T3) coincide up to a transpose of the output (SecondOrderConv.
+# _symmetric_terms):
+_SYM_A = (22, 6, 4, 0, 3)
+_SYM_B = (23, 7, 5, 1, 2)
 # First-order inputs [r, c, diag] -> vectors g, f (contractions) and
 # u, v, w (Maron maps, only with basis):
 _FIRST = (
@@ -380,32 +459,78 @@ class SecondOrderConv(torch.nn.Module):
         hidden_channels (int, optional): Width of the MLP's hidden layer.
             (default: :obj:`out_channels`)
         basis (bool): Also feed the 15 Maron maps. (default: :obj:`True`)
+        normalize (bool): Read the adjacency scaled to a largest weight of
+            1 and the degrees relative to the mean degree
+            (:func:`contractions_eq3`), with the scale-aware
+            initialisation of :meth:`reset_parameters`, so activations are
+            of order one at initialisation whatever the graph size and
+            edge weights. :obj:`False` gives the earlier, unnormalised
+            layer (raw adjacency, degrees over :math:`m`, PyTorch's
+            default initialisation), kept to reproduce stored models.
+            (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`H` :math:`(B, n, n, C_{in})`, adjacency
           :math:`(B, n, n)`, mask :math:`(B, n)`
         - **output:** :math:`(B, n, n, C_{out})`, 0 at padded entries
     """
+    # State dicts record it: version 1 came from the unnormalised layers
+    # (before issue 17), 2 from layers that have the normalize option.
+    _version = 2
+
     def __init__(self, in_channels: int, out_channels: int,
-                 hidden_channels: Optional[int] = None, basis: bool = True):
+                 hidden_channels: Optional[int] = None, basis: bool = True,
+                 normalize: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.hidden_channels = hidden_channels or out_channels
         self.basis = basis
+        self.normalize = normalize
         num_maps = NUM_CONTRACTIONS + (NUM_BASIS if basis else 0)
         self.lin1 = torch.nn.Linear(num_maps * in_channels,
                                     self.hidden_channels)
         self.lin2 = torch.nn.Linear(self.hidden_channels, out_channels)
         self.reset_parameters()
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              *args, **kwargs):
+        version = local_metadata.get('version')
+        if version is not None and version < 2 and self.normalize:
+            warnings.warn(
+                "Loading second-order weights saved before the layers were "
+                "normalised into normalised layers: the model computes a "
+                "different function. Build it with "
+                "normalize_second_order=False (SecondOrderConv: "
+                "normalize=False) to reproduce the saved one.",
+                stacklevel=2)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      *args, **kwargs)
+
     def reset_parameters(self):
-        self.lin1.reset_parameters()
-        self.lin2.reset_parameters()
+        r"""Scale-aware initialisation: zero biases, the first layer
+        :math:`\mathcal{N}(0, g^2 / (K C))` with :obj:`INIT_GAIN`
+        :math:`g`, the second :math:`\mathcal{N}(0, 1 / h)`, so that the
+        outputs are of the order of the inputs whatever the graph size
+        (PyTorch's default, :math:`\mathcal{U}(\pm 1/\sqrt{\text{fan-in}})`
+        weights and biases, shrank the signal about threefold per linear
+        layer until the biases dominated; it is kept with
+        :obj:`normalize=False`)."""
+        if not self.normalize:
+            self.lin1.reset_parameters()
+            self.lin2.reset_parameters()
+            return
+        fan_in = self.lin1.in_features
+        torch.nn.init.normal_(self.lin1.weight, std=INIT_GAIN / fan_in**0.5)
+        torch.nn.init.zeros_(self.lin1.bias)
+        torch.nn.init.normal_(self.lin2.weight,
+                              std=self.lin2.in_features**-0.5)
+        torch.nn.init.zeros_(self.lin2.bias)
 
     def features(self, H: Tensor, adj: Tensor, mask: Tensor) -> Tensor:
         r"""The concatenated equivariant features fed to the MLP."""
-        feats = [contractions_eq3(adj, H, mask)]  # [B, n, n, 13C]
+        feats = [contractions_eq3(adj, H, mask,
+                                  self.normalize)]  # [B, n, n, 13C]
         if self.basis:
             feats.append(equivariant_basis_2to2(H, mask))  # [B, n, n, 15C]
         return torch.cat(feats, dim=-1)  # [B, n, n, K C]
@@ -415,29 +540,124 @@ class SecondOrderConv(torch.nn.Module):
         but evaluated without the :math:`K C` features (see the class
         description)."""
         H = apply_mask(H, mask, 2)  # [B, n, n, C]
-        return self._forward(H, _adj_stats(adj, mask, H.dtype), mask)
+        st = _adj_stats(adj, mask, H.dtype, self.normalize)
+        return self._forward(H, st, mask)
 
-    def _forward(self, H: Tensor, st: _AdjStats, mask: Tensor) -> Tensor:
+    def _forward(self, H: Tensor, st: _AdjStats, mask: Tensor,
+                 symmetric: bool = False, complete: bool = False) -> Tensor:
         r"""The factorised forward on a masked :obj:`H`, in chunks of
         blocks (:obj:`CHUNK_ELEMENTS`): blocks are independent, and the
         autograd graph of a chunk holds only that chunk's buffers, so the
         peak memory of the forward and the backward pass shrinks with the
-        chunk size while the saved tensors stay the same."""
+        chunk size while the saved tensors stay the same. With
+        :obj:`symmetric=True` the caller guarantees :math:`H^{\top} = H`
+        (and a symmetric adjacency), and half the projections are saved
+        (:meth:`_symmetric_terms`). With :obj:`complete=True` the caller
+        guarantees that :obj:`st` describes the complete graph on the valid
+        nodes (:class:`SecondOrderDecoder` without an adjacency), and every
+        map collapses to one or two projections (:meth:`_complete_terms`).
+        """
         B, n = mask.shape
         step = max(1, CHUNK_ELEMENTS // max(1, n * n * self.hidden_channels))
         if B <= step:
-            return self._forward_chunk(H, st, mask)
+            return self._forward_chunk(H, st, mask, symmetric, complete)
         # split (not slicing), so the backward pass concatenates the chunk
         # gradients once instead of padding each to the full size:
         chunks = zip(H.split(step), zip(*(t.split(step) for t in st)),
                      mask.split(step))
         return torch.cat([
-            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c)
+            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c, symmetric,
+                                complete)
             for H_c, st_c, mask_c in chunks
         ], dim=0)
 
+    @staticmethod
+    def _symmetric_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+                         A4: Tensor) -> Tensor:
+        r"""The second-order terms of the pre-activation for a symmetric
+        :math:`H` (:math:`H^{\top} = H`): every map that ends in a
+        transpose equals its untransposed twin up to the order of the free
+        indices, so the slices pair up, :math:`H W_{22} + (H W_{23})^{\top}
+        = H (W_{22} + W_{23})` and so on, and 5 projections
+        :math:`H W` replace 10:
+
+        .. math::
+            H (W_{22} + W_{23}) + \bar{a} H (W_6 + W_7) + A \odot
+            H (W_4 + W_5) + P H (W_0 + W_1) + (P H (W_2 + W_3))^{\top}
+        """
+        B, n, _, C = H.shape
+        h = W.size(0)
+        Wf = (_gather(W, tuple((k, ) for k in _SYM_A), K) +
+              _gather(W, tuple((k, ) for k in _SYM_B), K))  # [C, 5h]
+        G = H.reshape(B * n * n, C) @ Wf  # one GEMM, [B n^2, 5h]
+        g_self, g_a, g_A, g_P, g_Pt = G.view(B, n, n, 5 * h).split(h, -1)
+        S = g_self + torch.bmm(st.P, g_P.reshape(B, n, n * h)).view(
+            B, n, n, h)
+        S.add_(torch.bmm(st.P, g_Pt.reshape(B, n, n * h)).view(
+            B, n, n, h).transpose(1, 2))
+        S.addcmul_(st.a_bar.view(B, 1, 1, 1), g_a)
+        S.addcmul_(A4, g_A)
+        return S
+
+    @staticmethod
+    def _complete_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+                        symmetric: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""The terms of the pre-activation that read :math:`H` at the
+        entry or its transpose, when :math:`A` is the complete graph
+        :math:`J - I` on the :math:`m` valid nodes. Then
+        :math:`A \odot X = X - \delta_{ij} X_{ii}` and
+        :math:`(P X)_{ij} = \kappa (\sum_k X_{kj} - X_{ij})` with
+        :math:`\kappa = 1 / (m - 1)` (0 for :math:`m = 1`), so the ten
+        projections of the general case sum to
+
+        .. math::
+            H M_1 + (H M_2)^{\top},\quad
+            M_1 = W_{22} + \bar{a} W_6 + W_4 - \kappa (W_0 + W_2),\quad
+            M_2 = W_{23} + \bar{a} W_7 + W_5 - \kappa (W_1 + W_3)
+
+        (per-block matrices, one batched GEMM; :math:`H (M_1 + M_2)` for a
+        symmetric :math:`H`) plus first-order terms: the column sums
+        :math:`\lambda (c W_0 + r W_1)_j` and
+        :math:`\lambda (c W_3 + r W_2)_i` (:math:`\lambda = m \kappa`)
+        and the diagonal :math:`-H_{ii} (W_4 + W_5)`.
+
+        Returns:
+            The second-order part :math:`[B, n, n, h]`, the vectors
+            :math:`[B, n, h]` indexed by :math:`j` and by :math:`i`, and
+            the diagonal :math:`[B, n, h]`.
+        """
+        B, n, _, C = H.shape
+        h = W.size(0)
+        m = st.m  # [B]
+        kappa = torch.where(m > 1, 1.0 / (m - 1).clamp(min=1),
+                            torch.zeros_like(m)).view(B, 1, 1)
+        a = st.a_bar.view(B, 1, 1)
+        Wt = W.permute(1, 2, 0)  # [K + 1, C, h]
+
+        def sel(k: int) -> Tensor:
+            return Wt[k if k < K else K]  # [C, h], 0 for a missing map
+
+        M1 = sel(22) + sel(4) + a * sel(6) - kappa * (sel(0) + sel(2))
+        M2 = sel(23) + sel(5) + a * sel(7) - kappa * (sel(1) + sel(3))
+        Hf = H.reshape(B, n * n, C)
+        if symmetric:
+            S = torch.bmm(Hf, M1 + M2).view(B, n, n, h)
+        else:
+            G = torch.bmm(Hf, torch.cat([M1, M2], dim=-1))  # [B, n^2, 2h]
+            g1, g2 = G.view(B, n, n, 2 * h).split(h, dim=-1)
+            S = g1 + g2.transpose(1, 2)  # [B, n, n, h]
+        row = H.sum(dim=2)  # [B, n, C], m r
+        col = H.sum(dim=1)  # [B, n, C], m c (so lambda c = kappa m c)
+        Wrc = torch.cat([torch.cat([sel(0), sel(3)], dim=1),
+                         torch.cat([sel(1), sel(2)], dim=1)])  # [2C, 2h]
+        e = torch.cat([col, row], dim=-1) @ Wrc  # [B, n, 2h]
+        e_j, e_i = (kappa * e).split(h, dim=-1)
+        diag = H.diagonal(dim1=1, dim2=2).transpose(1, 2)  # [B, n, C]
+        return S, e_j, e_i, diag @ (sel(4) + sel(5))
+
     def _forward_chunk(self, H: Tensor, st: _AdjStats,
-                       mask: Tensor) -> Tensor:
+                       mask: Tensor, symmetric: bool = False,
+                       complete: bool = False) -> Tensor:
         r"""The factorised forward on a masked :obj:`H` (0 at padded
         entries) with precomputed adjacency statistics :obj:`st`.
 
@@ -502,9 +722,30 @@ class SecondOrderConv(torch.nn.Module):
 
         # T6 is (A * H)^T (contractions_eq3), so S_tr also takes A itself:
         A4 = A.unsqueeze(-1)  # [B, n, n, 1]
-        acc = group(_FULL_ID, A4, g, u, q)  # [B, n, n, h]
-        S_tr = group(_FULL_TR, A4, f, v, None)
-        acc.add_(S_tr.transpose(1, 2))
+        if complete:
+            acc, e_j, e_i, dW = self._complete_terms(H, W, K, st, symmetric)
+            acc.add_(e_j.unsqueeze(1))  # [B, n, n, h]
+            acc.add_(e_i.unsqueeze(2))
+            acc.add_(q.view(B, 1, 1, h))  # A * q off the diagonal, below
+            acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
+            acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
+            acc.add_(u.unsqueeze(2))  # u_i (and the bias)
+            if v is not None:
+                acc.add_(v.unsqueeze(1))  # v_j
+            acc.diagonal(dim1=1, dim2=2).sub_(
+                (dW + q.view(B, 1, h)).transpose(1, 2))
+        elif symmetric:
+            acc = self._symmetric_terms(H, W, K, st, A4)  # [B, n, n, h]
+            acc.addcmul_(A4, q.view(B, 1, 1, h))
+            acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
+            acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
+            acc.add_(u.unsqueeze(2))  # u_i (and the bias)
+            if v is not None:
+                acc.add_(v.unsqueeze(1))  # v_j
+        else:
+            acc = group(_FULL_ID, A4, g, u, q)  # [B, n, n, h]
+            S_tr = group(_FULL_TR, A4, f, v, None)
+            acc.add_(S_tr.transpose(1, 2))
         if w is not None:
             acc.diagonal(dim1=1, dim2=2).add_(w.transpose(1, 2))
         out = self.lin2(acc.relu_())  # [B, n, n, C_out]
@@ -513,18 +754,21 @@ class SecondOrderConv(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.out_channels}, hidden_channels='
-                f'{self.hidden_channels}, basis={self.basis})')
+                f'{self.hidden_channels}, basis={self.basis}'
+                f'{_norm_repr(self.normalize)})')
 
 
 def to_second_order(x: Tensor, adj: Tensor, mask: Tensor,
-                    edge_attr: OptTensor = None) -> Tensor:
+                    edge_attr: OptTensor = None,
+                    normalize: bool = True) -> Tensor:
     r"""The initial second-order message :math:`\mathcal{H}_0` of Example 2:
     node features as self-loop features on the diagonal, edge features off
-    it, and the adjacency itself as a last channel:
+    it, and the adjacency itself (scaled to a largest weight of 1,
+    :func:`normalize_adjacency`) as a last channel:
 
     .. math::
         (\mathcal{H}_0)_{ij} = \big[\delta_{ij}\, x_i \;\oplus\;
-        (1 - \delta_{ij})\, e_{ij} \;\oplus\; A_{ij}\big]
+        (1 - \delta_{ij})\, e_{ij} \;\oplus\; \hat{A}_{ij}\big]
 
     Args:
         x (torch.Tensor): Node features :math:`[B, n, F]`.
@@ -532,6 +776,9 @@ def to_second_order(x: Tensor, adj: Tensor, mask: Tensor,
         mask (torch.Tensor): Valid nodes :math:`[B, n]`.
         edge_attr (torch.Tensor, optional): Edge features
             :math:`[B, n, n, E]`. (default: :obj:`None`)
+        normalize (bool): Scale the adjacency channel to a largest weight
+            of 1 (:obj:`False`: the weights as given).
+            (default: :obj:`True`)
 
     Returns:
         :math:`[B, n, n, F + E + 1]`, 0 at padded entries.
@@ -544,7 +791,8 @@ def to_second_order(x: Tensor, adj: Tensor, mask: Tensor,
         off = (1 - eye).view(1, n, n, 1)
         e = apply_mask(edge_attr.to(x.dtype), mask, 2)  # [B, n, n, E]
         parts.append(off * e)
-    parts.append(apply_mask(adj.to(x.dtype), mask, 2).unsqueeze(-1))
+    parts.append(_block_adjacency(adj.to(x.dtype), mask,
+                                  normalize).unsqueeze(-1))
     return torch.cat(parts, dim=-1)  # [B, n, n, F + E + 1]
 
 
@@ -581,6 +829,100 @@ def _first_order(H: Tensor, m: Tensor, diag: bool) -> Tensor:
     return torch.cat(parts, dim=-1)  # [B, n, 2C or 3C]
 
 
+#: Blocks whose size is at least this fraction of their bucket's padded
+#: size share that bucket (:func:`size_buckets`): a block of size
+#: :math:`k` padded to :math:`s` costs :math:`s^2` entries instead of
+#: :math:`k^2`, at most :math:`1/0.75^2 \approx 1.8` times.
+BUCKET_RATIO = 0.75
+
+
+def size_buckets(mask: Tensor, ratio: float = BUCKET_RATIO
+                 ) -> List[Tuple[Tensor, int]]:
+    r"""Groups the blocks of a padded batch by size, so that each group can
+    be processed padded to its own largest size instead of the batch's.
+
+    Blocks hold their :math:`k` valid nodes first (the layout of
+    :func:`torch_geometric.utils.to_dense_batch`). Going from the largest
+    size :math:`s` down, a bucket takes every block with
+    :math:`k \ge \lceil` :obj:`ratio` :math:`\cdot s \rceil`. Empty blocks
+    belong to no bucket.
+
+    Returns:
+        A list of :obj:`(index, s)`: the blocks of the bucket (sorted) and
+        its padded size.
+    """
+    sizes = mask.sum(dim=1)  # [B]
+    out: List[Tuple[Tensor, int]] = []
+    if sizes.numel() == 0:
+        return out
+    values = sorted(set(sizes.tolist()), reverse=True)
+    i = 0
+    while i < len(values) and values[i] > 0:
+        s = values[i]
+        low = max(1, math.ceil(ratio * s - 1e-9))
+        while i < len(values) and values[i] >= low:
+            i += 1
+        index = ((sizes >= low) & (sizes <= s)).nonzero().view(-1)
+        out.append((index, int(s)))
+    return out
+
+
+def _gather_blocks(t: Tensor, index: Tensor, s: int, order: int) -> Tensor:
+    r"""The blocks :obj:`index` of :obj:`t` cut to :math:`s` nodes."""
+    t = t.index_select(0, index)
+    return t[:, :s] if order == 1 else t[:, :s, :s]
+
+
+def _scatter_blocks(parts: List[Tensor], buckets: List[Tuple[Tensor, int]],
+                    B: int, n: int, order: int) -> Tensor:
+    r"""Inverse of :func:`_gather_blocks` over all buckets: pads every part
+    back to :math:`n` nodes and puts its blocks back in place (blocks in
+    no bucket are 0)."""
+    padded, index = [], []
+    for t, (idx, s) in zip(parts, buckets):
+        pad = [0, 0] * (t.dim() - 1 - order) + [0, n - s] * order
+        padded.append(torch.nn.functional.pad(t, pad))
+        index.append(idx)
+    ref = parts[0]
+    out = ref.new_zeros((B, ) + (n, ) * order + ref.shape[1 + order:])
+    return out.index_copy(0, torch.cat(index), torch.cat(padded))
+
+
+def run_bucketed(fn, mask: Tensor, first: List[OptTensor],
+                 second: List[OptTensor], out_orders: Tuple[int, ...]):
+    r"""Runs :obj:`fn` on every size bucket of the blocks
+    (:func:`size_buckets`) and reassembles its outputs in the padded batch
+    layout. Block by block the result is exactly that of one call on the
+    whole batch (every block is computed independently of the others and
+    of its padding); the cost follows the sizes of the blocks instead of
+    the largest.
+
+    Args:
+        fn (callable): :obj:`fn(mask, *first, *second)` returning a tuple of
+            tensors of the node orders :obj:`out_orders` (masked).
+        mask (torch.Tensor): Valid nodes :math:`[B, n]`.
+        first (list): First-order inputs :math:`[B, n, \ldots]`
+            (or :obj:`None`).
+        second (list): Second-order inputs :math:`[B, n, n, \ldots]`
+            (or :obj:`None`).
+        out_orders (tuple): The node order (1 or 2) of every output.
+    """
+    B, n = mask.shape
+    buckets = size_buckets(mask)
+    if not buckets or (len(buckets) == 1 and buckets[0][1] == n and
+                       buckets[0][0].numel() == B):
+        return fn(mask, *first, *second)
+    outs = []
+    for idx, s in buckets:
+        args = [None if t is None else _gather_blocks(t, idx, s, 1)
+                for t in first]
+        args += [None if t is None else _gather_blocks(t, idx, s, 2)
+                 for t in second]
+        outs.append(fn(_gather_blocks(mask, idx, s, 1), *args))
+    return tuple(_scatter_blocks([o[k] for o in outs], buckets, B, n, order)
+                 for k, order in enumerate(out_orders))
+
+
 class SecondOrderEncoder(torch.nn.Module):
     r"""The paper's second-order encoder (Example 2): :math:`\mathcal{H}_0`
     from :func:`to_second_order`, :obj:`num_layers` :class:`SecondOrderConv`
@@ -600,6 +942,8 @@ class SecondOrderEncoder(torch.nn.Module):
             (default: :obj:`True`)
         return_diag (bool): Append :math:`\mathrm{diag}(\mathcal{H}_T)` to
             :math:`\mathcal{Z}` as a third part. (default: :obj:`False`)
+        normalize (bool): The normalised layers (see
+            :class:`SecondOrderConv`). (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`x` :math:`(B, n, F)`, adjacency
@@ -611,10 +955,14 @@ class SecondOrderEncoder(torch.nn.Module):
     """
     def __init__(self, node_channels: int, edge_channels: int,
                  hidden_channels: int, out_channels: int, num_layers: int,
-                 basis: bool = True, return_diag: bool = False):
+                 basis: bool = True, return_diag: bool = False,
+                 normalize: bool = True):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
+        node_channels = check_int('node_channels', node_channels, 0)
+        edge_channels = check_int('edge_channels', edge_channels, 0)
+        hidden_channels = check_int('hidden_channels', hidden_channels)
+        out_channels = check_int('out_channels', out_channels)
+        num_layers = check_int('num_layers', num_layers)
         self.node_channels = node_channels
         self.edge_channels = edge_channels
         self.hidden_channels = hidden_channels
@@ -622,11 +970,12 @@ class SecondOrderEncoder(torch.nn.Module):
         self.num_layers = num_layers
         self.basis = basis
         self.return_diag = return_diag
+        self.normalize = normalize
         dims = ([node_channels + edge_channels + 1] +
                 [hidden_channels] * (num_layers - 1) + [out_channels])
         self.convs = torch.nn.ModuleList([
-            SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis)
-            for i in range(num_layers)
+            SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis,
+                            normalize) for i in range(num_layers)
         ])
         self.reset_parameters()
 
@@ -645,12 +994,20 @@ class SecondOrderEncoder(torch.nn.Module):
             raise ValueError(
                 f"'edge_attr' must be given iff edge_channels > 0 "
                 f"(edge_channels={self.edge_channels})")
-        H = to_second_order(x, adj, mask, edge_attr)  # [B, n, n, F+E+1]
+        return run_bucketed(self._forward, mask, [x], [adj, edge_attr],
+                            (2, 1))
+
+    def _forward(self, mask: Tensor, x: Tensor, adj: Tensor,
+                 edge_attr: OptTensor) -> Tuple[Tensor, Tensor]:
+        H = to_second_order(x, adj, mask, edge_attr,
+                            self.normalize)  # [B, n, n, F+E+1]
         # H is masked here and after every layer (ReLU keeps the zeros), so
         # the layers skip their entry masks and share the adjacency stats.
-        st = _adj_stats(adj, mask, H.dtype)
+        st = _adj_stats(adj, mask, H.dtype, self.normalize)
+        # H_0 is symmetric when the edge features are (undirected graphs):
+        sym = torch.equal(H, H.transpose(1, 2))
         for i, conv in enumerate(self.convs):
-            H = conv._forward(H, st, mask)  # [B, n, n, C]
+            H = conv._forward(H, st, mask, sym and i == 0)  # [B, n, n, C]
             if i < self.num_layers - 1:
                 H = H.relu()
         Z = _first_order(H, st.m, self.return_diag)  # [B, n, 2C]
@@ -659,7 +1016,12 @@ class SecondOrderEncoder(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.node_channels}, '
                 f'{self.edge_channels}, {self.hidden_channels}, '
-                f'{self.out_channels}, num_layers={self.num_layers})')
+                f'{self.out_channels}, num_layers={self.num_layers}'
+                f'{_norm_repr(self.normalize)})')
+
+
+def _norm_repr(normalize: bool) -> str:
+    return '' if normalize else ', normalize=False'
 
 
 def pair_features(z: Tensor, mask: Tensor) -> Tensor:
@@ -718,6 +1080,8 @@ class SecondOrderDecoder(torch.nn.Module):
         edge_channels (int): Output logits per pair (1 for edge / no
             edge, or the number of bond types). (default: :obj:`1`)
         basis (bool): Use the Maron basis. (default: :obj:`True`)
+        normalize (bool): The normalised layers (see
+            :class:`SecondOrderConv`). (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`z` :math:`(B, n, d)`, mask :math:`(B, n)`,
@@ -726,7 +1090,7 @@ class SecondOrderDecoder(torch.nn.Module):
     """
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, edge_channels: int = 1,
-                 basis: bool = True):
+                 basis: bool = True, normalize: bool = True):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
@@ -735,12 +1099,13 @@ class SecondOrderDecoder(torch.nn.Module):
         self.num_layers = num_layers
         self.edge_channels = edge_channels
         self.basis = basis
+        self.normalize = normalize
         self.lin_in = torch.nn.Linear(latent_channels, hidden_channels)
         dims = ([4 * hidden_channels] + [hidden_channels] *
                 (num_layers - 1) + [edge_channels])
         self.convs = torch.nn.ModuleList([
-            SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis)
-            for i in range(num_layers)
+            SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis,
+                            normalize) for i in range(num_layers)
         ])
         self.reset_parameters()
 
@@ -751,22 +1116,33 @@ class SecondOrderDecoder(torch.nn.Module):
 
     def forward(self, z: Tensor, mask: Tensor,
                 adj: OptTensor = None) -> Tensor:
+        return run_bucketed(self._forward, mask, [z], [adj], (2, ))[0]
+
+    def _forward(self, mask: Tensor, z: Tensor,
+                 adj: OptTensor) -> Tuple[Tensor]:
         B, n, _ = z.shape
+        complete = adj is None  # the fast path of SecondOrderConv
         if adj is None:
             eye = torch.eye(n, dtype=z.dtype, device=z.device)
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
         H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h], masked
-        st = _adj_stats(adj, mask, H.dtype)  # shared by the layers
+        st = _adj_stats(adj, mask, H.dtype,
+                        self.normalize)  # shared by the layers
+        # The pair features are symmetric; so is the adjacency if given
+        # symmetric (checked, the decoder takes any):
+        sym = torch.equal(st.A, st.A.transpose(1, 2))
         for i, conv in enumerate(self.convs):
-            H = conv._forward(H, st, mask)  # [B, n, n, C], masked
+            H = conv._forward(H, st, mask, sym and i == 0,
+                              complete)  # [B, n, n, C]
             if i < self.num_layers - 1:
                 H = H.relu()
-        return apply_mask(_symmetrise(H), mask, 2)  # [B, n, n, E]
+        return (apply_mask(_symmetrise(H), mask, 2), )  # [B, n, n, E]
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.latent_channels}, '
                 f'{self.hidden_channels}, num_layers={self.num_layers}, '
-                f'edge_channels={self.edge_channels})')
+                f'edge_channels={self.edge_channels}'
+                f'{_norm_repr(self.normalize)})')
 
 
 class MLPDecoder(torch.nn.Module):
@@ -835,7 +1211,8 @@ class MLPDecoder(torch.nn.Module):
 
 
 __all__: List[str] = [
-    'apply_mask', 'equivariant_basis_2to2', 'contractions_eq3',
+    'apply_mask', 'normalize_adjacency', 'equivariant_basis_2to2',
+    'contractions_eq3',
     'SecondOrderConv', 'to_second_order', 'contract_to_first_order',
     'SecondOrderEncoder', 'pair_features', 'SecondOrderDecoder',
     'MLPDecoder', 'NUM_BASIS', 'NUM_CONTRACTIONS'

@@ -5,6 +5,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
+from torch_geometric_mgvae.nn.checks import check_int, check_int_list
 from torch_geometric_mgvae.nn.fixed import METHODS, fixed_hierarchy
 
 
@@ -28,10 +29,10 @@ class FixedHierarchy(BaseTransform):
         if method not in METHODS:
             raise ValueError(f"'method' must be one of {METHODS}")
         self.method = method
-        self.num_clusters = list(num_clusters)
+        self.num_clusters = check_int_list('num_clusters', num_clusters)
         self.cell = tuple(cell)
         self.seed = seed
-        self.n_init = n_init
+        self.n_init = check_int('n_init', n_init)
 
     def forward(self, data: Data) -> Data:
         levels = fixed_hierarchy(data, self.method, self.num_clusters,
