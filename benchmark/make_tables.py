@@ -257,12 +257,48 @@ def property_table(records):
     return '\n'.join(out).rstrip()
 
 
+def sbm_table(records):
+    r"""The mini-batched against full-batch link prediction table of
+    ``scale.py --sbm``: one row per (method, training length), AUC and AP
+    in percent, and the mini-batched AUC minus the full-batch AUC of as
+    many optimizer steps, in points."""
+    rows = OrderedDict()
+    for r in records:
+        key = (r['method'], str(r.get('setting') or ''), r.get('steps'))
+        rows.setdefault(key, {})[r['metric']] = r
+    full = {steps: cells['AUC']['value'] for (m, _, steps), cells
+            in rows.items() if 'full batch' in m and 'AUC' in cells}
+    datasets = OrderedDict.fromkeys(r['dataset'] for r in records)
+    lines = [f'Graph: {d}.' for d in datasets] + ['']
+    lines += ['| method | training | AUC (%) | AP (%) | mini-batched - full '
+              'batch (AUC points) | selected epoch | train s | command |',
+              '|---|---|---|---|---|---|---|---|']
+
+    def v(cells, m, scale=1.0):
+        r = cells.get(m)
+        return '' if r is None or r.get('value') is None else \
+            fmt(scale * r['value'])
+
+    for (method, setting, steps), cells in rows.items():
+        auc = cells.get('AUC', {}).get('value')
+        diff = ''
+        if 'mini' in method and auc is not None and steps in full:
+            diff = f'{100 * (auc - full[steps]):+.2f}'
+        sel = cells.get('selected_epoch', {}).get('value')
+        cmd = next(iter(cells.values())).get('command', '')
+        lines.append('| ' + ' | '.join([
+            method, setting, v(cells, 'AUC', 100), v(cells, 'AP', 100), diff,
+            '' if sel is None else str(int(sel)), v(cells, 'train_seconds'),
+            f'`{cmd}`']) + ' |')
+    return '\n'.join(lines)
+
+
 #: Results files with a table of their own (the others use :func:`table`).
 RENDERERS = {'molecule_generation': molecule_table,
              'link_prediction': link_table, 'pooling': pooling_table,
              'reliability': reliability_table,
              'property_prediction': property_table,
-             'image_generation': image_table}
+             'image_generation': image_table, 'scale_sbm': sbm_table}
 
 
 def render(readme: str) -> str:

@@ -21,6 +21,23 @@ first step; the absolute peak RSS is recorded too.
     python benchmark/scale.py --sizes 1e3 1e4       # quick check
 
 Writes ``benchmark/results/scale.{json,csv,png}``.
+
+Mini-batched training of one graph larger than one step's memory
+(:mod:`torch_geometric_mgvae.loader`): ``--minibatch N`` generates a random
+graph of N nodes and ~10 N directed edges in chunks straight into CSR form,
+partitions it once (:func:`~torch_geometric_mgvae.loader.
+smoothed_bisection_partition`) and trains MGVAE for one epoch over
+subgraphs of one part each, with their cut edges
+(:class:`~torch_geometric_mgvae.loader.PartitionLoader`), reporting the
+epoch time and the peak RSS of the whole process; the full-batch step it
+replaces is extrapolated from the table above. ``--sbm`` compares the
+link-prediction AUC of held-out edges after full-batch and mini-batched
+training on a stochastic block model graph (10^5 nodes). The first adds
+rows to ``scale.json`` (the CSV and the picture are the table's), the
+second writes ``scale_sbm.json``::
+
+    python benchmark/scale.py --minibatch 1e7 --nodes-per-part 1e5
+    python benchmark/scale.py --sbm
 """
 import argparse
 import gc
@@ -35,6 +52,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's package, in workers too
 RESULTS = os.path.join(ROOT, 'benchmark', 'results')
 METHODS = ('MGVAE', 'MGVAE (all decoders sampled)', 'PyG VGAE',
            'PyG dense_diff_pool')
@@ -518,6 +536,379 @@ def summary(results):
         print(f"  {r['method']} at N={r['num_nodes']}: {r['error']}")
 
 
+# Mini-batched training of one large graph #################################
+
+def random_csr(n: int, seed: int, chunk: int = 10**7):
+    r"""A random graph of :obj:`n` nodes from :obj:`5 n` uniform node pairs
+    (self loops dropped; a few duplicate pairs, ~12 at 10^7 nodes, kept),
+    both directions stored: ~10 n directed edges, generated in chunks of
+    pairs straight into CSR :obj:`(rowptr, col)` (two passes over the same
+    seeded chunks: the degrees, then the columns), never as an edge list."""
+    import torch
+    m = 5 * n
+    spans = [(c, min(chunk, m - c * chunk)) for c in range(-(-m // chunk))]
+
+    def pairs(c, k):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + c)
+        u = torch.randint(n, (k, ), generator=g)
+        v = torch.randint(n, (k, ), generator=g)
+        keep = u != v
+        return u[keep], v[keep]
+
+    deg = torch.zeros(n, dtype=torch.long)
+    for c, k in spans:
+        u, v = pairs(c, k)
+        deg += torch.bincount(u, minlength=n) + torch.bincount(v, minlength=n)
+    rowptr = torch.zeros(n + 1, dtype=torch.long)
+    torch.cumsum(deg, 0, out=rowptr[1:])
+    del deg
+    col = torch.empty(int(rowptr[-1]), dtype=torch.long)
+    fill = rowptr[:-1].clone()
+    for c, k in spans:
+        u, v = pairs(c, k)
+        src, dst = torch.cat([u, v]), torch.cat([v, u])
+        del u, v
+        order = torch.argsort(src, stable=True)
+        src, dst = src[order], dst[order]
+        del order
+        first = torch.searchsorted(src, src, right=False)
+        pos = fill[src] + (torch.arange(src.numel()) - first)
+        col[pos] = dst
+        fill += torch.bincount(src, minlength=n)
+        del src, dst, first, pos
+    return rowptr, col
+
+
+def minibatch_worker(args) -> dict:
+    import torch
+
+    from torch_geometric_mgvae import MGVAE
+    from torch_geometric_mgvae.experiments.train import run_epoch
+    from torch_geometric_mgvae.loader import (
+        PartitionData,
+        PartitionLoader,
+        smoothed_bisection_partition,
+    )
+    torch.set_num_threads(args.threads)
+    sampler = RssSampler(args.interval)
+    sampler.start()
+    n = args.minibatch
+    info = dict(num_nodes=n)
+    t0 = time.perf_counter()
+    rowptr, col = random_csr(n, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    x = torch.cat([torch.randn(min(10**6, n - i), 16, generator=g)
+                   for i in range(0, n, 10**6)])
+    info['generate_seconds'] = time.perf_counter() - t0
+    info['num_edges'] = col.numel()
+    print(f'generated {n} nodes, {col.numel()} directed edges in '
+          f'{info["generate_seconds"]:.0f} s, RSS '
+          f'{sampler.rss() / MB:.0f} MB', flush=True)
+    parts = max(1, round(n / args.nodes_per_part))
+    t0 = time.perf_counter()
+    part = smoothed_bisection_partition(rowptr, col, parts,
+                                        num_iters=args.smooth_iters,
+                                        seed=args.seed)
+    data = PartitionData(x, rowptr, col, part)
+    info['partition_seconds'] = time.perf_counter() - t0
+    info['num_parts'] = parts
+    info['cut_fraction'] = data.cut_fraction()
+    print(f'partitioned into {parts} parts in '
+          f'{info["partition_seconds"]:.0f} s (cut fraction '
+          f'{info["cut_fraction"]:.3f}), RSS {sampler.rss() / MB:.0f} MB',
+          flush=True)
+    torch.manual_seed(args.seed)
+    model = MGVAE(16, 32, 16, num_clusters=args.num_clusters)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loader = PartitionLoader(data, 1, cut_edges=not args.no_cut_edges,
+                             seed=args.seed)
+    steps = [0]
+    sizes = []
+
+    class Logged:  # prints every step, for long runs
+        def __iter__(self):
+            t = time.perf_counter()
+            for item in loader:
+                sizes.append((item[0].num_nodes, item[0].num_edges))
+                yield item
+                steps[0] += 1
+                if steps[0] % max(1, len(loader) // 20) == 0:
+                    print(f'  step {steps[0]}/{len(loader)}: '
+                          f'{time.perf_counter() - t:.0f} s, RSS '
+                          f'{sampler.rss() / MB:.0f} MB (peak '
+                          f'{sampler.peak / MB:.0f})', flush=True)
+
+    t0 = time.perf_counter()
+    stats = run_epoch(model, Logged(), opt,
+                      generator=torch.Generator().manual_seed(args.seed))
+    info['epoch_seconds'] = time.perf_counter() - t0
+    peak = sampler.stop()
+    info.update(steps=steps[0], peak_rss_mb=peak / MB, loss=stats['loss'],
+                mean_batch_nodes=sum(a for a, _ in sizes) / len(sizes),
+                mean_batch_edges=sum(b for _, b in sizes) / len(sizes),
+                cut_edges=not args.no_cut_edges,
+                ru_maxrss_mb=resource.getrusage(
+                    resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return info
+
+
+def full_batch_extrapolation(n: int, path: str):
+    r"""The full-batch MGVAE step's peak memory at :obj:`n` nodes,
+    extrapolated log-log from the two largest sizes of the landed table."""
+    from torch_geometric_mgvae.experiments.results import read_records
+    rows = sorted((r for r in read_records(path)
+                   if r.get('task') == 'scale' and r['method'] == 'MGVAE'
+                   and r['metric'] == 'peak_mem_mb' and r['value']),
+                  key=lambda r: r['num_nodes'])
+    if len(rows) < 2 or n <= rows[-1]['num_nodes']:
+        return None  # measured (or too little to extrapolate from)
+    a, b = rows[-2], rows[-1]
+    slope = math.log(b['value'] / a['value']) / math.log(
+        b['num_nodes'] / a['num_nodes'])
+    value = b['value'] * (n / b['num_nodes'])**slope
+    return dict(value=value, slope=slope, base=b['num_nodes'],
+                base_value=b['value'], base_rss=b.get('peak_rss_mb'))
+
+
+def run_minibatch(args):
+    from torch_geometric_mgvae.experiments.results import (
+        current_command,
+        machine,
+        record,
+        write_records,
+    )
+    n = args.minibatch
+    cmd = [sys.executable, os.path.abspath(__file__), '--minibatch-worker',
+           '--minibatch', str(n), '--nodes-per-part',
+           str(args.nodes_per_part), '--seed', str(args.seed), '--threads',
+           str(args.threads), '--smooth-iters', str(args.smooth_iters),
+           '--num-clusters', *[str(k) for k in args.num_clusters]]
+    if args.no_cut_edges:
+        cmd.append('--no-cut-edges')
+    env = dict(os.environ, OMP_WAIT_POLICY=args.omp_wait_policy or '',
+               PYTHONPATH=ROOT)
+    load = os.getloadavg()[0]
+    t0 = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
+                         cwd=ROOT)
+    info = None
+    for line in p.stdout:
+        if line.startswith('RESULT '):
+            info = json.loads(line[len('RESULT '):])
+        else:
+            print(line, end='', flush=True)
+    p.wait()
+    if info is None:
+        print(f'failed (exit {p.returncode})')
+        return
+    wall = time.time() - t0
+    ext = full_batch_extrapolation(n, args.out + '.json')
+    dataset = (f'random graph, {n} nodes, {info["num_edges"]} directed '
+               f'edges (5n uniform pairs, both directions)')
+    method = 'MGVAE (mini-batched)'
+    protocol = (f'one epoch over {info["steps"]} subgraphs of one part each '
+                f'(PartitionLoader, cut_edges={info["cut_edges"]}: mean '
+                f'{info["mean_batch_nodes"]:.0f} nodes, '
+                f'{info["mean_batch_edges"]:.0f} directed edges), '
+                f'{info["num_parts"]} parts of ~{args.nodes_per_part} nodes '
+                f'from smoothed_bisection_partition(num_iters='
+                f'{args.smooth_iters}) (cut fraction '
+                f'{info["cut_fraction"]:.3f}, '
+                f'{info["partition_seconds"]:.0f} s; the graph generated in '
+                f'{info["generate_seconds"]:.0f} s); MGVAE(16, 32, 16, '
+                f'num_clusters={args.num_clusters}) learned clustering, '
+                f'Adam; {args.threads} torch threads; {machine()} (shared, '
+                f'1-min load {load:.1f} before)')
+    common = dict(protocol=protocol, command=current_command(),
+                  device='cpu', num_nodes=n, num_edges=info['num_edges'],
+                  threads=args.threads)
+    recs = [
+        record('scale', dataset, method, 'epoch_seconds',
+               info['epoch_seconds'], n=1, steps=info['steps'], **common),
+        record('scale', dataset, method, 'peak_rss_mb', info['peak_rss_mb'],
+               n=1, **dict(common, protocol=protocol + '; peak RSS of the '
+                           'whole process (graph generation, partition and '
+                           'the epoch), sampled every 2 ms')),
+    ]
+    if ext is not None:
+        recs.append(record(
+            'scale', dataset, 'MGVAE (full batch, extrapolated)',
+            'peak_mem_mb', ext['value'], n=None, **dict(
+                common, protocol=f'not run: the peak memory of one '
+                f'full-batch step extrapolated from the measured table '
+                f'(log-log slope {ext["slope"]:.2f} between its two '
+                f'largest sizes; {ext["base_value"]:.0f} MB at '
+                f'{ext["base"]} nodes)')))
+    for r in recs:
+        print(f"{r['method']}: {r['metric']} = {r['value']:.1f}")
+    print(f'wall {wall:.0f} s')
+    if not args.no_write:
+        write_records(args.out + '.json', recs)
+        print(f'wrote {args.out}.json')
+
+
+def sbm_graph(n: int, blocks: int, degree: int, intra: float, seed: int):
+    r"""A stochastic block model graph: :obj:`blocks` equal blocks,
+    :obj:`n * degree / 2` undirected edges of which a fraction
+    :obj:`intra` inside a block (uniform pairs of the block) and the rest
+    between blocks (uniform pairs of different blocks), node ids shuffled
+    (no partition can read the blocks off the ids). Returns the edges and
+    the block of every node."""
+    import torch
+    from torch_geometric.utils import to_undirected
+    g = torch.Generator().manual_seed(seed)
+    size = n // blocks
+    m = n * degree // 2
+    m_in = int(m * intra)
+    b = torch.randint(blocks, (m_in, ), generator=g)
+    u = b * size + torch.randint(size, (m_in, ), generator=g)
+    v = b * size + torch.randint(size, (m_in, ), generator=g)
+    u2 = torch.randint(n, (2 * (m - m_in), ), generator=g)
+    v2 = torch.randint(n, (2 * (m - m_in), ), generator=g)
+    other = (u2 // size) != (v2 // size)
+    u2, v2 = u2[other][:m - m_in], v2[other][:m - m_in]
+    u, v = torch.cat([u, u2]), torch.cat([v, v2])
+    keep = u != v
+    perm = torch.randperm(n, generator=g)
+    block = torch.empty(n, dtype=torch.long)
+    block[perm] = torch.arange(n) // size
+    return to_undirected(torch.stack([perm[u[keep]], perm[v[keep]]]),
+                         num_nodes=n), block
+
+
+def sbm_link_terms(model, data, generator=None):
+    r"""MGVAE's loss terms on a graph with the KL weighted 1/N^2 (the
+    per-pair normalisation of the link-prediction ELBO)."""
+    out = model(data.x, data.edge_index, generator=generator)
+    terms = model.loss_terms(out, generator)
+    terms['kl'] = terms['kl'] / data.num_nodes**2
+    return terms
+
+
+def run_sbm(args):
+    import torch
+    import torch_geometric.transforms as T
+    from torch_geometric import seed_everything
+    from torch_geometric.data import Data
+
+    from torch_geometric_mgvae import MGVAE
+    from torch_geometric_mgvae.experiments.link_prediction import auc_ap
+    from torch_geometric_mgvae.experiments.results import (
+        current_command,
+        machine,
+        record,
+        write_records,
+    )
+    from torch_geometric_mgvae.experiments.train import LossModule, run_epoch
+    from torch_geometric_mgvae.loader import PartitionData, PartitionLoader
+    torch.set_num_threads(args.threads)
+    n = args.sbm_nodes
+    ei, block = sbm_graph(n, args.sbm_blocks, 10, 0.8, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    # Contextual SBM: features = the block's random mean + as much noise.
+    means = torch.randn(args.sbm_blocks, 16, generator=g)
+    data = Data(x=means[block] + torch.randn(n, 16, generator=g),
+                edge_index=ei, num_nodes=n)
+    seed_everything(args.seed)
+    train, val, test = T.RandomLinkSplit(
+        num_val=0.05, num_test=0.1, is_undirected=True, split_labels=True,
+        add_negative_train_samples=False)(data)
+    print(f'SBM: {n} nodes, {ei.size(1)} directed edges, '
+          f'{args.sbm_blocks} blocks; train graph '
+          f'{train.edge_index.size(1)} directed edges', flush=True)
+    t0 = time.perf_counter()
+    parted = PartitionData.from_edge_index(train.x, train.edge_index,
+                                           args.sbm_parts, seed=args.seed)
+    part_seconds = time.perf_counter() - t0
+    cut = parted.cut_fraction()
+    print(f'partition: {args.sbm_parts} parts, cut fraction {cut:.3f}, '
+          f'{part_seconds:.1f} s', flush=True)
+
+    def evaluate(model):
+        model.eval()
+        with torch.no_grad():
+            z = model.encode(train.x, train.edge_index)
+            s = lambda e: model.decode(z, e, sigmoid=False)  # noqa: E731
+            val_auc, _ = auc_ap(s(val.pos_edge_label_index),
+                                s(val.neg_edge_label_index))
+            auc, ap = auc_ap(s(test.pos_edge_label_index),
+                             s(test.neg_edge_label_index))
+        return val_auc, auc, ap
+
+    results = {}
+    epochs = {'full batch': args.sbm_full_epochs,
+              'mini-batched': args.sbm_epochs}
+    for mode in ('full batch', 'mini-batched'):
+        torch.manual_seed(args.seed)
+        model = MGVAE(16, 32, 16, num_clusters=args.sbm_clusters,
+                      encoder_scope='graph',
+                      recon_kwargs=dict(balanced=True))
+        net = LossModule(model, sbm_link_terms)
+        opt = torch.optim.Adam(model.parameters(), lr=args.sbm_lr)
+        gen = torch.Generator().manual_seed(args.seed)
+        if mode == 'full batch':
+            loader = [train]
+        else:
+            loader = PartitionLoader(parted, 1, cut_edges=True,
+                                     seed=args.seed)
+        best = (-1.0, None, None, None)
+        seconds, steps = 0.0, 0
+        for epoch in range(1, epochs[mode] + 1):
+            t0 = time.perf_counter()
+            stats = run_epoch(net, loader, opt, generator=gen, epoch=epoch)
+            seconds += time.perf_counter() - t0
+            steps += len(loader)
+            if epoch % args.sbm_eval_every == 0 or epoch == epochs[mode]:
+                val_auc, auc, ap = evaluate(model)
+                if val_auc > best[0]:
+                    best = (val_auc, auc, ap, epoch)
+                print(f'{mode} epoch {epoch}: loss {stats["loss"]:.4f}, '
+                      f'val AUC {val_auc:.4f}, test AUC {auc:.4f} '
+                      f'({seconds:.0f} s)', flush=True)
+        results[mode] = dict(val_auc=best[0], auc=best[1], ap=best[2],
+                             epoch=best[3], seconds=seconds,
+                             epochs=epochs[mode], steps=steps)
+    diff = results['mini-batched']['auc'] - results['full batch']['auc']
+    print(f'test AUC: full batch {results["full batch"]["auc"]:.4f}, '
+          f'mini-batched {results["mini-batched"]["auc"]:.4f} '
+          f'({100 * diff:+.2f} points)')
+    dataset = (f'contextual SBM, {n} nodes, {args.sbm_blocks} blocks, '
+               f'average degree 10, 80% of the edges inside blocks')
+    protocol = (f'RandomLinkSplit(0.05, 0.1), seed {args.seed}; node '
+                f'features: a random N(0, I) mean per block plus N(0, I) '
+                f'noise (16 dimensions, contextual SBM); MGVAE(16, 32, 16, '
+                f'num_clusters={args.sbm_clusters}, encoder_scope="graph", '
+                f'balanced reconstruction, KL / N^2), Adam {args.sbm_lr}, '
+                f'full batch {args.sbm_full_epochs} epochs (one step each), '
+                f'mini-batched {args.sbm_epochs} epochs ({args.sbm_parts} '
+                f'steps each), epoch selected on validation AUC (every '
+                f'{args.sbm_eval_every}), '
+                f'pairs scored by the finest latents of a full-graph '
+                f'forward; mini-batched: {args.sbm_parts} parts '
+                f'(smoothed_bisection_partition, cut fraction {cut:.3f}, '
+                f'{part_seconds:.1f} s), one part per batch with its cut '
+                f'edges; {args.threads} torch threads; {machine()} (shared)')
+    recs = []
+    for mode, r in results.items():
+        method = f'MGVAE ({mode})'
+        common = dict(protocol=protocol, command=current_command(),
+                      device='cpu', num_nodes=n, seed=args.seed,
+                      selected_epoch=r['epoch'], epochs=r['epochs'],
+                      steps=r['steps'], val_auc=r['val_auc'],
+                      setting=f"{r['epochs']} epochs = {r['steps']} steps")
+        recs.append(record('scale_sbm', dataset, method, 'AUC', r['auc'],
+                           n=1, **common))
+        recs.append(record('scale_sbm', dataset, method, 'AP', r['ap'],
+                           n=1, **common))
+        recs.append(record('scale_sbm', dataset, method, 'selected_epoch',
+                           r['epoch'], n=1, **common))
+        recs.append(record('scale_sbm', dataset, method, 'train_seconds',
+                           r['seconds'], n=1, **common))
+    if not args.no_write:
+        write_records(args.out + '_sbm.json', recs)
+        print(f'wrote {args.out}_sbm.json')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', nargs='+', type=parse_size,
@@ -555,6 +946,30 @@ def main():
     parser.add_argument('--out', default=os.path.join(RESULTS, 'scale'),
                         help='output path without extension')
     parser.add_argument('--no-write', action='store_true')
+    mb = parser.add_argument_group('mini-batched training of one graph')
+    mb.add_argument('--minibatch', type=parse_size, default=None,
+                    metavar='N', help='train one epoch mini-batched on a '
+                    'random graph of N nodes')
+    mb.add_argument('--nodes-per-part', type=parse_size, default=10**5)
+    mb.add_argument('--smooth-iters', type=int, default=10)
+    mb.add_argument('--no-cut-edges', action='store_true')
+    mb.add_argument('--sbm', action='store_true',
+                    help='full-batch vs mini-batched link prediction AUC on '
+                    'a stochastic block model graph')
+    mb.add_argument('--sbm-nodes', type=parse_size, default=10**5)
+    mb.add_argument('--sbm-blocks', type=int, default=100)
+    mb.add_argument('--sbm-parts', type=int, default=10)
+    mb.add_argument('--sbm-epochs', type=int, default=20,
+                    help='mini-batched epochs (--sbm-parts steps each)')
+    mb.add_argument('--sbm-full-epochs', type=int, default=200,
+                    help='full-batch epochs (one step each; default: as '
+                    'many steps as the mini-batched run)')
+    mb.add_argument('--sbm-eval-every', type=int, default=5)
+    mb.add_argument('--sbm-lr', type=float, default=0.02)
+    mb.add_argument('--sbm-clusters', nargs='+', type=int,
+                    default=[16, 4, 1])
+    mb.add_argument('--minibatch-worker', action='store_true',
+                    help=argparse.SUPPRESS)
     # Worker mode (internal):
     parser.add_argument('--worker', action='store_true',
                         help=argparse.SUPPRESS)
@@ -565,6 +980,13 @@ def main():
 
     if args.worker:
         return run_worker_main(args)
+    if args.minibatch_worker:
+        print('RESULT ' + json.dumps(minibatch_worker(args)), flush=True)
+        return
+    if args.minibatch is not None:
+        return run_minibatch(args)
+    if args.sbm:
+        return run_sbm(args)
 
     results = []
     failed = {}  # method -> size at which it ran out of memory

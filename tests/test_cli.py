@@ -90,7 +90,7 @@ def _nan_at(monkeypatch, epoch_call: int, term: str = 'kl'):
     r"""The loss term :obj:`term` turns NaN from the :obj:`epoch_call`-th
     forward pass on (a NaN that does not depend on the model's
     numerics)."""
-    forward = train_module._forward_terms
+    forward = train_module.mgn_loss_terms
     calls = [0]
 
     def nan_forward(*args, **kwargs):
@@ -100,7 +100,7 @@ def _nan_at(monkeypatch, epoch_call: int, term: str = 'kl'):
             terms[term] = terms[term] * float('nan')
         return terms
 
-    monkeypatch.setattr(train_module, '_forward_terms', nan_forward)
+    monkeypatch.setattr(train_module, 'mgn_loss_terms', nan_forward)
 
 
 def test_non_finite_loss_stops_and_writes_nothing(tmp_path, monkeypatch,

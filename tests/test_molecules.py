@@ -163,7 +163,7 @@ def test_non_finite_loss_stops_both_generators(qm9_root, tmp_path,
     from torch_geometric_mgvae.models.autoregressive import (
         AutoregressiveMGN,
     )
-    forward = train_module._forward_terms
+    forward = train_module.mgn_loss_terms
 
     def nan_forward(*args, **kwargs):
         terms = forward(*args, **kwargs)
@@ -173,9 +173,9 @@ def test_non_finite_loss_stops_both_generators(qm9_root, tmp_path,
     def nan_loss(self, *args, **kwargs):
         return torch.tensor(float('inf'), requires_grad=True)
 
-    monkeypatch.setattr(train_module, '_forward_terms', nan_forward)
+    monkeypatch.setattr(train_module, 'mgn_loss_terms', nan_forward)
     monkeypatch.setattr(AutoregressiveMGN, 'loss', nan_loss)
-    for decoder, term in (('all-at-once', 'kl'), ('autoregressive', 'loss')):
+    for decoder, term in (('all-at-once', 'kl'), ('autoregressive', 'nll')):
         out = tmp_path / decoder
         assert main(['molecules', '--decoder', decoder, '--root', qm9_root,
                      '--num-train', '16', '--num-samples', '4', '--epochs',

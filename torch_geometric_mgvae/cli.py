@@ -5,6 +5,12 @@ degree and clustering MMD against held-out graphs and draw them;
 ``mgvae generate``, ``mgvae link-pred``, ``mgvae molecules`` and ``mgvae
 images``: the paper's experiments (:mod:`torch_geometric_mgvae.experiments`).
 
+Every command takes ``--device auto|cpu|cuda|mps`` and trains
+data-parallel when launched by ``torchrun --nproc_per_node N -m
+torch_geometric_mgvae.cli ...`` or given ``--nproc N``, which re-launches it
+that way (:mod:`torch_geometric_mgvae.experiments.distributed`; rank 0
+writes, ``--batch-size`` is the global batch).
+
 Every command checks its options before it reads data or creates a folder,
 writes only under ``--out`` (or a path given by an option), replaces files
 atomically, saves its training state every few epochs and on
@@ -16,6 +22,8 @@ interrupted.
 import argparse
 import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -25,6 +33,7 @@ import torch
 
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
+    add_parallel_arguments,
     add_run_arguments,
     int_at_least,
     int_list,
@@ -95,6 +104,7 @@ def _demo_parser(sub):
                    help='folder for the checkpoint, JSON and pictures')
     p.add_argument('--no-progress', action='store_true')
     add_run_arguments(p)
+    add_parallel_arguments(p)
     p.set_defaults(func=run_demo, resolve=resolve_demo_args)
 
 
@@ -112,6 +122,7 @@ def _generate_parser(sub):
         epilog=EXIT_CODES)
     generation.add_arguments(p)
     add_run_arguments(p)
+    add_parallel_arguments(p)
     p.set_defaults(func=generation.run, resolve=generation.resolve_args)
 
 
@@ -128,6 +139,7 @@ def _link_pred_parser(sub):
         'and cluster-size plots.', epilog=EXIT_CODES)
     link_prediction.add_arguments(p)
     add_run_arguments(p)
+    add_parallel_arguments(p)
     p.set_defaults(func=link_prediction.run,
                    resolve=link_prediction.resolve_args)
 
@@ -146,6 +158,7 @@ def _molecules_parser(sub):
     molecules.add_arguments(p)
     # An epoch over 10,000 molecules takes minutes: save after every one.
     add_run_arguments(p, checkpoint_every=1)
+    add_parallel_arguments(p)
     p.set_defaults(func=molecules.run, resolve=molecules.resolve_args)
 
 
@@ -223,11 +236,11 @@ def load_graphs(args):
             graphs[gdss_split(len(graphs), 'test')], source)
 
 
-def run_demo(args) -> dict:
-    from torch_geometric.loader import DataLoader
+def run_demo(args) -> Optional[dict]:
     from tqdm import tqdm
 
     from torch_geometric_mgvae import MGVAE
+    from torch_geometric_mgvae.experiments.distributed import Parallel
     from torch_geometric_mgvae.experiments.io import write_json
     from torch_geometric_mgvae.experiments.plot import (
         plot_curves,
@@ -239,20 +252,23 @@ def run_demo(args) -> dict:
         training_state,
     )
     from torch_geometric_mgvae.experiments.train import (
+        LossModule,
         structural_transform,
         train_epoch,
     )
     from torch_geometric_mgvae.metrics import graph_mmd
 
-    with TrainingSession.from_args(args) as session:
+    result = None
+    with Parallel.from_args(args) as par, \
+            TrainingSession.from_args(args) as session:
         torch.manual_seed(args.seed)
         train_graphs, test_graphs, source = load_graphs(args)
-        print(f'data: {source}: {len(train_graphs)} train / '
-              f'{len(test_graphs)} test graphs')
+        if par.is_main:
+            print(f'data: {source}: {len(train_graphs)} train / '
+                  f'{len(test_graphs)} test graphs; {par}')
         features = structural_transform()
         train_set = [features(g) for g in train_graphs]
-        loader = DataLoader(train_set, batch_size=args.batch_size,
-                            shuffle=True)
+        loader = par.loader(train_set, args.batch_size, seed=args.seed)
         max_nodes = max(g.num_nodes for g in train_graphs + test_graphs)
         model_kwargs = dict(
             in_channels=train_set[0].num_features,
@@ -263,18 +279,21 @@ def run_demo(args) -> dict:
             global_decoder=args.decoder)
         model = MGVAE(**model_kwargs)
         model.fit_num_nodes(train_graphs)
+        model = model.to(par.device)
+        net = par.wrap(LossModule(model))
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-        gen = torch.Generator().manual_seed(args.seed)
+        gen = par.generator(args.seed)
         resumed = session.restore('', model, opt, generators={'gen': gen})
         history = resumed['history'] if resumed else []
         clock = dict(seconds=resumed['train_seconds'] if resumed else 0.0)
         bar = tqdm(total=args.epochs, initial=len(history), desc='train',
-                   disable=args.no_progress, file=sys.stdout)
+                   disable=args.no_progress or not par.is_main,
+                   file=sys.stdout)
 
         def step(epoch: int):
             t0 = time.time()
-            stats = train_epoch(model, loader, opt, {'kl': args.kl_weight},
-                                generator=gen)
+            stats = train_epoch(net, loader, opt, {'kl': args.kl_weight},
+                                generator=gen, epoch=epoch)
             clock['seconds'] += time.time() - t0
             history.append(dict(epoch=epoch, **stats))
             bar.update()
@@ -285,40 +304,53 @@ def run_demo(args) -> dict:
             model, opt, model_kwargs, generators={'gen': gen},
             history=history, train_seconds=clock['seconds']), resumed)
         bar.close()
-        train_time = clock['seconds']
-        ckpt = model_checkpoint(os.path.join(args.out, 'mgvae.pt'), model,
-                                model_kwargs, args=args)
+        if par.is_main:
+            result = _demo_results(args, model, model_kwargs, gen, history,
+                                   clock['seconds'], train_graphs,
+                                   test_graphs, source, model_checkpoint,
+                                   graph_mmd, plot_graph_grid, plot_curves,
+                                   write_json, par.device)
+        par.barrier()  # the other processes wait for rank 0's writes
+    return result
 
-        model.eval()
-        t0 = time.time()
-        samples = model.sample(args.num_samples, generator=gen)
-        sample_time = time.time() - t0
-        metrics = ('degree', 'clustering')
-        gen_mmd = graph_mmd(samples, test_graphs, metrics=metrics)
-        ref_mmd = graph_mmd(train_graphs, test_graphs, metrics=metrics)
-        print()
-        print(f'{"":<28}{"degree MMD":>12}{"clustering MMD":>16}')
-        print(f'{"MGVAE samples vs test":<28}{gen_mmd["degree"]:>12.4f}'
-              f'{gen_mmd["clustering"]:>16.4f}')
-        print(f'{"train vs test (floor)":<28}{ref_mmd["degree"]:>12.4f}'
-              f'{ref_mmd["clustering"]:>16.4f}')
-        print('(squared MMD, GraphRNN Gaussian-EMD kernels)')
-        pic = plot_graph_grid({'generated': samples, 'test': test_graphs},
-                              os.path.join(args.out, 'generated_vs_test.png'))
-        curve = plot_curves(history, os.path.join(args.out, 'loss.png'))
-        result = dict(source=source, epochs=args.epochs,
-                      train_seconds=round(train_time, 2),
-                      sample_seconds=round(sample_time, 3),
-                      num_samples=args.num_samples, mmd_generated=gen_mmd,
-                      mmd_train_vs_test=ref_mmd,
-                      mean_nodes=sum(g.num_nodes for g in samples) /
-                      len(samples),
-                      mean_edges=sum(g.edge_index.size(1) // 2
-                                     for g in samples) / len(samples),
-                      final=history[-1])
-        write_json(os.path.join(args.out, 'demo.json'), result)
-        print(f'trained in {train_time:.1f}s, sampled {args.num_samples} '
-              f'graphs in {sample_time:.2f}s; wrote {ckpt}, {pic}, {curve}')
+
+def _demo_results(args, model, model_kwargs, gen, history, train_time,
+                  train_graphs, test_graphs, source, model_checkpoint,
+                  graph_mmd, plot_graph_grid, plot_curves, write_json,
+                  device) -> dict:
+    ckpt = model_checkpoint(os.path.join(args.out, 'mgvae.pt'), model,
+                            model_kwargs, args=args)
+    model.eval()
+    t0 = time.time()
+    samples = [g.cpu() for g in model.sample(args.num_samples,
+                                             generator=gen)]
+    sample_time = time.time() - t0
+    metrics = ('degree', 'clustering')
+    gen_mmd = graph_mmd(samples, test_graphs, metrics=metrics)
+    ref_mmd = graph_mmd(train_graphs, test_graphs, metrics=metrics)
+    print()
+    print(f'{"":<28}{"degree MMD":>12}{"clustering MMD":>16}')
+    print(f'{"MGVAE samples vs test":<28}{gen_mmd["degree"]:>12.4f}'
+          f'{gen_mmd["clustering"]:>16.4f}')
+    print(f'{"train vs test (floor)":<28}{ref_mmd["degree"]:>12.4f}'
+          f'{ref_mmd["clustering"]:>16.4f}')
+    print('(squared MMD, GraphRNN Gaussian-EMD kernels)')
+    pic = plot_graph_grid({'generated': samples, 'test': test_graphs},
+                          os.path.join(args.out, 'generated_vs_test.png'))
+    curve = plot_curves(history, os.path.join(args.out, 'loss.png'))
+    result = dict(source=source, epochs=args.epochs,
+                  train_seconds=round(train_time, 2),
+                  sample_seconds=round(sample_time, 3),
+                  num_samples=args.num_samples, mmd_generated=gen_mmd,
+                  mmd_train_vs_test=ref_mmd,
+                  mean_nodes=sum(g.num_nodes for g in samples) /
+                  len(samples),
+                  mean_edges=sum(g.edge_index.size(1) // 2
+                                 for g in samples) / len(samples),
+                  final=history[-1], device=str(device))
+    write_json(os.path.join(args.out, 'demo.json'), result)
+    print(f'trained in {train_time:.1f}s, sampled {args.num_samples} '
+          f'graphs in {sample_time:.2f}s; wrote {ckpt}, {pic}, {curve}')
     return result
 
 
@@ -344,45 +376,148 @@ def _one_line(e: BaseException) -> str:
     return f'{type(e).__name__}: {text}' if text else type(e).__name__
 
 
+def _without_nproc(argv: List[str]) -> List[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == '--nproc':
+            skip = True
+        elif not a.startswith('--nproc='):
+            out.append(a)
+    return out
+
+
+def check_processes(args: argparse.Namespace) -> int:
+    r"""The number of processes of the run (:obj:`--nproc`, or
+    ``torchrun``'s), checked against the options: a global
+    :obj:`--batch-size` they divide, and a data-parallel command (one
+    with :obj:`--nproc`)."""
+    from torch_geometric_mgvae.experiments.distributed import (
+        launched_by_torchrun,
+    )
+    nproc = getattr(args, 'nproc', None)
+    if launched_by_torchrun():
+        world = int(os.environ['WORLD_SIZE'])
+        if world > 1 and not hasattr(args, 'nproc'):
+            # properties, images: --device only; N copies would each
+            # train the same run and write the same files.
+            raise UsageError(f'mgvae {args.command} runs in one process '
+                             f'(--device only, not data-parallel): start '
+                             f'it without torchrun')
+        if nproc not in (None, world):
+            raise UsageError(f'--nproc {nproc} under torchrun with '
+                             f'{world} processes')
+        nproc = world
+    nproc = nproc or 1
+    batch = getattr(args, 'batch_size', None)
+    if batch is not None and batch % nproc:
+        raise UsageError(f'--batch-size {batch} is the global batch: it '
+                         f'must be a multiple of the {nproc} processes')
+    return nproc
+
+
+def relaunch(argv: List[str], nproc: int) -> int:
+    r"""Runs the command :obj:`argv` in :obj:`nproc` processes through
+    ``torchrun`` and returns its exit code (130 if this process got
+    SIGINT/SIGTERM, which it passes on once to ``torchrun``, whose
+    processes save their training state)."""
+    import torch_geometric_mgvae
+    from torch_geometric_mgvae.experiments.distributed import (
+        relaunch_command,
+    )
+    env = dict(os.environ)
+    # The processes import this very package, wherever it lies:
+    root = os.path.dirname(os.path.dirname(torch_geometric_mgvae.__file__))
+    env['PYTHONPATH'] = os.pathsep.join(
+        [root] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep)
+                  if p])
+    # Its own session: a Ctrl-C reaches it once, through this process.
+    child = subprocess.Popen(relaunch_command(_without_nproc(argv), nproc),
+                             env=env, start_new_session=True)
+    got: List[int] = []
+
+    def forward(signum, frame):
+        if not got:
+            child.send_signal(signum)
+        got.append(signum)
+
+    old = {s: signal.signal(s, forward)
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 130 if got else code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Runs a command; returns the exit code (0 success, 1 runtime
     failure, 2 bad usage, 130 interrupted)."""
     from torch_geometric_mgvae.experiments.state import Interrupted
     from torch_geometric_mgvae.experiments.train import NonFiniteError
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # usage error (2) or --help (0)
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:  # Ctrl-C while the options are read
-        print('\nmgvae: interrupted', file=sys.stderr)
+        if is_main_process():
+            print('\nmgvae: interrupted', file=sys.stderr)
         return 130
     debug = args.debug
+    # Only rank 0 reports (every process stops on the same error).
+    report = is_main_process()
     try:
         try:
             args = args.resolve(args)
+            nproc = check_processes(args)
         except ValueError as e:
             raise UsageError(str(e)) from e
+        if nproc > 1 and not _under_torchrun():
+            return relaunch(argv, nproc)
         torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
         args.func(args)
     except UsageError as e:
         if debug:
             traceback.print_exc()
-        print(f'mgvae: error: {_one_line(e)}', file=sys.stderr)
+        if report:
+            print(f'mgvae: error: {_one_line(e)}', file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f'\nmgvae: {e}', file=sys.stderr)
+        if report:
+            print(f'\nmgvae: {e}', file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print('\nmgvae: interrupted', file=sys.stderr)
+        if report:
+            print('\nmgvae: interrupted', file=sys.stderr)
         return 130
     except Exception as e:
         if debug:
             traceback.print_exc()
         hint = '' if debug or isinstance(e, NonFiniteError) else \
             ' (--debug shows the traceback)'
-        print(f'mgvae: error: {_one_line(e)}{hint}', file=sys.stderr)
+        if report or not isinstance(e, NonFiniteError):
+            who = '' if report else \
+                f' (process {os.environ.get("RANK", "?")})'
+            print(f'mgvae: error{who}: {_one_line(e)}{hint}',
+                  file=sys.stderr)
         return 1
     return 0
+
+
+def _under_torchrun() -> bool:
+    from torch_geometric_mgvae.experiments.distributed import (
+        launched_by_torchrun,
+    )
+    return launched_by_torchrun()
+
+
+def is_main_process() -> bool:
+    r"""Rank 0 of ``torchrun``, or a process started without it."""
+    return int(os.environ.get('RANK', 0)) == 0 if _under_torchrun() \
+        else True
 
 
 if __name__ == '__main__':

@@ -142,7 +142,8 @@ def qed_stats(mols: Sequence[Any]) -> Tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def _fcd(smiles: List[str], train: List[str]) -> Optional[float]:
+def _fcd(smiles: List[str], train: List[str], device: Any = 'cpu'
+         ) -> Optional[float]:
     try:
         from fcd_torch import FCD
     except ImportError:
@@ -150,7 +151,7 @@ def _fcd(smiles: List[str], train: List[str]) -> Optional[float]:
     if len(smiles) < 2 or len(train) < 2:
         return None
     try:
-        return float(FCD(device='cpu', n_jobs=1)(smiles, train))
+        return float(FCD(device=str(device), n_jobs=1)(smiles, train))
     except Exception:  # pragma: no cover
         return None
 
@@ -159,6 +160,7 @@ def molecule_metrics(
     generated: Sequence[Any],
     train_smiles: Sequence[str],
     fcd: bool = True,
+    device: Any = 'cpu',
 ) -> Dict[str, float]:
     r"""Computes the standard molecule generation metrics.
 
@@ -180,7 +182,8 @@ def molecule_metrics(
       entries (see :func:`qed_stats`).
     * :obj:`fcd`: Fréchet ChemNet Distance between the valid canonical
       SMILES and :obj:`train_smiles`, only if :obj:`fcd=True` and the
-      optional :obj:`fcd_torch` package is importable.
+      optional :obj:`fcd_torch` package is importable (ChemNet runs on
+      :obj:`device`, default the CPU).
 
     Ratios with a zero denominator are :obj:`0.0`; QED statistics are
     :obj:`nan` without valid entries.
@@ -207,7 +210,7 @@ def molecule_metrics(
         'qed_std': qed_std,
     }
     if fcd:
-        value = _fcd(smiles, sorted(train))
+        value = _fcd(smiles, sorted(train), device)
         if value is not None:
             out['fcd'] = value
     return out

@@ -35,6 +35,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import to_undirected
 
 from torch_geometric_mgvae.datasets import CommunitySmall, EgoSmall
+from torch_geometric_mgvae.experiments.distributed import Parallel
 from torch_geometric_mgvae.experiments.io import write_json
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
@@ -58,6 +59,7 @@ from torch_geometric_mgvae.experiments.state import (
     training_state,
 )
 from torch_geometric_mgvae.experiments.train import (
+    LossModule,
     structural_transform,
     train_epoch,
 )
@@ -420,9 +422,11 @@ def fit_latent_gaussian(model: MGVAE, graphs: Sequence[Data],
     global decoder; for the equivariant decoders prefer the prior."""
     from torch_geometric.utils import to_dense_batch
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
+    device = model.mu_heads[0].weight.device
+    gen = torch.Generator(device=device).manual_seed(seed)
     zs, masks = [], []
     for batch in DataLoader(list(graphs), batch_size=batch_size):
+        batch = batch.to(device)
         out = model(batch.x, batch.edge_index, None, batch.batch,
                     num_graphs=batch.num_graphs, generator=gen)
         z, mask = to_dense_batch(out[0].mu, out[0].batch,
@@ -446,20 +450,20 @@ def sample_fitted(model: MGVAE, mean: Tensor, std: Tensor, num_graphs: int,
     Gaussian of :func:`fit_latent_gaussian` instead of the prior."""
     if model.num_nodes_count is None:
         raise RuntimeError("Call fit_num_nodes() first")
-    sizes = torch.multinomial(model.num_nodes_count, num_graphs, True,
-                              generator=generator)
+    sizes = torch.multinomial(model.num_nodes_count.to(mean.device),
+                              num_graphs, True, generator=generator)
     N, d = mean.shape
     if int(sizes.max()) > N:
         raise ValueError(f"Sizes up to {int(sizes.max())} but the fit has "
                          f"{N} node positions")
     z = mean + std * torch.randn(num_graphs, N, d, generator=generator,
-                                 dtype=mean.dtype)
+                                 dtype=mean.dtype, device=mean.device)
     m = int(sizes.max())
     z = z[:, :m]
-    mask = torch.arange(m) < sizes.view(-1, 1)
+    mask = torch.arange(m, device=mean.device) < sizes.view(-1, 1)
     prob = model.global_decoders[0].forward_all(z, mask=mask)
-    draw = torch.rand(prob.shape, generator=generator,
-                      dtype=prob.dtype) < prob
+    draw = torch.rand(prob.shape, generator=generator, dtype=prob.dtype,
+                      device=prob.device) < prob
     draw = (draw & (mask.unsqueeze(2) & mask.unsqueeze(1))).triu(1)
     draw = draw | draw.transpose(1, 2)
     return [Data(edge_index=draw[b, :n, :n].nonzero().t().contiguous(),
@@ -503,15 +507,21 @@ class GenerationExperiment:
         command (str, optional): The command line stored in the records
             (default: the running process's).
         log (callable, optional): Where lines are printed.
+        parallel (Parallel, optional): The device and processes (default:
+            :obj:`args.device`, or auto, in one process). Every process
+            trains; the references and :meth:`test` are rank 0's.
     """
     def __init__(self, args: argparse.Namespace,
-                 command: Optional[str] = None, log=print):
+                 command: Optional[str] = None, log=print,
+                 parallel: Optional[Parallel] = None):
         self.args = resolve_args(args)
         self.command = command or current_command()
-        self.log = log
+        self.par = parallel or Parallel.from_args(args)
+        self.log = log if self.par.is_main else (lambda *a, **k: None)
         self.kernels = _kernels(args)
-        self.train_graphs, self.test_graphs = load_splits(
-            args.dataset, args.root)
+        with self.par.main_first():  # rank 0 processes the raw file
+            self.train_graphs, self.test_graphs = load_splits(
+                args.dataset, args.root)
         if not self.train_graphs or not self.test_graphs:
             raise ValueError(f"Empty split in '{args.root}'")
         features = structural_transform()
@@ -521,6 +531,8 @@ class GenerationExperiment:
                              self.train_graphs + self.test_graphs)
         self.method = method_name(args)
         self.runs: List[Dict[str, Any]] = []
+        if not self.par.is_main:
+            return  # the references are for rank 0's test() and finish()
         self.floor = mmd_scores(self.train_graphs, self.test_graphs,
                                 self.kernels)
         self.floor_stats = graph_stats(self.train_graphs)
@@ -542,13 +554,13 @@ class GenerationExperiment:
         self.seed = seed
         self.model_kwargs = model_kwargs(self.args, self.in_channels,
                                          self.max_nodes)
-        self.model = MGVAE(**self.model_kwargs)
+        self.model = MGVAE(**self.model_kwargs).to(self.par.device)
+        self.net = self.par.wrap(LossModule(self.model))
         self.optimizer = torch.optim.Adam(self.model.parameters(),
                                           lr=self.args.lr)
-        self.loader = DataLoader(self.train_set,
-                                 batch_size=self.args.batch_size,
-                                 shuffle=True)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.loader = self.par.loader(self.train_set, self.args.batch_size,
+                                      seed=seed)
+        self.generator = self.par.generator(seed)
         self.weights = {'kl': self.args.kl_weight,
                         'balanced_cut': self.args.cut_weight}
         self.history: List[Dict[str, float]] = []
@@ -577,8 +589,9 @@ class GenerationExperiment:
     def train_epoch(self) -> Dict[str, float]:
         r"""One epoch of the current model; returns the mean loss terms."""
         t0 = time.perf_counter()
-        stats = train_epoch(self.model, self.loader, self.optimizer,
-                            self.weights, generator=self.generator)
+        stats = train_epoch(self.net, self.loader, self.optimizer,
+                            self.weights, generator=self.generator,
+                            epoch=len(self.history) + 1)
         self.train_seconds += time.perf_counter() - t0
         self.history.append(dict(epoch=len(self.history) + 1, **stats))
         return stats
@@ -592,7 +605,8 @@ class GenerationExperiment:
         model = self.model
         model.fit_num_nodes(self.train_graphs)
         model.eval()
-        gen = torch.Generator().manual_seed(10_000 + seed)
+        gen = torch.Generator(device=self.par.device).manual_seed(
+            10_000 + seed)
         t0 = time.perf_counter()
         if args.latent_sampler == 'fitted':
             mean, std = fit_latent_gaussian(model, self.train_set,
@@ -600,6 +614,7 @@ class GenerationExperiment:
             samples = sample_fitted(model, mean, std, args.num_samples, gen)
         else:
             samples = model.sample(args.num_samples, generator=gen)
+        samples = [g.cpu() for g in samples]
         sample_seconds = time.perf_counter() - t0
         scores = mmd_scores(samples, self.test_graphs, self.kernels)
         er_gen = torch.Generator().manual_seed(20_000 + seed)
@@ -644,7 +659,8 @@ class GenerationExperiment:
         n = len(runs)
         samples = f'{args.num_samples} samples'
         common = dict(task=TASK, dataset=args.dataset, command=self.command,
-                      device='cpu')
+                      device=self.par.device.type,
+                      processes=self.par.world_size)
         out = []
         metrics = [m for m in self.floor]
         for metric in metrics:
@@ -796,8 +812,9 @@ def run(args: argparse.Namespace, command: Optional[str] = None
     :obj:`--resume` continues without redoing finished seeds."""
     from tqdm import tqdm
     args = resolve_args(args)
-    with TrainingSession.from_args(args) as session:
-        exp = GenerationExperiment(args, command)
+    with Parallel.from_args(args) as par, \
+            TrainingSession.from_args(args) as session:
+        exp = GenerationExperiment(args, command, parallel=par)
         exp.runs = [_run_from_plain(r) for r in session.done.get('runs', [])]
         if exp.runs:
             exp.log(f'seeds 0-{len(exp.runs) - 1} finished in the saved run '
@@ -806,7 +823,8 @@ def run(args: argparse.Namespace, command: Optional[str] = None
             exp.start_seed(seed)
             resumed = exp.restore(session)
             bar = tqdm(total=args.epochs, initial=len(exp.history),
-                       desc=f'seed {seed}', disable=args.no_progress,
+                       desc=f'seed {seed}',
+                       disable=args.no_progress or not par.is_main,
                        file=sys.stdout)
 
             def step(epoch: int, bar=bar):
@@ -818,7 +836,11 @@ def run(args: argparse.Namespace, command: Optional[str] = None
             session.train(f'seed {seed}', step, args.epochs,
                           exp.training_state, resumed)
             bar.close()
-            exp.test()
-            session.done['runs'] = [_run_to_plain(r) for r in exp.runs]
-            session.save()  # this seed is finished: --resume skips it
-        return exp.finish()
+            if par.is_main:  # the others wait at the barrier
+                exp.test()
+                session.done['runs'] = [_run_to_plain(r) for r in exp.runs]
+                session.save()  # this seed is finished: --resume skips it
+            par.barrier()
+        records = exp.finish() if par.is_main else None
+        par.barrier()
+        return records

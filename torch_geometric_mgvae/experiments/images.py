@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from torch_geometric_mgvae.experiments.distributed import select_device
 from torch_geometric_mgvae.experiments.io import copy_file, write_json
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
@@ -117,8 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--seed', type=nonnegative_int, default=0,
                       help='seed of the subsets, the models and sampling')
     data.add_argument('--device', default='auto',
-                      choices=['auto', 'cpu', 'cuda'],
-                      help='auto: cuda when available (default: auto)')
+                      choices=['auto', 'cpu', 'cuda', 'mps'],
+                      help='auto: cuda, then mps, then cpu (one process; '
+                      'this command is not data-parallel yet; default: '
+                      'auto)')
     data.add_argument('--out', default='outputs/images',
                       help='folder for checkpoints, pictures and records '
                       '(default: outputs/images)')
@@ -180,8 +183,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.fid_samples > 10000:
         raise UsageError(f"--fid-samples {args.fid_samples}: the test set "
                          f"holds 10000 images")
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available")
+    select_device(args.device)  # a one-line error for a missing device
     if not args.no_fid:
         from torch_geometric_mgvae.metrics.fid import inception_path
         try:
@@ -248,9 +250,10 @@ def num_parameters(model: torch.nn.Module) -> int:
 
 
 def pick_device(choice: str) -> torch.device:
-    if choice == 'auto':
-        choice = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return torch.device(choice)
+    r"""The device of :obj:`--device`
+    (:func:`~torch_geometric_mgvae.experiments.distributed.select_device`:
+    auto = cuda > mps > cpu)."""
+    return select_device(choice)
 
 
 # Pictures #################################################################

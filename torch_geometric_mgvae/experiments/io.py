@@ -6,6 +6,10 @@ same folder, flushed to disk, then moved over the target with
 :func:`os.replace` (the datasets' :func:`~torch_geometric_mgvae.datasets.
 base.atomic_write`). A write killed midway (an exception, SIGKILL, a full
 disk) leaves the previous file intact and no half-written target behind.
+
+In a data-parallel run only rank 0 writes: :func:`atomic_write` raises on
+the other processes (see :mod:`torch_geometric_mgvae.experiments.
+distributed`).
 """
 import json
 import math
@@ -15,6 +19,7 @@ from typing import IO, Any, Callable
 import torch
 
 from torch_geometric_mgvae.datasets.base import atomic_write as _replace
+from torch_geometric_mgvae.experiments.distributed import get_rank
 
 __all__ = ['atomic_write', 'copy_file', 'write_text', 'write_json',
            'json_safe', 'save_torch', 'load_torch']
@@ -33,7 +38,13 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> str:
     implementation the datasets use too); creates the folder if needed and
     gives the file the usual permissions (the temporary file is private).
     If :obj:`write` raises, :obj:`path` is left as it was, no temporary
-    file stays and the exception propagates. Returns :obj:`path`."""
+    file stays and the exception propagates. Returns :obj:`path`.
+
+    Raises a :obj:`RuntimeError` on a process of rank > 0 of a process
+    group (rank 0 writes for all)."""
+    if get_rank() != 0:
+        raise RuntimeError(f"Process {get_rank()} tried to write '{path}': "
+                           f"only rank 0 writes in a data-parallel run")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _replace(path, write)
     os.chmod(path, 0o666 & ~_umask())

@@ -21,6 +21,13 @@ hierarchy and the score is the finest inner product alone.
 
 The :obj:`mgvae link-pred` command and ``examples/link_prediction.py`` both
 run :func:`run`.
+
+Data-parallel (``torchrun`` or :obj:`--nproc`): every process encodes the
+whole training graph and takes its share of the reconstruction terms (of
+the positive pairs and the sampled non-edges, or of the clusters' dense
+blocks: the :obj:`shard` of :func:`~torch_geometric_mgvae.nn.
+pair_recon_loss`, :func:`link_loss_terms`), with its own noise; DDP averages
+the gradients. Rank 0 evaluates, selects and writes.
 """
 import argparse
 import copy
@@ -37,6 +44,13 @@ from torch import Tensor
 from torch_geometric import seed_everything
 from torch_geometric.data import Data
 
+from torch_geometric_mgvae.experiments.distributed import (
+    Parallel,
+    gather_objects,
+    get_rank,
+    get_world_size,
+    rank_seed,
+)
 from torch_geometric_mgvae.experiments.io import (
     copy_file,
     write_json,
@@ -62,6 +76,7 @@ from torch_geometric_mgvae.experiments.state import (
     training_state,
 )
 from torch_geometric_mgvae.experiments.train import (
+    LossModule,
     NonFiniteError,
     check_finite_grads,
     check_finite_loss,
@@ -73,8 +88,9 @@ __all__ = [
     'DATASETS', 'VARIANTS', 'add_arguments', 'resolve_args', 'load_dataset',
     'split_edges', 'check_split', 'auc_ap', 'cluster_size_stats',
     'level_clusters', 'VariationalGCNEncoder', 'VGAEBaseline',
-    'MGVAELinkModel', 'train_model', 'run_levels', 'format_table', 'run',
-    'collapsed', 'random_balanced', 'substitute_scores', 'cluster_dependence'
+    'MGVAELinkModel', 'link_loss_terms', 'train_model', 'run_levels',
+    'format_table', 'run', 'collapsed', 'random_balanced',
+    'substitute_scores', 'cluster_dependence'
 ]
 
 DATASETS = ('Cora', 'Citeseer')
@@ -279,7 +295,8 @@ def auc_ap(pos: Tensor, neg: Tensor) -> Tuple[float, float]:
     stops there, as at a non-finite loss)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
     y = torch.cat([torch.ones(pos.numel()), torch.zeros(neg.numel())])
-    s = torch.cat([pos.view(-1), neg.view(-1)]).detach().float()
+    # scikit-learn reads host memory:
+    s = torch.cat([pos.view(-1), neg.view(-1)]).detach().float().cpu()
     bad = ~torch.isfinite(s)
     if bool(bad.any()):
         raise NonFiniteError('edge score', 'evaluated pairs',
@@ -334,10 +351,22 @@ class VGAEBaseline(torch.nn.Module):
                                  out_channels=out_channels)
         self.model = VGAE(VariationalGCNEncoder(in_channels, out_channels))
 
-    def loss_terms(self, train: Data) -> Dict[str, Tensor]:
+    def loss_terms(self, train: Data,
+                   shard: Optional[Tuple[int, int]] = None
+                   ) -> Dict[str, Tensor]:
+        r"""PyG's reconstruction loss (:obj:`shard` = :obj:`(rank, world)`:
+        over every :obj:`world`-th edge and as many negative samples) and
+        the KL."""
+        from torch_geometric.utils import negative_sampling
         z = self.model.encode(train.x, train.edge_index)
-        return dict(recon=self.model.recon_loss(z, train.edge_index),
-                    kl=self.model.kl_loss() / train.num_nodes)
+        if shard is None or shard[1] == 1:
+            recon = self.model.recon_loss(z, train.edge_index)
+        else:
+            pos = train.edge_index[:, shard[0]::shard[1]]
+            neg = negative_sampling(train.edge_index, train.num_nodes,
+                                    num_neg_samples=pos.size(1))
+            recon = self.model.recon_loss(z, pos, neg)
+        return dict(recon=recon, kl=self.model.kl_loss() / train.num_nodes)
 
     def loss(self, train: Data) -> Tensor:
         return sum(self.loss_terms(train).values())
@@ -386,19 +415,25 @@ class MGVAELinkModel(torch.nn.Module):
             weights['kl'] = 1.0 / train.num_nodes**2
         return weights
 
-    def loss_terms(self, train: Data) -> Dict[str, Tensor]:
+    def loss_terms(self, train: Data,
+                   shard: Optional[Tuple[int, int]] = None
+                   ) -> Dict[str, Tensor]:
         r"""The weighted loss terms: the reconstruction of the training
         graph (PyG GAE style, finest global decoder), the KL of every level,
         the balanced-cut KL and, where weighted, the co-membership loss, the
         assignment entropy and the reconstruction of the coarse graphs and
-        clusters (terms of weight 0 are not computed)."""
+        clusters (terms of weight 0 are not computed). :obj:`shard`: this
+        process's share of the reconstruction terms in a process group (see
+        :func:`~torch_geometric_mgvae.nn.pair_recon_loss`; the other terms
+        are whole)."""
         m, out, w = self.mgvae, self(train), self._weights(train)
-        terms = dict(recon=m.global_recon_loss(out, levels=[0]),
+        terms = dict(recon=m.global_recon_loss(out, levels=[0], shard=shard),
                      kl=w['kl'] * m.multires_kl_loss(out))
         if w['multires'] > 0:
             terms['multires_recon'] = w['multires'] * (
-                m.global_recon_loss(out, levels=range(1, len(out))) +
-                m.local_recon_loss(out))
+                m.global_recon_loss(out, levels=range(1, len(out)),
+                                    shard=shard) +
+                m.local_recon_loss(out, shard=shard))
         if self.variant == 'learned':
             terms['balanced_cut'] = w['balanced_cut'] * \
                 m.balanced_cut_loss(out)
@@ -528,11 +563,27 @@ def _checkpointed(model: torch.nn.Module
     return model, getattr(model, 'model_kwargs', {})
 
 
+def link_loss_terms(model: torch.nn.Module, train: Data,
+                    generator: Optional[torch.Generator] = None
+                    ) -> Dict[str, Tensor]:
+    r"""The loss terms of a link prediction model on its training graph
+    (what :class:`~torch_geometric_mgvae.experiments.train.LossModule`
+    computes): :obj:`model.loss_terms(train, shard)` with this process's
+    share of the pairs in a process group, else :obj:`model.loss(train)`.
+    (The noise comes from torch's global generator, seeded per process.)"""
+    if not hasattr(model, 'loss_terms'):
+        return dict(loss=model.loss(train))
+    world = get_world_size()
+    if world == 1:
+        return model.loss_terms(train)
+    return model.loss_terms(train, (get_rank(), world))
+
+
 def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
                 epochs: int, lr: float, eval_every: int = 5,
                 progress: Optional[Callable[[int, float, float], None]] = None,
-                session: Optional[TrainingSession] = None, key: str = ''
-                ) -> Dict[str, Any]:
+                session: Optional[TrainingSession] = None, key: str = '',
+                parallel: Optional[Parallel] = None) -> Dict[str, Any]:
     r"""Adam on :obj:`model.loss(train)` (the sum of
     :obj:`model.loss_terms(train)` where the model has them); every
     :obj:`eval_every` epochs the validation AUC is measured and, when it
@@ -543,22 +594,29 @@ def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
     :class:`~torch_geometric_mgvae.experiments.train.NonFiniteError` at the
     first non-finite loss term or gradient. With a :obj:`session`, the
     training state (including the best weights so far) is saved as
-    :obj:`key`'s, and a saved state of :obj:`key` is continued."""
+    :obj:`key`'s, and a saved state of :obj:`key` is continued.
+
+    The model and the graphs are on one device; in a process group
+    (:obj:`parallel`) every process trains on its share of the pairs
+    (:func:`link_loss_terms`), and rank 0 evaluates and returns the
+    results (the others return :obj:`None`)."""
     session = session or TrainingSession()
+    par = parallel or Parallel('cpu')
+    main = par.is_main
+    net = par.wrap(LossModule(model, link_loss_terms))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    net, kwargs = _checkpointed(model)
+    ckpt_net, kwargs = _checkpointed(model)
     run: Dict[str, Any] = dict(best=dict(val_auc=-1.0), step_time=0.0,
                                loss=float('nan'))
-    resumed = session.restore(key, net, opt)
+    resumed = session.restore(key, ckpt_net, opt)
     if resumed is not None:
         run = resumed['run']
 
     def step(epoch: int):
-        model.train()
+        net.train()
         t0 = time.perf_counter()
         opt.zero_grad()
-        terms = (model.loss_terms(train) if hasattr(model, 'loss_terms')
-                 else dict(loss=model.loss(train)))
+        terms = net(train)
         loss = sum(terms.values())
         check_finite_loss({**terms, 'loss': loss})
         loss.backward()
@@ -566,7 +624,7 @@ def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
         opt.step()
         run['step_time'] += time.perf_counter() - t0
         run['loss'] = loss.item()
-        if epoch % eval_every and epoch != epochs:
+        if (epoch % eval_every and epoch != epochs) or not main:
             return
         model.eval()
         score = model.scorer(train)
@@ -582,8 +640,10 @@ def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
             progress(epoch, run['loss'], val_auc)
 
     session.train(key, step, epochs,
-                  lambda: training_state(net, opt, kwargs, run=run),
+                  lambda: training_state(ckpt_net, opt, kwargs, run=run),
                   resumed)
+    if not main:
+        return None
     best = dict(run['best'])
     best['step_seconds'] = run['step_time'] / epochs
     best['loss'] = run['loss']
@@ -625,11 +685,14 @@ def run(args: argparse.Namespace, command: Optional[str] = None
     all_records: List[Dict[str, Any]] = []
     summary: Dict[str, Any] = {}
     plots = []
-    with TrainingSession.from_args(args) as session:
+    with Parallel.from_args(args) as par, \
+            TrainingSession.from_args(args) as session:
+        log = print if par.is_main else (lambda *a, **k: None)
         done = session.done.setdefault('jobs', {})
         done_sizes = session.done.setdefault('sizes', {})
         for name in args.dataset:
-            data = load_dataset(name, args.root, args.raw)
+            with par.main_first():  # rank 0 copies and processes
+                data = load_dataset(name, args.root, args.raw)
             runs: Dict[str, List[Dict[str, Any]]] = {}
             sizes: Dict[str, Tensor] = {}
             jobs = [] if args.no_baseline else [('vgae', None, None)]
@@ -645,7 +708,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                     if key not in done:
                         done[key] = _run_job(args, data, train, val, test,
                                              seed, variant, K, key, session,
-                                             tqdm)
+                                             tqdm, par)
                         # The finest clusters of seed 0 go to the plot;
                         # no tensor stays in the results (summary.json).
                         clusters = done[key].pop('clusters', None)
@@ -656,74 +719,92 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                     if seed == 0 and f'{name} {method}' in done_sizes:
                         sizes[method] = done_sizes[f'{name} {method}']
                     runs.setdefault(method, []).append(res)
-                    print(f'{key}: test AUC {res["auc"]:.4f} AP '
-                          f'{res["ap"]:.4f} (epoch {res["epoch"]}, val AUC '
-                          f'{res["val_auc"]:.4f}, '
-                          f'{res["step_seconds"] * 1e3:.0f} ms/epoch)'
-                          + (', COLLAPSED to one cluster'
-                             if res.get('collapsed') else ''))
-            all_records += dataset_records(name, data, runs, args, command)
+                    log(f'{key}: test AUC {res["auc"]:.4f} AP '
+                        f'{res["ap"]:.4f} (epoch {res["epoch"]}, val AUC '
+                        f'{res["val_auc"]:.4f}, '
+                        f'{res["step_seconds"] * 1e3:.0f} ms/epoch)'
+                        + (', COLLAPSED to one cluster'
+                           if res.get('collapsed') else ''))
+            all_records += dataset_records(name, data, runs, args, command,
+                                           par.device.type, par.world_size)
             summary[name] = {m: [{k: v for k, v in r.items()}
                                  for r in rs] for m, rs in runs.items()}
             if sizes:
                 plots.append((sizes, name))
-        levels = sorted(args.levels)
-        for name in args.dataset:
-            write_dataset_records(
-                args.results, TASK, name,
-                [r for r in all_records if r['dataset'] == name],
-                lambda r, levels=levels: run_levels(r) == levels)
-        for sizes, name in plots:
-            plot_cluster_sizes(sizes, os.path.join(
-                args.out, f'cluster_sizes_{name}.png'), name)
-        table = format_table(all_records)
-        print(table)
-        write_text(os.path.join(args.out, 'link_prediction.md'),
-                   table + '\n')
-        write_csv(all_records, os.path.join(args.out,
-                                            'link_prediction.csv'))
-        write_json(os.path.join(args.out, 'summary.json'), summary)
-    print(f'wrote {args.results} and {args.out}/')
+        if par.is_main:  # the others wait at the barrier
+            _write_results(args, all_records, plots, summary)
+        par.barrier()
     return all_records
+
+
+def _write_results(args: argparse.Namespace,
+                   all_records: List[Dict[str, Any]], plots: list,
+                   summary: Dict[str, Any]):
+    levels = sorted(args.levels)
+    for name in args.dataset:
+        write_dataset_records(
+            args.results, TASK, name,
+            [r for r in all_records if r['dataset'] == name],
+            lambda r, levels=levels: run_levels(r) == levels)
+    for sizes, name in plots:
+        plot_cluster_sizes(sizes, os.path.join(
+            args.out, f'cluster_sizes_{name}.png'), name)
+    table = format_table(all_records)
+    print(table)
+    write_text(os.path.join(args.out, 'link_prediction.md'), table + '\n')
+    write_csv(all_records, os.path.join(args.out, 'link_prediction.csv'))
+    write_json(os.path.join(args.out, 'summary.json'), summary)
+    print(f'wrote {args.results} and {args.out}/')
 
 
 def _run_job(args: argparse.Namespace, data: Data, train: Data, val: Data,
              test: Data, seed: int, variant: str, K: Optional[List[int]],
-             key: str, session: TrainingSession, tqdm) -> Dict[str, Any]:
+             key: str, session: TrainingSession, tqdm,
+             par: Optional[Parallel] = None) -> Dict[str, Any]:
     r"""Trains and measures one model of :func:`run` (VGAE or an MGVAE
     variant) on one seed's split; returns its results (with the finest
-    clusters under :obj:`"clusters"`)."""
+    clusters under :obj:`"clusters"`), rank 0's on every process."""
+    par = par or Parallel('cpu')
+    device = par.device
     seed_everything(seed)  # negative sampling uses random
     if variant == 'vgae':
         model = VGAEBaseline(data.num_features)
     else:
-        model = MGVAELinkModel(data.num_features, K, variant, args,
-                               level_clusters(train, variant, K, seed))
-    bar = tqdm(total=args.epochs, file=sys.stdout, disable=args.no_progress,
-               desc=key)
+        clusters = level_clusters(train, variant, K, seed)
+        if clusters is not None:
+            clusters = [c.to(device) for c in clusters]
+        model = MGVAELinkModel(data.num_features, K, variant, args, clusters)
+    model = model.to(device)
+    train, val, test = train.to(device), val.to(device), test.to(device)
+    if par.world_size > 1:  # every process draws its own noise
+        seed_everything(rank_seed(seed))
+    bar = tqdm(total=args.epochs, file=sys.stdout,
+               disable=args.no_progress or not par.is_main, desc=key)
 
     def progress(epoch, loss, val_auc):
         bar.update(epoch - bar.n)
         bar.set_postfix(loss=f'{loss:.3f}', val_auc=f'{val_auc:.3f}')
 
     res = train_model(model, train, val, test, args.epochs, args.lr,
-                      args.eval_every, progress, session, key)
+                      args.eval_every, progress, session, key, par)
     bar.close()
-    if variant not in ('vgae', 'flat'):
-        ev = model.finest_clusters(train, training=False)
-        res.update(cluster_size_stats(ev, K[0]))
-        if variant == 'learned':
-            tr = model.finest_clusters(train, training=True)
-            res.update({f'train_{k}': v for k, v in
-                        cluster_size_stats(tr, K[0]).items()})
-            res['collapsed'] = float(collapsed(ev, K[0]))
-            if res['collapsed']:
-                print(f'{key}: WARNING: the learned clustering collapsed: '
-                      f'all {ev.numel()} nodes in one of the {K[0]} finest '
-                      f'clusters (evaluation mode)', flush=True)
-        res['clusters'] = ev
-    res['seed'] = seed
-    return res
+    if par.is_main:
+        if variant not in ('vgae', 'flat'):
+            ev = model.finest_clusters(train, training=False)
+            res.update(cluster_size_stats(ev, K[0]))
+            if variant == 'learned':
+                tr = model.finest_clusters(train, training=True)
+                res.update({f'train_{k}': v for k, v in
+                            cluster_size_stats(tr, K[0]).items()})
+                res['collapsed'] = float(collapsed(ev, K[0]))
+                if res['collapsed']:
+                    print(f'{key}: WARNING: the learned clustering '
+                          f'collapsed: all {ev.numel()} nodes in one of the '
+                          f'{K[0]} finest clusters (evaluation mode)',
+                          flush=True)
+            res['clusters'] = ev.cpu()
+        res['seed'] = seed
+    return gather_objects(res)[0]
 
 
 STAT_METRICS = ('cluster_min', 'cluster_max', 'cluster_std', 'cluster_kl',
@@ -733,7 +814,8 @@ STAT_METRICS = ('cluster_min', 'cluster_max', 'cluster_std', 'cluster_kl',
 
 def dataset_records(name: str, data: Data,
                     runs: Dict[str, List[Dict[str, Any]]],
-                    args: argparse.Namespace, command: str
+                    args: argparse.Namespace, command: str,
+                    device: str = 'cpu', processes: int = 1
                     ) -> List[Dict[str, Any]]:
     r"""Mean/std records of every method: AUC, AP (test, selected on
     validation), validation AUC, step time, its ratio to VGAE's, and the
@@ -759,8 +841,8 @@ def dataset_records(name: str, data: Data,
     for method, rs in runs.items():
         n = len(rs)
         common = dict(n=n, protocol=PROTOCOL, command=command,
-                      device='cpu', machine=machine(),
-                      num_nodes=data.num_nodes)
+                      device=device, processes=processes,
+                      machine=machine(), num_nodes=data.num_nodes)
         # The baseline is trained again in every run: its rows carry the
         # levels of the run they belong to, so the rows of a run with other
         # levels stay beside them (see run_levels).

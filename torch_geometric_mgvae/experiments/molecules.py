@@ -44,7 +44,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
 
 from torch_geometric_mgvae.chem import (
     QM9_ATOMS,
@@ -56,6 +55,7 @@ from torch_geometric_mgvae.chem import (
     novelty,
     valid_mols,
 )
+from torch_geometric_mgvae.experiments.distributed import Parallel
 from torch_geometric_mgvae.experiments.io import (
     atomic_write,
     copy_file,
@@ -84,8 +84,7 @@ from torch_geometric_mgvae.experiments.state import (
     training_state,
 )
 from torch_geometric_mgvae.experiments.train import (
-    check_finite_grads,
-    check_finite_loss,
+    LossModule,
     train_epoch,
 )
 from torch_geometric_mgvae.models.molecule import MoleculeMGVAE
@@ -350,6 +349,24 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 prior_kwargs=dict(matching=args.matching))
 
 
+def autoregressive_loss_terms(model: torch.nn.Module, batch,
+                              generator: Optional[torch.Generator] = None
+                              ) -> Dict[str, Tensor]:
+    r"""The loss of :class:`~torch_geometric_mgvae.models.autoregressive.
+    AutoregressiveMGN`: the mean negative log-likelihood per molecule
+    (:obj:`"nll"`)."""
+    return dict(nll=model.loss(batch, generator))
+
+
+def loss_terms_fn(args: argparse.Namespace):
+    r"""The loss terms of the experiment's generator (what
+    :class:`~torch_geometric_mgvae.experiments.train.LossModule`
+    computes; :obj:`None`: its default, :func:`~torch_geometric_mgvae.
+    experiments.train.mgn_loss_terms`)."""
+    return (autoregressive_loss_terms if args.decoder == 'autoregressive'
+            else None)
+
+
 def build_model(args: argparse.Namespace, num_atom_types: int,
                 in_channels: int, max_nodes: int) -> torch.nn.Module:
     r"""The generator of the experiment from the (resolved) options."""
@@ -391,11 +408,11 @@ def align_latents(za: Tensor, zb: Tensor) -> Tensor:
     rows of :obj:`za` at least total distance (Hungarian), so that a line
     between the two latent sets does not depend on their node orders."""
     from scipy.optimize import linear_sum_assignment
-    cost = torch.cdist(za, zb).cpu().numpy()
+    cost = torch.cdist(za, zb).cpu().numpy()  # SciPy works on the host
     row, col = linear_sum_assignment(cost)
     perm = torch.empty(za.size(0), dtype=torch.long)
     perm[torch.as_tensor(row)] = torch.as_tensor(col)
-    return perm
+    return perm.to(za.device)
 
 
 def interpolation_pair(graphs: Sequence[Data]
@@ -423,14 +440,16 @@ def interpolate(model: MoleculeMGVAE, a: Data, b: Data, atoms,
     if a.num_nodes != b.num_nodes:
         raise ValueError('Interpolation needs two molecules with the same '
                          'number of atoms')
-    gen = torch.Generator().manual_seed(seed)
-    za = model.encode_latents(a, generator=gen)
-    zb = model.encode_latents(b, generator=gen)
+    device = model.mu_heads[0].weight.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    za = model.encode_latents(a.to(device), generator=gen)
+    zb = model.encode_latents(b.to(device), generator=gen)
     zb = zb[align_latents(za, zb)]
-    t = torch.linspace(0, 1, steps, dtype=za.dtype).view(-1, 1, 1)
+    t = torch.linspace(0, 1, steps, dtype=za.dtype,
+                       device=device).view(-1, 1, 1)
     z = (1 - t) * za + t * zb  # [steps, n, d]
-    return model.decode_latents(z).corrected_mols(atoms, threshold,
-                                                  connect=True)
+    return model.decode_latents(z).to('cpu').corrected_mols(
+        atoms, threshold, connect=True)
 
 
 def draw_molecules(mols: Sequence[Any], legends: Sequence[str], path: str,
@@ -466,19 +485,25 @@ class MoleculeExperiment:
         command (str, optional): The command line stored in the records
             (default: the running process's).
         log (callable, optional): Where lines are printed.
+        parallel (Parallel, optional): The device and processes (default:
+            :obj:`args.device`, or auto, in one process). Every process
+            trains; :meth:`test` and :meth:`finish` are rank 0's.
     """
     def __init__(self, args: argparse.Namespace,
-                 command: Optional[str] = None, log=print):
+                 command: Optional[str] = None, log=print,
+                 parallel: Optional[Parallel] = None):
         self.args = resolve_args(args)
         self.command = command or current_command()
-        self.log = log
+        self.par = parallel or Parallel.from_args(args)
+        self.log = log if self.par.is_main else (lambda *a, **k: None)
         spec = DATASETS[args.dataset]
         self.atoms = spec['atoms']
         self.label = spec['label']
         t0 = time.perf_counter()
-        self.train_graphs, self.test_graphs, self.train_smiles = \
-            load_splits(args.dataset, args.root, args.num_train, args.seed,
-                        args.data, args.chem_features)
+        with self.par.main_first():  # rank 0 copies and processes
+            self.train_graphs, self.test_graphs, self.train_smiles = \
+                load_splits(args.dataset, args.root, args.num_train,
+                            args.seed, args.data, args.chem_features)
         self.num_atom_types = len(self.atoms)
         self.in_channels = self.train_graphs[0].num_features
         self.max_nodes = max(int(g.num_nodes) for g in
@@ -503,12 +528,14 @@ class MoleculeExperiment:
         torch.manual_seed(args.seed)
         self.model_kwargs = model_kwargs(args, self.num_atom_types,
                                          self.in_channels, self.max_nodes)
-        self.model = model_class(args)(**self.model_kwargs)
+        self.model = model_class(args)(**self.model_kwargs).to(
+            self.par.device)
+        self.net = self.par.wrap(LossModule(self.model, loss_terms_fn(args)))
         self.optimizer = torch.optim.Adam(self.model.parameters(),
                                           lr=args.lr)
-        self.loader = DataLoader(self.train_graphs,
-                                 batch_size=args.batch_size, shuffle=True)
-        self.generator = torch.Generator().manual_seed(args.seed)
+        self.loader = self.par.loader(self.train_graphs, args.batch_size,
+                                      seed=args.seed)
+        self.generator = self.par.generator(args.seed)
         self.weights = {'kl': args.kl_weight,
                         'balanced_cut': args.cut_weight,
                         'valence': args.valence_weight}
@@ -543,28 +570,12 @@ class MoleculeExperiment:
         # starts once the warm-up is over (the decoder has learnt bonds):
         self.weights['valence'] = (self.args.valence_weight if epoch > warm
                                    else 0.0)
-        if self.all_at_once:
-            stats = train_epoch(self.model, self.loader, self.optimizer,
-                                self.weights, generator=self.generator)
-        else:
-            stats = self._autoregressive_epoch()
+        stats = train_epoch(self.net, self.loader, self.optimizer,
+                            self.weights, generator=self.generator,
+                            epoch=epoch)
         self.train_seconds += time.perf_counter() - t0
         self.history.append(dict(epoch=len(self.history) + 1, **stats))
         return stats
-
-    def _autoregressive_epoch(self) -> Dict[str, float]:
-        model, total, count = self.model, 0.0, 0
-        model.train()
-        for batch in self.loader:
-            self.optimizer.zero_grad()
-            loss = model.loss(batch, self.generator)
-            check_finite_loss(dict(loss=loss))
-            loss.backward()
-            check_finite_grads(model)
-            self.optimizer.step()
-            total += loss.item() * batch.num_graphs
-            count += batch.num_graphs
-        return dict(loss=total / max(count, 1))
 
     def out_of_time(self) -> bool:
         m = self.args.max_minutes
@@ -583,7 +594,7 @@ class MoleculeExperiment:
         if len(smiles) < 2:
             return None
         if getattr(self, '_fcd_ref', None) is None:
-            self._fcd_model = FCD(device='cpu', n_jobs=1)
+            self._fcd_model = FCD(device=str(self.par.device), n_jobs=1)
             self._fcd_ref = self._fcd_model.precalc(self.test_smiles)
         return float(self._fcd_model.metric(
             self._fcd_ref, self._fcd_model.precalc(smiles)))
@@ -612,12 +623,13 @@ class MoleculeExperiment:
         training-set reference."""
         args, model = self.args, self.model
         model.eval()
-        gen = torch.Generator().manual_seed(10_000 + args.seed)
+        gen = torch.Generator(device=self.par.device).manual_seed(
+            10_000 + args.seed)
         t0 = time.perf_counter()
         if self.all_at_once:
             model.fit_num_nodes(self.train_graphs)
             sample = model.sample(args.num_samples, generator=gen,
-                                  temperature=args.temperature)
+                                  temperature=args.temperature).to('cpu')
             decode_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
             raw = sample.raw_mols(self.atoms)
@@ -679,7 +691,9 @@ class MoleculeExperiment:
         epochs = len(self.history)
         method = method_name(args, epochs)
         common = dict(task=TASK, dataset=self.label, command=self.command,
-                      device='cpu', protocol=self._protocol())
+                      device=self.par.device.type,
+                      processes=self.par.world_size,
+                      protocol=self._protocol())
         out = []
         settings = [(method, name, res) for name, res in
                     self.results.items()]
@@ -820,12 +834,14 @@ def run(args: argparse.Namespace, command: Optional[str] = None
     SIGINT/SIGTERM, and :obj:`--resume` continues it."""
     from tqdm import tqdm
     args = resolve_args(args)
-    with TrainingSession.from_args(args) as session:
-        exp = MoleculeExperiment(args, command)
+    with Parallel.from_args(args) as par, \
+            TrainingSession.from_args(args) as session:
+        exp = MoleculeExperiment(args, command, parallel=par)
         exp.start()
         resumed = exp.restore(session)
         bar = tqdm(total=args.epochs, initial=len(exp.history), desc='train',
-                   disable=args.no_progress, file=sys.stdout)
+                   disable=args.no_progress or not par.is_main,
+                   file=sys.stdout)
 
         def step(epoch: int):
             stats = exp.train_epoch()
@@ -833,7 +849,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None
                      if k in ('loss', 'kl', 'bond_recon')}
             bar.update()
             bar.set_postfix(shown)
-            if args.no_progress:  # one line per epoch in logs
+            if args.no_progress and par.is_main:  # one line per epoch
                 print(f'epoch {len(exp.history)}: ' + ', '.join(
                     f'{k} {v}' for k, v in shown.items()) +
                     f' ({exp.train_seconds:.0f}s)', flush=True)
@@ -841,5 +857,9 @@ def run(args: argparse.Namespace, command: Optional[str] = None
         session.train('', step, args.epochs, exp.training_state, resumed,
                       stop=exp.out_of_time)
         bar.close()
-        exp.test()
-        return exp.finish()
+        records = None
+        if par.is_main:  # the others wait at the barrier
+            exp.test()
+            records = exp.finish()
+        par.barrier()
+        return records

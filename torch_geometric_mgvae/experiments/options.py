@@ -1,6 +1,6 @@
 r"""Command line values checked when they are parsed, and the run options
 shared by every :obj:`mgvae` command (:obj:`--checkpoint-every`,
-:obj:`--resume`, :obj:`--debug`).
+:obj:`--resume`, :obj:`--debug`; :obj:`--device`, :obj:`--nproc`).
 
 A bad value is an :class:`argparse.ArgumentTypeError` raised while parsing,
 so the command stops with a one-line message before it reads data, trains or
@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 
 __all__ = ['UsageError', 'int_at_least', 'positive_int', 'nonnegative_int',
            'positive_float', 'nonnegative_float', 'probability',
-           'int_list', 'add_run_arguments']
+           'int_list', 'add_run_arguments', 'add_parallel_arguments']
 
 
 class UsageError(ValueError):
@@ -102,4 +102,24 @@ def add_run_arguments(parser: argparse.ArgumentParser,
         'result equals an uninterrupted run\'s')
     group.add_argument('--debug', action='store_true',
                        help='print the full traceback of an error')
+    return parser
+
+
+def add_parallel_arguments(parser: argparse.ArgumentParser,
+                           title: Optional[str] = 'device and processes'):
+    r"""Adds :obj:`--device` and :obj:`--nproc` (the data-parallel
+    :obj:`mgvae` commands; see :mod:`torch_geometric_mgvae.experiments.
+    distributed`)."""
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        '--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'],
+        help='where to train and sample: auto picks cuda, then mps, then '
+        'the cpu (default: auto)')
+    group.add_argument(
+        '--nproc', type=positive_int, default=None, metavar='N',
+        help='train data-parallel in N processes: re-launches the command '
+        'through torchrun (torch.distributed.run --standalone '
+        '--nproc_per_node N); the same as starting it with torchrun '
+        '--nproc_per_node N -m torch_geometric_mgvae.cli ...; --batch-size '
+        'stays the global batch (default: 1, or torchrun\'s)')
     return parser

@@ -280,8 +280,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     opt.add_argument('--batch-size', type=pos_int, default=128)
     opt.add_argument('--lr', type=pos_float, default=1e-3)
     opt.add_argument('--device', default='auto',
-                     choices=['auto', 'cpu', 'cuda'],
-                     help='auto: cuda if available, else cpu')
+                     choices=['auto', 'cpu', 'cuda', 'mps'],
+                     help='auto: cuda, then mps, then cpu (one process; '
+                     'this command is not data-parallel yet)')
 
     un = parser.add_argument_group('unsupervised (qm9)')
     un.add_argument('--ae-train', type=pos_int, default=10000,
@@ -325,10 +326,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if bad or not args.targets:
         raise ValueError(f"--targets: unknown {bad} for {args.dataset} "
                          f"(known: {','.join(names)})")
-    if args.device == 'auto':
-        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    elif args.device == 'cuda' and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+    from torch_geometric_mgvae.experiments.distributed import select_device
+    args.device = select_device(args.device).type
     if args.cluster_layers < 0:
         raise ValueError("--cluster-layers must be >= 0")
     if not 0 < args.ratio <= 1:

@@ -19,6 +19,13 @@ Only tensors, plain containers, numbers and strings are stored, so the
 file loads with :obj:`torch.load(weights_only=True)`. States are saved at
 the end of an epoch, so a resumed run continues exactly where the saved one
 was: on the CPU, its final parameters equal an uninterrupted run's.
+
+Data-parallel runs (:mod:`~torch_geometric_mgvae.experiments.distributed`):
+every process calls the session's methods at the same points; the state
+holds the random states of every process (:obj:`"rng_ranks"`) and the
+number of processes, rank 0 writes it, and :obj:`--resume` needs the same
+number of processes. The decisions to stop (a signal, the driver's
+:obj:`stop`) are taken by all processes together after an epoch.
 """
 import argparse
 import os
@@ -31,6 +38,14 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 
+from torch_geometric_mgvae.experiments.distributed import (
+    any_rank,
+    gather_objects,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    is_main,
+)
 from torch_geometric_mgvae.experiments.io import load_torch, save_torch
 from torch_geometric_mgvae.experiments.options import UsageError
 from torch_geometric_mgvae.experiments.train import NonFiniteError
@@ -44,7 +59,7 @@ FORMAT = 1
 #: Options that may differ between a run and its :obj:`--resume` (the
 #: state is found in :obj:`--out`, so its spelling may change too).
 RESUME_FREE = ('resume', 'checkpoint_every', 'no_progress', 'debug',
-               'results', 'out')
+               'results', 'out', 'device', 'nproc')
 
 
 class Interrupted(KeyboardInterrupt):
@@ -266,6 +281,12 @@ class TrainingSession:
                 f"{self.args.get(k)!r})" for k in diff)
             raise UsageError(f"--resume: '{self.path}' was saved by a run "
                              f"with other options: {changes}")
+        saved_world = saved.get('world_size', 1)
+        if saved_world != get_world_size():
+            raise UsageError(
+                f"--resume: '{self.path}' was saved by a run in "
+                f"{saved_world} process(es), this one has "
+                f"{get_world_size()} (start it with --nproc {saved_world})")
         self.done = saved['done']
         self._current = saved['current']
 
@@ -287,9 +308,14 @@ class TrainingSession:
         name = signal.Signals(signum).name
         if self._in_epoch and self._signal is None:
             self._signal = name
-            print(f'\nmgvae: {name}: saving the training state after this '
-                  f'epoch (send it again to stop at once)', file=sys.stderr,
-                  flush=True)
+            if is_main():
+                print(f'\nmgvae: {name}: saving the training state after '
+                      f'this epoch (send it again to stop at once)',
+                      file=sys.stderr, flush=True)
+            return
+        if self._in_epoch and is_distributed():
+            # torchrun passes the terminal's signal on to its processes,
+            # which got it already: the epoch still finishes and is saved.
             return
         raise Interrupted(name, self.path)
 
@@ -302,11 +328,19 @@ class TrainingSession:
     def save(self, current: Optional[Dict[str, Any]] = None):
         r"""Writes the state file (atomically): the options, :obj:`done`
         and the :obj:`current` training state (:obj:`None` between
-        models)."""
+        models). In a process group, with a :obj:`current` state, every
+        process must call it (their random states are gathered); rank 0
+        writes."""
         if self.path is None:
             return
+        if current is not None and is_distributed():
+            current = dict(current,
+                           rng_ranks=gather_objects(current.get('rng')))
+        if not is_main():
+            return
         save_torch(dict(format=FORMAT, args=self.args, done=plain(self.done),
-                        current=current), self.path)
+                        current=current, world_size=get_world_size()),
+                   self.path)
 
     def restore(self, key: str, model: torch.nn.Module,
                 optimizer: torch.optim.Optimizer,
@@ -322,6 +356,8 @@ class TrainingSession:
         if cur is None or cur.get('key') != key:
             return None
         self._current = None
+        if cur.get('rng_ranks') is not None:  # this process's own
+            cur = dict(cur, rng=cur['rng_ranks'][get_rank()])
         try:
             return restore_training_state(cur, model, optimizer, scheduler,
                                           generators)
@@ -363,6 +399,10 @@ class TrainingSession:
                 self._in_epoch = False
             last = epoch
             early = stop is not None and stop()
+            if is_distributed():  # one decision for all processes
+                early, signalled = any_rank(early, self._signal is not None)
+                if signalled and self._signal is None:
+                    self._signal = 'a signal to another process'
             end = early or epoch == epochs
             if end or self._signal or (self.every and
                                        epoch % self.every == 0):

@@ -1,12 +1,23 @@
 r"""Small training helpers shared by the CLI, the examples and benchmarks,
-and the stop at the first non-finite loss term or gradient."""
+and the stop at the first non-finite loss term or gradient.
+
+The training step of every graph data set is :func:`run_epoch` over a
+:class:`LossModule` (the model and its loss terms in one :meth:`forward`,
+what :class:`~torch.nn.parallel.DistributedDataParallel` wraps); see
+:mod:`torch_geometric_mgvae.experiments.distributed` for the processes."""
 import math
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.transforms import Compose, ToUndirected
 
+from torch_geometric_mgvae.experiments.distributed import (
+    all_sum,
+    any_rank,
+    gather_objects,
+    get_world_size,
+)
 from torch_geometric_mgvae.models import MGN
 from torch_geometric_mgvae.transforms import AddStructuralFeatures
 
@@ -43,21 +54,45 @@ class NonFiniteError(RuntimeError):
                 f"smaller --lr or loss weights)")
 
 
-def check_finite_loss(terms: Dict[str, Tensor]):
-    r"""Raises :class:`NonFiniteError` naming the first loss term in
-    :obj:`terms` that is not finite (one synchronisation for all)."""
+def _first_non_finite(terms: Dict[str, Tensor]) -> Optional[NonFiniteError]:
     values = [v.detach().reshape(-1) for v in terms.values()]
     if not values or bool(torch.isfinite(torch.cat(values)).all()):
-        return
+        return None
     for k, v in terms.items():
         if not bool(torch.isfinite(v.detach()).all()):
-            raise NonFiniteError('loss term', k, float(v.detach().sum()))
+            return NonFiniteError('loss term', k, float(v.detach().sum()))
+    return None  # pragma: no cover
+
+
+def check_finite_loss(terms: Dict[str, Tensor]):
+    r"""Raises :class:`NonFiniteError` naming the first loss term in
+    :obj:`terms` that is not finite (one synchronisation for all).
+
+    Collective in a process group: every process calls it at the same step,
+    and all of them raise if the loss of any is not finite (naming the
+    first such process's term), so that none waits for the others in the
+    backward pass."""
+    err = _first_non_finite(terms)
+    if get_world_size() == 1:
+        if err is not None:
+            raise err
+        return
+    if not any_rank(err is not None)[0]:
+        return
+    found = [(r, e) for r, e in enumerate(gather_objects(
+        None if err is None else (err.name, err.value))) if e is not None]
+    rank, (name, value) = found[0]
+    raise NonFiniteError('loss term', f'{name} (process {rank})', value)
 
 
 def check_finite_grads(module: torch.nn.Module):
     r"""Raises :class:`NonFiniteError` naming the first parameter of
     :obj:`module` whose gradient is not finite (call between
-    :meth:`backward` and the optimizer step)."""
+    :meth:`backward` and the optimizer step). Under
+    :class:`~torch.nn.parallel.DistributedDataParallel` the gradients are
+    the same all-reduced tensors on every process (a NaN or infinity on one
+    process makes the sum non-finite on all), so every process decides the
+    same without another collective."""
     named = [(k, p.grad) for k, p in module.named_parameters()
              if p.grad is not None]
     if not named or bool(torch.stack([torch.isfinite(g).all()
@@ -79,62 +114,151 @@ def weighted_loss(terms: Dict[str, Tensor],
     return sum(weights.get(k, 1.0) * v for k, v in terms.items())
 
 
-def _forward_terms(model: MGN, batch,
-                   generator: Optional[torch.Generator]) -> Dict[str, Tensor]:
+def mgn_loss_terms(model: MGN, batch,
+                   generator: Optional[torch.Generator] = None
+                   ) -> Dict[str, Tensor]:
+    r"""The loss terms of an :class:`~torch_geometric_mgvae.MGN` (or
+    subclass) on a batch: :meth:`forward`, then :meth:`loss_terms`."""
     out = model(batch, generator=generator)
     return model.loss_terms(out, generator)
 
 
-def run_epoch(model: MGN, loader,
+LossFn = Callable[..., Dict[str, Tensor]]
+
+
+class LossModule(torch.nn.Module):
+    r"""A model and its loss in one module, whose :meth:`forward` returns
+    the loss terms by name: what
+    :class:`~torch.nn.parallel.DistributedDataParallel` wraps, so that the
+    whole loss is computed inside the wrapped :meth:`forward` (the losses
+    of :class:`~torch_geometric_mgvae.MGN` are methods called after its
+    :meth:`forward`).
+
+    Args:
+        model (torch.nn.Module): The model (its parameters are this
+            module's).
+        loss (callable, optional): :obj:`loss(model, batch, generator) ->
+            dict` of loss terms (default: :func:`mgn_loss_terms`).
+    """
+    def __init__(self, model: torch.nn.Module,
+                 loss: Optional[LossFn] = None):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch, generator: Optional[torch.Generator] = None,
+                **kwargs) -> Dict[str, Tensor]:
+        loss = self.loss or mgn_loss_terms
+        return loss(self.model, batch, generator, **kwargs)
+
+    def __repr__(self) -> str:
+        loss = self.loss or mgn_loss_terms
+        name = getattr(loss, '__name__', type(loss).__name__)
+        return f'{self.__class__.__name__}({self.model}, loss={name})'
+
+
+def _loss_module(model: torch.nn.Module) -> torch.nn.Module:
+    inner = getattr(model, 'module', model)  # DistributedDataParallel
+    return model if isinstance(inner, LossModule) else LossModule(model)
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return torch.device('cpu') if p is None else p.device
+
+
+def run_epoch(model: torch.nn.Module, loader,
               optimizer: Optional[torch.optim.Optimizer] = None,
               weights: Optional[Dict[str, float]] = None,
-              generator: Optional[torch.Generator] = None
-              ) -> Dict[str, float]:
+              generator: Optional[torch.Generator] = None,
+              epoch: Optional[int] = None) -> Dict[str, float]:
     r"""One pass over :obj:`loader`: training steps when an
     :obj:`optimizer` is given, otherwise an evaluation pass (no gradients,
     evaluation mode). Returns the mean of every loss term (per graph) and of
     the weighted total (:obj:`"loss"`). Raises :class:`NonFiniteError` at
     the first non-finite loss term or gradient, before the optimizer step.
+
+    :obj:`model` is a :class:`LossModule`, one in
+    :class:`~torch.nn.parallel.DistributedDataParallel`, or a bare
+    :class:`~torch_geometric_mgvae.MGN` (then wrapped in a
+    :class:`LossModule`). Batches are moved to the model's device. With a
+    :class:`~torch_geometric_mgvae.experiments.distributed.
+    DistributedGraphSampler` (set to :obj:`epoch` first, when given), every
+    process's loss is weighted by its share of the global batch, so that
+    the gradient DDP averages is the global batch's, and the returned means
+    are over all processes' graphs (the same on every process). A loader
+    that yields :obj:`(data, scale)` pairs (:class:`~torch_geometric_mgvae.
+    loader.PartitionLoader`: subgraphs of one graph) has each loss scaled
+    by its :obj:`scale` (0: a stand-in) and counted as one graph.
+
+    In a process group it is collective (the non-finite check after every
+    step, the means at the end): every process calls it, also for an
+    evaluation pass.
     """
     training = optimizer is not None
-    model.train(training)
+    net = _loss_module(model)
+    net.train(training)
+    device = _device(net)
+    sampler = getattr(loader, 'sampler', None)
+    if epoch is not None and hasattr(sampler, 'set_epoch'):
+        sampler.set_epoch(epoch)
+    counts = (sampler.step_counts() if hasattr(sampler, 'step_counts')
+              else None)
+    world = get_world_size()
     sums: Dict[str, float] = {}
     count = 0
     with torch.set_grad_enabled(training):
-        for batch in loader:
+        for step, batch in enumerate(loader):
             if training:
                 optimizer.zero_grad()
-            terms = _forward_terms(model, batch, generator)
+            scale = 1.0
+            if isinstance(batch, tuple):  # (subgraph, scale)
+                batch, scale = batch
+            batch = batch.to(device)
+            terms = net(batch, generator)
             loss = weighted_loss(terms, weights)
             check_finite_loss({**terms, 'loss': loss})
+            n = getattr(batch, 'num_graphs', 1) if scale > 0 else 0
+            if counts is not None:
+                n, total = counts[step]
+                if batch.num_graphs != max(n, 1):
+                    raise ValueError(
+                        f'The loader\'s batches do not follow its '
+                        f'{type(sampler).__name__} (batch_size must be '
+                        f'{sampler.local_batch_size}; use '
+                        f'Parallel.loader)')
+                scale = n * world / total
             if training:
-                loss.backward()
-                check_finite_grads(model)
+                (loss * scale if scale != 1.0 else loss).backward()
+                check_finite_grads(net)
                 optimizer.step()
-            n = batch.num_graphs
             count += n
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * n
             sums['loss'] = sums.get('loss', 0.0) + loss.item() * n
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    keys = sorted(sums)
+    values = all_sum([sums[k] for k in keys] + [count])
+    count = values.pop()
+    return {k: v / max(count, 1) for k, v in zip(keys, values)}
 
 
-def train_epoch(model: MGN, loader, optimizer: torch.optim.Optimizer,
+def train_epoch(model: torch.nn.Module, loader,
+                optimizer: torch.optim.Optimizer,
                 weights: Optional[Dict[str, float]] = None,
-                generator: Optional[torch.Generator] = None
-                ) -> Dict[str, float]:
+                generator: Optional[torch.Generator] = None,
+                epoch: Optional[int] = None) -> Dict[str, float]:
     r"""One training epoch (see :func:`run_epoch`)."""
-    return run_epoch(model, loader, optimizer, weights, generator)
+    return run_epoch(model, loader, optimizer, weights, generator, epoch)
 
 
-def evaluate(model: MGN, loader,
+def evaluate(model: torch.nn.Module, loader,
              weights: Optional[Dict[str, float]] = None) -> Dict[str, float]:
     r"""The mean loss terms over :obj:`loader` in evaluation mode (a fixed
     seed for the sampled non-edges of large graphs)."""
-    return run_epoch(model, loader, None, weights,
-                     torch.Generator().manual_seed(0))
+    gen = torch.Generator(device=_device(model)).manual_seed(0)
+    return run_epoch(model, loader, None, weights, gen)
 
 
 __all__ = ['structural_transform', 'NonFiniteError', 'check_finite_loss',
-           'check_finite_grads',
-           'weighted_loss', 'run_epoch', 'train_epoch', 'evaluate']
+           'check_finite_grads', 'weighted_loss', 'mgn_loss_terms',
+           'LossModule', 'run_epoch', 'train_epoch', 'evaluate']

@@ -902,35 +902,40 @@ class MGN(torch.nn.Module):
 
     def _pair_loss(self, out: MGNOutput, i: int, group: Tensor,
                    num_groups: int, decoder: torch.nn.Module,
-                   generator: Optional[torch.Generator]) -> Tensor:
+                   generator: Optional[torch.Generator],
+                   shard: Optional[Tuple[int, int]] = None) -> Tensor:
         rk = self.recon_kwargs
         lvl = out[i]
         return pair_recon_loss(
             self.decoding_latents(out, i), lvl.edge_index, group, num_groups,
             decoder, rk['max_dense_pairs'], rk['num_neg_samples'],
-            rk['balanced'], generator, lvl.pairs)
+            rk['balanced'], generator, lvl.pairs, shard)
 
     def local_recon_loss(self, out: MGNOutput,
-                         generator: Optional[torch.Generator] = None
-                         ) -> Tensor:
+                         generator: Optional[torch.Generator] = None,
+                         shard: Optional[Tuple[int, int]] = None) -> Tensor:
         r"""Negative log-likelihood of every cluster's adjacency
         :math:`[\mathcal{A}^{(\ell)}]_k` under the local decoders, summed over
-        levels and clusters, per graph."""
+        levels and clusters, per graph (:obj:`shard`: see
+        :func:`~torch_geometric_mgvae.nn.pair_recon_loss`)."""
         loss = out[0].z.new_zeros(())
         for i, lvl in enumerate(out.levels[:-1]):
             so = lvl.select
             loss = loss + self._pair_loss(out, i, so.cluster_index,
                                           so.num_clusters,
-                                          self.local_decoders[i], generator)
+                                          self.local_decoders[i], generator,
+                                          shard)
         return loss / max(out[0].num_graphs, 1)
 
     def global_recon_loss(self, out: MGNOutput,
                           generator: Optional[torch.Generator] = None,
-                          levels: Optional[Sequence[int]] = None) -> Tensor:
+                          levels: Optional[Sequence[int]] = None,
+                          shard: Optional[Tuple[int, int]] = None) -> Tensor:
         r"""Negative log-likelihood of every level's whole adjacency
         :math:`\mathcal{A}^{(\ell)}` under the global decoders, per graph
         (only of the levels :obj:`levels`, e.g. :obj:`[0]` for the input
-        graph, if given)."""
+        graph, if given; :obj:`shard`: see :func:`~torch_geometric_mgvae.nn.
+        pair_recon_loss`)."""
         loss = out[0].z.new_zeros(())
         if self.global_decoders is None:
             return loss
@@ -938,7 +943,8 @@ class MGN(torch.nn.Module):
             if levels is not None and i not in levels:
                 continue
             loss = loss + self._pair_loss(out, i, lvl.batch, lvl.num_graphs,
-                                          self.global_decoders[i], generator)
+                                          self.global_decoders[i], generator,
+                                          shard)
         return loss / max(out[0].num_graphs, 1)
 
     def multires_recon_loss(self, out: MGNOutput,
@@ -1037,12 +1043,17 @@ class MGN(torch.nn.Module):
         return loss
 
     def loss_terms(self, out: MGNOutput,
-                   generator: Optional[torch.Generator] = None
+                   generator: Optional[torch.Generator] = None,
+                   shard: Optional[Tuple[int, int]] = None
                    ) -> Dict[str, Tensor]:
         r"""All loss terms of the model, by name (the caller weighs and sums
-        them)."""
-        terms = dict(local_recon=self.local_recon_loss(out, generator),
-                     global_recon=self.global_recon_loss(out, generator),
+        them). :obj:`shard` = :obj:`(rank, world)`: this process's share of
+        the reconstruction terms of a graph trained data-parallel over its
+        pairs (see :func:`~torch_geometric_mgvae.nn.pair_recon_loss`; the
+        other terms are whole)."""
+        terms = dict(local_recon=self.local_recon_loss(out, generator, shard),
+                     global_recon=self.global_recon_loss(out, generator,
+                                                         shard=shard),
                      feature_recon=self.feature_recon_loss(out),
                      balanced_cut=self.balanced_cut_loss(out),
                      cluster_entropy=self.cluster_entropy_loss(out))

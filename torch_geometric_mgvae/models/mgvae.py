@@ -212,9 +212,10 @@ class MGVAE(MGN):
         return kls if per_level else torch.stack(kls).sum()
 
     def loss_terms(self, out: MGNOutput,
-                   generator: Optional[torch.Generator] = None
+                   generator: Optional[torch.Generator] = None,
+                   shard: Optional[Tuple[int, int]] = None
                    ) -> Dict[str, Tensor]:
-        terms = super().loss_terms(out, generator)
+        terms = super().loss_terms(out, generator, shard)
         terms['kl'] = self.multires_kl_loss(out)
         return terms
 

@@ -226,6 +226,13 @@ class MoleculeSample:
         self.bond_prob = bond_prob
         self.mask = mask
 
+    def to(self, device: Union[str, torch.device]) -> 'MoleculeSample':
+        r"""The same molecules with their tensors on :obj:`device` (e.g.
+        the CPU, where RDKit reads them)."""
+        return MoleculeSample(self.atom_prob.to(device),
+                              self.bond_prob.to(device),
+                              self.mask.to(device))
+
     def __len__(self) -> int:
         return self.mask.size(0)
 
@@ -492,16 +499,17 @@ class MoleculeMGVAE(MGVAE):
         return dict(atom_recon=atom_loss / B, bond_recon=bond_loss / B)
 
     def local_recon_loss(self, out: MGNOutput,
-                         generator: Optional[torch.Generator] = None
-                         ) -> Tensor:
+                         generator: Optional[torch.Generator] = None,
+                         shard: Optional[Tuple[int, int]] = None) -> Tensor:
         r"""As :meth:`MGN.local_recon_loss`; 0 without
         :obj:`local_decoding`."""
         if not self.local_decoding:
             return out[0].z.new_zeros(())
-        return super().local_recon_loss(out, generator)
+        return super().local_recon_loss(out, generator, shard)
 
     def global_recon_loss(self, out: MGNOutput,
-                          generator: Optional[torch.Generator] = None
+                          generator: Optional[torch.Generator] = None,
+                          shard: Optional[Tuple[int, int]] = None
                           ) -> Tensor:
         r"""Bernoulli adjacency likelihood of the coarser levels under their
         global decoders (the finest level is decoded by
@@ -509,12 +517,18 @@ class MoleculeMGVAE(MGVAE):
         loss = out[0].z.new_zeros(())
         for i, lvl in enumerate(out.levels[1:], start=1):
             loss = loss + self._pair_loss(out, i, lvl.batch, lvl.num_graphs,
-                                          self.global_decoders[i], generator)
+                                          self.global_decoders[i], generator,
+                                          shard)
         return loss / max(out[0].num_graphs, 1)
 
     def loss_terms(self, out: MGNOutput,
-                   generator: Optional[torch.Generator] = None
+                   generator: Optional[torch.Generator] = None,
+                   shard: Optional[Tuple[int, int]] = None
                    ) -> Dict[str, Tensor]:
+        if shard is not None:
+            raise ValueError("MoleculeMGVAE trains data-parallel over "
+                             "molecules (DistributedGraphSampler), not over "
+                             "the pairs of one graph ('shard')")
         terms = super().loss_terms(out, generator)
         terms.update(self.molecule_recon_loss(out))
         if self.valence_regularizer and self.training:
@@ -551,10 +565,10 @@ class MoleculeMGVAE(MGVAE):
             if self.num_nodes_count is None:
                 raise RuntimeError("Pass 'num_nodes' or call fit_num_nodes() "
                                    "first")
-            num_nodes = torch.multinomial(self.num_nodes_count, num, True,
-                                          generator=generator)
+            num_nodes = torch.multinomial(self.num_nodes_count.to(device),
+                                          num, True, generator=generator)
         elif isinstance(num_nodes, int):
-            num_nodes = torch.full((num, ), num_nodes)
+            num_nodes = torch.full((num, ), num_nodes, device=device)
         num_nodes = torch.as_tensor(num_nodes).long().view(-1).to(device)
         if num_nodes.numel() != num or (num > 0 and (
                 int(num_nodes.min()) < 1 or

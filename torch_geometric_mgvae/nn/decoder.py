@@ -175,7 +175,8 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
                     num_neg_samples: Optional[int] = None,
                     balanced: bool = False,
                     generator: Optional[torch.Generator] = None,
-                    pairs: Optional[Tensor] = None) -> Tensor:
+                    pairs: Optional[Tensor] = None,
+                    shard: Optional[Tuple[int, int]] = None) -> Tensor:
     r"""Bernoulli reconstruction loss of the adjacency *inside every group*
     (a cluster for the local decoder, a graph for the global one):
 
@@ -203,7 +204,20 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
             prediction). (default: :obj:`False`)
         pairs (torch.Tensor, optional): :func:`undirected_pairs` of
             :obj:`edge_index`, if already computed.
+        shard (Tuple[int, int], optional): :obj:`(rank, world)`: this
+            process's share of the loss of one graph trained data-parallel
+            over its pairs (:mod:`~torch_geometric_mgvae.experiments.
+            distributed`): the groups :obj:`g` with :obj:`g % world == rank`
+            in the dense case, every :obj:`world`-th positive pair and
+            :obj:`1 / world` of the sampled non-edges otherwise, scaled so
+            that the mean over the processes (what DDP averages) is the
+            whole loss (dense) or the same estimator with as many samples
+            (sampled). (default: :obj:`None`: all of it)
     """
+    rank, world = (0, 1) if shard is None else shard
+    if not 0 <= rank < world:
+        raise ValueError(f"'shard' must be (rank, world) with 0 <= rank < "
+                         f"world (got {shard})")
     N = z.size(0)
     pos = undirected_pairs(edge_index, N) if pairs is None else pairs
     pos = pos[:, group[pos[0]] == group[pos[1]]]
@@ -214,6 +228,20 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
     # Decoders of whole blocks (second-order, MLP) have no sampled mode.
     dense_only = not getattr(decoder, 'pairwise', True)
     if dense_only or num_groups * m * m <= max_dense_pairs:
+        if world > 1:  # the whole loss's normalisers, this shard's groups
+            num_pos = float(pos.size(1))
+            num_neg = float((sizes * (sizes - 1) // 2).sum()) - num_pos
+            keep = group % world == rank
+            sub = keep.nonzero().view(-1)
+            index = torch.full((N, ), -1, dtype=torch.long, device=z.device)
+            index[sub] = torch.arange(sub.numel(), device=z.device)
+            pos = index[pos[:, keep[pos[0]]]]
+            z, group = z[sub], torch.div(group[sub], world,
+                                         rounding_mode='floor')
+            num_groups = (num_groups - rank + world - 1) // world
+            N = z.size(0)
+            if N == 0 or num_groups == 0:
+                return z.sum() * 0.
         order = torch.argsort(group, stable=True)
         inv = torch.empty_like(order)
         inv[order] = torch.arange(N, device=z.device)
@@ -230,6 +258,11 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
         w_neg = (pair_mask & ~edge).to(logits.dtype)
         pos_loss = F.softplus(-logits) * w_pos  # -log sigmoid(logits)
         neg_loss = F.softplus(logits) * w_neg  # -log(1 - sigmoid(logits))
+        if world > 1:
+            if not balanced:
+                num_pos = num_neg = 1.0
+            return world * (pos_loss.sum() / max(num_pos, 1.0) +
+                            neg_loss.sum() / max(num_neg, 1.0))
         if balanced:
             return (pos_loss.sum() / w_pos.sum().clamp(min=1) +
                     neg_loss.sum() / w_neg.sum().clamp(min=1))
@@ -237,11 +270,21 @@ def pair_recon_loss(z: Tensor, edge_index: Tensor, group: Tensor,
 
     # Sampled mode: exact positives, importance-weighted negatives.
     num_samples = num_neg_samples or max(pos.size(1), 1)
-    neg, prob = sample_group_pairs(group, num_groups, num_samples, generator)
+    own = len(range(rank, num_samples, world))
+    neg, prob = sample_group_pairs(group, num_groups, own, generator)
     lo, hi = torch.minimum(neg[0], neg[1]), torch.maximum(neg[0], neg[1])
     is_edge = torch.isin(lo * N + hi, pos[0] * N + pos[1])
     neg, prob = neg[:, ~is_edge], prob[~is_edge]
+    num_pos = pos.size(1)
+    pos = pos[:, rank::world]
     pos_logits = decoder(z, pos, sigmoid=False)
     neg_logits = decoder(z, neg, sigmoid=False)
     weight = (1.0 / (prob * num_samples)).to(z.dtype)
-    return _bce_terms(pos_logits, neg_logits, weight, balanced)
+    if world == 1:
+        return _bce_terms(pos_logits, neg_logits, weight, balanced)
+    pos_loss = F.softplus(-pos_logits).sum()
+    if balanced:  # the positives' mean exactly, the non-edges' estimated
+        neg_mean = F.softplus(neg_logits).mean() if neg.numel() else \
+            pos_loss * 0.
+        return world * pos_loss / max(num_pos, 1) + neg_mean
+    return world * (pos_loss + (F.softplus(neg_logits) * weight).sum())

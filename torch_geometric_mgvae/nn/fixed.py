@@ -34,9 +34,12 @@ def _graph_nodes(batch: Tensor, num_graphs: int) -> List[Tensor]:
     return list(torch.split(order, counts))
 
 
-def _check_batch(batch: OptTensor, num_nodes: int) -> Tuple[Tensor, int]:
+def _check_batch(batch: OptTensor, num_nodes: int,
+                 device: Optional[torch.device] = None
+                 ) -> Tuple[Tensor, int]:
     if batch is None:
-        return torch.zeros(num_nodes, dtype=torch.long), 1 if num_nodes else 0
+        return (torch.zeros(num_nodes, dtype=torch.long, device=device),
+                1 if num_nodes else 0)
     batch = batch.view(-1).long()
     if batch.numel() != num_nodes:
         raise ValueError(f"'batch' holds {batch.numel()} entries for "
@@ -248,8 +251,9 @@ def spectral_embedding(edge_index: Tensor, num_nodes: int,
     if edge_weight is not None and not bool((edge_weight >= 0).all()):
         raise ValueError("'edge_weight' must be non-negative and finite")
     if n <= 1 or edge_index.numel() == 0:
-        return torch.zeros(n, max(k - 1, 1), dtype=torch.float64)
-    row, col = edge_index.cpu().numpy()
+        return torch.zeros(n, max(k - 1, 1), dtype=torch.float64,
+                           device=edge_index.device)
+    row, col = edge_index.cpu().numpy()  # SciPy works on the host
     w = (np.ones(row.size) if edge_weight is None else
          edge_weight.detach().cpu().double().numpy())
     A = sp.coo_matrix((w, (row, col)), shape=(n, n)).tocsr()
@@ -275,7 +279,7 @@ def spectral_embedding(edge_index: Tensor, num_nodes: int,
     sign = np.sign(xi[np.abs(xi).argmax(0), np.arange(xi.shape[1])])
     xi = xi * np.where(sign == 0, 1, sign)
     emb = xi[:, 1:] / np.maximum(lam[1:], 1e-3)
-    return torch.from_numpy(np.ascontiguousarray(emb))
+    return torch.from_numpy(np.ascontiguousarray(emb)).to(edge_index.device)
 
 
 def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
@@ -313,7 +317,9 @@ def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
     if edge_weight is not None and edge_weight.numel() != edge_index.size(1):
         raise ValueError(f"'edge_weight' holds {edge_weight.numel()} "
                          f"entries for {edge_index.size(1)} edges")
+    device = edge_index.device
     batch, num_graphs = _check_batch(batch, num_nodes)
+    # The eigenvectors and k-means run in SciPy/NumPy, on the host:
     batch = batch.cpu()
     edge_index = edge_index.cpu()
     out = torch.zeros(num_nodes, dtype=torch.long)
@@ -328,7 +334,7 @@ def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
             glob2loc[edge_index[:, mask]], idx.numel(), num_eigs,
             None if edge_weight is None else edge_weight.cpu()[mask])
         out[idx] = _kmeans_graph(emb, k, n_init, 300, seed)
-    return out
+    return out.to(device)
 
 
 def feature_kmeans(x: Tensor, k: int, batch: OptTensor = None,
@@ -357,7 +363,7 @@ def feature_kmeans(x: Tensor, k: int, batch: OptTensor = None,
         raise ValueError(f"'x' must be [N, F] (got {tuple(x.shape)})")
     if not torch.isfinite(x).all():
         raise ValueError("'x' holds non-finite values")
-    batch, num_graphs = _check_batch(batch, x.size(0))
+    batch, num_graphs = _check_batch(batch, x.size(0), x.device)
     out = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
     for idx in _graph_nodes(batch.to(x.device), num_graphs):
         feats = x[idx].double()
@@ -380,7 +386,7 @@ def grid_clustering(pos: Tensor, cell: Sequence[int] = (2, 2),
         raise ValueError("'pos' must be [N, 2] integer (row, col) positions")
     pos = pos.long()
     if batch is None:
-        batch = torch.zeros(pos.size(0), dtype=torch.long)
+        batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
     h, w = cell
     num_graphs = int(batch.max()) + 1 if batch.numel() else 0
     width = scatter(pos[:, 1], batch, 0, dim_size=num_graphs, reduce='max')
@@ -419,17 +425,18 @@ def fixed_hierarchy(data: Data, method: str,
     if method not in METHODS:
         raise ValueError(f"'method' must be one of {METHODS}")
     N = int(data.num_nodes)
+    edge_index = data.edge_index
+    device = edge_index.device
     batch = getattr(data, 'batch', None)
     if batch is None:
-        batch = torch.zeros(N, dtype=torch.long)
-    edge_index = data.edge_index
+        batch = torch.zeros(N, dtype=torch.long, device=device)
     edge_weight = getattr(data, 'edge_weight', None)
     feats = data.x.float() if method == 'kmeans' else None
     pos = data.pos if method == 'grid' else None
     out: List[Tensor] = []
     for K in num_clusters:
         if K == 1:
-            local = torch.zeros(N, dtype=torch.long)
+            local = torch.zeros(N, dtype=torch.long, device=device)
         elif method == 'spectral':
             local = spectral_clustering(edge_index, N, K, batch, edge_weight,
                                         n_init=n_init, seed=seed)

@@ -39,7 +39,7 @@ class AddStructuralFeatures(BaseTransform):
         N = int(data.num_nodes)
         edge_index = data.edge_index
         deg = degree(edge_index[0], N) if edge_index.numel() else \
-            torch.zeros(N)
+            torch.zeros(N, device=edge_index.device)
         pe = self.random_walk(
             Data(edge_index=edge_index, edge_weight=data.get('edge_weight'),
                  num_nodes=N)).pe.view(N, self.walk_length)
