@@ -208,6 +208,7 @@ def _properties_parser(sub):
     properties.add_arguments(p)
     # Every model trains in about a minute or more: save after every epoch.
     add_run_arguments(p, checkpoint_every=1)
+    add_parallel_arguments(p, device=False)  # --device is the experiment's
 
     def run(args):
         command = ' '.join(shlex.quote(a) for a in ['mgvae'] + sys.argv[1:])
@@ -400,8 +401,8 @@ def check_processes(args: argparse.Namespace) -> int:
     if launched_by_torchrun():
         world = int(os.environ['WORLD_SIZE'])
         if world > 1 and not hasattr(args, 'nproc'):
-            # properties, images: --device only; N copies would each
-            # train the same run and write the same files.
+            # A command without --nproc (none at present): N copies would
+            # each train the same run and write the same files.
             raise UsageError(f'mgvae {args.command} runs in one process '
                              f'(--device only, not data-parallel): start '
                              f'it without torchrun')
