@@ -373,17 +373,93 @@ def test_properties_unsupervised_nproc(tmp_path):
     assert len([r for r in recs if r['metric'] == 'MAE']) == 10
 
 
-@pytest.mark.parametrize('argv', [['images']])
-def test_one_process_commands_refuse_torchrun(tmp_path, monkeypatch,
-                                              capsys, argv):
-    # Not data-parallel (--device only): N copies would write the same
-    # files, so under torchrun with N > 1 they stop with a usage error.
-    for k, v in dict(WORLD_SIZE='2', RANK='0', LOCAL_RANK='0').items():
-        monkeypatch.setenv(k, v)
-    out = tmp_path / 'x'
-    assert main(argv + ['--out', str(out), '--device', 'cpu']) == 2
-    assert 'runs in one process' in capsys.readouterr().err
-    assert not out.exists()
+# Images ###################################################################
+
+IMAGES_TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
+               '--layers', '1', '--latent', '4', '--decoder-channels', '4',
+               '--conv-channels', '4', '--no-fid', '--no-progress',
+               '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def mnist_small(tmp_path_factory):
+    r"""The shared MNIST raw files, processed once (train and test)."""
+    import shutil
+
+    from torch_geometric_mgvae.datasets import MNISTGraphs
+
+    from .conftest import SHARED
+    src = os.path.join(SHARED, 'mnist')
+    if not os.path.isdir(src):
+        pytest.skip('shared MNIST folder not available')
+    root = tmp_path_factory.mktemp('mnist')
+    os.makedirs(root / 'raw')
+    for name in os.listdir(os.path.join(src, 'raw')):
+        shutil.copy(os.path.join(src, 'raw', name), root / 'raw' / name)
+    shutil.copy(os.path.join(src, 'mnist_train_reconstructed.npz'),
+                root / 'raw')
+    MNISTGraphs(str(root), 'train')
+    MNISTGraphs(str(root), 'test')
+    return str(root)
+
+
+def _images_worker(rank, folder, port, root):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), MASTER_ADDR='127.0.0.1',
+                      MASTER_PORT=str(port), OMP_NUM_THREADS='1')
+    torch.set_num_threads(1)
+    from torch_geometric_mgvae.cli import build_parser
+    from torch_geometric_mgvae.experiments import images
+    from torch_geometric_mgvae.experiments.state import TrainingSession
+    args = images.resolve_args(build_parser().parse_args(
+        ['images', '--root', root, '--epochs', '1', '--out',
+         os.path.join(folder, 'out')] + IMAGES_TINY))
+    params = {}
+    with Parallel('cpu') as par:
+        train, _ = images.load_data(args)
+        for name in ('mgvae', 'conv'):  # 3 steps of a global batch of 16
+            model = images.train_model(args, name, train, TrainingSession(),
+                                       lambda *a: None, par)['model']
+            # (the running statistics of batch normalisation are each
+            # process's own after the last step; DDP copies rank 0's at the
+            # start of every forward pass)
+            params[name] = {k: v.detach().clone()
+                            for k, v in model.named_parameters()}
+    torch.save(params, os.path.join(folder, f'rank{rank}.pt'))
+
+
+def test_images_two_processes_train_the_same_parameters(tmp_path,
+                                                        mnist_small):
+    # Both models draw reparameterisation noise per process and normalise
+    # their decoders' batches per process (the CPU has no SyncBatchNorm),
+    # so one process cannot equal two; the two hold the same parameters.
+    mp.spawn(_images_worker, args=(str(tmp_path), _free_port(),
+                                   mnist_small), nprocs=WORLD, join=True)
+    a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
+    b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
+    for name in ('mgvae', 'conv'):
+        for k, v in a[name].items():
+            assert torch.equal(v, b[name][k]), (name, k)
+    # Only rank 0 wrote the checkpoints:
+    assert sorted(os.listdir(tmp_path / 'out')) == ['conv.pt', 'mgvae.pt']
+
+
+def test_images_nproc_rank_0_writes_and_resumes(tmp_path, mnist_small):
+    out = tmp_path / 'images'
+    argv = ['images', '--root', mnist_small, '--epochs', '1', '--models',
+            'conv', '--out', str(out)] + IMAGES_TINY
+    assert main(argv + ['--nproc', '2']) == 0
+    assert sorted(os.listdir(out)) == [
+        'conv.pt', 'image_generation.json', 'reconstruction_conv.png',
+        'samples_conv.png', 'summary.json', STATE_FILE]
+    recs = json.loads((out / 'image_generation.json').read_text())
+    assert {r['processes'] for r in recs} == {2}
+    assert torch.load(out / STATE_FILE, weights_only=True)[
+        'world_size'] == 2
+    assert main(argv + ['--resume']) == 2  # needs as many processes
+    assert main(argv + ['--resume', '--nproc', '2']) == 0  # not repeated
+    again = json.loads((out / 'image_generation.json').read_text())
+    assert [r['value'] for r in again] == [r['value'] for r in recs]
 
 
 @pytest.mark.parametrize('device', ['cpu', 'auto'])

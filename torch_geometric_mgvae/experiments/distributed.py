@@ -3,7 +3,7 @@ r"""Devices and data-parallel training on :mod:`torch.distributed`.
 Every :obj:`mgvae` command runs on one device (:obj:`--device
 auto|cpu|cuda|mps`; auto = cuda > mps > cpu, as PyG's examples choose) and
 (:obj:`demo`, :obj:`generate`, :obj:`link-pred`, :obj:`molecules`,
-:obj:`properties`; not yet :obj:`images`), launched by ``torchrun`` (or with
+:obj:`properties`, :obj:`images`), launched by ``torchrun`` (or with
 :obj:`--nproc N`, which re-launches itself through
 :mod:`torch.distributed.run`), data-parallel in :obj:`N` processes, the
 way PyG's ``examples/multi_gpu/distributed_batching.py`` does it: one
@@ -18,8 +18,7 @@ set. PyTorch exchanges the gradients; nothing here does.
     torchrun --nproc_per_node 2 -m torch_geometric_mgvae.cli molecules ...
     mgvae molecules --nproc 2 ...                  # the same
 
-How a driver adopts it (what ``demo``, ``generate``, ``link-pred``,
-``molecules`` and ``properties`` do)::
+How a driver adopts it (what every command does)::
 
     from torch_geometric_mgvae.experiments import distributed as D
     from torch_geometric_mgvae.experiments.options import (
