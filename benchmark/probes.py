@@ -1409,7 +1409,17 @@ def _cli_option_probes():
         ('images', ['--batch-size', '0']), ('images', ['--lr', 'nan']),
         ('images', ['--kl-weight', '-1']), ('images', ['--max-minutes', '0']),
         ('images', ['--data', 'missing']),
+        # Devices and data-parallel launch (issue 15):
+        ('demo', ['--nproc', '0']), ('demo', ['--nproc', '-1']),
+        ('link-pred', ['--nproc', 'abc']), ('demo', ['--device', 'tpu']),
     ]
+    torch = _torch()
+    if not torch.cuda.is_available():  # a device that is not there
+        bad += [('demo', ['--device', 'cuda']),
+                ('generate', ['--dataset', 'community-small', '--device',
+                              'cuda'])]
+    if not torch.backends.mps.is_available():
+        bad += [('molecules', ['--device', 'mps'])]
     for command, extra in bad:
         name = f'{command}-' + ('-'.join(
             re.sub(r'[^\w.]+', '', a) or 'empty' for a in extra) or

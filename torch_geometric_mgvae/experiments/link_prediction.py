@@ -46,6 +46,7 @@ from torch_geometric.data import Data
 
 from torch_geometric_mgvae.experiments.distributed import (
     Parallel,
+    any_rank,
     gather_objects,
     get_rank,
     get_world_size,
@@ -624,8 +625,21 @@ def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
         opt.step()
         run['step_time'] += time.perf_counter() - t0
         run['loss'] = loss.item()
-        if (epoch % eval_every and epoch != epochs) or not main:
+        if epoch % eval_every and epoch != epochs:
             return
+        # Rank 0 evaluates; a non-finite score stops every process (the
+        # others would otherwise wait in the next step's collectives).
+        error = None
+        if main:
+            try:
+                evaluate(epoch)
+            except NonFiniteError as e:
+                error = e
+        if any_rank(error is not None)[0]:
+            raise error or NonFiniteError('edge score',
+                                          'evaluated pairs on rank 0')
+
+    def evaluate(epoch: int):
         model.eval()
         score = model.scorer(train)
         val_auc, val_ap = auc_ap(score(val.pos_edge_label_index),
