@@ -46,8 +46,10 @@ unsupervised` run on rank 0 only (an epoch over frozen features takes
 seconds; DDP would only add the exchange of the MLPs' gradients), the
 others wait. Batch normalisation is synchronised on CUDA
 (:class:`~torch.nn.SyncBatchNorm`); on the CPU every process normalises
-over its share of the batch, so a run depends on :obj:`N` there.
-:obj:`--resume` needs the same :obj:`N`.
+over its share of the batch, so a run depends on :obj:`N` there; so does
+one with the learned MGN pooling, whose Gumbel noise comes from torch's
+global generator, seeded alike in every process. :obj:`--resume` needs the
+same :obj:`N`.
 
 The :obj:`mgvae properties` command and ``examples/property_prediction.py``
 both call :func:`run`.
