@@ -232,18 +232,234 @@ def test_nproc_checks_the_global_batch_first(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize('argv', [['properties', '--dataset', 'zinc'],
-                                  ['images']])
-def test_one_process_commands_refuse_torchrun(tmp_path, monkeypatch,
-                                              capsys, argv):
-    # Not data-parallel (--device only): N copies would write the same
-    # files, so under torchrun with N > 1 they stop with a usage error.
-    for k, v in dict(WORLD_SIZE='2', RANK='0', LOCAL_RANK='0').items():
-        monkeypatch.setenv(k, v)
-    out = tmp_path / 'x'
-    assert main(argv + ['--out', str(out), '--device', 'cpu']) == 2
-    assert 'runs in one process' in capsys.readouterr().err
-    assert not out.exists()
+# Property prediction ######################################################
+
+def _regressor():
+    r"""A small regressor without batch normalisation (the CPU has no
+    SyncBatchNorm: with it, every process normalises over its own share
+    of the batch, and one process cannot equal two)."""
+    from torch_geometric_mgvae.models.property import (
+        HierarchicalRegressor,
+        make_pools,
+    )
+    torch.manual_seed(0)
+    model = HierarchicalRegressor(3, 4, 8, 2, make_pools('topk', 8, [0.5]),
+                                  num_layers=1)
+    model.norms = torch.nn.ModuleList(
+        [torch.nn.Identity() for _ in model.norms])
+    return model
+
+
+def _fit(par):
+    from torch_geometric.loader import DataLoader
+
+    from torch_geometric_mgvae.experiments.properties import fit_regressor
+
+    from .test_properties import _molecules
+    graphs = _molecules(48)
+    y = torch.cat([g.y for g in graphs[:32]]).double()
+    model = _regressor().to(par.device)
+    loaders = dict(train=par.loader(graphs[:32], 8, seed=0),
+                   val=DataLoader(graphs[32:40], batch_size=8),
+                   test=DataLoader(graphs[40:], batch_size=8))
+    fit = fit_regressor(model, loaders, y.mean(0), y.std(0), 1, 1e-2,
+                        aux_weight=0.1, parallel=par)
+    params = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return params, fit
+
+
+def _properties_worker(rank, folder, port):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), MASTER_ADDR='127.0.0.1',
+                      MASTER_PORT=str(port), OMP_NUM_THREADS='1')
+    torch.set_num_threads(1)
+    with Parallel('cpu') as par:
+        params, fit = _fit(par)  # 4 steps of a global batch of 8
+    torch.save(dict(params=params, test_mae=fit['test_mae'],
+                    state=fit['state'] is not None),
+               os.path.join(folder, f'rank{rank}.pt'))
+
+
+def test_properties_fit_two_processes_equal_one(tmp_path):
+    mp.spawn(_properties_worker, args=(str(tmp_path), _free_port()),
+             nprocs=WORLD, join=True)
+    a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
+    b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
+    with Parallel('cpu') as par:
+        one, fit = _fit(par)
+    for k in one:
+        assert torch.equal(a['params'][k], b['params'][k]), k
+        assert torch.allclose(a['params'][k], one[k], rtol=0,
+                              atol=1e-6), k
+    assert any(not torch.equal(one[k], _regressor().state_dict()[k])
+               for k in one)
+    # Rank 0 evaluates; every process gets its result:
+    assert a['test_mae'] == b['test_mae']
+    assert torch.allclose(torch.tensor(a['test_mae']),
+                          torch.tensor(fit['test_mae']), atol=1e-5)
+    assert a['state'] and not b['state']
+
+
+@pytest.fixture(scope='module')
+def zinc_root(tmp_path_factory):
+    r"""The first 40 molecules of the shared ZINC-12k file (24 / 8 / 8)."""
+    from .conftest import SHARED
+    from .datasets.test_molecules import _read_rows, _write_rows
+    src = os.path.join(SHARED, 'zinc12k_benchgnn')
+    if not os.path.isdir(src):
+        pytest.skip('shared ZINC-12k folder not available')
+    root = tmp_path_factory.mktemp('zinc')
+    header, rows = _read_rows(os.path.join(src, 'smiles_score.csv'), 40)
+    _write_rows(os.path.join(root, 'raw', 'smiles_score.csv'), header, rows)
+    index = [[str(i), str(24 + i) if i < 8 else '',
+              str(32 + i) if i < 8 else ''] for i in range(24)]
+    _write_rows(os.path.join(root, 'raw', 'indexes_train_val_test.csv'),
+                ['train', 'val', 'test'], index)
+    return str(root)
+
+
+def test_properties_nproc_rank_0_writes_and_resumes(tmp_path, zinc_root):
+    out = tmp_path / 'props'
+    argv = ['properties', '--dataset', 'zinc', '--root', zinc_root,
+            '--methods', 'mgn_fixed', '--targets', 'logp', '--seeds', '1',
+            '--epochs', '2', '--batch-size', '8', '--hidden', '8',
+            '--layers', '1', '--clusters', '2', '--no-progress', '--out',
+            str(out), '--device', 'cpu']
+    assert main(argv + ['--nproc', '2']) == 0
+    assert sorted(os.listdir(out)) == [
+        'checkpoints', 'fixed_spectral.pt', 'parity_zinc_logp.png',
+        'property_prediction.json', STATE_FILE]
+    assert os.listdir(out / 'checkpoints') == ['mgn_fixed_logp_seed0.pt']
+    recs = json.loads((out / 'property_prediction.json').read_text())
+    assert {r['metric'] for r in recs} == {'MAE', 'epoch_seconds'}
+    assert [r['processes'] for r in recs if r['metric'] ==
+            'epoch_seconds'] == [2]
+    state = torch.load(out / STATE_FILE, weights_only=True)
+    assert state['world_size'] == 2
+    assert main(argv + ['--resume']) == 2  # needs as many processes
+    # A finished run is not repeated:
+    assert main(argv + ['--resume', '--nproc', '2']) == 0
+    again = json.loads((out / 'property_prediction.json').read_text())
+    assert [r['value'] for r in again if r['metric'] == 'MAE'] == \
+        [r['value'] for r in recs if r['metric'] == 'MAE']
+
+
+def test_properties_unsupervised_nproc(tmp_path):
+    from .conftest import SHARED
+    from .datasets.test_molecules import _read_rows, _write_rows
+    src = os.path.join(SHARED, 'qm9', 'qm9_qm9pack_compact.csv.gz')
+    if not os.path.exists(src):
+        pytest.skip('shared QM9 file not available')
+    root = tmp_path / 'qm9'
+    header, rows = _read_rows(src, 80)  # 64 / 8 / 8
+    _write_rows(str(root / 'raw' / 'qm9_qm9pack_compact.csv.gz'), header,
+                rows)
+    out = tmp_path / 'unsup'
+    # The autoencoder trains in both processes; rank 0 alone computes the
+    # features and fits the MLPs (the other waits) and writes.
+    assert main(['properties', '--dataset', 'qm9', '--mode', 'unsupervised',
+                 '--root', str(root), '--targets', 'gap,mu', '--seeds', '1',
+                 '--ae-train', '32', '--ae-epochs', '2', '--mlp-epochs', '1',
+                 '--hidden', '8', '--latent', '4', '--clusters', '2',
+                 '--batch-size', '8', '--mlp-batch-size', '16',
+                 '--no-progress', '--out', str(out), '--device', 'cpu',
+                 '--nproc', '2']) == 0
+    assert sorted(os.listdir(out)) == [
+        'mgvae_autoencoder.pt', 'parity_qm9_unsup_gap.png',
+        'parity_qm9_unsup_mu.png', 'property_prediction.json', STATE_FILE]
+    recs = json.loads((out / 'property_prediction.json').read_text())
+    trained = [r for r in recs if r['metric'] == 'train_seconds']
+    assert [r['processes'] for r in trained] == [2]
+    assert len([r for r in recs if r['metric'] == 'MAE']) == 10
+
+
+# Images ###################################################################
+
+IMAGES_TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
+               '--layers', '1', '--latent', '4', '--decoder-channels', '4',
+               '--conv-channels', '4', '--no-fid', '--no-progress',
+               '--device', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def mnist_small(tmp_path_factory):
+    r"""The shared MNIST raw files, processed once (train and test)."""
+    import shutil
+
+    from torch_geometric_mgvae.datasets import MNISTGraphs
+
+    from .conftest import SHARED
+    src = os.path.join(SHARED, 'mnist')
+    if not os.path.isdir(src):
+        pytest.skip('shared MNIST folder not available')
+    root = tmp_path_factory.mktemp('mnist')
+    os.makedirs(root / 'raw')
+    for name in os.listdir(os.path.join(src, 'raw')):
+        shutil.copy(os.path.join(src, 'raw', name), root / 'raw' / name)
+    shutil.copy(os.path.join(src, 'mnist_train_reconstructed.npz'),
+                root / 'raw')
+    MNISTGraphs(str(root), 'train')
+    MNISTGraphs(str(root), 'test')
+    return str(root)
+
+
+def _images_worker(rank, folder, port, root):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), MASTER_ADDR='127.0.0.1',
+                      MASTER_PORT=str(port), OMP_NUM_THREADS='1')
+    torch.set_num_threads(1)
+    from torch_geometric_mgvae.cli import build_parser
+    from torch_geometric_mgvae.experiments import images
+    from torch_geometric_mgvae.experiments.state import TrainingSession
+    args = images.resolve_args(build_parser().parse_args(
+        ['images', '--root', root, '--epochs', '1', '--out',
+         os.path.join(folder, 'out')] + IMAGES_TINY))
+    params = {}
+    with Parallel('cpu') as par:
+        train, _ = images.load_data(args)
+        for name in ('mgvae', 'conv'):  # 3 steps of a global batch of 16
+            model = images.train_model(args, name, train, TrainingSession(),
+                                       lambda *a: None, par)['model']
+            # (the running statistics of batch normalisation are each
+            # process's own after the last step; DDP copies rank 0's at the
+            # start of every forward pass)
+            params[name] = {k: v.detach().clone()
+                            for k, v in model.named_parameters()}
+    torch.save(params, os.path.join(folder, f'rank{rank}.pt'))
+
+
+def test_images_two_processes_train_the_same_parameters(tmp_path,
+                                                        mnist_small):
+    # Both models draw reparameterisation noise per process and normalise
+    # their decoders' batches per process (the CPU has no SyncBatchNorm),
+    # so one process cannot equal two; the two hold the same parameters.
+    mp.spawn(_images_worker, args=(str(tmp_path), _free_port(),
+                                   mnist_small), nprocs=WORLD, join=True)
+    a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
+    b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
+    for name in ('mgvae', 'conv'):
+        for k, v in a[name].items():
+            assert torch.equal(v, b[name][k]), (name, k)
+    # Only rank 0 wrote the checkpoints:
+    assert sorted(os.listdir(tmp_path / 'out')) == ['conv.pt', 'mgvae.pt']
+
+
+def test_images_nproc_rank_0_writes_and_resumes(tmp_path, mnist_small):
+    out = tmp_path / 'images'
+    argv = ['images', '--root', mnist_small, '--epochs', '1', '--models',
+            'conv', '--out', str(out)] + IMAGES_TINY
+    assert main(argv + ['--nproc', '2']) == 0
+    assert sorted(os.listdir(out)) == [
+        'conv.pt', 'image_generation.json', 'reconstruction_conv.png',
+        'samples_conv.png', 'summary.json', STATE_FILE]
+    recs = json.loads((out / 'image_generation.json').read_text())
+    assert {r['processes'] for r in recs} == {2}
+    assert torch.load(out / STATE_FILE, weights_only=True)[
+        'world_size'] == 2
+    assert main(argv + ['--resume']) == 2  # needs as many processes
+    assert main(argv + ['--resume', '--nproc', '2']) == 0  # not repeated
+    again = json.loads((out / 'image_generation.json').read_text())
+    assert [r['value'] for r in again] == [r['value'] for r in recs]
 
 
 @pytest.mark.parametrize('device', ['cpu', 'auto'])

@@ -230,7 +230,7 @@ def test_non_finite_loss_stops_training():
     loaders = _loaders(graphs)
     loaders['train'] = DataLoader(graphs[:32], batch_size=8)
     with pytest.raises(P.NonFiniteError, match="non-finite loss term "
-                       "'loss'.*epoch 1"):
+                       "'l1'.*epoch 1"):
         P.fit_regressor(model, loaders, y.mean(0), y.std(0), 1, 1e-3)
 
 

@@ -177,6 +177,7 @@ def _images_parser(sub):
     images.add_arguments(p)
     # An epoch over 60,000 grid graphs takes minutes: save after every one.
     add_run_arguments(p, checkpoint_every=1)
+    add_parallel_arguments(p, device=False)  # --device is the experiment's
     p.set_defaults(func=images.run, resolve=images.resolve_args)
 
 
@@ -208,6 +209,7 @@ def _properties_parser(sub):
     properties.add_arguments(p)
     # Every model trains in about a minute or more: save after every epoch.
     add_run_arguments(p, checkpoint_every=1)
+    add_parallel_arguments(p, device=False)  # --device is the experiment's
 
     def run(args):
         command = ' '.join(shlex.quote(a) for a in ['mgvae'] + sys.argv[1:])
@@ -391,20 +393,13 @@ def _without_nproc(argv: List[str]) -> List[str]:
 def check_processes(args: argparse.Namespace) -> int:
     r"""The number of processes of the run (:obj:`--nproc`, or
     ``torchrun``'s), checked against the options: a global
-    :obj:`--batch-size` they divide, and a data-parallel command (one
-    with :obj:`--nproc`)."""
+    :obj:`--batch-size` they divide (every command is data-parallel)."""
     from torch_geometric_mgvae.experiments.distributed import (
         launched_by_torchrun,
     )
     nproc = getattr(args, 'nproc', None)
     if launched_by_torchrun():
         world = int(os.environ['WORLD_SIZE'])
-        if world > 1 and not hasattr(args, 'nproc'):
-            # properties, images: --device only; N copies would each
-            # train the same run and write the same files.
-            raise UsageError(f'mgvae {args.command} runs in one process '
-                             f'(--device only, not data-parallel): start '
-                             f'it without torchrun')
         if nproc not in (None, world):
             raise UsageError(f'--nproc {nproc} under torchrun with '
                              f'{world} processes')

@@ -2,8 +2,8 @@ r"""Devices and data-parallel training on :mod:`torch.distributed`.
 
 Every :obj:`mgvae` command runs on one device (:obj:`--device
 auto|cpu|cuda|mps`; auto = cuda > mps > cpu, as PyG's examples choose) and
-(:obj:`demo`, :obj:`generate`, :obj:`link-pred`, :obj:`molecules`; not yet
-:obj:`properties` and :obj:`images`), launched by ``torchrun`` (or with
+(:obj:`demo`, :obj:`generate`, :obj:`link-pred`, :obj:`molecules`,
+:obj:`properties`, :obj:`images`), launched by ``torchrun`` (or with
 :obj:`--nproc N`, which re-launches itself through
 :mod:`torch.distributed.run`), data-parallel in :obj:`N` processes, the
 way PyG's ``examples/multi_gpu/distributed_batching.py`` does it: one
@@ -18,8 +18,7 @@ set. PyTorch exchanges the gradients; nothing here does.
     torchrun --nproc_per_node 2 -m torch_geometric_mgvae.cli molecules ...
     mgvae molecules --nproc 2 ...                  # the same
 
-How a driver adopts it (what ``demo``, ``generate``, ``link-pred`` and
-``molecules`` do)::
+How a driver adopts it (what every command does)::
 
     from torch_geometric_mgvae.experiments import distributed as D
     from torch_geometric_mgvae.experiments.options import (
@@ -386,17 +385,28 @@ class Parallel:
                           sampler=sampler, **kwargs)
 
     def wrap(self, module: torch.nn.Module,
-             find_unused_parameters: bool = True) -> torch.nn.Module:
+             find_unused_parameters: bool = True,
+             sync_batchnorm: bool = False) -> torch.nn.Module:
         r""":obj:`module` (already on the device) in
         :class:`~torch.nn.parallel.DistributedDataParallel` when there is
         more than one process, else itself. Its :meth:`forward` should return
         the loss terms (:class:`~torch_geometric_mgvae.experiments.train.
         LossModule`), so that DDP sees every parameter the loss uses
         (:obj:`find_unused_parameters`: a fixed clustering, a decoder or a
-        regulariser may leave some out)."""
+        regulariser may leave some out).
+
+        :obj:`sync_batchnorm`: on CUDA, the batch normalisation layers of
+        :obj:`module` become :class:`~torch.nn.SyncBatchNorm` (in place), so
+        that they normalise over the global batch. PyTorch has no
+        :class:`~torch.nn.SyncBatchNorm` for the CPU: there (gloo) every
+        process normalises over its own share of the batch, and DDP copies
+        rank 0's running statistics to the others at every step, so a run
+        with batch normalisation depends on the number of processes."""
         if not is_distributed() or get_world_size() == 1:
             return module
         from torch.nn.parallel import DistributedDataParallel
+        if sync_batchnorm and self.device.type == 'cuda':
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
         ids = [self.device.index] if self.device.type == 'cuda' else None
         return DistributedDataParallel(
             module, device_ids=ids,

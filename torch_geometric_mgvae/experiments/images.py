@@ -12,6 +12,18 @@ as many test images (all 10,000 with the default), the test images zoomed
 out to the resolution (2 x 2 averages, as the model's targets), every image
 resized to 299 x 299 for Inception-v3.
 
+Data-parallel (:mod:`torch_geometric_mgvae.experiments.distributed`):
+under ``torchrun --nproc_per_node N`` or with :obj:`--nproc N` both models
+train in :obj:`N` processes with
+:class:`~torch.nn.parallel.DistributedDataParallel` over global batches of
+:obj:`--batch-size` (:class:`~torch_geometric_mgvae.experiments.
+distributed.DistributedGraphSampler`); rank 0 alone samples, draws,
+computes the FID and writes records, pictures and checkpoints (the others
+wait). The decoders' batch normalisation is synchronised on CUDA
+(:class:`~torch.nn.SyncBatchNorm`); on the CPU every process normalises
+over its share of the batch, so a run depends on :obj:`N` there.
+:obj:`--resume` needs the same :obj:`N`.
+
 The :obj:`mgvae images` command and ``examples/image_generation.py`` both
 run :func:`run`.
 """
@@ -24,7 +36,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_mgvae.experiments.distributed import select_device
+from torch_geometric_mgvae.experiments.distributed import (
+    Parallel,
+    select_device,
+)
 from torch_geometric_mgvae.experiments.io import copy_file, write_json
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
@@ -119,9 +134,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                       help='seed of the subsets, the models and sampling')
     data.add_argument('--device', default='auto',
                       choices=['auto', 'cpu', 'cuda', 'mps'],
-                      help='auto: cuda, then mps, then cpu (one process; '
-                      'this command is not data-parallel yet; default: '
-                      'auto)')
+                      help='auto: cuda, then mps, then cpu (default: auto);'
+                      ' mgvae images trains data-parallel under torchrun '
+                      'or with --nproc N (--batch-size is the global '
+                      'batch)')
     data.add_argument('--out', default='outputs/images',
                       help='folder for checkpoints, pictures and records '
                       '(default: outputs/images)')
@@ -419,38 +435,49 @@ def evaluate_model(args, name: str, model, test, fid: Optional[FIDEvaluator],
     return res
 
 
-def train_model(args, name: str, train, session, log) -> Dict[str, Any]:
+def train_model(args, name: str, train, session, log,
+                parallel: Optional[Parallel] = None) -> Dict[str, Any]:
     r"""Trains model :obj:`name` inside :obj:`session` (resumable) and
-    writes its checkpoint; returns the model and its history."""
-    from torch_geometric.loader import DataLoader
+    writes its checkpoint (rank 0); returns the model and its history.
+    Data-parallel in a process group (:obj:`parallel`): DDP over the
+    model and its loss (:class:`~torch_geometric_mgvae.experiments.train.
+    LossModule`), global batches of :obj:`--batch-size`
+    (:meth:`~torch_geometric_mgvae.experiments.distributed.Parallel.
+    loader`), the sampling noise of every process from
+    :meth:`~torch_geometric_mgvae.experiments.distributed.Parallel.
+    generator`."""
     from tqdm import tqdm
 
     from torch_geometric_mgvae.experiments.state import (
         model_checkpoint,
         training_state,
     )
-    from torch_geometric_mgvae.experiments.train import train_epoch
-    device = pick_device(args.device)
+    from torch_geometric_mgvae.experiments.train import (
+        LossModule,
+        train_epoch,
+    )
+    par = parallel or Parallel(args.device)
     torch.manual_seed(args.seed)
     kwargs = model_kwargs(args, name)
-    model = build_model(args, name).to(device)
+    model = build_model(args, name).to(par.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    order = torch.Generator().manual_seed(args.seed)
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
-                        generator=order)
-    gens = {'noise': gen, 'order': order}
+    # The decoders' batch normalisation: SyncBatchNorm on CUDA.
+    net = par.wrap(LossModule(model), sync_batchnorm=True)
+    gen = par.generator(args.seed)  # rank 0: --seed
+    # Shuffled with --seed and the epoch (DistributedGraphSampler).
+    loader = par.loader(train, args.batch_size, seed=args.seed)
+    gens = {'noise': gen}
     resumed = session.restore(name, model, opt, generators=gens)
     history = resumed['history'] if resumed else []
     clock = dict(seconds=resumed['train_seconds'] if resumed else 0.0)
     weights = {f'kl_{s}': args.kl_weight for s in (32, 16, 8)}
     bar = tqdm(total=args.epochs, initial=len(history), desc=name,
-               disable=args.no_progress, file=sys.stdout)
+               disable=args.no_progress or not par.is_main, file=sys.stdout)
 
     def step(epoch: int):
-        batches = (b.to(device) for b in loader)
         t0 = time.perf_counter()
-        stats = train_epoch(model, batches, opt, weights, generator=gen)
+        stats = train_epoch(net, loader, opt, weights, generator=gen,
+                            epoch=epoch)
         seconds = time.perf_counter() - t0
         clock['seconds'] += seconds
         history.append(dict(epoch=epoch, seconds=seconds, **stats))
@@ -466,8 +493,9 @@ def train_model(args, name: str, train, session, log) -> Dict[str, Any]:
         train_seconds=clock['seconds']), resumed,
         stop=_stop_after(args, clock))
     bar.close()
-    model_checkpoint(os.path.join(args.out, f'{name}.pt'), model, kwargs,
-                     args=args)
+    if par.is_main:
+        model_checkpoint(os.path.join(args.out, f'{name}.pt'), model,
+                         kwargs, args=args)
     return dict(model=model, history=history, train_seconds=clock['seconds'],
                 parameters=num_parameters(model))
 
@@ -483,12 +511,13 @@ def _protocol(args, train_size: int, what: str) -> str:
 
 def records(args, train, runs: Dict[str, Dict[str, Any]],
             floor: Dict[int, float], command: str,
-            exact_train: bool) -> List[Dict[str, Any]]:
+            exact_train: bool, processes: int = 1) -> List[Dict[str, Any]]:
     out = []
     note = ('' if exact_train else '; training images: the reconstruction '
             'of MNIST within one grey level (shared/data/mnist/SOURCE.txt)')
     common = dict(task=TASK, dataset=DATASET, command=command,
-                  device=str(pick_device(args.device)), n=args.fid_samples)
+                  device=str(pick_device(args.device)), n=args.fid_samples,
+                  processes=processes)
     threads = torch.get_num_threads()
     where = f'{threads} threads, {machine()} (shared, loaded)'
     for name, run in runs.items():
@@ -575,74 +604,106 @@ def run(args: argparse.Namespace, command: Optional[str] = None,
     from torch_geometric_mgvae.experiments.state import TrainingSession
     args = resolve_args(args)
     command = command or current_command()
-    with TrainingSession.from_args(args) as session:
-        train, test = load_data(args)
-        exact = train.exact_train if hasattr(train, 'exact_train') else True
-        log(f'MNIST grid graphs: {len(train)} training / {len(test)} test '
-            f'images (32x32, 1024 nodes, 3968 directed edges each)' +
-            ('' if exact else '; training images reconstructed within one '
-             'grey level'))
-        device = pick_device(args.device)
-        fid = refs = None
-        if not args.no_fid:
-            fid = FIDEvaluator(args.fid_cache, args.fid_samples, args.seed,
-                               args.fid_batch_size, device,
-                               not args.no_progress)
-        done: Dict[str, Any] = session.done.setdefault('models', {})
-        runs: Dict[str, Dict[str, Any]] = {}
-        for name in args.models:
-            if name in done:
-                log(f'{name}: finished in the saved run (not repeated)')
-                runs[name] = done[name]
-                continue
-            trained = train_model(args, name, train, session, log)
-            if fid is not None and refs is None:
+    with Parallel.from_args(args) as par, \
+            TrainingSession.from_args(args) as session:
+        main = par.is_main  # (the group ends with the block)
+        if not main:  # rank 0 reports
+            log = _quiet
+        with par.main_first():  # rank 0 copies and processes the data
+            train, test = load_data(args)
+        recs = _run(args, command, log, par, session, train, test) \
+            if main else _train_only(args, par, session, train)
+        par.barrier()  # the others wait while rank 0 evaluates
+    return recs if main else []
+
+
+def _quiet(*args: Any, **kwargs: Any):
+    return None
+
+
+def _train_only(args, par: Parallel, session, train) -> List[Any]:
+    r"""What a process other than rank 0 does: the same training steps
+    (and state saves) as rank 0's, then nothing (rank 0 evaluates)."""
+    done: Dict[str, Any] = session.done.setdefault('models', {})
+    for name in args.models:
+        if name in done:
+            continue
+        train_model(args, name, train, session, _quiet, par)
+        done[name] = {}
+        session.save()  # rank 0 writes
+    return []
+
+
+def _run(args, command: str, log, par: Parallel, session, train,
+         test) -> List[Dict[str, Any]]:
+    r"""Rank 0's run: training (with the others), evaluation, writes."""
+    exact = train.exact_train if hasattr(train, 'exact_train') else True
+    log(f'MNIST grid graphs: {len(train)} training / {len(test)} test '
+        f'images (32x32, 1024 nodes, 3968 directed edges each)' +
+        ('' if exact else '; training images reconstructed within one '
+         'grey level'))
+    device = par.device
+    fid = refs = None
+    if not args.no_fid:
+        fid = FIDEvaluator(args.fid_cache, args.fid_samples, args.seed,
+                           args.fid_batch_size, device,
+                           not args.no_progress)
+    done: Dict[str, Any] = session.done.setdefault('models', {})
+    runs: Dict[str, Dict[str, Any]] = {}
+    for name in args.models:
+        if name in done:
+            log(f'{name}: finished in the saved run (not repeated)')
+            runs[name] = done[name]
+            continue
+        trained = train_model(args, name, train, session, log, par)
+        if fid is not None and refs is None:
+            test_images = test.images
+            refs = {s: fid.reference('test', test_images, s)
+                    for s in (32, 16, 8)}
+        res = evaluate_model(args, name, trained['model'], test, fid,
+                             refs or {}, log)
+        runs[name] = dict(history=trained['history'],
+                          train_seconds=trained['train_seconds'],
+                          parameters=trained['parameters'],
+                          fid=res['fid'],
+                          sample_seconds=res['sample_seconds'],
+                          pictures=res['pictures'])
+        done[name] = runs[name]
+        session.save()  # this model is finished: --resume skips it
+        log(f'{name}: {trained["parameters"]:,} parameters, sampled '
+            f'{TIMED_SAMPLES} 32x32 images in '
+            f'{res["sample_seconds"][32]:.2f} s; wrote '
+            f'{", ".join(res["pictures"])}')
+    floor: Dict[int, float] = {}
+    if fid is not None and not args.no_floor:
+        floor = session.done.get('floor') or {}
+        if not floor:
+            if refs is None:
                 test_images = test.images
                 refs = {s: fid.reference('test', test_images, s)
                         for s in (32, 16, 8)}
-            res = evaluate_model(args, name, trained['model'], test, fid,
-                                 refs or {}, log)
-            runs[name] = dict(history=trained['history'],
-                              train_seconds=trained['train_seconds'],
-                              parameters=trained['parameters'],
-                              fid=res['fid'],
-                              sample_seconds=res['sample_seconds'],
-                              pictures=res['pictures'])
-            done[name] = runs[name]
-            session.save()  # this model is finished: --resume skips it
-            log(f'{name}: {trained["parameters"]:,} parameters, sampled '
-                f'{TIMED_SAMPLES} 32x32 images in '
-                f'{res["sample_seconds"][32]:.2f} s; wrote '
-                f'{", ".join(res["pictures"])}')
-        floor: Dict[int, float] = {}
-        if fid is not None and not args.no_floor:
-            floor = session.done.get('floor') or {}
-            if not floor:
-                if refs is None:
-                    test_images = test.images
-                    refs = {s: fid.reference('test', test_images, s)
-                            for s in (32, 16, 8)}
-                train_images = train.images
-                for s in (32, 16, 8):
-                    floor[s] = fid_floor(fid, train_images, refs[s], s)
-                    log(f'floor: FID {s}x{s} of {args.fid_samples} training '
-                        f'images = {floor[s]:.2f}')
-                session.done['floor'] = floor
-                session.save()
-        recs = records(args, train, runs, floor, command, exact)
-        if recs:
-            methods = {r['method'] for r in recs}
-            write_dataset_records(args.results, TASK, DATASET, recs,
-                                  same_run=lambda r: r.get('method')
-                                  in methods)
-        log('')
-        log(format_table(recs))
-        write_json(os.path.join(args.out, 'summary.json'), dict(
-            records=recs, histories={k: v['history']
-                                     for k, v in runs.items()},
-            inception_seconds=None if fid is None else fid.seconds,
-            inception_images=None if fid is None else fid.counted))
-        log(f'wrote {args.results} and {os.path.join(args.out, "")}')
+            train_images = train.images
+            for s in (32, 16, 8):
+                floor[s] = fid_floor(fid, train_images, refs[s], s)
+                log(f'floor: FID {s}x{s} of {args.fid_samples} training '
+                    f'images = {floor[s]:.2f}')
+            session.done['floor'] = floor
+            session.save()
+    recs = records(args, train, runs, floor, command, exact,
+                   par.world_size)
+    if recs:
+        methods = {r['method'] for r in recs}
+        write_dataset_records(args.results, TASK, DATASET, recs,
+                              same_run=lambda r: r.get('method')
+                              in methods)
+    log('')
+    log(format_table(recs))
+    write_json(os.path.join(args.out, 'summary.json'), dict(
+        records=recs, histories={k: v['history']
+                                 for k, v in runs.items()},
+        inception_seconds=None if fid is None else fid.seconds,
+        inception_images=None if fid is None else fid.counted))
+    log(f'wrote {args.results} and {os.path.join(args.out, "")}')
     return recs
 
 

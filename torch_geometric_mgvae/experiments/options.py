@@ -106,15 +106,19 @@ def add_run_arguments(parser: argparse.ArgumentParser,
 
 
 def add_parallel_arguments(parser: argparse.ArgumentParser,
-                           title: Optional[str] = 'device and processes'):
+                           title: Optional[str] = 'device and processes',
+                           device: bool = True):
     r"""Adds :obj:`--device` and :obj:`--nproc` (the data-parallel
     :obj:`mgvae` commands; see :mod:`torch_geometric_mgvae.experiments.
-    distributed`)."""
+    distributed`); :obj:`device=False`: only :obj:`--nproc` (for an
+    experiment whose own options hold :obj:`--device`)."""
     group = parser.add_argument_group(title)
-    group.add_argument(
-        '--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'],
-        help='where to train and sample: auto picks cuda, then mps, then '
-        'the cpu (default: auto)')
+    if device:
+        group.add_argument(
+            '--device', default='auto',
+            choices=['auto', 'cpu', 'cuda', 'mps'],
+            help='where to train and sample: auto picks cuda, then mps, '
+            'then the cpu (default: auto)')
     group.add_argument(
         '--nproc', type=positive_int, default=None, metavar='N',
         help='train data-parallel in N processes: re-launches the command '

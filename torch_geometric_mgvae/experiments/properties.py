@@ -33,6 +33,24 @@ once, with the selected model; mean and standard deviation over seeds.
 MAE in the units of the paper's Table 9 (energies converted from Hartree to
 eV; G, H, U, U0 are atomization energies).
 
+Data-parallel (:mod:`torch_geometric_mgvae.experiments.distributed`):
+under ``torchrun --nproc_per_node N`` or with :obj:`--nproc N`, the
+supervised regressors (:func:`fit_regressor`) and the unsupervised
+autoencoder train in :obj:`N` processes with
+:class:`~torch.nn.parallel.DistributedDataParallel`, over global batches of
+:obj:`--batch-size` (:class:`~torch_geometric_mgvae.experiments.
+distributed.DistributedGraphSampler`); rank 0 alone validates and selects
+the epoch, reads the test set, writes the records, parity plots and
+checkpoints. The frozen features and the MLP fits of :obj:`--mode
+unsupervised` run on rank 0 only (an epoch over frozen features takes
+seconds; DDP would only add the exchange of the MLPs' gradients), the
+others wait. Batch normalisation is synchronised on CUDA
+(:class:`~torch.nn.SyncBatchNorm`); on the CPU every process normalises
+over its share of the batch, so a run depends on :obj:`N` there; so does
+one with the learned MGN pooling, whose Gumbel noise comes from torch's
+global generator, seeded alike in every process. :obj:`--resume` needs the
+same :obj:`N`.
+
 The :obj:`mgvae properties` command and ``examples/property_prediction.py``
 both call :func:`run`.
 """
@@ -50,6 +68,12 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
+from torch_geometric_mgvae.experiments.distributed import (
+    Parallel,
+    gather_objects,
+    get_world_size,
+    is_main,
+)
 from torch_geometric_mgvae.experiments.io import (
     copy_file,
     load_torch,
@@ -70,8 +94,9 @@ from torch_geometric_mgvae.experiments.state import (
     training_state,
 )
 from torch_geometric_mgvae.experiments.train import (
+    LossModule,
     NonFiniteError,
-    check_finite_loss,
+    run_epoch,
 )
 from torch_geometric_mgvae.models.property import (
     HierarchicalRegressor,
@@ -86,7 +111,8 @@ __all__ = [
     'HARTREE_TO_EV', 'ATOM_REF_HARTREE', 'QM9_TABLE9', 'ZINC_TARGETS',
     'METHODS', 'add_arguments', 'resolve_args', 'parse_args',
     'element_counts', 'qm9_table9_targets', 'zinc_targets', 'random_split',
-    'build_regressor', 'fit_regressor', 'predict', 'mae', 'run'
+    'build_regressor', 'regression_terms', 'fit_regressor', 'predict',
+    'mae', 'run'
 ]
 
 TASK = 'property_prediction'
@@ -281,8 +307,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     opt.add_argument('--lr', type=pos_float, default=1e-3)
     opt.add_argument('--device', default='auto',
                      choices=['auto', 'cpu', 'cuda', 'mps'],
-                     help='auto: cuda, then mps, then cpu (one process; '
-                     'this command is not data-parallel yet)')
+                     help='auto: cuda, then mps, then cpu (default: '
+                     'auto); mgvae properties trains data-parallel under '
+                     'torchrun or with --nproc N (--batch-size is the '
+                     'global batch)')
 
     un = parser.add_argument_group('unsupervised (qm9)')
     un.add_argument('--ae-train', type=pos_int, default=10000,
@@ -524,7 +552,8 @@ def add_fixed_hierarchy(graphs: Dict[str, List[Data]], clusters: List[int],
         stored = dict(key=key, clusters=list(clusters), levels={
             k: [[h[f'fixed_cluster_{i}'] for i in range(len(clusters))]
                 for h in v] for k, v in levels.items()})
-        save_torch(stored, cache)
+        if is_main():  # the others wait (main_first) and read it
+            save_torch(stored, cache)
         log(f'fixed spectral hierarchy {clusters} computed in '
             f'{time.perf_counter() - t0:.0f}s ({cache})')
     for k, v in graphs.items():
@@ -559,12 +588,13 @@ EDGE_CHANNELS = 4
 
 def _check_finite(loss: Tensor, where: str):
     r"""Stops at a non-finite loss, before the optimiser step
-    (:class:`~torch_geometric_mgvae.experiments.train.NonFiniteError`)."""
-    try:
-        check_finite_loss({'loss': loss})
-    except NonFiniteError as e:
+    (:class:`~torch_geometric_mgvae.experiments.train.NonFiniteError`).
+    Local to this process (no collective): the MLP fits of
+    :func:`fit_mlp` run on rank 0 alone."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        e = NonFiniteError('loss term', 'loss', float(loss.detach().sum()))
         e.where = where
-        raise
+        raise e
 
 
 def mae(pred: Tensor, y: Tensor) -> Tensor:
@@ -588,14 +618,29 @@ def predict(model: torch.nn.Module, loader, mean: Tensor, std: Tensor
     return torch.cat(preds), torch.cat(ys)
 
 
+def regression_terms(mean: Tensor, std: Tensor):
+    r"""The loss of the regressors as a :class:`~torch_geometric_mgvae.
+    experiments.train.LossModule` loss: :obj:`"l1"`, the L1 loss of the
+    targets standardised with :obj:`mean` and :obj:`std`, and
+    :obj:`"pooling"`, the summed auxiliary losses of the pooling layers
+    (weighed by :obj:`--aux-weight`)."""
+    def terms(model, batch, generator=None) -> Dict[str, Tensor]:
+        pred, aux = model(batch)
+        check_outputs(pred, batch.y)
+        return {'l1': F.l1_loss(pred, (batch.y - mean) / std),
+                'pooling': torch.as_tensor(aux, dtype=pred.dtype,
+                                           device=pred.device)}
+    return terms
+
+
 def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
                   mean: Tensor, std: Tensor, epochs: int, lr: float,
                   aux_weight: float = 0.0, where: str = '',
                   on_epoch: Optional[Callable[[int, Dict[str, float]],
                                               None]] = None,
                   session: Optional[TrainingSession] = None,
-                  model_kwargs: Optional[Dict[str, Any]] = None
-                  ) -> Dict[str, Any]:
+                  model_kwargs: Optional[Dict[str, Any]] = None,
+                  parallel: Optional[Parallel] = None) -> Dict[str, Any]:
     r"""Trains :obj:`model` with Adam on the L1 loss of the standardised
     targets (plus :obj:`aux_weight` times the pooling losses), selects the
     epoch of the lowest mean validation MAE (standardised, so targets weigh
@@ -604,7 +649,20 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
     test predictions, the mean training-epoch time and the best state.
     With a :obj:`session`, the training state (with the best state so far)
     is saved under the key :obj:`where` every few epochs and on a signal,
-    and a saved one is continued."""
+    and a saved one is continued.
+
+    The training epochs are :func:`~torch_geometric_mgvae.experiments.
+    train.run_epoch` over a :class:`~torch_geometric_mgvae.experiments.
+    train.LossModule` (:func:`regression_terms`). Data-parallel with a
+    :obj:`parallel` in a process group: the model is wrapped in
+    :class:`~torch.nn.parallel.DistributedDataParallel`
+    (:meth:`~torch_geometric_mgvae.experiments.distributed.Parallel.wrap`,
+    synchronised batch normalisation on CUDA), :obj:`loaders["train"]`
+    should come from :meth:`~torch_geometric_mgvae.experiments.distributed.
+    Parallel.loader` (the global batch), rank 0 alone validates after every
+    epoch, selects the epoch, reads the test set and calls
+    :obj:`on_epoch`, and the result (without :obj:`"state"` on the other
+    processes) is rank 0's on every process."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     st: Dict[str, Any] = dict(best=math.inf, best_state=None, best_epoch=0,
                               history=[], seconds=[])
@@ -616,29 +674,23 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
     history, seconds = st['history'], st['seconds']
     dev = next(model.parameters()).device
     m_dev, s_dev = mean.float().to(dev), std.float().to(dev)
+    net = LossModule(model, regression_terms(m_dev, s_dev))
+    if parallel is not None:
+        net = parallel.wrap(net, sync_batchnorm=True)
+    main = is_main()
 
     def step(epoch: int):
-        model.train()
         t0 = time.perf_counter()
-        total, count = 0.0, 0
-        for batch in loaders['train']:
-            batch = batch.to(dev)
-            opt.zero_grad()
-            pred, aux = model(batch)
-            check_outputs(pred, batch.y)
-            loss = F.l1_loss(pred, (batch.y - m_dev) / s_dev)
-            loss = loss + aux_weight * aux
-            _check_finite(loss, where)
-            loss.backward()
-            opt.step()
-            total += loss.item() * batch.num_graphs
-            count += batch.num_graphs
+        loss = run_epoch(net, loaders['train'], opt,
+                         weights=dict(pooling=aux_weight), epoch=epoch)
         seconds.append(time.perf_counter() - t0)
+        if not main:  # rank 0 validates and selects
+            return
         p, y = predict(model, loaders['val'], mean, std)
         val = mae(p, y)
         score = float((val / std).mean())
-        stats = dict(epoch=epoch, loss=total / max(count, 1),
-                     val_score=score, seconds=seconds[-1])
+        stats = dict(epoch=epoch, loss=loss['loss'], val_score=score,
+                     seconds=seconds[-1])
         history.append(stats)
         if score < st['best']:
             st['best'], st['best_epoch'] = score, epoch
@@ -651,20 +703,26 @@ def fit_regressor(model: torch.nn.Module, loaders: Dict[str, Any],
             try:
                 step(epoch)
             except NonFiniteError as e:
-                e.epoch = epoch
+                e.epoch, e.where = epoch, e.where or where
                 raise
     else:
         session.train(where, step, epochs, lambda: training_state(
             model, opt, model_kwargs or {}, **st), resumed)
-    best_epoch, best_state = st['best_epoch'], st['best_state']
-    model.load_state_dict(best_state)
-    val_p, val_y = predict(model, loaders['val'], mean, std)
-    test_p, test_y = predict(model, loaders['test'], mean, std)
-    return dict(history=history, best_epoch=best_epoch,
-                val_mae=mae(val_p, val_y).tolist(),
-                test_mae=mae(test_p, test_y).tolist(),
-                test_pred=test_p, test_y=test_y,
-                epoch_seconds=sum(seconds) / len(seconds), state=best_state)
+    out = None
+    if main:
+        best_epoch, best_state = st['best_epoch'], st['best_state']
+        model.load_state_dict(best_state)
+        val_p, val_y = predict(model, loaders['val'], mean, std)
+        test_p, test_y = predict(model, loaders['test'], mean, std)
+        out = dict(history=history, best_epoch=best_epoch,
+                   val_mae=mae(val_p, val_y).tolist(),
+                   test_mae=mae(test_p, test_y).tolist(),
+                   test_pred=test_p, test_y=test_y,
+                   epoch_seconds=sum(seconds) / len(seconds))
+    if get_world_size() > 1:  # rank 0's result everywhere
+        out = dict(gather_objects(out)[0])
+    out['state'] = st['best_state'] if main else None
+    return out
 
 
 def num_params(model: torch.nn.Module) -> int:
@@ -729,21 +787,25 @@ def _summary_records(args, label: str, mode: str, rows, protocol: str,
 # Supervised experiment ####################################################
 
 def run_supervised(args, graphs, info, session: TrainingSession, log=print,
-                   command=None):
+                   command=None, parallel: Optional[Parallel] = None):
+    par = parallel or Parallel(args.device)
     label = LABELS[args.dataset]
     runs = session.done
     in_channels = graphs['train'][0].num_features
     T = len(args.targets)
     if 'mgn_fixed' in args.methods:
-        add_fixed_hierarchy(graphs, args.clusters,
-                            os.path.join(args.out, 'fixed_spectral.pt'), log)
+        with par.main_first():  # rank 0 computes and caches it
+            add_fixed_hierarchy(graphs, args.clusters,
+                                os.path.join(args.out, 'fixed_spectral.pt'),
+                                log)
     # ZINC: one model per target; QM9: one multi-task model.
     tasks = ([[t] for t in range(T)] if args.dataset == 'zinc'
              else [list(range(T))])
     rows: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
     seconds: Dict[Tuple[str, str], List[float]] = {}
     ckpt_dir = os.path.join(args.out, 'checkpoints')
-    os.makedirs(ckpt_dir, exist_ok=True)
+    if par.is_main:
+        os.makedirs(ckpt_dir, exist_ok=True)
     y_all = torch.cat([g.y for g in graphs['train']]).double()
     from tqdm import tqdm
     for method in args.methods:
@@ -755,20 +817,23 @@ def run_supervised(args, graphs, info, session: TrainingSession, log=print,
                    for k, v in graphs.items()}
             mean = y_all[:, cols].mean(0)
             std = y_all[:, cols].std(0)
-            loaders = dict(
-                train=DataLoader(sub['train'], batch_size=args.batch_size,
-                                 shuffle=True),
-                val=DataLoader(sub['val'], batch_size=512),
-                test=DataLoader(sub['test'], batch_size=512))
             for seed in range(args.seeds):
                 key = f'{method}|{tag}|{seed}'
                 res = runs.get(key)
                 if res is None:
+                    # The global batch of --batch-size, shuffled with the
+                    # seed (DistributedGraphSampler); rank 0 evaluates.
+                    loaders = dict(
+                        train=par.loader(sub['train'], args.batch_size,
+                                         seed=seed),
+                        val=DataLoader(sub['val'], batch_size=512),
+                        test=DataLoader(sub['test'], batch_size=512))
                     torch.manual_seed(seed)
                     model = build_regressor(method, args, in_channels,
-                                            len(cols)).to(args.device)
+                                            len(cols)).to(par.device)
                     bar = tqdm(total=args.epochs, desc=f'{method} {tag} '
-                               f'seed {seed}', disable=args.no_progress,
+                               f'seed {seed}',
+                               disable=args.no_progress or not par.is_main,
                                file=sys.stdout, leave=False)
 
                     def on_epoch(epoch, stats, key=key, bar=bar):
@@ -789,20 +854,22 @@ def run_supervised(args, graphs, info, session: TrainingSession, log=print,
                     fit = fit_regressor(model, loaders, mean, std,
                                         args.epochs, args.lr,
                                         args.aux_weight, key, on_epoch,
-                                        session, kwargs)
+                                        session, kwargs, parallel=par)
                     bar.close()
-                    model_checkpoint(
-                        os.path.join(ckpt_dir, f'{method}_{tag}_'
-                                     f'seed{seed}.pt'), model, kwargs,
-                        targets=tnames, seed=seed, mean=mean, std=std,
-                        best_epoch=fit['best_epoch'])
+                    if par.is_main:
+                        model_checkpoint(
+                            os.path.join(ckpt_dir, f'{method}_{tag}_'
+                                         f'seed{seed}.pt'), model, kwargs,
+                            targets=tnames, seed=seed, mean=mean, std=std,
+                            best_epoch=fit['best_epoch'])
                     res = dict(test_mae=fit['test_mae'],
                                val_mae=fit['val_mae'],
                                best_epoch=fit['best_epoch'],
                                epoch_seconds=fit['epoch_seconds'],
                                num_params=num_params(model),
                                history=fit['history'])
-                    if seed == 0 and method == args.methods[0]:
+                    if seed == 0 and method == args.methods[0] and \
+                            par.is_main:
                         for j, t in enumerate(tnames):
                             parity_plot(
                                 fit['test_pred'][:, j], fit['test_y'][:, j],
@@ -847,7 +914,7 @@ def run_supervised(args, graphs, info, session: TrainingSession, log=print,
             f'{info["sizes"]["train"]} molecules, batch {args.batch_size}, '
             f'{torch.get_num_threads()} threads, {machine()} (shared)',
             command=command, device=args.device, setting=tag,
-            mode='supervised'))
+            mode='supervised', processes=par.world_size))
     return recs
 
 
@@ -1004,8 +1071,15 @@ def step_seconds(model, graphs: List[Data], batch_size: int,
 
 
 def run_unsupervised(args, graphs, info, session: TrainingSession,
-                     log=print, command=None):
+                     log=print, command=None,
+                     parallel: Optional[Parallel] = None):
+    r"""The unsupervised experiment: the autoencoder is trained
+    data-parallel (every process; :obj:`parallel`), the features and the
+    MLP fits on them run on rank 0 alone (the others return :obj:`[]`):
+    an epoch of the MLPs over frozen features takes seconds, and DDP would
+    only add the exchange of their gradients."""
     from tqdm import tqdm
+    par = parallel or Parallel(args.device)
 
     from torch_geometric_mgvae.experiments.train import train_epoch
     label = LABELS[args.dataset]
@@ -1037,24 +1111,27 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
     if done is None:
         torch.manual_seed(0)
         model, _ = build_autoencoder(args, in_channels)
-        model = model.to(args.device)
+        model = model.to(par.device)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-        loader = DataLoader([h.to(args.device) for h in ae_graphs],
-                            batch_size=args.batch_size, shuffle=True)
-        gen = torch.Generator().manual_seed(0)
+        # The global batch of --batch-size (DistributedGraphSampler).
+        loader = par.loader(ae_graphs, args.batch_size, seed=0)
+        net = par.wrap(LossModule(model), sync_batchnorm=True)
+        gen = par.generator(0)  # the training noise of this process
         resumed = session.restore('autoencoder', model, opt,
                                   generators={'gen': gen})
         clock = dict(history=resumed['history'] if resumed else [],
                      train_seconds=resumed['train_seconds'] if resumed
                      else 0.0)
         bar = tqdm(total=args.ae_epochs, initial=len(clock['history']),
-                   desc='autoencoder', disable=args.no_progress,
+                   desc='autoencoder',
+                   disable=args.no_progress or not par.is_main,
                    file=sys.stdout)
 
         def ae_step(epoch: int):
             t0 = time.perf_counter()
             # Stops at a non-finite loss term or gradient (NonFiniteError).
-            stats = train_epoch(model, loader, opt, generator=gen)
+            stats = train_epoch(net, loader, opt, generator=gen,
+                                epoch=epoch)
             clock['train_seconds'] += time.perf_counter() - t0
             clock['history'].append(dict(epoch=epoch, **stats))
             bar.update()
@@ -1068,17 +1145,20 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
                                              generators={'gen': gen},
                                              **clock), resumed)
         bar.close()
-        model_checkpoint(ckpt, model, plain_kwargs, model_class='MGVAE',
-                         **clock)
+        if par.is_main:
+            model_checkpoint(ckpt, model, plain_kwargs, model_class='MGVAE',
+                             **clock)
         done = dict(clock)
         runs['autoencoder'] = done
         session.save()
     else:
         model.load_state_dict(load_torch(ckpt)['model'])
-        model = model.to(args.device)
+        model = model.to(par.device)
+    if not par.is_main:  # rank 0 computes the features and fits the MLPs
+        return []
     torch.manual_seed(12345)
     random_model, _ = build_autoencoder(args, in_channels)
-    random_model = random_model.to(args.device)
+    random_model = random_model.to(par.device)
     t0 = time.perf_counter()
     feats: Dict[str, Dict[str, Tensor]] = {}
     for name, m in (('MGVAE', model), ('random', random_model)):
@@ -1106,7 +1186,7 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
                 fit = fit_mlp(feats[key], ys, args.mlp_epochs, args.lr,
                               args.mlp_batch_size, seed, rkey,
                               shared=args.mlp == 'shared',
-                              binary=key == 'Morgan', device=args.device)
+                              binary=key == 'Morgan', device=par.device)
                 res = {k: v for k, v in fit.items() if k != 'test_pred'}
                 if seed == 0 and key == 'MGVAE finest':
                     for j, t in enumerate(args.targets):
@@ -1160,7 +1240,8 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
         'train_seconds', done['train_seconds'], protocol=f'{args.ae_epochs} '
         f'epochs over {len(ae_graphs)} molecules', command=command,
         device=args.device, mode='unsupervised',
-        final_loss=done['history'][-1]['loss']))
+        final_loss=done['history'][-1]['loss'],
+        processes=par.world_size))
     for name, secs in mlp_seconds.items():
         m, s = mean_std(secs)
         recs.append(record(
@@ -1172,6 +1253,10 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
 
 
 # Entry point ##############################################################
+
+def _quiet(*args: Any, **kwargs: Any):
+    return None
+
 
 def table(records: List[Dict[str, Any]]) -> str:
     r"""The MAE records as text: one row per method, one column per
@@ -1204,16 +1289,27 @@ def run(args: argparse.Namespace, command: Optional[str] = None,
     SIGINT/SIGTERM, finished runs (method, target, seed) are kept in it,
     and :obj:`--resume` continues without redoing them."""
     args = resolve_args(args)
-    with TrainingSession.from_args(args) as session:
-        os.makedirs(args.out, exist_ok=True)
-        graphs, info = load_data(args, log)
+    with Parallel.from_args(args) as par, \
+            TrainingSession.from_args(args) as session:
+        main = par.is_main  # (the group ends with the block)
+        if not main:  # rank 0 reports
+            log = _quiet
+        else:
+            os.makedirs(args.out, exist_ok=True)
+        with par.main_first():  # rank 0 copies and processes the data
+            graphs, info = load_data(args, log)
         if args.mode == 'supervised':
-            recs = run_supervised(args, graphs, info, session, log, command)
+            recs = run_supervised(args, graphs, info, session, log, command,
+                                  par)
         else:
             recs = run_unsupervised(args, graphs, info, session, log,
-                                    command)
-        write_result_records(args.results, recs, LABELS[args.dataset],
-                             args.mode)
+                                    command, par)
+        if par.is_main:  # the others wait at the barrier
+            write_result_records(args.results, recs, LABELS[args.dataset],
+                                 args.mode)
+        par.barrier()
+    if not main:
+        return recs
     log('')
     log(table(recs))
     log(f'wrote {args.results} and the parity plots in {args.out}')
