@@ -43,6 +43,23 @@ def permute_within_graphs(batch: Tensor, seed: int = 0):
 
 
 
+def stage_mnist(root) -> str:
+    r"""Copies the shared MNIST raw files (and the reconstructed training
+    images) into :obj:`root`/raw, as a user places downloaded files; skips
+    the test without the shared folder."""
+    import shutil
+    src = os.path.join(SHARED, 'mnist')
+    if not os.path.isdir(src):
+        pytest.skip('shared MNIST folder not available')
+    os.makedirs(os.path.join(root, 'raw'), exist_ok=True)
+    for name in os.listdir(os.path.join(src, 'raw')):
+        shutil.copy(os.path.join(src, 'raw', name),
+                    os.path.join(root, 'raw', name))
+    shutil.copy(os.path.join(src, 'mnist_train_reconstructed.npz'),
+                os.path.join(root, 'raw'))
+    return str(root)
+
+
 @pytest.fixture
 def shared_data():
     if not os.path.isdir(SHARED):

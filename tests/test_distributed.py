@@ -384,20 +384,10 @@ IMAGES_TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
 @pytest.fixture(scope='module')
 def mnist_small(tmp_path_factory):
     r"""The shared MNIST raw files, processed once (train and test)."""
-    import shutil
-
     from torch_geometric_mgvae.datasets import MNISTGraphs
 
-    from .conftest import SHARED
-    src = os.path.join(SHARED, 'mnist')
-    if not os.path.isdir(src):
-        pytest.skip('shared MNIST folder not available')
-    root = tmp_path_factory.mktemp('mnist')
-    os.makedirs(root / 'raw')
-    for name in os.listdir(os.path.join(src, 'raw')):
-        shutil.copy(os.path.join(src, 'raw', name), root / 'raw' / name)
-    shutil.copy(os.path.join(src, 'mnist_train_reconstructed.npz'),
-                root / 'raw')
+    from .conftest import stage_mnist
+    root = stage_mnist(tmp_path_factory.mktemp('mnist'))
     MNISTGraphs(str(root), 'train')
     MNISTGraphs(str(root), 'test')
     return str(root)

@@ -1,6 +1,4 @@
 import json
-import os
-import shutil
 
 import pytest
 import torch
@@ -10,10 +8,9 @@ from torch_geometric_mgvae.datasets import MNISTGraphs
 from torch_geometric_mgvae.experiments.state import STATE_FILE
 from torch_geometric_mgvae.models import ConvVAE, ImageMGVAE
 
+from .conftest import stage_mnist
 from .test_cli import _interrupt_at, _nan_at, files_under
 
-SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..',
-                                      'shared', 'data', 'mnist'))
 TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
         '--layers', '1', '--latent', '4', '--decoder-channels', '4',
         '--conv-channels', '4', '--no-fid', '--no-progress']
@@ -21,16 +18,9 @@ TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
 
 @pytest.fixture(scope='module')
 def mnist_root(tmp_path_factory):
-    if not os.path.isdir(SHARED):
-        pytest.skip('shared MNIST folder not available')
-    root = tmp_path_factory.mktemp('mnist_cli')
-    os.makedirs(root / 'raw')
-    for name in os.listdir(os.path.join(SHARED, 'raw')):
-        shutil.copy(os.path.join(SHARED, 'raw', name), root / 'raw' / name)
-    shutil.copy(os.path.join(SHARED, 'mnist_train_reconstructed.npz'),
-                root / 'raw')
-    MNISTGraphs(str(root), 'test')  # processed once for every test
-    return str(root)
+    root = stage_mnist(tmp_path_factory.mktemp('mnist_cli'))
+    MNISTGraphs(root, 'test')  # processed once for every test
+    return root
 
 
 def test_images_runs_end_to_end(tmp_path, mnist_root):
