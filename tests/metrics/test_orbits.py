@@ -178,3 +178,18 @@ def test_larger_graph_fast():
     assert counts[:, 3].sum() == sum(nx.triangles(graph).values())
     k4 = sum(1 for c in nx.enumerate_all_cliques(graph) if len(c) == 4)
     assert counts[:, 14].sum() == 4 * k4
+
+
+@pytest.mark.parametrize('n,p,seed', [(10, 0.3, 0), (20, 0.2, 1),
+                                      (30, 0.5, 2), (50, 0.1, 3),
+                                      (15, 0.9, 4), (40, 0.05, 5)])
+def test_orbit_counts_equal_the_orca_package(n, p, seed):
+    # The `orca-graphlets` wheel ports ORCA's C++ (Hocevar & Demsar) to
+    # Python: our counts must equal its node orbits of graphlet size 4, on
+    # graphs with isolated nodes too.
+    orca = pytest.importorskip('orca')
+    g = nx.gnp_random_graph(n, p, seed=seed)
+    edges = np.array(list(g.edges()), dtype=np.int64).reshape(-1, 2)
+    expected = np.asarray(orca.orca_nodes(edges, num_nodes=n,
+                                          graphlet_size=4), dtype=np.int64)
+    assert np.array_equal(orbit_counts(g), expected)
