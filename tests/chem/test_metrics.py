@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 Chem = pytest.importorskip('rdkit.Chem')
@@ -8,8 +9,11 @@ from rdkit.Chem import QED  # noqa: E402
 
 from torch_geometric_mgvae.chem import (  # noqa: E402
     canonical_set,
+    mol_to_nx,
     molecule_metrics,
     novelty,
+    nspdk_features,
+    nspdk_mmd,
     qed_stats,
     uniqueness,
     valid_mols,
@@ -84,3 +88,29 @@ def test_molecule_metrics():
     out = molecule_metrics([], train)
     assert out['validity'] == 0.0 and out['uniqueness'] == 0.0
     assert math.isnan(out['qed_mean'])
+
+
+def test_mol_to_nx_labels_atoms_and_kekule_bond_orders():
+    g = mol_to_nx(Chem.MolFromSmiles('c1ccccc1O'))
+    assert g.number_of_nodes() == 7 and g.number_of_edges() == 7
+    assert sorted(d['label'] for _, d in g.nodes(data=True)) == \
+        ['C'] * 6 + ['O']
+    orders = sorted(d['label'] for _, _, d in g.edges(data=True))
+    assert orders == [1, 1, 1, 1, 2, 2, 2]  # Kekulé benzene + C-O
+
+
+def test_nspdk_mmd_is_the_kernel_mean_formula():
+    pytest.importorskip('eden')
+    a = ['CCO', 'c1ccccc1', 'CC(=O)O', 'CCN', 'C1CC1']
+    b = ['CCCC', 'c1ccncc1', 'CC(C)O', 'CCCl', 'O=C=O', None, 'C1CC']
+    X, Y = nspdk_features(a), nspdk_features(b)
+    assert X.shape[0] == 5 and Y.shape[0] == 5  # invalid entries dropped
+    K = lambda P, Q: (P @ Q.T).toarray()  # noqa: E731
+    assert np.allclose(np.diag(K(X, X)), 1.0)  # unit-normalised features
+    expected = K(X, X).mean() + K(Y, Y).mean() - 2 * K(X, Y).mean()
+    assert nspdk_mmd(a, b) == pytest.approx(expected, abs=1e-12)
+    assert nspdk_mmd(a, Y) == pytest.approx(expected, abs=1e-12)
+    assert 0.05 < expected < 2
+    assert nspdk_mmd(a, list(reversed(a))) == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError, match='no valid molecule'):
+        nspdk_mmd(['C1CC', None], a)

@@ -18,8 +18,11 @@ from torch_geometric_mgvae.chem.convert import (
 )
 from torch_geometric_mgvae.chem.metrics import (
     canonical_set,
+    mol_to_nx,
     molecule_metrics,
     novelty,
+    nspdk_features,
+    nspdk_mmd,
     qed_stats,
     uniqueness,
     valid_mols,
@@ -64,4 +67,7 @@ __all__ = [
     'canonical_set',
     'qed_stats',
     'molecule_metrics',
+    'mol_to_nx',
+    'nspdk_features',
+    'nspdk_mmd',
 ]

@@ -147,7 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--seed', type=nonnegative_int, default=0,
                       help='seed of the subset, the model and sampling')
     data.add_argument('--no-fcd', action='store_true',
-                      help='skip the Frechet ChemNet Distance')
+                      help='skip the distribution metrics: the Frechet '
+                      'ChemNet Distance and the NSPDK MMD (optional '
+                      'packages fcd_torch and eden-kernel)')
     data.add_argument('--out', default=None,
                       help='folder for pictures, SMILES, history and the '
                       'checkpoint (default: outputs/molecules/<dataset>)')
@@ -614,7 +616,26 @@ class MoleculeExperiment:
             fcd = self._fcd(smiles)
             if fcd is not None:
                 res['fcd'] = fcd
+            nspdk = self._nspdk(mols)
+            if nspdk is not None:
+                res['nspdk'] = nspdk
         return res
+
+    def _nspdk(self, mols: Sequence[Any]) -> Optional[float]:
+        r"""NSPDK MMD of the valid :obj:`mols` to the test set, GDSS's
+        second molecule metric (:obj:`None` without the optional
+        :obj:`eden-kernel` or without a valid molecule); the test set's
+        features are computed once."""
+        from torch_geometric_mgvae.chem import nspdk_features, nspdk_mmd
+        try:
+            import eden.graph  # noqa: F401
+        except ImportError:
+            return None
+        if not valid_mols(mols):
+            return None
+        if getattr(self, '_nspdk_ref', None) is None:
+            self._nspdk_ref = nspdk_features(self.test_smiles)
+        return nspdk_mmd(mols, self._nspdk_ref)
 
     @torch.no_grad()
     def test(self) -> Dict[str, Dict[str, float]]:
@@ -667,7 +688,7 @@ class MoleculeExperiment:
     @staticmethod
     def _line(res: Dict[str, float]) -> str:
         keys = ('validity', 'validity_connected', 'uniqueness', 'novelty',
-                'novelty_seen', 'qed_mean', 'fcd', 'sample_seconds')
+                'novelty_seen', 'qed_mean', 'fcd', 'nspdk', 'sample_seconds')
         return ', '.join(f'{k} {res[k]:.4g}' for k in keys if k in res)
 
     # Summary ##############################################################
@@ -719,6 +740,12 @@ class MoleculeExperiment:
                 out.append(record(method=meth, metric='FCD', value=None,
                                   error='fcd_torch not installed', **extra,
                                   **common))
+            if 'nspdk' in res:
+                out.append(record(
+                    method=meth, metric='NSPDK MMD', value=res['nspdk'],
+                    **extra, **dict(common, protocol=common['protocol'] +
+                                    '; NSPDK: EDeN vectorize, complexity 4, '
+                                    'linear kernel, vs the test set')))
             if 'sample_seconds' in res:
                 rounding = {RAW: 'argmax', CORRECTED: 'valence correction',
                             JOINED: 'valence correction, joining'}[setting]
@@ -742,7 +769,7 @@ class MoleculeExperiment:
     def table(self) -> str:
         r"""The results as text."""
         cols = ('validity', 'validity_connected', 'uniqueness', 'novelty',
-                'novelty_seen', 'qed_mean', 'fcd', 'sample_seconds')
+                'novelty_seen', 'qed_mean', 'fcd', 'nspdk', 'sample_seconds')
         rows = list(self.results.items()) + [(REFERENCE, self.reference)]
         width = max(len(r) for r, _ in rows) + 2
         lines = [f'{self.label}: {method_name(self.args, len(self.history))}'
