@@ -13,6 +13,7 @@ from torch_geometric.typing import Adj, OptTensor
 
 from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
 from torch_geometric_mgvae.models.mgvae import MAX_LOGSTD, kl_normal
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.conv import ConvSpec
 from torch_geometric_mgvae.nn.fixed import fixed_hierarchy
 from torch_geometric_mgvae.nn.image import DCGANDecoder
@@ -389,11 +390,8 @@ class ConvVAE(torch.nn.Module):
                  decoder_channels: int = 32):
         super().__init__()
         _check_side(image_size, 2, 1)
-        for name, value in (('latent_channels', latent_channels),
-                            ('channels', channels)):
-            if int(value) < 1:
-                raise ValueError(f"'{name}' must be a positive integer "
-                                 f"(got {value})")
+        check_int('latent_channels', latent_channels)
+        check_int('channels', channels)
         self.in_channels = in_channels
         self.latent_channels = latent_channels
         self.image_size = image_size

@@ -9,6 +9,7 @@ from torch_geometric.nn.pool.select import Select, SelectOutput
 from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import scatter, to_dense_batch
 
+from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.conv import (
     ConvSpec,
     conv_inputs,
@@ -532,9 +533,8 @@ class SelectLearned(Select):
             raise ValueError(f"'tau' must be a positive number (got {tau})")
         if num_layers < 0 or balance < 0:
             raise ValueError("'num_layers' and 'balance' must be >= 0")
-        if num_layers > 0 and hidden_channels < 1:
-            raise ValueError(f"'hidden_channels' must be a positive integer "
-                             f"(got {hidden_channels})")
+        if num_layers > 0:
+            check_int('hidden_channels', hidden_channels)
         self.balance = balance
         self.eval_assign = eval_assign
         self.in_channels = in_channels

@@ -4,6 +4,8 @@ import math
 import torch
 from torch import Tensor
 
+from torch_geometric_mgvae.nn.checks import check_int
+
 
 class DCGANDecoder(torch.nn.Module):
     r"""The generator network of DCGAN from the `"Unsupervised
@@ -37,12 +39,9 @@ class DCGANDecoder(torch.nn.Module):
         if k < 0 or 4 * 2**k != out_size:
             raise ValueError(f"'out_size' must be 4 * 2^k (4, 8, 16, 32, "
                              f"...) (got {out_size})")
-        for name, value in (('latent_channels', latent_channels),
-                            ('channels', channels),
-                            ('out_channels', out_channels)):
-            if int(value) < 1:
-                raise ValueError(f"'{name}' must be a positive integer "
-                                 f"(got {value})")
+        check_int('latent_channels', latent_channels)
+        check_int('channels', channels)
+        check_int('out_channels', out_channels)
         self.latent_channels = latent_channels
         self.out_size = out_size
         self.channels = channels
