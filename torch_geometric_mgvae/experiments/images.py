@@ -46,6 +46,7 @@ from torch_geometric_mgvae.experiments.options import (
     int_at_least,
     nonnegative_float,
     nonnegative_int,
+    parse_options,
     positive_float,
     positive_int,
 )
@@ -212,10 +213,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def parse_args(argv: Optional[Sequence[str]] = None,
                prog: Optional[str] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split(
-        '\n\n')[0])
-    add_arguments(parser)
-    return resolve_args(parser.parse_args(argv))
+    return parse_options(__doc__, add_arguments, resolve_args, argv, prog)
 
 
 # Data and models ##########################################################

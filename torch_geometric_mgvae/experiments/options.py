@@ -9,11 +9,12 @@ creates a folder; a bad combination of values is a :class:`UsageError` (a
 """
 import argparse
 import math
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 __all__ = ['UsageError', 'int_at_least', 'positive_int', 'nonnegative_int',
            'positive_float', 'nonnegative_float', 'probability',
-           'int_list', 'add_run_arguments', 'add_parallel_arguments']
+           'int_list', 'add_run_arguments', 'add_parallel_arguments',
+           'parse_options']
 
 
 class UsageError(ValueError):
@@ -127,3 +128,19 @@ def add_parallel_arguments(parser: argparse.ArgumentParser,
         '--nproc_per_node N -m torch_geometric_mgvae.cli ...; --batch-size '
         'stays the global batch (default: 1, or torchrun\'s)')
     return parser
+
+
+def parse_options(doc: str,
+                  add_arguments: Callable[[argparse.ArgumentParser], Any],
+                  resolve_args: Callable[[argparse.Namespace],
+                                         argparse.Namespace],
+                  argv: Optional[Sequence[str]] = None,
+                  prog: Optional[str] = None) -> argparse.Namespace:
+    r"""The :obj:`parse_args` of an experiment module: a parser described
+    by the first paragraph of the module's :obj:`doc`, filled by its
+    :obj:`add_arguments`, then the parsed :obj:`argv` checked and completed
+    by its :obj:`resolve_args`."""
+    parser = argparse.ArgumentParser(prog=prog,
+                                     description=doc.split('\n\n')[0])
+    add_arguments(parser)
+    return resolve_args(parser.parse_args(argv))

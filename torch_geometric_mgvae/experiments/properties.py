@@ -79,6 +79,13 @@ from torch_geometric_mgvae.experiments.io import (
     load_torch,
     save_torch,
 )
+from torch_geometric_mgvae.experiments.options import (
+    int_list,
+    nonnegative_float,
+    parse_options,
+    positive_float,
+    positive_int,
+)
 from torch_geometric_mgvae.experiments.plot import save_figure
 from torch_geometric_mgvae.experiments.results import (
     current_command,
@@ -207,52 +214,9 @@ REPORTED = {
 
 # Command line #############################################################
 
-def _int_list(text: str) -> List[int]:
-    try:
-        out = [int(p) for p in str(text).split(',') if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers, got '{text}'"
-        ) from None
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers, got '{text}'")
-    return out
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a positive {kind.__name__}, got '{text}'"
-            ) from None
-        if not value > 0 or (isinstance(value, float) and
-                             not math.isfinite(value)):
-            raise argparse.ArgumentTypeError(
-                f"must be a positive {kind.__name__} (got {text})")
-        return value
-    parse.__name__ = f'positive {kind.__name__}'
-    return parse
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number >= 0, got '{text}'") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 "
-                                         f"(got {text})")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser):
     r"""The options of the experiment (:obj:`mgvae properties` and
     ``examples/property_prediction.py``)."""
-    pos_int, pos_float = _positive(int), _positive(float)
     data = parser.add_argument_group('data and protocol')
     data.add_argument('--dataset', required=True, choices=DATASETS)
     data.add_argument('--mode', default='supervised', choices=MODES)
@@ -269,10 +233,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--targets', default=None,
                       help='comma-separated target names (default: zinc '
                       'penalized_logp,logp; qm9 all of Table 9 in the data)')
-    data.add_argument('--seeds', type=pos_int, default=3)
+    data.add_argument('--seeds', type=positive_int, default=3)
     data.add_argument('--split-seed', type=int, default=0,
                       help='seed of the random QM9 80/10/10 split')
-    data.add_argument('--subset', type=pos_int, default=None,
+    data.add_argument('--subset', type=positive_int, default=None,
                       help='use only the first N molecules of every split '
                       '(quick checks; the records say so)')
     data.add_argument('--out', default=None,
@@ -285,26 +249,26 @@ def add_arguments(parser: argparse.ArgumentParser):
     data.add_argument('--no-progress', action='store_true')
 
     model = parser.add_argument_group('model (supervised)')
-    model.add_argument('--hidden', type=pos_int, default=64)
-    model.add_argument('--layers', type=pos_int, default=2,
+    model.add_argument('--hidden', type=positive_int, default=64)
+    model.add_argument('--layers', type=positive_int, default=2,
                        help='GINE convolutions per level (the no-pooling '
                        'baselines get levels x layers, the same depth)')
-    model.add_argument('--clusters', type=_int_list, default=[4, 2],
+    model.add_argument('--clusters', type=int_list, default=[4, 2],
                        help='clusters per pooling level for MGN and '
                        'DiffPool (default: 4,2: three levels)')
-    model.add_argument('--ratio', type=pos_float, default=0.5,
+    model.add_argument('--ratio', type=positive_float, default=0.5,
                        help='kept fraction of TopK/SAG/ASAP per level')
     model.add_argument('--cluster-layers', type=int, default=0,
                        help='GNN layers of the MGN clustering (0: linear on '
                        'the convolutions\' output)')
-    model.add_argument('--aux-weight', type=_nonnegative_float, default=0.1,
+    model.add_argument('--aux-weight', type=nonnegative_float, default=0.1,
                        help='weight of the pooling losses (MGN balanced '
                        'cut, DiffPool link + entropy)')
 
     opt = parser.add_argument_group('training')
-    opt.add_argument('--epochs', type=pos_int, default=20)
-    opt.add_argument('--batch-size', type=pos_int, default=128)
-    opt.add_argument('--lr', type=pos_float, default=1e-3)
+    opt.add_argument('--epochs', type=positive_int, default=20)
+    opt.add_argument('--batch-size', type=positive_int, default=128)
+    opt.add_argument('--lr', type=positive_float, default=1e-3)
     opt.add_argument('--device', default='auto',
                      choices=['auto', 'cpu', 'cuda', 'mps'],
                      help='auto: cuda, then mps, then cpu (default: '
@@ -313,15 +277,15 @@ def add_arguments(parser: argparse.ArgumentParser):
                      'global batch)')
 
     un = parser.add_argument_group('unsupervised (qm9)')
-    un.add_argument('--ae-train', type=pos_int, default=10000,
+    un.add_argument('--ae-train', type=positive_int, default=10000,
                     help='training molecules of the autoencoder (paper D.2:'
                     ' 10,000 random QM9 training molecules)')
-    un.add_argument('--ae-epochs', type=pos_int, default=10)
-    un.add_argument('--latent', type=pos_int, default=64)
+    un.add_argument('--ae-epochs', type=positive_int, default=10)
+    un.add_argument('--latent', type=positive_int, default=64)
     un.add_argument('--order', type=int, default=1, choices=[1, 2],
                     help='MGVAE encoder order (default: 1)')
-    un.add_argument('--mlp-epochs', type=pos_int, default=20)
-    un.add_argument('--mlp-batch-size', type=pos_int, default=512)
+    un.add_argument('--mlp-epochs', type=positive_int, default=20)
+    un.add_argument('--mlp-batch-size', type=positive_int, default=512)
     un.add_argument('--mlp', default='per-target',
                     choices=['per-target', 'shared'],
                     help='one MLP per target (the paper\'s) or one MLP with '
@@ -379,10 +343,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def parse_args(argv: Optional[Sequence[str]] = None,
                prog: Optional[str] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.split('\n\n')[0])
-    add_arguments(parser)
-    return resolve_args(parser.parse_args(argv))
+    return parse_options(__doc__, add_arguments, resolve_args, argv, prog)
 
 
 def target_names(dataset: str) -> List[str]:
