@@ -67,6 +67,7 @@ from torch_geometric_mgvae.experiments.options import (
     int_list,
     nonnegative_float,
     nonnegative_int,
+    parse_options,
     positive_float,
     positive_int,
     probability,
@@ -253,10 +254,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def parse_args(argv: Optional[Sequence[str]] = None,
                prog: Optional[str] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split(
-        '\n\n')[0])
-    add_arguments(parser)
-    return resolve_args(parser.parse_args(argv))
+    return parse_options(__doc__, add_arguments, resolve_args, argv, prog)
 
 
 # Data #####################################################################
@@ -610,28 +608,29 @@ class MoleculeExperiment:
         res = molecule_metrics(mols, split, fcd=False)
         # The paper's novelty is against the molecules trained on; QM9 lists
         # nearly every small molecule, so the whole split is stricter.
-        res['novelty_seen'] = novelty(valid_mols(mols), seen)
+        valid = valid_mols(mols)  # sanitized once for the metrics below
+        res['novelty_seen'] = novelty(valid, seen)
         if not self.args.no_fcd:
-            smiles = [s for s in map(mol_to_smiles, valid_mols(mols)) if s]
+            smiles = [s for s in map(mol_to_smiles, valid) if s]
             fcd = self._fcd(smiles)
             if fcd is not None:
                 res['fcd'] = fcd
-            nspdk = self._nspdk(mols)
+            nspdk = self._nspdk(valid)
             if nspdk is not None:
                 res['nspdk'] = nspdk
         return res
 
     def _nspdk(self, mols: Sequence[Any]) -> Optional[float]:
-        r"""NSPDK MMD of the valid :obj:`mols` to the test set, GDSS's
-        second molecule metric (:obj:`None` without the optional
-        :obj:`eden-kernel` or without a valid molecule); the test set's
-        features are computed once."""
+        r"""NSPDK MMD of the valid molecules :obj:`mols` to the test set,
+        GDSS's second molecule metric (:obj:`None` without the optional
+        :obj:`eden-kernel` or without a molecule); the test set's features
+        are computed once."""
         from torch_geometric_mgvae.chem import nspdk_features, nspdk_mmd
         try:
             import eden.graph  # noqa: F401
         except ImportError:
             return None
-        if not valid_mols(mols):
+        if not mols:
             return None
         if getattr(self, '_nspdk_ref', None) is None:
             self._nspdk_ref = nspdk_features(self.test_smiles)
