@@ -268,6 +268,34 @@ def test_comembership_adds_shared_clusters_to_the_pair_logit():
     terms['comembership'].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for p in model.pools[0].parameters())
+    # The loss scores the one-hot rows sparsely: the same loss and gradients
+    # as the inner products of the whole embedding, in the sampled mode too.
+    import torch_geometric_mgvae.models.mgn as mgn_module
+    for dense_pairs in (2**18, 1):
+        model.recon_kwargs['max_dense_pairs'] = dense_pairs
+        results = []
+        for sparse in (True, False):
+            out = model(data.x, data.edge_index, batch=data.batch,
+                        generator=torch.Generator().manual_seed(0))
+            if not sparse:
+                keep = mgn_module.BlockInnerProductDecoder
+                mgn_module.BlockInnerProductDecoder = lambda d, *_: d
+            try:
+                loss = model.global_recon_loss(
+                    out, torch.Generator().manual_seed(2))
+            finally:
+                if not sparse:
+                    mgn_module.BlockInnerProductDecoder = keep
+            params = [p for p in model.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            results.append((loss, grads))
+        (l1, g1), (l2, g2) = results
+        assert torch.allclose(l1, l2, atol=1e-12)
+        for a, b in zip(g1, g2):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert torch.allclose(a, b, atol=1e-10)
+        assert any(g is not None and g.abs().sum() > 0 for g in g1)
     # Off by default: the old loss terms.
     plain = MGVAE(4, 16, 8, [4]).double()
     assert 'comembership' not in plain.loss_terms(

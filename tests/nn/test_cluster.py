@@ -136,6 +136,56 @@ def test_sinkhorn_balance_makes_clusters_equal_in_mass():
     assert raw.max() >= 25 and bal.max() <= 16
 
 
+def _sinkhorn_reference(logits, batch, num_graphs, num_iters):
+    # The iterations written out in the log domain, graph by graph.
+    out = []
+    for b in range(num_graphs):
+        p = logits[batch == b].log_softmax(-1)
+        n, K = p.shape
+        for _ in range(num_iters):
+            p = p - p.logsumexp(0, keepdim=True) + math.log(max(n, 1) / K)
+            p = p.log_softmax(-1)
+        out.append(p)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize('scale', [1.0, 8.0, 300.0])
+def test_sinkhorn_balance_equals_the_log_domain_iterations(scale):
+    torch.manual_seed(0)
+    batch = torch.tensor([0] * 30 + [1] * 7 + [2] * 1)
+    logits = (scale * torch.randn(38, 6, dtype=torch.float64)
+              ).requires_grad_()
+    w = torch.randn(38, 6, dtype=torch.float64)
+    out = sinkhorn_balance(logits, batch, num_iters=10)
+    ref = _sinkhorn_reference(logits, batch, 3, 10)
+    assert torch.allclose(out, ref, atol=1e-9)
+    g, = torch.autograd.grad((out * w).sum(), logits)
+    g_ref, = torch.autograd.grad((ref * w).sum(), logits)
+    assert torch.allclose(g, g_ref, atol=1e-9)
+    # One graph (the matrix-vector path):
+    one = torch.zeros(30, dtype=torch.long)
+    assert torch.allclose(sinkhorn_balance(logits[:30], one),
+                          _sinkhorn_reference(logits[:30], one, 1, 10),
+                          atol=1e-9)
+
+
+def test_sinkhorn_balance_with_a_nearly_empty_cluster_stays_finite():
+    # Every node dislikes cluster 0 by 60 nats: in float32 its mass (about
+    # 1e-26) would overflow the gradient of the scaled iterations.
+    torch.manual_seed(0)
+    logits = torch.randn(40, 4)
+    logits[:, 0] -= 60
+    logits.requires_grad_()
+    batch = torch.zeros(40, dtype=torch.long)
+    out = sinkhorn_balance(logits, batch)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(logits.grad).all()
+    ref = _sinkhorn_reference(logits.detach().double(), batch, 1, 10)
+    assert torch.allclose(out.double(), ref, atol=1e-3)
+    # Cluster 0 still gets its share of the mass (what the balance is for).
+    assert out.exp()[:, 0].sum().item() == pytest.approx(10.0, rel=1e-3)
+
+
 def test_sinkhorn_balance_equivariant_and_edge_cases():
     data = random_batch()
     logits = torch.randn(data.num_nodes, 3, dtype=torch.float64)

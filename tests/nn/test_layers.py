@@ -6,11 +6,13 @@ import torch.nn.functional as F
 
 from tests.conftest import permute_within_graphs, random_batch
 from torch_geometric_mgvae.nn import (
+    BlockInnerProductDecoder,
     ClusterReadout,
     InnerProductDecoder,
     LocalEncoder,
     MGNConv,
     intra_cluster_edges,
+    onehot_pair_dot,
     pair_recon_loss,
     sample_group_pairs,
     undirected_pairs,
@@ -137,3 +139,54 @@ def test_balanced_loss_matches_pyg_style():
             for j in range(i + 1, 5) if (i, j) != (0, 1)]
     assert loss.item() == pytest.approx((pos + sum(negs) / 9).item())
     assert str(dec) == 'InnerProductDecoder(bias=False)'
+
+
+def test_onehot_pair_dot_equals_dense_inner_products():
+    torch.manual_seed(0)
+    # Rows of two one-hot blocks (5 and 3 columns), scaled, plus straight-
+    # through-like gradients: exact zeros outside index in value.
+    N, sizes = 9, (5, 3)
+    ids = torch.stack([torch.randint(k, (N, )) for k in sizes], dim=1)
+    index = ids + torch.tensor([0, 5])
+    scale = torch.tensor([0.7, 1.9], dtype=torch.double)
+    E = torch.zeros(N, 8, dtype=torch.double)
+    E[torch.arange(N).view(-1, 1), index] = scale
+    E.requires_grad_()
+    pairs = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 8, 8],
+                          [1, 2, 0, 3, 7, 7, 6, 2, 5]])
+    w = torch.randn(pairs.size(1), dtype=torch.double)
+    fast = onehot_pair_dot(E, index, pairs)
+    dense = (E[pairs[0]] * E[pairs[1]]).sum(-1)
+    assert torch.allclose(fast, dense)
+    g_fast, = torch.autograd.grad((fast * w).sum(), E)
+    g_dense, = torch.autograd.grad((dense * w).sum(), E)
+    assert torch.allclose(g_fast, g_dense)
+    # With dense columns in front:
+    z0 = torch.randn(N, 3, dtype=torch.double)
+    Z = torch.cat([z0, E.detach()], dim=-1).requires_grad_()
+    both = onehot_pair_dot(Z, index + 3, pairs, dense_channels=3)
+    dense = (Z[pairs[0]] * Z[pairs[1]]).sum(-1)
+    assert torch.allclose(both, dense)
+    g_fast, = torch.autograd.grad((both * w).sum(), Z)
+    g_dense, = torch.autograd.grad((dense * w).sum(), Z)
+    assert torch.allclose(g_fast, g_dense)
+    # The shared clusters, weighted: sum_l scale_l^2 [same cluster at l].
+    same = (ids[pairs[0]] == ids[pairs[1]]).double()
+    assert torch.allclose(fast, (same * scale**2).sum(-1))
+    # The block decoder: the same logits as the plain one on [z, E].
+    z = torch.randn(N, 4, dtype=torch.double)
+    dec = InnerProductDecoder().double()
+    with torch.no_grad():
+        dec.log_scale.fill_(0.3)
+        dec.bias.fill_(-0.2)
+    full = torch.cat([z, E.detach()], dim=-1)
+    block = BlockInnerProductDecoder(dec, 4, index)
+    assert torch.allclose(block(full, pairs), dec(full, pairs))
+    assert torch.allclose(block(full, pairs, sigmoid=False),
+                          dec(full, pairs, sigmoid=False))
+    blocks = full.view(1, N, -1)
+    assert torch.equal(block.forward_all(blocks), dec.forward_all(blocks))
+    # No sparse part: the plain inner products.
+    assert torch.allclose(
+        BlockInnerProductDecoder(dec, 4, index[:, :0])(z, pairs),
+        dec(z, pairs))

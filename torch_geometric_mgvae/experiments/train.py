@@ -94,9 +94,11 @@ def check_finite_grads(module: torch.nn.Module):
     process makes the sum non-finite on all), so every process decides the
     same without another collective."""
     named = [(k, p.grad) for k, p in module.named_parameters()
-             if p.grad is not None]
-    if not named or bool(torch.stack([torch.isfinite(g).all()
-                                      for _, g in named]).all()):
+             if p.grad is not None and p.grad.numel() > 0]
+    # One fused pass: the largest magnitude of every gradient (NaN and
+    # infinity propagate; no overflow, unlike the 2-norm).
+    if not named or bool(torch.isfinite(torch.stack(torch._foreach_norm(
+            [g for _, g in named], float('inf')))).all()):
         return
     for k, g in named:
         if not bool(torch.isfinite(g).all()):

@@ -35,6 +35,7 @@ from torch_geometric_mgvae.nn.conv import (
     run_conv,
 )
 from torch_geometric_mgvae.nn.decoder import (
+    BlockInnerProductDecoder,
     DenseEdgeDecoder,
     InnerProductDecoder,
     pair_recon_loss,
@@ -607,6 +608,23 @@ class MGN(torch.nn.Module):
         cache[i] = part
         return part
 
+    def _ancestry_index(self, out: MGNOutput, i: int) -> Tensor:
+        r"""The columns of :meth:`_ancestry` (without
+        :obj:`hierarchical_decoding`) where level :obj:`i`'s nodes have
+        their nonzero entries: per clustered level :math:`\ell' \ge i`, the
+        block's offset plus the local id of the node's cluster there,
+        :math:`(N_i, L - i)`."""
+        node = torch.arange(out[i].num_nodes, device=out[i].z.device)
+        cols, offset = [], 0
+        for j in range(i, len(out.levels) - 1):
+            so = out[j].select
+            cols.append(offset + so.local[node])
+            offset += so.num_local
+            node = so.cluster_index[node]
+        if not cols:
+            return node.new_zeros(node.numel(), 0)
+        return torch.stack(cols, dim=1)
+
     def reset_parameters(self):
         for m in self.modules():
             if m is not self and hasattr(m, 'reset_parameters'):
@@ -906,6 +924,11 @@ class MGN(torch.nn.Module):
                    shard: Optional[Tuple[int, int]] = None) -> Tensor:
         rk = self.recon_kwargs
         lvl = out[i]
+        if (self.comembership and not self.hierarchical_decoding
+                and isinstance(decoder, InnerProductDecoder)):
+            # The co-membership rows are one-hot blocks: score them sparsely.
+            decoder = BlockInnerProductDecoder(decoder, lvl.z.size(-1),
+                                               self._ancestry_index(out, i))
         return pair_recon_loss(
             self.decoding_latents(out, i), lvl.edge_index, group, num_groups,
             decoder, rk['max_dense_pairs'], rk['num_neg_samples'],
@@ -1038,7 +1061,8 @@ class MGN(torch.nn.Module):
             for pairs, sign in ((pos, -1.0), (neg, 1.0)):
                 if pairs.size(1) == 0:
                     continue
-                s = scale * (Q[pairs[0]] * Q[pairs[1]]).sum(-1) + b
+                s = scale * (Q.index_select(0, pairs[0]) *
+                             Q.index_select(0, pairs[1])).sum(-1) + b
                 loss = loss + F.softplus(sign * s).mean()
         return loss
 

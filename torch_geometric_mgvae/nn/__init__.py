@@ -26,8 +26,10 @@ from .conv import (
     run_conv,
 )
 from .decoder import (
+    BlockInnerProductDecoder,
     DenseEdgeDecoder,
     InnerProductDecoder,
+    onehot_pair_dot,
     pair_recon_loss,
     sample_group_pairs,
     undirected_pairs,
@@ -85,6 +87,7 @@ __all__ = [
     # Decoders
     'DCGANDecoder', 'InnerProductDecoder', 'DenseEdgeDecoder',
     'pair_recon_loss', 'sample_group_pairs', 'undirected_pairs',
+    'onehot_pair_dot', 'BlockInnerProductDecoder',
     # Dense blocks, second-order layers
     'DenseBlocks', 'to_dense_blocks', 'NUM_BASIS', 'NUM_CONTRACTIONS',
     'MLPDecoder', 'SecondOrderConv', 'SecondOrderDecoder',

@@ -78,6 +78,23 @@ def _finite(t: Tensor) -> bool:
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
+def _check_values(name: str, t: Tensor):
+    r"""Raises for NaN/infinite entries of :obj:`t` or entries larger than
+    :obj:`MAX_FEATURE` in magnitude (one pass: :func:`torch.aminmax`
+    propagates NaN)."""
+    if t.numel() == 0:
+        return
+    lo, hi = torch.aminmax(t)
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"'{name}' contains NaN or infinite values")
+    big = max(abs(lo), abs(hi))
+    if big > MAX_FEATURE:
+        raise ValueError(f"'{name}' holds values of magnitude {big:.3g}: "
+                         f"standardise the features (|{name}| <= "
+                         f"{MAX_FEATURE:.0e} accepted)")
+
+
 #: A prime below 2**31 (products of two residues fit in int64).
 _P = 2147483629
 
@@ -121,12 +138,7 @@ def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
     if not x.is_floating_point():
         raise ValueError(f"'x' must hold floating point features (got "
                          f"{x.dtype})")
-    if not _finite(x):
-        raise ValueError("'x' contains NaN or infinite values")
-    if x.numel() and float(x.abs().max()) > MAX_FEATURE:
-        raise ValueError(f"'x' holds values of magnitude "
-                         f"{float(x.abs().max()):.3g}: standardise the "
-                         f"features (|x| <= {MAX_FEATURE:.0e} accepted)")
+    _check_values('x', x)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must be [2, num_edges] "
                          f"(got shape {tuple(edge_index.shape)})")
@@ -149,15 +161,7 @@ def check_graph(x: Tensor, edge_index: Tensor, edge_weight: OptTensor,
             raise ValueError(f"'edge_attr' must hold one row per edge (got "
                              f"{edge_attr.size(0)} rows for {E} edges)")
         if edge_attr.is_floating_point():
-            if not _finite(edge_attr):
-                raise ValueError("'edge_attr' contains NaN or infinite "
-                                 "values")
-            if edge_attr.numel() and \
-                    float(edge_attr.abs().max()) > MAX_FEATURE:
-                raise ValueError(
-                    f"'edge_attr' holds values of magnitude "
-                    f"{float(edge_attr.abs().max()):.3g}: standardise the "
-                    f"features (|edge_attr| <= {MAX_FEATURE:.0e} accepted)")
+            _check_values('edge_attr', edge_attr)
     if batch is not None:
         if batch.dim() != 1 or batch.numel() != x.size(0):
             raise ValueError("'batch' must hold one entry per node")

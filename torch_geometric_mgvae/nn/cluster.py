@@ -238,18 +238,36 @@ def gather_clusters(select_output: ClusterOutput, x: Tensor,
     return torch.bmm(dense, full)[mask]
 
 
+#: The smallest cluster mass the scaled Sinkhorn iterations accept, per
+#: dtype (:math:`\epsilon_{tiny}^{1/3}`: the gradient :math:`1 / m^2`
+#: stays far from overflow).
+_SINKHORN_MIN_MASS = {
+    dt: float(torch.finfo(dt).tiny)**(1 / 3)
+    for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+
+
 def sinkhorn_balance(logits: Tensor, batch: Tensor,
                      num_graphs: Optional[int] = None,
                      num_iters: int = 10) -> Tensor:
-    r"""Balances clustering logits with Sinkhorn-Knopp iterations in the log
-    domain, per graph: alternately normalises every node's distribution
-    over the :math:`K` clusters to 1 and every cluster's total mass to
-    :math:`n / K`. The result is the log of a (nearly) doubly stochastic
-    assignment :math:`\log p_{ik}` whose clusters have equal expected
-    sizes, so that Gumbel-max samples *and* the evaluation-mode
-    :math:`\arg\max` are balanced, not only random assignments of
-    near-uniform logits (not in the paper; a balanced-cut constraint
-    built into the assignment, as in optimal-transport clustering).
+    r"""Balances clustering logits with Sinkhorn-Knopp iterations, per
+    graph: alternately normalises every node's distribution over the
+    :math:`K` clusters to 1 and every cluster's total mass to :math:`n / K`.
+    The result is the log of a (nearly) doubly stochastic assignment
+    :math:`\log p_{ik}` whose clusters have equal expected sizes, so that
+    Gumbel-max samples *and* the evaluation-mode :math:`\arg\max` are
+    balanced, not only random assignments of near-uniform logits (not in the
+    paper; a balanced-cut constraint built into the assignment, as in
+    optimal-transport clustering).
+
+    The iterations scale :math:`E_{ik} = \exp(\tilde{p}_{ik} - \max_k
+    \tilde{p}_{ik})` by a node vector :math:`u` and a cluster vector
+    :math:`v` per graph, :math:`p_{ik} = u_i E_{ik} v_k`: one exponential in
+    all, then two matrix-vector products per iteration (several times
+    faster, forward and backward, than normalising :math:`\log p` in the
+    log domain, the same values to float precision). Where a cluster's
+    mass nearly underflows (logits about 30 apart in float32) the
+    log-domain iterations are used instead.
 
     Permutation equivariant (only per-node and per-graph sums). Rows are
     normalised last, so :obj:`softmax` of the output is the output's
@@ -260,6 +278,35 @@ def sinkhorn_balance(logits: Tensor, batch: Tensor,
     N, K = logits.shape
     if N == 0 or num_iters <= 0:
         return row_softmax(logits, log=True)
+    count = torch.bincount(batch, minlength=num_graphs).to(logits.dtype)
+    target = count.clamp(min=1).view(-1, 1) / K  # [B, 1]
+    shifted = logits - logits.detach().max(dim=-1, keepdim=True).values
+    E = shifted.exp()  # [N, K], every row's largest entry is 1
+    u = 1.0 / E.sum(dim=-1)  # [N]
+    one = num_graphs == 1
+    smallest = []
+    for _ in range(num_iters):
+        if one:
+            col = (u @ E).view(1, K)
+        else:
+            col = scatter(E * u.view(-1, 1), batch, 0, dim_size=num_graphs,
+                          reduce='sum')  # [B, K]
+        smallest.append(col.detach().min())
+        v = target / col  # [B, K]
+        u = 1.0 / (E @ v[0] if one else (E * v[batch]).sum(dim=-1))
+    # A nearly empty cluster column (its gradient 1 / col^2 overflows):
+    # the log domain instead.
+    if not float(torch.stack(smallest).min()) >= \
+            _SINKHORN_MIN_MASS[E.dtype]:  # (also NaN after an empty one)
+        return _sinkhorn_log_domain(logits, batch, num_graphs, num_iters)
+    return shifted + u.log().view(-1, 1) + v.log()[batch]
+
+
+def _sinkhorn_log_domain(logits: Tensor, batch: Tensor, num_graphs: int,
+                         num_iters: int) -> Tensor:
+    r""":func:`sinkhorn_balance` normalising :math:`\log p` itself (slower;
+    never underflows)."""
+    K = logits.size(1)
     count = torch.bincount(batch, minlength=num_graphs).to(logits.dtype)
     log_target = (count.clamp(min=1) / K).log()[batch].view(-1, 1)
     out = row_softmax(logits, log=True)
