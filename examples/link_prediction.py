@@ -2,7 +2,7 @@
 # D.1), next to PyG's VGAE trained on the same splits:
 #
 #   python examples/link_prediction.py --dataset Cora --raw ../shared/data \
-#       --seeds 5 --epochs 200 --levels 7
+#       --seeds 5 --epochs 300 --levels 3
 #
 # Every seed draws an 85/5/10 RandomLinkSplit with as many sampled
 # non-edges; the epoch of every model is selected on the validation AUC and
@@ -32,7 +32,7 @@ from torch_geometric_mgvae.experiments.link_prediction import (  # noqa: E402
 parser = argparse.ArgumentParser(description=__doc__)
 add_arguments(parser)
 args = resolve_args(parser.parse_args())
-torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+torch.set_num_threads(args.threads)
 
 for name in args.dataset:
     # Row-normalised bag-of-words features, raw files from --raw if given.

@@ -253,6 +253,19 @@ def test_runs_with_other_levels_stay_side_by_side(tmp_path):
     assert lp.run_levels({'setting': None}) == [7]
 
 
+def test_defaults_are_the_readme_configuration():
+    # The README's best configuration on validation AUC (L = 3 learned,
+    # balanced, co-membership) on one intra-op thread.
+    args = parse([])
+    assert args.levels == [3] and args.threads == 1
+    assert lp.clusters_per_level(3) == [64, 16, 4]
+    assert args.cluster_balance == 10 and args.eval_assign == 'balanced'
+    assert not args.no_comembership and not args.hierarchical
+    assert args.epochs == 300 and args.eval_every == 10
+    with pytest.raises(SystemExit):
+        parse(['--threads', '0'])
+
+
 def test_bad_arguments():
     with pytest.raises(SystemExit):  # rejected while parsing
         parse(['--levels', '5'])
