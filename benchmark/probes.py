@@ -1353,7 +1353,7 @@ def _cli_option_probes():
                       '--hierarchical-decoding']),
         ('generate', ['--order', '1', '--covariance', 'mrf']),
         ('link-pred', ['--levels', '5']), ('link-pred', ['--levels', '1']),
-        ('link-pred', ['--eval-every', '0']),
+        ('link-pred', ['--eval-every', '0']), ('link-pred', ['--threads', '0']),
         ('link-pred', ['--raw', 'missing']),
         ('link-pred', ['--dataset', 'PubMed']),
         ('link-pred', ['--variants', 'louvain']),

@@ -24,6 +24,7 @@ from torch_geometric_mgvae.experiments.link_prediction import (  # noqa: E402
     clusters_per_level,
     level_clusters,
     load_dataset,
+    method_name,
     resolve_args,
     split_edges,
     train_model,
@@ -49,8 +50,9 @@ for name in args.dataset:
               f'AP {res["ap"]:.4f}')
 
         for L in args.levels:
-            K = clusters_per_level(L)  # [128, ..., 2] or [64, 16, 4]
-            for variant in args.variants:
+            K = clusters_per_level(L)  # [64, 16, 4], [128, ..., 2] or [1]
+            # L = 0: one model without hierarchy (no clusters to vary).
+            for variant in (['flat'] if L == 0 else args.variants):
                 torch.manual_seed(seed)
                 # Fixed clusterings are computed on the training graph.
                 clusters = level_clusters(train, variant, K, seed)
@@ -60,7 +62,7 @@ for name in args.dataset:
                                   args.lr, args.eval_every)
                 stats = cluster_size_stats(
                     model.finest_clusters(train, training=False), K[0])
-                print(f'{name} seed {seed} MGVAE ({variant}, L={L}): '
+                print(f'{name} seed {seed} {method_name(variant, L)}: '
                       f'AUC {res["auc"]:.4f}, AP {res["ap"]:.4f}, '
                       f'finest clusters KL to uniform '
                       f'{stats["cluster_kl"]:.3f}')
