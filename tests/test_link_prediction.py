@@ -260,6 +260,7 @@ def test_defaults_are_the_readme_configuration():
     assert args.levels == [3] and args.threads == 1
     assert lp.clusters_per_level(3) == [64, 16, 4]
     assert args.cluster_balance == 10 and args.eval_assign == 'balanced'
+    assert args.cluster_features == 10 and args.cluster_init_epochs == 50
     assert not args.no_comembership and not args.hierarchical
     assert args.epochs == 300 and args.eval_every == 10
     with pytest.raises(SystemExit):
@@ -329,3 +330,41 @@ def test_train_model_resumes_exactly_and_stops_at_nan(tmp_path,
     with pytest.raises(NonFiniteError, match="'balanced_cut'.* epoch 3"):
         with TrainingSession() as session:
             fit(session)
+
+
+def test_spectral_start_of_the_learned_clustering():
+    # --cluster-features: the spectral embedding of the training graph feeds
+    # the finest clustering; --cluster-init-epochs: the clusterings are
+    # pulled towards the balanced spectral hierarchy in the first epochs.
+    data = sbm_graph()
+    train, val, test = lp.split_edges(data, seed=0)
+    args = parse(['--hidden', '8', '--latent', '4', '--cluster-features',
+                  '3', '--cluster-init-epochs', '2'])
+    seed_everything(0)
+    model = lp.MGVAELinkModel(3, [4, 2], 'learned', args)
+    inputs = model.graph_inputs(train)
+    assert inputs['cluster_x'].shape == (train.num_nodes, 3)
+    assert torch.allclose(inputs['cluster_x'].mean(0), torch.zeros(3),
+                          atol=1e-5)
+    assert [sorted(torch.bincount(t).tolist()) for t in inputs['targets']
+            ] == [[22, 22, 23, 23], [2, 2]]  # balanced
+    assert model.graph_inputs(train) is inputs  # computed once per graph
+    model.train()
+    model.set_epoch(2)
+    assert 'cluster_init' in model.loss_terms(train)
+    model.set_epoch(3)
+    assert 'cluster_init' not in model.loss_terms(train)
+    model.eval()
+    model.set_epoch(1)
+    assert 'cluster_init' not in model.loss_terms(train)
+    res = lp.train_model(model, train, val, test, epochs=4, lr=0.01,
+                         eval_every=2)
+    assert model.epoch == 4 and 0.0 <= res['auc'] <= 1.0
+    # Fixed clusterings take neither:
+    fixed = lp.MGVAELinkModel(
+        3, [4, 2], 'spectral', args,
+        lp.level_clusters(train, 'spectral', [4, 2], 0))
+    assert fixed.cluster_features == 0 and fixed.cluster_init_epochs == 0
+    assert 'cluster_init' not in fixed.loss_terms(train)
+    with pytest.raises(SystemExit):
+        parse(['--cluster-features', '-1'])

@@ -300,3 +300,62 @@ def test_comembership_adds_shared_clusters_to_the_pair_logit():
     plain = MGVAE(4, 16, 8, [4]).double()
     assert 'comembership' not in plain.loss_terms(
         plain(data.x, data.edge_index, batch=data.batch))
+
+
+def test_cluster_x_feeds_the_finest_clustering_only():
+    data = random_batch(sizes=(12, 10))
+    torch.manual_seed(0)
+    model = MGVAE(4, 16, 8, [4, 2], cluster_kwargs=dict(
+        extra_channels=3)).double().eval()
+    base = MGVAE(4, 16, 8, [4, 2])
+    assert model.pools[0].select.in_channels == \
+        base.pools[0].select.in_channels + 3
+    assert model.pools[1].select.in_channels == \
+        base.pools[1].select.in_channels
+    cx = torch.randn(22, 3, dtype=torch.double)
+    out = model(data.x, data.edge_index, batch=data.batch, cluster_x=cx)
+    # The clustering reads cluster_x: other features, other logits.
+    other = model(data.x, data.edge_index, batch=data.batch,
+                  cluster_x=cx + 1.0)
+    assert not torch.allclose(out[0].select.logits, other[0].select.logits)
+    # From a Data object too:
+    data.cluster_x = cx
+    from_data = model(data)
+    assert torch.allclose(from_data[0].select.logits, out[0].select.logits)
+    for bad in (None, torch.randn(22, 2, dtype=torch.double)):
+        with pytest.raises(ValueError, match='cluster_x'):
+            model(data.x, data.edge_index, batch=data.batch, cluster_x=bad)
+    plain = MGVAE(4, 16, 8, [4, 2]).double()
+    with pytest.raises(ValueError, match='cluster_x'):
+        plain(data.x, data.edge_index, batch=data.batch, cluster_x=cx)
+    with pytest.raises(ValueError, match='extra_channels'):
+        MGVAE(4, 16, 8, [4], cluster_kwargs=dict(extra_channels=-1))
+
+
+def test_cluster_target_loss_hand_value():
+    import torch.nn.functional as F
+    data = random_batch(sizes=(12, 10))
+    torch.manual_seed(0)
+    model = MGVAE(4, 16, 8, [4, 2]).double().eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    t0 = torch.randint(4, (22, ))
+    t1 = torch.randint(2, (out[1].num_nodes, ))
+    loss = model.cluster_target_loss(out, [t0, t1])
+    expected = sum(F.nll_loss(out[i].select.logits.log_softmax(-1), t)
+                   for i, t in enumerate((t0, t1)))
+    assert torch.allclose(loss, expected)
+    # A target of the wrong size stops the sum there:
+    assert torch.allclose(model.cluster_target_loss(out, [t0, t1[:1]]),
+                          F.nll_loss(out[0].select.logits.log_softmax(-1),
+                                     t0))
+    # Training on the targets makes the clustering follow them:
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        out = model(data.x, data.edge_index, batch=data.batch)
+        model.cluster_target_loss(out, [t0]).backward()
+        opt.step()
+    model.eval()
+    out = model(data.x, data.edge_index, batch=data.batch)
+    assert (out[0].select.logits.argmax(-1) == t0).float().mean() > 0.8

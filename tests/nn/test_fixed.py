@@ -199,6 +199,31 @@ def test_fixed_hierarchy_batched_equals_one_by_one_and_permutation(method):
     assert all(torch.equal(a, b) for a, b in zip(out[1:], single[3][1:]))
 
 
+def test_balanced_spectral_hierarchy():
+    graphs = [random_graph(n, 0.3, 5, seed=s, dtype=torch.float32)
+              for s, n in enumerate((12, 21, 30))]
+    batch = Batch.from_data_list(graphs)
+    levels = fixed_hierarchy(batch, 'spectral', [4, 2], balanced=True)
+    single = [fixed_hierarchy(g, 'spectral', [4, 2], balanced=True)
+              for g in graphs]
+    for i, level in enumerate(levels):
+        assert torch.equal(level, torch.cat([s[i] for s in single]))
+    for g, (fine, coarse) in zip(graphs, single):
+        sizes = torch.bincount(fine, minlength=4)
+        assert int(sizes.max() - sizes.min()) <= 1  # balanced
+        assert torch.bincount(coarse, minlength=2).tolist() == [2, 2]
+    # The same k-means centres: nodes keep their nearest centre where the
+    # sizes allow; a graph of no more nodes than clusters is unchanged.
+    plain = fixed_hierarchy(graphs[2], 'spectral', [4])[0]
+    assert (plain == single[2][0]).float().mean() > 0.4
+    tiny = random_graph(3, 0.9, 5, seed=0, dtype=torch.float32)
+    assert torch.equal(
+        fixed_hierarchy(tiny, 'spectral', [4], balanced=True)[0],
+        fixed_hierarchy(tiny, 'spectral', [4])[0])
+    with pytest.raises(ValueError, match="method='spectral' only"):
+        fixed_hierarchy(graphs[0], 'kmeans', [4], balanced=True)
+
+
 def test_feature_kmeans_uses_features():
     x = torch.cat([torch.zeros(4, 30), torch.ones(4, 30)])
     x[:, 0] += torch.arange(8) * 1e-3

@@ -188,6 +188,18 @@ def add_arguments(parser: argparse.ArgumentParser):
     model.add_argument('--entropy-weight', type=nonnegative_float,
                        default=0.0,
                        help='weight of the assignment-entropy loss')
+    model.add_argument('--cluster-features', type=nonnegative_int,
+                       default=10,
+                       help='learned clustering: the spectral embedding of '
+                       'the training graph (this many eigenvectors, '
+                       'standardised) as extra input of the finest '
+                       'clustering (default: 10; 0: none)')
+    model.add_argument('--cluster-init-epochs', type=nonnegative_int,
+                       default=50,
+                       help='learned clustering: for this many first epochs, '
+                       'pull every level towards the balanced spectral '
+                       'hierarchy of the training graph (default: 50; 0: '
+                       'no pull)')
 
     opt = parser.add_argument_group('training')
     opt.add_argument('--epochs', type=positive_int, default=300)
@@ -401,7 +413,9 @@ class MGVAELinkModel(torch.nn.Module):
             clustering='learned' if variant == 'learned' else 'fixed',
             cluster_kwargs=dict(num_layers=args.cluster_layers,
                                 balance=args.cluster_balance,
-                                eval_assign=args.eval_assign),
+                                eval_assign=args.eval_assign,
+                                extra_channels=args.cluster_features
+                                if variant == 'learned' else 0),
             encoder_scope=args.encoder_scope, latent_head=args.latent_head,
             norm=args.norm, recon_kwargs=dict(balanced=True),
             hierarchical_decoding=args.hierarchical and variant != 'flat',
@@ -411,9 +425,46 @@ class MGVAELinkModel(torch.nn.Module):
                             cluster_entropy=args.entropy_weight,
                             comembership=args.comembership_weight,
                             multires=args.multires_weight)
+        learned = variant == 'learned'
+        self.cluster_features = args.cluster_features if learned else 0
+        self.cluster_init_epochs = args.cluster_init_epochs if learned else 0
+        self.epoch = 1
+        self._graph: Optional[Tuple[Tensor, Dict[str, Any]]] = None
+
+    def set_epoch(self, epoch: int):
+        r"""The epoch of the next training step (1-based; set by
+        :func:`train_model`): the balanced spectral targets pull the
+        learned clusterings during the first :obj:`--cluster-init-epochs`
+        epochs."""
+        self.epoch = epoch
+
+    def graph_inputs(self, train: Data) -> Dict[str, Any]:
+        r"""What the model derives from its (training) graph, computed once
+        per graph: the standardised spectral embedding read by the finest
+        clustering (:obj:`--cluster-features`) and the balanced spectral
+        hierarchy the clusterings start from (:obj:`--cluster-init-epochs`).
+        Both are functions of the graph
+        (:func:`~torch_geometric_mgvae.nn.fixed_hierarchy`)."""
+        if self._graph is not None and self._graph[0] is train.edge_index:
+            return self._graph[1]
+        from torch_geometric_mgvae.nn.fixed import spectral_embedding
+        out: Dict[str, Any] = dict(cluster_x=None, targets=None)
+        n = train.num_nodes
+        if self.cluster_features > 0:
+            e = spectral_embedding(train.edge_index, n,
+                                   self.cluster_features)
+            e = (e - e.mean(0)) / e.std(0).clamp(min=1e-12)
+            out['cluster_x'] = e.to(train.x.dtype).to(train.x.device)
+        if self.cluster_init_epochs > 0:
+            out['targets'] = fixed_hierarchy(
+                Data(edge_index=train.edge_index, num_nodes=n), 'spectral',
+                self.mgvae.num_clusters, balanced=True)
+        self._graph = (train.edge_index, out)
+        return out
 
     def forward(self, train: Data):
-        return self.mgvae(train.x, train.edge_index, clusters=self.clusters)
+        return self.mgvae(train.x, train.edge_index, clusters=self.clusters,
+                          cluster_x=self.graph_inputs(train)['cluster_x'])
 
     def _weights(self, train: Data) -> Dict[str, float]:
         weights = dict(self.weights)
@@ -449,6 +500,9 @@ class MGVAELinkModel(torch.nn.Module):
             if m.comembership and w['comembership'] > 0:
                 terms['comembership'] = w['comembership'] * \
                     m.comembership_loss(out)
+            if self.training and self.epoch <= self.cluster_init_epochs:
+                terms['cluster_init'] = m.cluster_target_loss(
+                    out, self.graph_inputs(train)['targets'])
         return terms
 
     def loss(self, train: Data) -> Tensor:
@@ -457,7 +511,8 @@ class MGVAELinkModel(torch.nn.Module):
     @torch.no_grad()
     def scorer(self, train: Data) -> Callable[[Tensor], Tensor]:
         z = self.mgvae.encode(train.x, train.edge_index,
-                              clusters=self.clusters)
+                              clusters=self.clusters,
+                              cluster_x=self.graph_inputs(train)['cluster_x'])
         return lambda ei: self.mgvae.decode(z, ei, sigmoid=False)
 
     def finest_clusters(self, train: Data, training: bool) -> Tensor:
@@ -619,6 +674,8 @@ def train_model(model: torch.nn.Module, train: Data, val: Data, test: Data,
         run = resumed['run']
 
     def step(epoch: int):
+        if hasattr(model, 'set_epoch'):
+            model.set_epoch(epoch)
         net.train()
         t0 = time.perf_counter()
         opt.zero_grad()
@@ -795,6 +852,10 @@ def _run_job(args: argparse.Namespace, data: Data, train: Data, val: Data,
         model = MGVAELinkModel(data.num_features, K, variant, args, clusters)
     model = model.to(device)
     train, val, test = train.to(device), val.to(device), test.to(device)
+    if isinstance(model, MGVAELinkModel):
+        # What the model derives from the graph, once, before the timed
+        # steps (as the fixed hierarchies above).
+        model.graph_inputs(train)
     if par.world_size > 1:  # every process draws its own noise
         seed_everything(rank_seed(seed))
     bar = tqdm(total=args.epochs, file=sys.stdout,
@@ -857,7 +918,9 @@ def dataset_records(name: str, data: Data,
                    multires_weight=args.multires_weight,
                    entropy_weight=args.entropy_weight,
                    eval_every=args.eval_every, levels=sorted(args.levels),
-                   threads=args.threads)
+                   threads=args.threads,
+                   cluster_features=args.cluster_features,
+                   cluster_init_epochs=args.cluster_init_epochs)
     for method, rs in runs.items():
         n = len(rs)
         common = dict(n=n, protocol=PROTOCOL, command=command,

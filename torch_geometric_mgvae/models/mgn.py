@@ -59,7 +59,8 @@ LATENT_HEADS = ('linear', 'conv')
 #: Options of the learned clustering (:class:`~torch_geometric_mgvae.nn.
 #: SelectLearned`) and their defaults.
 CLUSTER_DEFAULTS = dict(num_layers=2, tau=1.0, balance=0,
-                        hidden_channels=None, eval_assign='argmax')
+                        hidden_channels=None, eval_assign='argmax',
+                        extra_channels=0)
 #: Options of the adjacency reconstruction losses
 #: (:func:`~torch_geometric_mgvae.nn.pair_recon_loss`) and their defaults.
 RECON_DEFAULTS = dict(max_dense_pairs=2**18, num_neg_samples=None,
@@ -298,7 +299,9 @@ class MGN(torch.nn.Module):
             :obj:`hidden_channels` (:obj:`hidden_channels`) and
             :obj:`eval_assign` (:obj:`"argmax"`; :obj:`"balanced"`: cluster
             sizes within one of each other in evaluation mode, not in the
-            paper).
+            paper) and :obj:`extra_channels` (0; node features that only the
+            finest clustering reads, e.g. a spectral embedding, given to
+            :meth:`forward` as :obj:`cluster_x`; not in the paper).
         encoder_scope (str): :obj:`"cluster"` (the paper's local encoders,
             Def. 4: message passing over intra-cluster edges only) or
             :obj:`"graph"` (message passing over the whole level graph, as the
@@ -435,6 +438,7 @@ class MGN(torch.nn.Module):
         ck = self.cluster_kwargs
         check_int("cluster_kwargs['hidden_channels']", ck['hidden_channels'],
                   optional=True)
+        check_int("cluster_kwargs['extra_channels']", ck['extra_channels'], 0)
         self.recon_kwargs = _check_keys('recon_kwargs', recon_kwargs,
                                         RECON_DEFAULTS)
         rk = self.recon_kwargs
@@ -486,9 +490,10 @@ class MGN(torch.nn.Module):
         # With encoder_scope='graph' the encoder does not depend on the
         # clusters, so the clustering GNN reads the encoder's output (one
         # pass over the raw, possibly wide, features instead of two).
-        cluster_ins = ([enc_out] * num_levels if encoder_scope == 'graph'
-                       else ins)
+        cluster_ins = list([enc_out] * num_levels if encoder_scope == 'graph'
+                           else ins)
         ck = self.cluster_kwargs
+        cluster_ins[0] = cluster_ins[0] + ck['extra_channels']
         self.pools = torch.nn.ModuleList([
             MGNPooling(cluster_ins[i], K, select=clustering,
                        hidden_channels=ck['hidden_channels'] or
@@ -704,6 +709,8 @@ class MGN(torch.nn.Module):
                      if self.uses_edge_attr else None)
         if self.clustering == 'fixed':
             found['clusters'] = get_fixed_clusters(data) or None
+        if self.cluster_kwargs['extra_channels'] > 0:
+            found['cluster_x'] = data.get('cluster_x')
         for key, value in found.items():
             if kwargs.get(key) is None:
                 kwargs[key] = value
@@ -715,7 +722,8 @@ class MGN(torch.nn.Module):
                 edge_attr: OptTensor = None,
                 clusters: Optional[Sequence[Tensor]] = None,
                 noise: Optional[Sequence[Dict[str, Tensor]]] = None,
-                generator: Optional[torch.Generator] = None) -> MGNOutput:
+                generator: Optional[torch.Generator] = None,
+                cluster_x: OptTensor = None) -> MGNOutput:
         r"""Encodes a batch of graphs at every resolution.
 
         Args:
@@ -747,15 +755,20 @@ class MGN(torch.nn.Module):
                 finest level's rows permuted along with the nodes).
             generator (torch.Generator, optional): Random generator for
                 the Gumbel and reparameterisation noise.
+            cluster_x (torch.Tensor, optional): Node features
+                :math:`(N, F_c)` appended to the input of the finest learned
+                clustering only (required exactly when
+                :obj:`cluster_kwargs['extra_channels'] = F_c > 0`).
         """
         if isinstance(x, BaseData):
             kw = dict(edge_weight=edge_weight, batch=batch,
                       num_graphs=num_graphs, edge_attr=edge_attr,
-                      clusters=clusters)
+                      clusters=clusters, cluster_x=cluster_x)
             x, edge_index = self._unpack(x, kw)
             edge_weight, batch, num_graphs, edge_attr, clusters = (
                 kw['edge_weight'], kw['batch'], kw['num_graphs'],
                 kw['edge_attr'], kw['clusters'])
+            cluster_x = kw['cluster_x']
         if edge_index is None:
             raise ValueError("'edge_index' is required")
         edge_index, edge_weight = as_edge_index(
@@ -782,6 +795,15 @@ class MGN(torch.nn.Module):
             raise ValueError(f"The convolution "
                              f"{self.encoders[0].convs[0].__class__.__name__}"
                              f" takes no 'edge_attr'")
+        extra = self.cluster_kwargs['extra_channels']
+        got = None if cluster_x is None else tuple(cluster_x.shape)
+        if (got is not None) != (extra > 0) or (
+                got is not None and got != (x.size(0), extra)):
+            want = (x.size(0), extra) if extra else None
+            raise ValueError(f"'cluster_x' must be given exactly when "
+                             f"cluster_kwargs['extra_channels'] > 0, with "
+                             f"shape [num_nodes, extra_channels] (expected "
+                             f"{want}, got {got})")
         noise = list(noise) if noise is not None else []
         x_in = x
         graph_scope = self.encoder_scope == 'graph'
@@ -804,8 +826,11 @@ class MGN(torch.nn.Module):
                     enc_attr, restrict=False, batch=batch)
             so = None
             if i < len(self.num_clusters):
+                c_in = h if graph_scope else x
+                if i == 0 and cluster_x is not None:
+                    c_in = torch.cat([c_in, cluster_x.to(c_in.dtype)], -1)
                 so = self.pools[i].cluster(
-                    h if graph_scope else x, edge_index, edge_weight, batch,
+                    c_in, edge_index, edge_weight, batch,
                     edge_attr if self.order == 1 else None,
                     None if clusters is None else clusters[i],
                     lvl_noise.get('gumbel'), generator)
@@ -1064,6 +1089,27 @@ class MGN(torch.nn.Module):
                 s = scale * (Q.index_select(0, pairs[0]) *
                              Q.index_select(0, pairs[1])).sum(-1) + b
                 loss = loss + F.softplus(sign * s).mean()
+        return loss
+
+    def cluster_target_loss(self, out: MGNOutput,
+                            targets: Sequence[Tensor]) -> Tensor:
+        r"""Pulls the learned clusterings towards given partitions (e.g. a
+        balanced spectral hierarchy, :func:`~torch_geometric_mgvae.nn.
+        fixed_hierarchy`; not in the paper): the negative log-likelihood of
+        the target local cluster ids :obj:`targets[l]` under the (balanced)
+        assignment probabilities of level :math:`l`, summed over the learned
+        levels, from the finest up, while their node counts match the
+        targets' (a coarse level built from other clusters than the
+        targets' stops the sum)."""
+        loss = out[0].z.new_zeros(())
+        for lvl, target in zip(out.levels, targets):
+            so = lvl.select
+            if so is None or so.logits is None or \
+                    so.logits.size(0) != target.numel():
+                break
+            loss = loss + F.nll_loss(
+                F.log_softmax(so.logits, dim=-1),
+                target.to(so.logits.device).long().view(-1))
         return loss
 
     def loss_terms(self, out: MGNOutput,

@@ -285,7 +285,8 @@ def spectral_embedding(edge_index: Tensor, num_nodes: int,
 def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
                         batch: OptTensor = None,
                         edge_weight: OptTensor = None, num_eigs: int = 10,
-                        n_init: int = 10, seed: int = 0) -> Tensor:
+                        n_init: int = 10, seed: int = 0,
+                        balanced: bool = False) -> Tensor:
     r"""Spectral clustering of every graph of a batch into :math:`k`
     clusters (paper D.1): :func:`kmeans` on the (weighted)
     :func:`spectral_embedding` of every graph on its own, so a batch gives
@@ -305,6 +306,11 @@ def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
         num_eigs (int): Eigenvectors of the embedding. (default: :obj:`10`)
         n_init (int): k-means restarts. (default: :obj:`10`)
         seed (int): Seed of every graph's k-means. (default: :obj:`0`)
+        balanced (bool): Instead of every node's nearest k-means centre,
+            the balanced assignment to the centres
+            (:func:`~torch_geometric_mgvae.nn.balanced_assignment` of minus
+            the squared distances): cluster sizes within one of each other.
+            (default: :obj:`False`)
 
     Returns:
         torch.Tensor: Local cluster ids, shape :obj:`[N]`.
@@ -333,8 +339,23 @@ def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
         emb = spectral_embedding(
             glob2loc[edge_index[:, mask]], idx.numel(), num_eigs,
             None if edge_weight is None else edge_weight.cpu()[mask])
-        out[idx] = _kmeans_graph(emb, k, n_init, 300, seed)
+        labels = _kmeans_graph(emb, k, n_init, 300, seed)
+        if balanced and idx.numel() > k:
+            labels = _balanced_to_centres(emb.double(), labels, k)
+        out[idx] = labels
     return out.to(device)
+
+
+def _balanced_to_centres(x: Tensor, labels: Tensor, k: int) -> Tensor:
+    r"""The balanced assignment of the rows of :obj:`x` to the :obj:`k`
+    centres (means) of the clusters :obj:`labels`."""
+    from torch_geometric_mgvae.nn.cluster import balanced_assignment
+    centres = scatter(x, labels, 0, dim_size=k, reduce='mean')
+    score = -torch.cdist(x, centres)**2
+    # A cluster k-means left empty has no centre: last choice for all.
+    empty = torch.bincount(labels, minlength=k) == 0
+    score[:, empty] = score.min() - 1.0
+    return balanced_assignment(score, torch.zeros(x.size(0), dtype=torch.long))
 
 
 def feature_kmeans(x: Tensor, k: int, batch: OptTensor = None,
@@ -354,6 +375,11 @@ def feature_kmeans(x: Tensor, k: int, batch: OptTensor = None,
         pca_dim (int): PCA components kept. (default: :obj:`10`)
         n_init (int): k-means restarts. (default: :obj:`10`)
         seed (int): Seed of every graph's k-means. (default: :obj:`0`)
+        balanced (bool): Instead of every node's nearest k-means centre,
+            the balanced assignment to the centres
+            (:func:`~torch_geometric_mgvae.nn.balanced_assignment` of minus
+            the squared distances): cluster sizes within one of each other.
+            (default: :obj:`False`)
 
     Returns:
         torch.Tensor: Local cluster ids, shape :obj:`[N]`.
@@ -397,7 +423,8 @@ def grid_clustering(pos: Tensor, cell: Sequence[int] = (2, 2),
 
 def fixed_hierarchy(data: Data, method: str,
                     num_clusters: Sequence[int], cell: Sequence[int] = (2, 2),
-                    seed: int = 0, n_init: int = 10) -> List[Tensor]:
+                    seed: int = 0, n_init: int = 10,
+                    balanced: bool = False) -> List[Tensor]:
     r"""Precomputes a whole fixed clustering hierarchy of one graph (or a
     batch): the local cluster ids of every level, finest first, in the order
     :class:`~torch_geometric_mgvae.MGN` builds the coarse graphs (so they
@@ -421,7 +448,14 @@ def fixed_hierarchy(data: Data, method: str,
             (default: :obj:`(2, 2)`)
         seed (int): Seed of every graph's k-means. (default: :obj:`0`)
         n_init (int): k-means restarts. (default: :obj:`10`)
+        balanced (bool): Balanced spectral clusters (sizes within one of
+            each other, see :func:`spectral_clustering`); spectral only.
+            (default: :obj:`False`)
     """
+    if method not in METHODS:
+        raise ValueError(f"'method' must be one of {METHODS}")
+    if balanced and method != 'spectral':
+        raise ValueError("'balanced' applies to method='spectral' only")
     if method not in METHODS:
         raise ValueError(f"'method' must be one of {METHODS}")
     N = int(data.num_nodes)
@@ -439,7 +473,8 @@ def fixed_hierarchy(data: Data, method: str,
             local = torch.zeros(N, dtype=torch.long, device=device)
         elif method == 'spectral':
             local = spectral_clustering(edge_index, N, K, batch, edge_weight,
-                                        n_init=n_init, seed=seed)
+                                        n_init=n_init, seed=seed,
+                                        balanced=balanced)
         elif method == 'kmeans':
             local = feature_kmeans(feats, K, batch, n_init=n_init, seed=seed)
         else:
