@@ -1354,6 +1354,8 @@ def _cli_option_probes():
         ('generate', ['--order', '1', '--covariance', 'mrf']),
         ('link-pred', ['--levels', '5']), ('link-pred', ['--levels', '1']),
         ('link-pred', ['--eval-every', '0']), ('link-pred', ['--threads', '0']),
+        ('link-pred', ['--cluster-features', '-1']),
+        ('link-pred', ['--cluster-init-epochs', 'x']),
         ('link-pred', ['--raw', 'missing']),
         ('link-pred', ['--dataset', 'PubMed']),
         ('link-pred', ['--variants', 'louvain']),
