@@ -104,8 +104,8 @@ def main(argv=None):
               f'{time.perf_counter() - t0:.0f}s)', flush=True)
     method = lp.method_name(args.variant, L)
     protocol = (f'{lp.PROTOCOL}; MGVAE {args.variant} clustering, L={L}, '
-                f'trained '
-                f'{args.epochs} epochs with validation-AUC selection (the '
+                f'trained {args.epochs} epochs with validation-AUC '
+                'selection (the '
                 'driver\'s defaults' + (f' and {" ".join(extra)}' if extra
                                          else '') + '), then the clusters '
                 'replaced at evaluation only; val_AUC: the same on the '

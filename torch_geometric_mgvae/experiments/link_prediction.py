@@ -406,6 +406,10 @@ class MGVAELinkModel(torch.nn.Module):
         super().__init__()
         self.variant = variant
         self.clusters = clusters
+        # The spectral start applies to the learned clustering only.
+        learned = variant == 'learned'
+        self.cluster_features = args.cluster_features if learned else 0
+        self.cluster_init_epochs = args.cluster_init_epochs if learned else 0
         #: The constructor arguments of :obj:`self.mgvae` (checkpoints).
         self.mgvae_kwargs = dict(
             in_channels=in_channels, hidden_channels=args.hidden,
@@ -415,8 +419,7 @@ class MGVAELinkModel(torch.nn.Module):
             cluster_kwargs=dict(num_layers=args.cluster_layers,
                                 balance=args.cluster_balance,
                                 eval_assign=args.eval_assign,
-                                extra_channels=args.cluster_features
-                                if variant == 'learned' else 0),
+                                extra_channels=self.cluster_features),
             encoder_scope=args.encoder_scope, latent_head=args.latent_head,
             norm=args.norm, recon_kwargs=dict(balanced=True),
             hierarchical_decoding=args.hierarchical and variant != 'flat',
@@ -426,9 +429,6 @@ class MGVAELinkModel(torch.nn.Module):
                             cluster_entropy=args.entropy_weight,
                             comembership=args.comembership_weight,
                             multires=args.multires_weight)
-        learned = variant == 'learned'
-        self.cluster_features = args.cluster_features if learned else 0
-        self.cluster_init_epochs = args.cluster_init_epochs if learned else 0
         self.epoch = 1
         self._graph: Optional[Tuple[Tensor, Dict[str, Any]]] = None
 

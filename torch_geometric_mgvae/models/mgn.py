@@ -1108,7 +1108,7 @@ class MGN(torch.nn.Module):
                     so.logits.size(0) != target.numel():
                 break
             loss = loss + F.nll_loss(
-                F.log_softmax(so.logits, dim=-1),
+                row_softmax(so.logits, log=True),
                 target.to(so.logits.device).long().view(-1))
         return loss
 

@@ -86,8 +86,8 @@ class _BlockPairDot(torch.autograd.Function):
     def forward(ctx, Z: Tensor, dense: int, index: Tensor,
                 pairs: Tensor) -> Tensor:
         i, j = pairs
-        out = (Z[:, :dense].index_select(0, i) *
-               Z[:, :dense].index_select(0, j)).sum(-1)
+        zd = Z[:, :dense]
+        out = (zd.index_select(0, i) * zd.index_select(0, j)).sum(-1)
         if index.size(1) > 0:
             cols = index[j]  # [P, L]: row j's nonzero columns
             out = out + (Z[i.view(-1, 1), cols] *
@@ -103,18 +103,18 @@ class _BlockPairDot(torch.autograd.Function):
         N, C = Z.shape
         g = grad.view(-1, 1)
         zd = Z[:, :d]
-        dense = Z.new_zeros(N, d)
+        out = Z.new_zeros(N, C)
+        dense = out[:, :d]  # a view: the dense columns' gradient in place
         dense.index_add_(0, i, g * zd.index_select(0, j))
         dense.index_add_(0, j, g * zd.index_select(0, i))
-        out = Z.new_zeros(N, C)
-        out[:, :d] = dense
         if index.size(1) > 0:
             # d/dZ_i = g Z_j, nonzero at index[j] only (and vice versa).
             flat = Z.view(-1)
-            at_i = i.view(-1, 1) * C + index[j]
-            at_j = j.view(-1, 1) * C + index[i]
-            vi = g * flat[j.view(-1, 1) * C + index[j]]
-            vj = g * flat[i.view(-1, 1) * C + index[i]]
+            ci, cj = index[i], index[j]  # [P, L]
+            at_i = i.view(-1, 1) * C + cj  # entries (i, index[j])
+            at_j = j.view(-1, 1) * C + ci  # entries (j, index[i])
+            vi = g * flat[j.view(-1, 1) * C + cj]
+            vj = g * flat[i.view(-1, 1) * C + ci]
             out.view(-1).index_add_(0, torch.cat([at_i.view(-1),
                                                   at_j.view(-1)]),
                                     torch.cat([vi.view(-1), vj.view(-1)]))

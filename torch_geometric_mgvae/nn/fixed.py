@@ -18,7 +18,10 @@ from torch_geometric.data import Data
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
-from torch_geometric_mgvae.nn.cluster import compact_clusters
+from torch_geometric_mgvae.nn.cluster import (
+    balanced_assignment,
+    compact_clusters,
+)
 from torch_geometric_mgvae.nn.coarsen import coarsen
 
 METHODS = ('spectral', 'kmeans', 'grid')
@@ -349,7 +352,6 @@ def spectral_clustering(edge_index: Tensor, num_nodes: int, k: int,
 def _balanced_to_centres(x: Tensor, labels: Tensor, k: int) -> Tensor:
     r"""The balanced assignment of the rows of :obj:`x` to the :obj:`k`
     centres (means) of the clusters :obj:`labels`."""
-    from torch_geometric_mgvae.nn.cluster import balanced_assignment
     centres = scatter(x, labels, 0, dim_size=k, reduce='mean')
     score = -torch.cdist(x, centres)**2
     # A cluster k-means left empty has no centre: last choice for all.
