@@ -1342,6 +1342,7 @@ def _cli_option_probes():
         ('demo', ['--seed', '-1']), ('demo', ['--data', 'missing.json']),
         ('demo', ['--checkpoint-every', '-1']), ('demo', ['--resume']),
         ('demo', ['--foo']), ('demo', ['--epochs']),
+        ('demo', ['--latent-sampler', 'kde']), ('demo', ['--threads', '0']),
         ('demo', ['--prior', 'learnable', '--order', '1', '--covariance',
                   'mrf']),
         ('generate', ['--dataset', 'grid']), ('generate', ['--seeds', '0']),

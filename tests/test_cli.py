@@ -4,10 +4,12 @@ import signal
 
 import pytest
 import torch
+import torch_geometric
 
 from torch_geometric_mgvae import MGVAE
 from torch_geometric_mgvae.cli import build_parser, main
 from torch_geometric_mgvae.experiments import train as train_module
+from torch_geometric_mgvae.experiments.generation import sample_fitted
 from torch_geometric_mgvae.experiments.state import STATE_FILE
 
 TINY = ['--num-graphs', '20', '--num-samples', '8', '--hidden', '8',
@@ -34,14 +36,37 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     for key in ('degree', 'clustering'):
         assert result['mmd_generated'][key] >= 0
         assert result['mmd_train_vs_test'][key] >= 0
-    # The checkpoint rebuilds the model from its constructor arguments:
+    assert result['latent_sampler'] == 'fitted'  # the default, mlp decoder
+    assert 0 <= result['novel'] <= 1
+    # The checkpoint rebuilds the model from its constructor arguments and
+    # holds the fitted latent Gaussian, so its samples can be repeated:
     ckpt = torch.load(out / 'mgvae.pt', weights_only=True)
     assert ckpt['model_class'] == 'MGVAE'
     assert ckpt['model_kwargs']['max_nodes'] == 20
+    assert ckpt['args']['latent_sampler'] == 'fitted'
+    assert ckpt['latent_mean'].shape == ckpt['latent_std'].shape == (20, 16)
+    assert bool((ckpt['latent_std'] >= 0).all())
     model = MGVAE(**ckpt['model_kwargs'])
     model.load_state_dict(ckpt['model'])
+    model.fit_num_nodes(
+        [torch_geometric.data.Data(num_nodes=n) for n in (12, 20)])
+    graphs = sample_fitted(model.eval(), ckpt['latent_mean'],
+                           ckpt['latent_std'], 3)
+    assert [g.num_nodes in (12, 20) for g in graphs] == [True] * 3
     state = torch.load(out / STATE_FILE, weights_only=True)
     assert state['current']['epoch'] == 2 and state['current']['finished']
+
+
+def test_demo_samples_the_prior_for_equivariant_decoders(tmp_path):
+    # Node positions mean nothing to the inner-product decoder: the fitted
+    # per-position Gaussian is the mlp decoder's default only.
+    out = tmp_path / 'inner'
+    assert main(['demo', '--decoder', 'inner', '--epochs', '1', '--out',
+                 str(out)] + TINY) == 0
+    result = json.loads((out / 'demo.json').read_text())
+    assert result['latent_sampler'] == 'prior'
+    assert 'latent_mean' not in torch.load(out / 'mgvae.pt',
+                                           weights_only=True)
 
 
 def test_demo_reads_gdss_file(tmp_path, shared_data):
@@ -65,7 +90,8 @@ def test_parser_rejects_unknown_command():
     ['demo', '--num-samples', '0'], ['demo', '--clusters', '4,x'],
     ['demo', '--clusters', '2,0'], ['demo', '--num-graphs', '2'],
     ['demo', '--covariance', 'mrf'], ['demo', '--data', 'missing.json'],
-    ['demo', '--resume'],
+    ['demo', '--resume'], ['demo', '--latent-sampler', 'kde'],
+    ['demo', '--threads', '0'],
     ['generate', '--tau', '0'], ['generate', '--seeds', '0'],
     ['generate', '--num-samples', '0'], ['generate', '--lr', '1e400'],
     ['generate', '--results', 'broken.json'],

@@ -59,6 +59,7 @@ from torch_geometric_mgvae.experiments.io import (
 )
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
+    add_threads_argument,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -148,10 +149,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                       f'OUT/{RESULTS_NAME}; benchmark/results/'
                       f'{RESULTS_NAME} holds the committed ones)')
     data.add_argument('--no-progress', action='store_true')
-    data.add_argument('--threads', type=positive_int, default=1,
-                      help='intra-op CPU threads per process (default: 1; '
-                      'on Planetoid-sized graphs more threads made both '
-                      'VGAE and MGVAE slower here, see the README)')
+    add_threads_argument(data, 'on Planetoid-sized graphs more threads made '
+                         'both VGAE and MGVAE slower here, see the README')
 
     model = parser.add_argument_group('MGVAE')
     model.add_argument('--hidden', type=positive_int, default=32)

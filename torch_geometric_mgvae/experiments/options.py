@@ -106,6 +106,16 @@ def add_run_arguments(parser: argparse.ArgumentParser,
     return parser
 
 
+def add_threads_argument(group, why: str):
+    r"""Adds :obj:`--threads` (intra-op CPU threads per process, default 1)
+    to :obj:`group`; :obj:`why` ends the help text: where more threads were
+    measured to be slower."""
+    group.add_argument('--threads', type=positive_int, default=1,
+                       help=f'intra-op CPU threads per process (default: 1; '
+                       f'{why})')
+    return group
+
+
 def add_parallel_arguments(parser: argparse.ArgumentParser,
                            title: Optional[str] = 'device and processes',
                            device: bool = True):
