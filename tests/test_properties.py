@@ -244,6 +244,7 @@ def test_non_finite_loss_stops_training():
     ['--dataset', 'qm9', '--lr', 'nan'],
     ['--dataset', 'qm9', '--clusters', '4,x'],
     ['--dataset', 'qm9', '--ratio', '1.5'],
+    ['--dataset', 'qm9', '--mode', 'unsupervised', '--kl-weight', '-1'],
     ['--dataset', 'moses'],
 ])
 def test_cli_rejects_bad_options_before_any_work(tmp_path, argv, capsys):
@@ -255,6 +256,41 @@ def test_cli_rejects_bad_options_before_any_work(tmp_path, argv, capsys):
     assert code == 2
     assert 'mgvae: error:' in capsys.readouterr().err
     assert not out.exists() and not root.exists()
+
+
+def test_unsupervised_autoencoder_trains_with_the_kl_weight(
+        tmp_path, monkeypatch):
+    from torch_geometric_mgvae.cli import main
+    from torch_geometric_mgvae.experiments import train as T
+
+    from .conftest import SHARED
+    from .datasets.test_molecules import _read_rows, _write_rows
+    src = os.path.join(SHARED, 'qm9', 'qm9_qm9pack_compact.csv.gz')
+    if not os.path.exists(src):
+        pytest.skip('shared QM9 file not available')
+    root = tmp_path / 'qm9'
+    header, rows = _read_rows(src, 40)  # 32 / 4 / 4
+    _write_rows(str(root / 'raw' / 'qm9_qm9pack_compact.csv.gz'), header,
+                rows)
+    seen = []
+    train_epoch = T.train_epoch
+
+    def spy(net, loader, opt, weights=None, **kwargs):
+        seen.append(weights)
+        return train_epoch(net, loader, opt, weights, **kwargs)
+    monkeypatch.setattr(T, 'train_epoch', spy)
+    out = tmp_path / 'unsup'
+    assert main(['properties', '--dataset', 'qm9', '--mode', 'unsupervised',
+                 '--root', str(root), '--targets', 'gap', '--seeds', '1',
+                 '--ae-train', '16', '--ae-epochs', '2', '--mlp-epochs', '1',
+                 '--hidden', '8', '--latent', '4', '--clusters', '2',
+                 '--batch-size', '8', '--kl-weight', '0.25',
+                 '--no-progress', '--out', str(out), '--device', 'cpu']) == 0
+    assert seen == [{'kl': 0.25}] * 2
+    recs = json.loads((out / 'property_prediction.json').read_text())
+    mae = [r for r in recs if r['metric'] == 'MAE']
+    assert mae and all('KL weight 0.25' in r['protocol'] for r in mae)
+    assert P.parse_args(['--dataset', 'qm9']).kl_weight == P.KL_WEIGHT
 
 
 def test_records_and_table(tmp_path):
