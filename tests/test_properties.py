@@ -280,16 +280,31 @@ def test_unsupervised_autoencoder_trains_with_the_kl_weight(
         return train_epoch(net, loader, opt, weights, **kwargs)
     monkeypatch.setattr(T, 'train_epoch', spy)
     out = tmp_path / 'unsup'
-    assert main(['properties', '--dataset', 'qm9', '--mode', 'unsupervised',
-                 '--root', str(root), '--targets', 'gap', '--seeds', '1',
-                 '--ae-train', '16', '--ae-epochs', '2', '--mlp-epochs', '1',
-                 '--hidden', '8', '--latent', '4', '--clusters', '2',
-                 '--batch-size', '8', '--kl-weight', '0.25',
-                 '--no-progress', '--out', str(out), '--device', 'cpu']) == 0
-    assert seen == [{'kl': 0.25}] * 2
+    argv = ['properties', '--dataset', 'qm9', '--mode', 'unsupervised',
+            '--root', str(root), '--targets', 'gap', '--seeds', '2',
+            '--ae-train', '16', '--ae-epochs', '2', '--mlp-epochs', '1',
+            '--hidden', '8', '--latent', '4', '--clusters', '2',
+            '--batch-size', '8', '--kl-weight', '0.25', '--no-progress',
+            '--out', str(out), '--device', 'cpu']
+    assert main(argv) == 0
+    # Every seed trains its own autoencoder, with the weight in every epoch:
+    assert seen == [{'kl': 0.25}] * 4
+    first, second = (torch.load(out / f'mgvae_autoencoder_seed{s}.pt',
+                                weights_only=True)['model'] for s in (0, 1))
+    assert any(not torch.equal(first[k], second[k]) for k in first
+               if isinstance(first[k], torch.Tensor))
     recs = json.loads((out / 'property_prediction.json').read_text())
     mae = [r for r in recs if r['metric'] == 'MAE']
-    assert mae and all('KL weight 0.25' in r['protocol'] for r in mae)
+    assert len(mae) == 5 and all(r['n'] == 2 for r in mae)
+    assert all('KL weight 0.25' in r['protocol'] for r in mae)
+    trained, = [r for r in recs if r['metric'] == 'train_seconds']
+    assert trained['n'] == 2 and len(trained['final_loss']) == 2
+    # A finished run is not repeated: the autoencoders are read back.
+    assert main(argv + ['--resume']) == 0
+    assert len(seen) == 4
+    again = json.loads((out / 'property_prediction.json').read_text())
+    assert [r['value'] for r in again if r['metric'] == 'MAE'] == \
+        [r['value'] for r in mae]
     assert P.parse_args(['--dataset', 'qm9']).kl_weight == P.KL_WEIGHT
 
 

@@ -283,7 +283,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     un.add_argument('--ae-train', type=positive_int, default=10000,
                     help='training molecules of the autoencoder (paper D.2:'
                     ' 10,000 random QM9 training molecules)')
-    un.add_argument('--ae-epochs', type=positive_int, default=10)
+    un.add_argument('--ae-epochs', type=positive_int, default=150,
+                    help='autoencoder epochs (default: 150, chosen with '
+                    '--kl-weight on the validation MAE; about 8 minutes on '
+                    'one CPU thread)')
     un.add_argument('--latent', type=positive_int, default=64)
     un.add_argument('--kl-weight', type=nonnegative_float, default=KL_WEIGHT,
                     help=f'weight of the autoencoder\'s KL terms (default: '
@@ -1060,8 +1063,7 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
     g = torch.Generator().manual_seed(args.split_seed)
     perm = torch.randperm(len(graphs['train']), generator=g)[:args.ae_train]
     ae_graphs = [graphs['train'][int(i)] for i in perm]
-    torch.manual_seed(0)
-    model, model_kwargs = build_autoencoder(args, in_channels)
+    _, model_kwargs = build_autoencoder(args, in_channels)
     step = {}
     for order in (1, 2):  # measured, to justify --order
         o_args = copy.copy(args)
@@ -1071,27 +1073,35 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
         step[order] = step_seconds(m, ae_graphs, args.batch_size)
         log(f'MGVAE order {order}: {step[order]:.3f}s per training step '
             f'(batch {args.batch_size})')
-    ckpt = os.path.join(args.out, 'mgvae_autoencoder.pt')
-    done = runs.get('autoencoder')
     plain_kwargs = {k: v for k, v in model_kwargs.items() if k != 'conv'}
     if 'conv' in model_kwargs:
         plain_kwargs['conv'] = 'GINEConv(MLP([i, o, o]), edge_dim=3)'
-    if done is None:
-        torch.manual_seed(0)
+    trained = []  # the finished training runs, one per seed
+
+    def train_autoencoder(seed: int):
+        r"""The autoencoder of :obj:`seed` (its initialisation, batch order
+        and noise), trained or read back from its checkpoint."""
+        key = f'autoencoder|{seed}'
+        ckpt = os.path.join(args.out, f'mgvae_autoencoder_seed{seed}.pt')
+        torch.manual_seed(seed)
         model, _ = build_autoencoder(args, in_channels)
         model = model.to(par.device)
+        done = runs.get(key)
+        if done is not None:
+            model.load_state_dict(load_torch(ckpt)['model'])
+            trained.append(done)
+            return model
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         # The global batch of --batch-size (DistributedGraphSampler).
-        loader = par.loader(ae_graphs, args.batch_size, seed=0)
+        loader = par.loader(ae_graphs, args.batch_size, seed=seed)
         net = par.wrap(LossModule(model), sync_batchnorm=True)
-        gen = par.generator(0)  # the training noise of this process
-        resumed = session.restore('autoencoder', model, opt,
-                                  generators={'gen': gen})
+        gen = par.generator(seed)  # the training noise of this process
+        resumed = session.restore(key, model, opt, generators={'gen': gen})
         clock = dict(history=resumed['history'] if resumed else [],
                      train_seconds=resumed['train_seconds'] if resumed
                      else 0.0)
         bar = tqdm(total=args.ae_epochs, initial=len(clock['history']),
-                   desc='autoencoder',
+                   desc=f'autoencoder seed {seed}',
                    disable=args.no_progress or not par.is_main,
                    file=sys.stdout)
 
@@ -1105,10 +1115,10 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
             bar.update()
             bar.set_postfix(loss=f"{stats['loss']:.2f}")
             if args.no_progress:
-                log(f'autoencoder epoch {epoch}: ' + ', '.join(
+                log(f'autoencoder seed {seed} epoch {epoch}: ' + ', '.join(
                     f'{k} {v:.3f}' for k, v in stats.items()))
 
-        session.train('autoencoder', ae_step, args.ae_epochs,
+        session.train(key, ae_step, args.ae_epochs,
                       lambda: training_state(model, opt, plain_kwargs,
                                              generators={'gen': gen},
                                              **clock), resumed)
@@ -1116,25 +1126,31 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
         if par.is_main:
             model_checkpoint(ckpt, model, plain_kwargs, model_class='MGVAE',
                              **clock)
-        done = dict(clock)
-        runs['autoencoder'] = done
+        runs[key] = dict(clock)
+        trained.append(runs[key])
         session.save()
-    else:
-        model.load_state_dict(load_torch(ckpt)['model'])
-        model = model.to(par.device)
+        return model
+
+    models = [train_autoencoder(seed) for seed in range(args.seeds)]
     if not par.is_main:  # rank 0 computes the features and fits the MLPs
         return []
-    torch.manual_seed(12345)
-    random_model, _ = build_autoencoder(args, in_channels)
-    random_model = random_model.to(par.device)
     t0 = time.perf_counter()
-    feats: Dict[str, Dict[str, Tensor]] = {}
-    for name, m in (('MGVAE', model), ('random', random_model)):
-        per = {k: latent_features(m, v) for k, v in graphs.items()}
-        feats[f'{name} finest'] = {k: v[0] for k, v in per.items()}
-        feats[f'{name} all'] = {k: v[1] for k, v in per.items()}
-    feats['Morgan'] = {k: morgan_features([h.smiles for h in v])
-                       for k, v in graphs.items()}
+    # feats[key][seed][split]: every seed has its own autoencoder and its
+    # own untrained control; the fingerprints are the same for every seed.
+    feats: Dict[str, List[Dict[str, Tensor]]] = {}
+    for seed, model in enumerate(models):
+        torch.manual_seed(12345 + seed)
+        random_model, _ = build_autoencoder(args, in_channels)
+        random_model = random_model.to(par.device)
+        for name, m in (('MGVAE', model), ('random', random_model)):
+            per = {k: latent_features(m, v) for k, v in graphs.items()}
+            feats.setdefault(f'{name} finest', []).append(
+                {k: v[0] for k, v in per.items()})
+            feats.setdefault(f'{name} all', []).append(
+                {k: v[1] for k, v in per.items()})
+    morgan = {k: morgan_features([h.smiles for h in v])
+              for k, v in graphs.items()}
+    feats['Morgan'] = [morgan] * args.seeds
     log(f'features in {time.perf_counter() - t0:.0f}s')
     methods = {
         'MGVAE finest': 'MGVAE latents, finest level (paper D.3)',
@@ -1151,7 +1167,7 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
             rkey = f'{key}|{seed}'
             res = runs.get(rkey)
             if res is None:
-                fit = fit_mlp(feats[key], ys, args.mlp_epochs, args.lr,
+                fit = fit_mlp(feats[key][seed], ys, args.mlp_epochs, args.lr,
                               args.mlp_batch_size, seed, rkey,
                               shared=args.mlp == 'shared',
                               binary=key == 'Morgan', device=par.device)
@@ -1172,7 +1188,7 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
                 rows.setdefault(name, {}).setdefault(t, []).append(dict(
                     test_mae=res['test_mae'][j], val_mae=res['val_mae'][j],
                     best_epoch=res['best_epoch'][j],
-                    feature_channels=int(feats[key]['train'].size(1))))
+                    feature_channels=int(feats[key][0]['train'].size(1))))
     order_why = ('first order: a second-order training step took '
                  f'{step[2]:.2f}s against {step[1]:.2f}s (batch '
                  f'{args.batch_size}, measured in this run)'
@@ -1192,8 +1208,8 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
                 f' (2 x 512, sigmoid), {args.mlp_epochs} epochs, '
                 f'Adam lr {args.lr}, batch {args.mlp_batch_size}, L1 on '
                 f'standardised targets, epoch selected per target on '
-                f'validation MAE, test read once; {args.seeds} MLP seeds '
-                f'(one autoencoder)')
+                f'validation MAE, test read once; {args.seeds} seeds, each '
+                f'with its own autoencoder, untrained encoder and MLP')
     recs = _summary_records(args, label, 'unsupervised', rows, protocol,
                             command, dict(mlp_epochs=args.mlp_epochs,
                                           ae_epochs=args.ae_epochs))
@@ -1204,12 +1220,16 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
             f'training step, batch {args.batch_size}, '
             f'{torch.get_num_threads()} threads, {machine()} (shared)',
             command=command, device=args.device, mode='unsupervised'))
+    secs, s_secs = mean_std([t['train_seconds'] for t in trained])
     recs.append(record(
         TASK, label, f'MGVAE order {args.order} (autoencoder)',
-        'train_seconds', done['train_seconds'], protocol=f'{args.ae_epochs} '
-        f'epochs over {len(ae_graphs)} molecules', command=command,
-        device=args.device, mode='unsupervised',
-        final_loss=done['history'][-1]['loss'],
+        'train_seconds', secs, std=s_secs, n=len(trained),
+        protocol=f'{args.ae_epochs} epochs over {len(ae_graphs)} molecules, '
+        f'per seed', command=command, device=args.device,
+        mode='unsupervised',
+        final_loss=[t['history'][-1]['loss'] for t in trained],
+        final_terms=[{k: round(v, 4) for k, v in t['history'][-1].items()}
+                     for t in trained],
         processes=par.world_size))
     for name, secs in mlp_seconds.items():
         m, s = mean_std(secs)
