@@ -345,15 +345,8 @@ def test_properties_nproc_rank_0_writes_and_resumes(tmp_path, zinc_root):
 
 
 def test_properties_unsupervised_nproc(tmp_path):
-    from .conftest import SHARED
-    from .datasets.test_molecules import _read_rows, _write_rows
-    src = os.path.join(SHARED, 'qm9', 'qm9_qm9pack_compact.csv.gz')
-    if not os.path.exists(src):
-        pytest.skip('shared QM9 file not available')
-    root = tmp_path / 'qm9'
-    header, rows = _read_rows(src, 80)  # 64 / 8 / 8
-    _write_rows(str(root / 'raw' / 'qm9_qm9pack_compact.csv.gz'), header,
-                rows)
+    from .datasets.test_molecules import small_qm9_root
+    root = small_qm9_root(tmp_path, 80)  # 64 / 8 / 8
     out = tmp_path / 'unsup'
     # The autoencoder trains in both processes; rank 0 alone computes the
     # features and fits the MLPs (the other waits) and writes.

@@ -263,15 +263,8 @@ def test_unsupervised_autoencoder_trains_with_the_kl_weight(
     from torch_geometric_mgvae.cli import main
     from torch_geometric_mgvae.experiments import train as T
 
-    from .conftest import SHARED
-    from .datasets.test_molecules import _read_rows, _write_rows
-    src = os.path.join(SHARED, 'qm9', 'qm9_qm9pack_compact.csv.gz')
-    if not os.path.exists(src):
-        pytest.skip('shared QM9 file not available')
-    root = tmp_path / 'qm9'
-    header, rows = _read_rows(src, 40)  # 32 / 4 / 4
-    _write_rows(str(root / 'raw' / 'qm9_qm9pack_compact.csv.gz'), header,
-                rows)
+    from .datasets.test_molecules import small_qm9_root
+    root = small_qm9_root(tmp_path, 40)  # 32 / 4 / 4
     seen = []
     train_epoch = T.train_epoch
 

@@ -54,6 +54,21 @@ def _write_rows(path, header, rows):
         writer.writerows(rows)
 
 
+def small_qm9_root(folder, n: int) -> str:
+    r"""A QM9 root under :obj:`folder` whose raw file holds the first
+    :obj:`n` molecules of the shared file (the test is skipped without
+    it)."""
+    from ..conftest import SHARED
+    src = osp.join(SHARED, 'qm9', 'qm9_qm9pack_compact.csv.gz')
+    if not osp.exists(src):
+        pytest.skip('shared QM9 file not available')
+    root = osp.join(str(folder), 'qm9')
+    header, rows = _read_rows(src, n)
+    _write_rows(osp.join(root, 'raw', 'qm9_qm9pack_compact.csv.gz'), header,
+                rows)
+    return root
+
+
 @pytest.fixture
 def no_download(monkeypatch):
     def fail(url, *args, **kwargs):
