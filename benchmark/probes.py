@@ -1377,6 +1377,8 @@ def _cli_option_probes():
         ('molecules', ['--clusters', 'x']),
         ('properties', []), ('properties', ['--dataset', 'pcqm4m']),
         ('properties', ['--dataset', 'zinc', '--mode', 'unsupervised']),
+        ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
+                        '--kl-weight', '-1']),
         ('properties', ['--dataset', 'zinc', '--methods', 'gat']),
         ('properties', ['--dataset', 'zinc', '--methods', ',']),
         ('properties', ['--dataset', 'zinc', '--targets', 'qed']),
