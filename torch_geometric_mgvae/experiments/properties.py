@@ -285,8 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser):
                     ' 10,000 random QM9 training molecules)')
     un.add_argument('--ae-epochs', type=positive_int, default=150,
                     help='autoencoder epochs (default: 150, chosen with '
-                    '--kl-weight on the validation MAE; about 8 minutes on '
-                    'one CPU thread)')
+                    '--kl-weight on the validation MAE; about 7 minutes per '
+                    'seed on one CPU thread)')
     un.add_argument('--latent', type=positive_int, default=64)
     un.add_argument('--kl-weight', type=nonnegative_float, default=KL_WEIGHT,
                     help=f'weight of the autoencoder\'s KL terms (default: '
