@@ -377,11 +377,6 @@ def feature_kmeans(x: Tensor, k: int, batch: OptTensor = None,
         pca_dim (int): PCA components kept. (default: :obj:`10`)
         n_init (int): k-means restarts. (default: :obj:`10`)
         seed (int): Seed of every graph's k-means. (default: :obj:`0`)
-        balanced (bool): Instead of every node's nearest k-means centre,
-            the balanced assignment to the centres
-            (:func:`~torch_geometric_mgvae.nn.balanced_assignment` of minus
-            the squared distances): cluster sizes within one of each other.
-            (default: :obj:`False`)
 
     Returns:
         torch.Tensor: Local cluster ids, shape :obj:`[N]`.
@@ -458,8 +453,6 @@ def fixed_hierarchy(data: Data, method: str,
         raise ValueError(f"'method' must be one of {METHODS}")
     if balanced and method != 'spectral':
         raise ValueError("'balanced' applies to method='spectral' only")
-    if method not in METHODS:
-        raise ValueError(f"'method' must be one of {METHODS}")
     N = int(data.num_nodes)
     edge_index = data.edge_index
     device = edge_index.device
