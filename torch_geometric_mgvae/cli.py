@@ -32,6 +32,7 @@ from typing import List, Optional
 import torch
 
 from torch_geometric_mgvae.experiments.options import (
+    LATENT_SAMPLERS,
     UsageError,
     add_parallel_arguments,
     add_run_arguments,
@@ -103,7 +104,7 @@ def _demo_parser(sub):
                    help='weight of the KL terms (default: 0.1, chosen on '
                    'held-out graphs of generator seeds 10-15)')
     p.add_argument('--latent-sampler', default=None,
-                   choices=['prior', 'fitted'],
+                   choices=list(LATENT_SAMPLERS),
                    help='where the node latents of the samples come from: '
                    '"fitted": a diagonal Gaussian per node position and '
                    'channel fitted to the posterior means of the training '

@@ -38,6 +38,7 @@ from torch_geometric_mgvae.datasets import CommunitySmall, EgoSmall
 from torch_geometric_mgvae.experiments.distributed import Parallel
 from torch_geometric_mgvae.experiments.io import write_json
 from torch_geometric_mgvae.experiments.options import (
+    LATENT_SAMPLERS,
     UsageError,
     int_list,
     nonnegative_float,
@@ -77,7 +78,6 @@ __all__ = [
 ]
 
 DATASETS = {'community-small': CommunitySmall, 'ego-small': EgoSmall}
-LATENT_SAMPLERS = ('prior', 'fitted')
 TASK = 'graph_generation'
 KERNELS = ('graphrnn', 'gran')
 STATISTICS = ('degree', 'clustering', 'orbit', 'avg')

@@ -14,7 +14,14 @@ from typing import Any, Callable, List, Optional, Sequence
 __all__ = ['UsageError', 'int_at_least', 'positive_int', 'nonnegative_int',
            'positive_float', 'nonnegative_float', 'probability',
            'int_list', 'add_run_arguments', 'add_parallel_arguments',
-           'parse_options']
+           'add_threads_argument', 'parse_options', 'LATENT_SAMPLERS']
+
+#: Where the node latents of generated graphs come from
+#: (:obj:`--latent-sampler` of :obj:`mgvae demo` and :obj:`mgvae generate`):
+#: the model's prior, or the Gaussian fitted to the training graphs'
+#: posterior means (:func:`~torch_geometric_mgvae.experiments.generation.
+#: fit_latent_gaussian`).
+LATENT_SAMPLERS = ('prior', 'fitted')
 
 
 class UsageError(ValueError):

@@ -1076,8 +1076,6 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
     plain_kwargs = {k: v for k, v in model_kwargs.items() if k != 'conv'}
     if 'conv' in model_kwargs:
         plain_kwargs['conv'] = 'GINEConv(MLP([i, o, o]), edge_dim=3)'
-    trained = []  # the finished training runs, one per seed
-
     def train_autoencoder(seed: int):
         r"""The autoencoder of :obj:`seed` (its initialisation, batch order
         and noise), trained or read back from its checkpoint."""
@@ -1086,10 +1084,8 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
         torch.manual_seed(seed)
         model, _ = build_autoencoder(args, in_channels)
         model = model.to(par.device)
-        done = runs.get(key)
-        if done is not None:
+        if runs.get(key) is not None:  # finished: read back
             model.load_state_dict(load_torch(ckpt)['model'])
-            trained.append(done)
             return model
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         # The global batch of --batch-size (DistributedGraphSampler).
@@ -1127,11 +1123,12 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
             model_checkpoint(ckpt, model, plain_kwargs, model_class='MGVAE',
                              **clock)
         runs[key] = dict(clock)
-        trained.append(runs[key])
         session.save()
         return model
 
     models = [train_autoencoder(seed) for seed in range(args.seeds)]
+    # The finished training runs (history, seconds), one per seed:
+    trained = [runs[f'autoencoder|{seed}'] for seed in range(args.seeds)]
     if not par.is_main:  # rank 0 computes the features and fits the MLPs
         return []
     t0 = time.perf_counter()
