@@ -1,10 +1,9 @@
 import json
 import os
-import socket
+import time
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from torch_geometric_mgvae.cli import main
 from torch_geometric_mgvae.experiments.distributed import (
@@ -15,7 +14,7 @@ from torch_geometric_mgvae.experiments.distributed import (
 from torch_geometric_mgvae.experiments.options import UsageError
 from torch_geometric_mgvae.experiments.state import STATE_FILE
 
-from .conftest import random_graph
+from .conftest import random_graph, spawn_ranks
 
 WORLD = 2
 
@@ -79,12 +78,6 @@ def test_sampler_visits_every_graph_once_and_keeps_the_global_batch(
 def test_sampler_needs_a_batch_the_processes_divide():
     with pytest.raises(UsageError, match='multiple of the 3 processes'):
         DistributedGraphSampler(list(range(10)), 4, 3, 0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _graphs(num=12):
@@ -185,8 +178,8 @@ def _worker(rank, folder, port):
 
 
 def test_two_processes_equal_one_and_each_other(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path), _free_port()), nprocs=WORLD,
-             join=True)
+    spawn_ranks(_worker, tmp_path, WORLD,
+                results=['rank0.pt', 'rank1.pt', 'report.json'])
     a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
     with Parallel('cpu') as par:  # one process, the same global batches
@@ -281,8 +274,8 @@ def _properties_worker(rank, folder, port):
 
 
 def test_properties_fit_two_processes_equal_one(tmp_path):
-    mp.spawn(_properties_worker, args=(str(tmp_path), _free_port()),
-             nprocs=WORLD, join=True)
+    spawn_ranks(_properties_worker, tmp_path, WORLD,
+                results=['rank0.pt', 'rank1.pt'])
     a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
     with Parallel('cpu') as par:
@@ -416,8 +409,8 @@ def test_images_two_processes_train_the_same_parameters(tmp_path,
     # Both models draw reparameterisation noise per process and normalise
     # their decoders' batches per process (the CPU has no SyncBatchNorm),
     # so one process cannot equal two; the two hold the same parameters.
-    mp.spawn(_images_worker, args=(str(tmp_path), _free_port(),
-                                   mnist_small), nprocs=WORLD, join=True)
+    spawn_ranks(_images_worker, tmp_path, WORLD, mnist_small,
+                results=['rank0.pt', 'rank1.pt'])
     a = torch.load(tmp_path / 'rank0.pt', weights_only=True)
     b = torch.load(tmp_path / 'rank1.pt', weights_only=True)
     for name in ('mgvae', 'conv'):
@@ -521,3 +514,32 @@ def test_reprs():
                                     'rank=0)')
     assert str(LossModule(torch.nn.Linear(1, 1))).endswith(
         'loss=mgn_loss_terms)')
+
+
+def _ending_worker(rank, folder, port, mode):
+    if mode == 'raise':  # rank 1 fails, rank 0 would wait for ever
+        if rank == 1:
+            raise ValueError('a bug in the code under test')
+        time.sleep(600)
+    if mode == 'abort after writing':
+        with open(os.path.join(folder, f'rank{rank}.txt'), 'w') as f:
+            f.write('done')
+    if rank == 0:
+        os.abort()
+
+
+@pytest.mark.parametrize('mode,error', [
+    ('abort after writing', None),
+    ('abort before writing', r"exit codes \[-6, 0\] .* missing: \['rank0"),
+    ('raise', 'rank 1 failed:(.|\n)*ValueError: a bug in the code'),
+])
+def test_spawn_ranks_tolerates_only_a_crash_after_the_results(
+        tmp_path, mode, error):
+    results = ['rank0.txt', 'rank1.txt']
+    if error is None:
+        spawn_ranks(_ending_worker, tmp_path, 2, mode, results=results)
+        return
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError, match=error):
+        spawn_ranks(_ending_worker, tmp_path, 2, mode, results=results)
+    assert time.monotonic() - t0 < 60  # the waiting rank 0 was stopped

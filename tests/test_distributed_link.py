@@ -3,21 +3,14 @@ rank 0's evaluation stops every process (the others would otherwise wait in
 the next step's collectives)."""
 import json
 import os
-import socket
 
 import torch
-import torch.multiprocessing as mp
 
 from torch_geometric_mgvae.experiments import link_prediction as lp
 from torch_geometric_mgvae.experiments.distributed import Parallel
 
+from .conftest import spawn_ranks
 from .test_link_prediction import sbm_graph
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class NaNScoreVGAE(lp.VGAEBaseline):
@@ -54,8 +47,7 @@ def _worker(rank, folder, port):
 
 
 def test_a_nan_score_at_evaluation_stops_every_process(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path), _free_port()), nprocs=2,
-             join=True)
+    spawn_ranks(_worker, tmp_path, 2, results=['rank0.json', 'rank1.json'])
     r0 = json.loads((tmp_path / 'rank0.json').read_text())
     r1 = json.loads((tmp_path / 'rank1.json').read_text())
     assert "non-finite edge score 'evaluated pairs'" in r0, r0
