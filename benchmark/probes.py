@@ -1413,7 +1413,9 @@ def _cli_option_probes():
         ('images', ['--conv-channels', '0']), ('images', ['--epochs', '0']),
         ('images', ['--batch-size', '0']), ('images', ['--lr', 'nan']),
         ('images', ['--kl-weight', '-1']), ('images', ['--max-minutes', '0']),
-        ('images', ['--data', 'missing']),
+        ('images', ['--data', 'missing']), ('images', ['--norm', 'group']),
+        ('images', ['--readout-grid', '3']),
+        ('images', ['--readout-grid', '0']),
         # Devices and data-parallel launch (issue 15):
         ('demo', ['--nproc', '0']), ('demo', ['--nproc', '-1']),
         ('link-pred', ['--nproc', 'abc']), ('demo', ['--device', 'tpu']),

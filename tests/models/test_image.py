@@ -146,3 +146,68 @@ def test_tiny_training_run_lowers_the_loss(kind):
                                        out.logstd[0].exp()])]
     again = model(batch, noise=noise)
     assert torch.allclose(again.z[0], out.z[0], atol=1e-5)
+
+
+def test_readout_grid_means_per_cell_exactly():
+    model = ImageMGVAE(hidden_channels=2, latent_channels=3, image_size=16,
+                       num_layers=1, decoder_channels=4, readout_grid=2)
+    assert model.graph_mu[0].in_features == 2 * 2 * 2
+    # Two 4x4 grids (a level of side 4), z = (row, 10 * col + graph):
+    r, c = torch.meshgrid(torch.arange(4), torch.arange(4), indexing='ij')
+    pos = torch.stack([r.flatten(), c.flatten()], 1).repeat(2, 1)
+    batch = torch.arange(2).repeat_interleave(16)
+    z = torch.stack([pos[:, 0].float(),
+                     10 * pos[:, 1].float() + batch.float()], 1)
+    out = model.readout(z, pos, 4, batch, 2)
+    # Cells (rows 0-1, cols 0-1), (0-1, 2-3), (2-3, 0-1), (2-3, 2-3):
+    cell = torch.tensor([[0.5, 5.0], [0.5, 25.0], [2.5, 5.0], [2.5, 25.0]])
+    assert torch.equal(out[0], cell.flatten())
+    assert torch.equal(out[1], (cell + torch.tensor([0., 1.])).flatten())
+    # Node order does not matter:
+    perm = torch.randperm(32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.readout(z[perm], pos[perm], 4, batch[perm], 2),
+                       out)
+    assert model.readout(z[:0], pos[:0], 4, batch[:0], 0).shape == (0, 8)
+
+
+def test_readout_grid_and_norm_options():
+    torch.manual_seed(0)
+    model = ImageMGVAE(hidden_channels=8, latent_channels=6, num_layers=2,
+                       decoder_channels=4, norm='batch_norm', readout_grid=4)
+    assert str(model) == ("ImageMGVAE(1, 8, 6, sizes=[32, 16, 8], "
+                          "num_layers=2, conv=MGNConv, norm='batch_norm', "
+                          "readout_grid=4)")
+    batch = batch_of(digits(3))
+    model.eval()
+    terms = model.loss_terms(model(batch))
+    # Still independent of the order of the nodes of each graph:
+    perm = torch.cat([torch.randperm(1024) + 1024 * b for b in range(3)])
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    pbatch = batch.clone()
+    pbatch.x, pbatch.pos = batch.x[perm], batch.pos[perm]
+    pbatch.edge_index = inv[batch.edge_index]
+    terms2 = model.loss_terms(model(pbatch))
+    for k in terms:
+        assert torch.allclose(terms[k], terms2[k], rtol=1e-4), k
+    for bad in (3, 16):  # must divide the coarsest side, 8
+        with pytest.raises(ValueError, match='must divide'):
+            ImageMGVAE(readout_grid=bad)
+    with pytest.raises(ValueError, match='readout_grid'):
+        ImageMGVAE(readout_grid=0)
+
+
+def test_batch_norm_keeps_the_latents_apart_at_initialisation():
+    # Without normalisation the coarsest level's posterior means of
+    # different images agree to about 1e-6 of their size at initialisation
+    # (the latents start out constant); with batch_norm they differ.
+    batch = batch_of(digits(8))
+    spread = {}
+    for norm in (None, 'batch_norm'):
+        torch.manual_seed(0)
+        model = ImageMGVAE(hidden_channels=16, latent_channels=8,
+                           num_layers=4, decoder_channels=4, norm=norm)
+        with torch.no_grad():
+            mu = model(batch).mu[-1]
+        spread[norm] = float(mu.std(0).mean() / mu.abs().mean())
+    assert spread[None] < 1e-4 < 1e-2 < spread['batch_norm'], spread

@@ -137,8 +137,27 @@ class ImageMGVAE(MGN):
     :math:`Z^{(\ell)} \sim \mathcal{N}(0, I)` at one resolution.
 
     The node features are the pixel values (the paper's choice); the
-    integer positions :obj:`pos` only place the decoded and target images
-    (the loss does not depend on the order of the nodes).
+    integer positions :obj:`pos` place the decoded and target images and,
+    with :obj:`readout_grid = R > 1`, the cells of the readout.
+
+    Two options that are not in the paper make the latents carry the image
+    (measured on 5,000 training digits, 6 epochs: the 32x32 reconstruction
+    term 211 nats with the paper's readout and KL 1.4 nats, i.e. collapsed;
+    142 and 15.3 nats with both; the convolutional VAE 108 and 23.5):
+
+    - :obj:`readout_grid`: the node latents of every level are averaged per
+      cell of an :math:`R \times R` grid over the image and concatenated
+      (:meth:`readout`), a spatial pyramid pooling cell. With one mean
+      (:math:`R = 1`) a level's latent says what local patterns the image
+      has, but hardly where, since a node sees :obj:`num_layers` pixels
+      around it.
+    - :obj:`norm="batch_norm"` after every convolution: at initialisation
+      the encoders' pooled outputs differ between images by
+      :math:`10^{-3}`, :math:`10^{-5}` and :math:`10^{-7}` of their size at
+      the three levels (the last below float32 resolution), so the latents
+      start out constant and the KL term keeps them so; batch
+      normalisation over the nodes of the batch keeps the differences
+      (:math:`2\text{-}4 \cdot 10^{-2}`).
 
     Args:
         in_channels (int): Channels per pixel. (default: :obj:`1`)
@@ -158,12 +177,20 @@ class ImageMGVAE(MGN):
         decoder_channels (int): Channels :math:`c` of the DCGAN decoders.
             (default: :obj:`32`)
         cell (int): Side of the square clusters. (default: :obj:`2`)
+        norm (str, optional): Normalisation after every convolution of
+            the encoders, by its PyG name (see :class:`~torch_geometric_mgvae.
+            MGN`). (default: :obj:`None`, as the paper)
+        readout_grid (int): Side :math:`R` of the readout grid: node
+            latents are averaged per cell of an :math:`R \times R` grid
+            (:obj:`1`: one mean, as the paper). It must divide the
+            coarsest side. (default: :obj:`1`)
     """
     def __init__(self, in_channels: int = 1, hidden_channels: int = 32,
                  latent_channels: int = 64, image_size: int = 32,
                  num_levels: int = 3, num_layers: int = 4,
                  conv: Optional[ConvSpec] = None,
-                 decoder_channels: int = 32, cell: int = 2):
+                 decoder_channels: int = 32, cell: int = 2,
+                 norm: Optional[str] = None, readout_grid: int = 1):
         sizes = _check_side(image_size, cell, num_levels)
         if num_levels < 2:
             raise ValueError("'num_levels' must be >= 2 (one clustering)")
@@ -171,7 +198,7 @@ class ImageMGVAE(MGN):
         super().__init__(in_channels, hidden_channels, hidden_channels,
                          num_clusters, num_layers=num_layers, conv=conv,
                          clustering='fixed', encoder_scope='graph',
-                         global_decoder=None)
+                         global_decoder=None, norm=norm)
         if int(latent_channels) < 1 or int(decoder_channels) < 1:
             raise ValueError("'latent_channels' and 'decoder_channels' must "
                              "be positive integers")
@@ -181,13 +208,17 @@ class ImageMGVAE(MGN):
         self.cell = cell
         self.sizes = sizes
         self.decoder_channels = decoder_channels
+        readout_grid = check_int('readout_grid', readout_grid)
+        if sizes[-1] % readout_grid:
+            raise ValueError(f"'readout_grid' ({readout_grid}) must divide "
+                             f"the coarsest side {sizes[-1]}")
+        self.readout_grid = readout_grid
+        pooled = hidden_channels * readout_grid**2
         self.graph_mu = torch.nn.ModuleList([
-            torch.nn.Linear(hidden_channels, latent_channels)
-            for _ in sizes
+            torch.nn.Linear(pooled, latent_channels) for _ in sizes
         ])
         self.graph_logstd = torch.nn.ModuleList([
-            torch.nn.Linear(hidden_channels, latent_channels)
-            for _ in sizes
+            torch.nn.Linear(pooled, latent_channels) for _ in sizes
         ])
         self.image_decoders = torch.nn.ModuleList([
             DCGANDecoder(latent_channels, s, decoder_channels, in_channels)
@@ -284,7 +315,7 @@ class ImageMGVAE(MGN):
             side = self.sizes[i]
             targets.append(graph_to_image(target, p, lvl.batch, num_graphs,
                                           (side, side)))
-            s = global_mean_pool(lvl.z, lvl.batch, num_graphs)  # [B, h]
+            s = self.readout(lvl.z, p, side, lvl.batch, num_graphs)
             mu = self.graph_mu[i](s)
             logstd = self.graph_logstd[i](s).clamp(max=MAX_LOGSTD)
             eps = noise[i].get('graph_eps') if i < len(noise) else None
@@ -305,6 +336,21 @@ class ImageMGVAE(MGN):
                                      dim_size=so.num_clusters, reduce='max')
         return ImageOutput(out.levels, num_graphs, self.sizes, targets, mus,
                            logstds, zs, logits)
+
+    def readout(self, z: Tensor, pos: Tensor, side: int, batch: Tensor,
+                num_graphs: int) -> Tensor:
+        r"""The pooled node latents :obj:`z` of a level of side
+        :obj:`side` with integer positions :obj:`pos`,
+        :math:`(B, R^2 h)`: their mean over every cell of the
+        :math:`R \times R` readout grid (cells in row-major order; the
+        nodes' order does not matter)."""
+        R = self.readout_grid
+        if R == 1:
+            return global_mean_pool(z, batch, num_graphs)
+        cell = torch.div(pos, side // R, rounding_mode='floor')
+        region = batch * R * R + cell[:, 0] * R + cell[:, 1]
+        return global_mean_pool(z, region, num_graphs * R * R).view(
+            num_graphs, R * R * z.size(-1))
 
     def loss_terms(self, out: ImageOutput,
                    generator: Optional[torch.Generator] = None
@@ -332,10 +378,13 @@ class ImageMGVAE(MGN):
     def __repr__(self) -> str:
         conv = 'MGNConv' if self.conv is None else getattr(
             self.conv, '__name__', type(self.conv).__name__)
+        extra = ''.join(f', {k}={v!r}' for k, v in (
+            ('norm', self.norm), ('readout_grid', self.readout_grid))
+            if v not in (None, 1))
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, {self.latent_channels}, '
                 f'sizes={self.sizes}, num_layers={self.num_layers}, '
-                f'conv={conv})')
+                f'conv={conv}{extra})')
 
 
 def _sample(decoder: DCGANDecoder, latent_channels: int, num_samples: int,
