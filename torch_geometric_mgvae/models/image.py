@@ -142,7 +142,7 @@ class ImageMGVAE(MGN):
 
     Two options that are not in the paper make the latents carry the image
     (measured on 5,000 training digits, 6 epochs: the 32x32 reconstruction
-    term 211 nats with the paper's readout and KL 1.4 nats, i.e. collapsed;
+    term 207 nats with the paper's readout and KL 2.2 nats, i.e. collapsed;
     142 and 15.3 nats with both; the convolutional VAE 108 and 23.5):
 
     - :obj:`readout_grid`: the node latents of every level are averaged per
