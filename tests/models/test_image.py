@@ -26,6 +26,22 @@ def batch_of(images):
     return Batch.from_data_list([image_to_graph(im) for im in images])
 
 
+def assert_order_invariant(model, batch, terms):
+    r"""The loss terms of :obj:`batch` with the nodes of every graph
+    shuffled equal :obj:`terms`."""
+    n = batch.num_nodes // batch.num_graphs
+    perm = torch.cat([torch.randperm(n) + n * b
+                      for b in range(batch.num_graphs)])
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    pbatch = batch.clone()
+    pbatch.x, pbatch.pos = batch.x[perm], batch.pos[perm]
+    pbatch.edge_index = inv[batch.edge_index]
+    terms2 = model.loss_terms(model(pbatch))
+    for k in terms:
+        assert torch.allclose(terms[k], terms2[k], rtol=1e-4), k
+
+
 def test_quadtree_is_exact_at_every_level():
     model = ImageMGVAE(hidden_channels=4, latent_channels=4, num_layers=1,
                        decoder_channels=4)
@@ -72,15 +88,7 @@ def test_image_mgvae_shapes_repr_sampling_and_invariance():
     assert sorted(terms) == ['kl_16', 'kl_32', 'kl_8', 'recon_16',
                              'recon_32', 'recon_8']
     # The loss does not depend on the order of the nodes of each graph:
-    perm = torch.cat([torch.randperm(1024) + 1024 * b for b in range(3)])
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(perm.numel())
-    pbatch = batch.clone()
-    pbatch.x, pbatch.pos = batch.x[perm], batch.pos[perm]
-    pbatch.edge_index = inv[batch.edge_index]
-    terms2 = model.loss_terms(model(pbatch))
-    for k in terms:
-        assert torch.allclose(terms[k], terms2[k], rtol=1e-4), k
+    assert_order_invariant(model, batch, terms)
     gen = torch.Generator().manual_seed(1)
     s = model.sample(5, 16, generator=gen)
     assert s.shape == (5, 1, 16, 16) and 0 <= float(s.min())
@@ -181,15 +189,7 @@ def test_readout_grid_and_norm_options():
     model.eval()
     terms = model.loss_terms(model(batch))
     # Still independent of the order of the nodes of each graph:
-    perm = torch.cat([torch.randperm(1024) + 1024 * b for b in range(3)])
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(perm.numel())
-    pbatch = batch.clone()
-    pbatch.x, pbatch.pos = batch.x[perm], batch.pos[perm]
-    pbatch.edge_index = inv[batch.edge_index]
-    terms2 = model.loss_terms(model(pbatch))
-    for k in terms:
-        assert torch.allclose(terms[k], terms2[k], rtol=1e-4), k
+    assert_order_invariant(model, batch, terms)
     for bad in (3, 16):  # must divide the coarsest side, 8
         with pytest.raises(ValueError, match='must divide'):
             ImageMGVAE(readout_grid=bad)
