@@ -15,7 +15,7 @@ from torch_geometric_mgvae.models.mgn import MGN, MGNLevel, MGNOutput
 from torch_geometric_mgvae.models.mgvae import MAX_LOGSTD, kl_normal
 from torch_geometric_mgvae.nn.checks import check_int
 from torch_geometric_mgvae.nn.conv import ConvSpec
-from torch_geometric_mgvae.nn.fixed import fixed_hierarchy
+from torch_geometric_mgvae.nn.fixed import fixed_hierarchy, grid_clustering
 from torch_geometric_mgvae.nn.image import DCGANDecoder
 from torch_geometric_mgvae.nn.pool import ClusterReadout
 from torch_geometric_mgvae.nn.random import randn
@@ -342,13 +342,15 @@ class ImageMGVAE(MGN):
         r"""The pooled node latents :obj:`z` of a level of side
         :obj:`side` with integer positions :obj:`pos`,
         :math:`(B, R^2 h)`: their mean over every cell of the
-        :math:`R \times R` readout grid (cells in row-major order; the
-        nodes' order does not matter)."""
+        :math:`R \times R` readout grid, the clusters of
+        :func:`~torch_geometric_mgvae.nn.fixed.grid_clustering` with cells of
+        side :obj:`side / R` (row-major; the nodes' order does not
+        matter)."""
         R = self.readout_grid
         if R == 1:
             return global_mean_pool(z, batch, num_graphs)
-        cell = torch.div(pos, side // R, rounding_mode='floor')
-        region = batch * R * R + cell[:, 0] * R + cell[:, 1]
+        region = batch * R * R + grid_clustering(pos, (side // R, ) * 2,
+                                                 batch)
         return global_mean_pool(z, region, num_graphs * R * R).view(
             num_graphs, R * R * z.size(-1))
 
