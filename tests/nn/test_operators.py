@@ -255,6 +255,11 @@ def test_mgn_pooling_edge_cases():
     # No nodes at all:
     out = pool(torch.empty(0, 3), ei, None, torch.empty(0, dtype=torch.long))
     assert out[0].shape == (0, 3) and out[4].num_clusters == 0
+    # No edges, with edge features (E = 0 rows): an empty coarse edge set
+    # with the same feature width.
+    so = pool.select(x, ei, None, batch)
+    coarse = pool.coarsen_graph(x, ei, None, so, batch, torch.empty(0, 2))
+    assert coarse.edge_attr.shape == (0, 2) and coarse.edge_weight.numel() == 0
 
 
 def test_mgn_pooling_in_sequential():

@@ -3,6 +3,7 @@ r"""MGN's pooling in PyG's pooling API: a cluster readout
 which composes a :class:`~torch_geometric.nn.pool.select.Select` (learned or
 fixed clustering), the readout and a
 :class:`~torch_geometric.nn.pool.connect.Connect` (Def. 2 coarsening)."""
+import math
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -241,8 +242,9 @@ class MGNPooling(torch.nn.Module):
         if edge_attr is not None:
             ones = edge_weight if edge_weight is not None else \
                 edge_attr.new_ones(edge_attr.size(0))
-            w = torch.cat([ones.view(-1, 1), edge_attr.view(
-                edge_attr.size(0), -1)], dim=-1)  # [E, 1 + F]
+            width = math.prod(edge_attr.shape[1:])  # also with E = 0
+            w = torch.cat([ones.view(-1, 1), edge_attr.reshape(
+                edge_attr.size(0), width)], dim=-1)  # [E, 1 + F]
         out = self.connect(so, edge_index, w, batch)
         weight, attr = out.edge_attr, None
         if edge_attr is not None:
