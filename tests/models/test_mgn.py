@@ -359,3 +359,89 @@ def test_cluster_target_loss_hand_value():
     model.eval()
     out = model(data.x, data.edge_index, batch=data.batch)
     assert (out[0].select.logits.argmax(-1) == t0).float().mean() > 0.8
+
+
+def bond_graphs():
+    r"""A path 0-1-2 (edge classes 0, 1) and a single edge (class 0), both
+    directions, one-hot edge features of width 2."""
+    e = torch.tensor([[1., 0.], [0., 1.]])
+    a = Data(x=torch.eye(3, 4).double(),
+             edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]),
+             edge_attr=e[[0, 0, 1, 1]].double())
+    b = Data(x=torch.eye(2, 4).double(),
+             edge_index=torch.tensor([[0, 1], [1, 0]]),
+             edge_attr=e[[0, 0]].double())
+    return Batch.from_data_list([a, b])
+
+
+def edge_model(loss='ce', cls=MGVAE):
+    from torch_geometric_mgvae.models.property import gine_conv
+    torch.manual_seed(0)
+    return cls(4, 16, 8, [2], conv=gine_conv(2), edge_channels=2,
+               edge_feature_loss=loss).double()
+
+
+def test_edge_feature_loss_exact_values():
+    data = bond_graphs()
+    model = edge_model('mse').eval()
+    last = model.edge_feature_decoder[-1]
+    with torch.no_grad():  # a constant prediction (0.5, 0.25) per edge
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.5, 0.25]))
+    terms = model.loss_terms(model(data))
+    # Class-0 edges: 0.5^2 + 0.25^2 = 0.3125; class 1: 0.5^2 + 0.75^2 =
+    # 0.8125. Graphs: 0.3125 + 0.8125 and 0.3125; mean over the 2 graphs.
+    assert terms['edge_feature_recon'].item() == pytest.approx(0.71875)
+    assert 'edge_feature_recon' not in make(MGVAE).loss_terms(
+        make(MGVAE)(random_batch().x, random_batch().edge_index,
+                    batch=random_batch().batch))
+
+
+def test_edge_feature_loss_is_symmetric_and_invariant():
+    data = bond_graphs()
+    model = edge_model().train()
+    out = model(data, generator=torch.Generator().manual_seed(0))
+    z, (row, col) = out[0].z, data.edge_index
+    dec = model.edge_feature_decoder
+    fwd = dec(torch.cat([z[row] + z[col], z[row] * z[col]], -1))
+    bwd = dec(torch.cat([z[col] + z[row], z[col] * z[row]], -1))
+    assert torch.allclose(fwd, bwd, atol=1e-12)
+    once = row < col  # every undirected edge once
+    want = torch.nn.functional.cross_entropy(
+        fwd[once], data.edge_attr[once].argmax(-1), reduction='sum') / 2
+    loss = model.edge_feature_recon_loss(out)
+    assert torch.allclose(loss, want)
+    # Renumbering the nodes (and replaying the noise) leaves it unchanged.
+    perm, inv = permute_within_graphs(data.batch, seed=1)
+    out2 = model(data.x[perm], inv[data.edge_index], batch=data.batch,
+                 edge_attr=data.edge_attr, noise=permuted_noise(out.noise,
+                                                                perm))
+    assert torch.allclose(model.edge_feature_recon_loss(out2), loss)
+
+
+def test_edge_feature_loss_trains_and_bad_inputs():
+    data = bond_graphs()
+    model = edge_model(cls=MGN)  # deterministic latents
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        loss = model.edge_feature_recon_loss(model(data))
+        first = float(loss.detach()) if first is None else first
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
+    # No edges: a defined zero that still has a gradient path.
+    empty = Data(x=torch.eye(3, 4).double(),
+                 edge_index=torch.empty(2, 0, dtype=torch.long),
+                 edge_attr=torch.empty(0, 2).double())
+    assert model.edge_feature_recon_loss(model(empty)).item() == 0
+    with pytest.raises(ValueError, match="edge_attr' has 3 columns"):
+        model(data.x, data.edge_index, batch=data.batch,
+              edge_attr=torch.ones(data.num_edges, 3).double())
+    with pytest.raises(ValueError, match="needs 'edge_channels'"):
+        MGN(4, 8, 4, [2], edge_feature_loss='ce')
+    with pytest.raises(ValueError, match='reads the edge features'):
+        MGN(4, 8, 4, [2], edge_channels=2, edge_feature_loss='ce')
+    with pytest.raises(ValueError, match="'edge_feature_loss' must be"):
+        MGN(4, 8, 4, [2], edge_channels=2, edge_feature_loss='l1')

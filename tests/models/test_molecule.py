@@ -49,6 +49,8 @@ def test_repr_and_config():
     assert len(make(local_decoding=False).local_decoders) == 0
     with pytest.raises(ValueError, match='feature_loss'):
         MoleculeMGVAE(8, 8, 4, [2, 1], 9, feature_loss='ce')
+    with pytest.raises(ValueError, match='decodes the bond types'):
+        MoleculeMGVAE(8, 8, 4, [2, 1], 9, edge_feature_loss='ce')
     with pytest.raises(ValueError, match='order'):
         MoleculeMGVAE(8, 8, 4, [2, 1], 9, order=1, covariance='diag')
     with pytest.raises(ValueError, match='edge_attr'):

@@ -276,7 +276,9 @@ class MGN(torch.nn.Module):
             :class:`~torch_geometric_mgvae.nn.SecondOrderDecoder`; cost
             :math:`\sum_k |\mathcal{V}_k|^2 d`). (default: :obj:`1`)
         edge_channels (int): Size of the input edge features for the
-            second-order encoder of the finest level. (default: :obj:`0`)
+            second-order encoder of the finest level, and the width that
+            :obj:`edge_feature_loss` reconstructs (any order).
+            (default: :obj:`0`)
         normalize_second_order (bool): With :obj:`order=2`, the normalised
             second-order layers (adjacency scaled to a largest weight of 1,
             degrees relative to the mean degree, scale-aware
@@ -338,6 +340,16 @@ class MGN(torch.nn.Module):
         feature_loss (str, optional): Reconstruct the input features from the
             finest latents with :obj:`"mse"` or cross-entropy (:obj:`"ce"`,
             for one-hot features). (default: :obj:`None`)
+        edge_feature_loss (str, optional): Reconstruct the input edge
+            features (:obj:`edge_attr`, e.g. one-hot bond types) of every
+            input edge from the finest latents of its two nodes, with
+            :obj:`"mse"` or cross-entropy (:obj:`"ce"`), by an MLP of
+            :math:`[\mathbf{z}_i + \mathbf{z}_j, \mathbf{z}_i \odot
+            \mathbf{z}_j]` (symmetric in :math:`i, j`; loss term
+            :obj:`"edge_feature_recon"`, summed over the undirected edges
+            (half for each direction), per graph; not in the paper). Needs
+            :obj:`edge_channels` (the width of :obj:`edge_attr`) and an
+            encoder that reads the edge features. (default: :obj:`None`)
         max_nodes (int, optional): The largest graph, needed by the
             :obj:`"mlp"` global decoder (and the learnable prior).
         hierarchical_decoding (bool): Decode every level from its node
@@ -391,6 +403,7 @@ class MGN(torch.nn.Module):
                  norm: Optional[str] = None,
                  global_decoder: Optional[str] = 'inner',
                  feature_loss: Optional[str] = None,
+                 edge_feature_loss: Optional[str] = None,
                  max_nodes: Optional[int] = None,
                  hierarchical_decoding: bool = False,
                  random_features: int = 0,
@@ -411,6 +424,12 @@ class MGN(torch.nn.Module):
         if feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"'feature_loss' must be one of "
                              f"{FEATURE_LOSSES}")
+        if edge_feature_loss not in FEATURE_LOSSES:
+            raise ValueError(f"'edge_feature_loss' must be one of "
+                             f"{FEATURE_LOSSES}")
+        if edge_feature_loss is not None and edge_channels == 0:
+            raise ValueError("'edge_feature_loss' needs 'edge_channels' (the "
+                             "width of the edge features to reconstruct)")
         if order not in (1, 2):
             raise ValueError("'order' must be 1 or 2")
         if encoder_scope not in ENCODER_SCOPES:
@@ -463,6 +482,7 @@ class MGN(torch.nn.Module):
         self.norm = norm
         self.global_decoder = global_decoder
         self.feature_loss = feature_loss
+        self.edge_feature_loss = edge_feature_loss
         self.max_nodes = max_nodes
         self.hierarchical_decoding = hierarchical_decoding
         self.random_features = random_features
@@ -535,6 +555,17 @@ class MGN(torch.nn.Module):
         self._conv_edge_attr = order == 1 and any(
             conv_inputs(c)[1] and not conv_inputs(c)[0]
             for c in self.encoders[0].convs)
+        if edge_feature_loss is not None and not self.uses_edge_attr:
+            raise ValueError("'edge_feature_loss' needs an encoder that "
+                             "reads the edge features (a convolution that "
+                             "takes 'edge_attr', or order=2)")
+        # Registered after every other module: the initialisation of the
+        # others does not depend on it.
+        self.edge_feature_decoder = torch.nn.Sequential(
+            torch.nn.Linear(2 * latent_channels, hidden_channels),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden_channels, edge_channels),
+        ) if edge_feature_loss is not None else None
         # Co-membership weights (w of beta = softplus(w)) and the scale and
         # bias of every level's soft co-membership loss:
         self.comembership_weight = torch.nn.Parameter(torch.empty(
@@ -876,7 +907,8 @@ class MGN(torch.nn.Module):
             raise ValueError(f"'x' is {x.dtype} but the model's parameters "
                              f"are {dtype} (convert one of them, e.g. "
                              f"x.to({dtype}))")
-        if self.order == 2 and edge_attr is not None:
+        if edge_attr is not None and (self.order == 2 or
+                                      self.edge_feature_loss is not None):
             width = math.prod(edge_attr.shape[1:])
             if width != self.edge_channels:
                 raise ValueError(f"'edge_attr' has {width} columns but the "
@@ -1017,6 +1049,28 @@ class MGN(torch.nn.Module):
                                    reduction='sum')
         return loss / max(lvl.num_graphs, 1)
 
+    def edge_feature_recon_loss(self, out: MGNOutput) -> Tensor:
+        r"""Reconstruction loss of the input edge features from the finest
+        latents of their end nodes (:obj:`edge_feature_loss`), summed over
+        the undirected edges (half for each direction), per graph."""
+        lvl = out[0]
+        if self.edge_feature_decoder is None or lvl.edge_index.numel() == 0:
+            return lvl.z.sum() * 0.
+        if lvl.edge_attr is None:
+            raise ValueError("'edge_feature_loss' needs the input's "
+                             "'edge_attr'")
+        row, col = lvl.edge_index
+        zi, zj = lvl.z[row], lvl.z[col]
+        pred = self.edge_feature_decoder(torch.cat([zi + zj, zi * zj], -1))
+        target = lvl.edge_attr.reshape(pred.size(0), self.edge_channels)
+        if self.edge_feature_loss == 'mse':
+            loss = F.mse_loss(pred, target, reduction='sum')
+        else:
+            loss = F.cross_entropy(pred, target.argmax(dim=-1),
+                                   reduction='sum')
+        # Both directions of an edge are predicted alike: half each.
+        return loss / 2 / max(lvl.num_graphs, 1)
+
     def balanced_cut_loss(self, out: MGNOutput) -> Tensor:
         r"""The balanced-cut KL of every clustering (Sec. 3.3,
         :meth:`MGNPooling.cut_loss`), averaged over graphs and summed over
@@ -1127,6 +1181,8 @@ class MGN(torch.nn.Module):
                      feature_recon=self.feature_recon_loss(out),
                      balanced_cut=self.balanced_cut_loss(out),
                      cluster_entropy=self.cluster_entropy_loss(out))
+        if self.edge_feature_loss is not None:
+            terms['edge_feature_recon'] = self.edge_feature_recon_loss(out)
         if self.comembership:
             terms['comembership'] = self.comembership_loss(out, generator)
         return terms

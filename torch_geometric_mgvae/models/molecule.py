@@ -403,6 +403,9 @@ class MoleculeMGVAE(MGVAE):
         if kwargs.get('feature_loss') is not None:
             raise ValueError("MoleculeMGVAE decodes the atom types itself "
                              "('feature_loss' must be None)")
+        if kwargs.get('edge_feature_loss') is not None:
+            raise ValueError("MoleculeMGVAE decodes the bond types itself "
+                             "('edge_feature_loss' must be None)")
         if not kwargs['global_decoder']:
             raise ValueError("MoleculeMGVAE needs the global decoders")
         num_atom_types = check_int('num_atom_types', num_atom_types)
