@@ -245,6 +245,8 @@ def test_non_finite_loss_stops_training():
     ['--dataset', 'qm9', '--clusters', '4,x'],
     ['--dataset', 'qm9', '--ratio', '1.5'],
     ['--dataset', 'qm9', '--mode', 'unsupervised', '--kl-weight', '-1'],
+    ['--dataset', 'qm9', '--mode', 'unsupervised', '--feature-mask', '1'],
+    ['--dataset', 'qm9', '--mode', 'unsupervised', '--feature-mask', '-0.1'],
     ['--dataset', 'moses'],
 ])
 def test_cli_rejects_bad_options_before_any_work(tmp_path, argv, capsys):
@@ -290,6 +292,9 @@ def test_unsupervised_autoencoder_trains_with_the_kl_weight(
     mae = [r for r in recs if r['metric'] == 'MAE']
     assert len(mae) == 5 and all(r['n'] == 2 for r in mae)
     assert all('KL weight 0.25' in r['protocol'] for r in mae)
+    assert all('atom-type, bond-type and adjacency reconstruction' in
+               r['protocol'] for r in mae)
+    assert 'edge_feature_decoder.0.weight' in first  # bonds decoded
     trained, = [r for r in recs if r['metric'] == 'train_seconds']
     assert trained['n'] == 2 and len(trained['final_loss']) == 2
     # A finished run is not repeated: the autoencoders are read back.
@@ -299,6 +304,14 @@ def test_unsupervised_autoencoder_trains_with_the_kl_weight(
     assert [r['value'] for r in again if r['metric'] == 'MAE'] == \
         [r['value'] for r in mae]
     assert P.parse_args(['--dataset', 'qm9']).kl_weight == P.KL_WEIGHT
+    # The pretext options reach the model: no bond decoder, masked atoms.
+    args = P.parse_args(['--dataset', 'qm9', '--mode', 'unsupervised',
+                         '--no-bond-recon', '--feature-mask', '0.2',
+                         '--hidden', '8', '--latent', '4', '--out',
+                         str(tmp_path / 'x')])
+    model, kwargs = P.build_autoencoder(args, 5)
+    assert model.edge_feature_decoder is None and model.feature_mask == 0.2
+    assert kwargs['edge_feature_loss'] is None
 
 
 def test_records_and_table(tmp_path):

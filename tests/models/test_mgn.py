@@ -26,6 +26,7 @@ def permuted_noise(noise, perm):
     dict(random_features=3),
     dict(encoder_scope='graph', hierarchical_decoding=True),
     dict(conv='GCNConv', latent_head='conv', norm='instance_norm'),
+    dict(feature_mask=0.3),
 ])
 def test_whole_model_is_permutation_equivariant(cls, options):
     random_features = options.get('random_features', 0)
@@ -445,3 +446,29 @@ def test_edge_feature_loss_trains_and_bad_inputs():
         MGN(4, 8, 4, [2], edge_channels=2, edge_feature_loss='ce')
     with pytest.raises(ValueError, match="'edge_feature_loss' must be"):
         MGN(4, 8, 4, [2], edge_channels=2, edge_feature_loss='l1')
+
+
+def test_feature_mask_zeroes_nodes_in_training_only():
+    data = random_batch(sizes=(9, 13, 6))
+    x, ei, batch = data.x, data.edge_index, data.batch
+    model = make(MGN, feature_mask=0.5, encoder_scope='graph').train()
+    out = model(x, ei, batch=batch,
+                generator=torch.Generator().manual_seed(0))
+    keep = out.noise[0]['mask']
+    assert keep.shape == (28, 1) and set(keep.view(-1).tolist()) == {0., 1.}
+    assert torch.equal(out[0].x, x)  # the target stays uncorrupted
+    # The encoders saw x * keep: the finest latents equal those of the
+    # corrupted input without masking (evaluation mode never masks).
+    ref = model.eval()(x * keep, ei, batch=batch)
+    assert torch.allclose(out[0].z, ref[0].z, atol=1e-12)
+    plain = model(x, ei, batch=batch)
+    assert 'mask' not in plain.noise[0]
+    assert not torch.allclose(plain[0].z, ref[0].z)
+    # The replayed mask gives the same pass.
+    again = model.train()(x, ei, batch=batch, noise=out.noise)
+    assert torch.allclose(again[0].z, out[0].z, atol=1e-12)
+    for bad in (-0.1, 1.0, float('nan')):
+        with pytest.raises(ValueError, match='feature_mask'):
+            MGN(4, 8, 4, [2], feature_mask=bad)
+    with pytest.raises(TypeError, match='feature_mask'):
+        MGN(4, 8, 4, [2], feature_mask='0.2')

@@ -16,6 +16,7 @@ from torch_geometric.utils import (
 
 from torch_geometric_mgvae.nn.checks import (  # noqa: F401 (re-exported)
     MAX_FEATURE,
+    check_float,
     check_graph,
     check_int,
     check_int_list,
@@ -44,7 +45,7 @@ from torch_geometric_mgvae.nn.decoder import (
 )
 from torch_geometric_mgvae.nn.dense import DenseBlocks, to_dense_blocks
 from torch_geometric_mgvae.nn.pool import ClusterReadout, MGNPooling
-from torch_geometric_mgvae.nn.random import randn
+from torch_geometric_mgvae.nn.random import rand, randn
 from torch_geometric_mgvae.nn.second_order import (
     MLPDecoder,
     SecondOrderDecoder,
@@ -350,6 +351,14 @@ class MGN(torch.nn.Module):
             (half for each direction), per graph; not in the paper). Needs
             :obj:`edge_channels` (the width of :obj:`edge_attr`) and an
             encoder that reads the edge features. (default: :obj:`None`)
+        feature_mask (float): In training mode, the input features of each
+            node are replaced by zeros with this probability before the
+            encoders see them (the masked-attribute pretext of Hu et al.,
+            2020; not in the paper); the finest level keeps the real
+            features, so :obj:`feature_loss` reconstructs the uncorrupted
+            ones, masked nodes from their context. Equivariant as
+            :obj:`random_features` (the mask is in :attr:`MGNOutput.noise`).
+            (default: :obj:`0.0`)
         max_nodes (int, optional): The largest graph, needed by the
             :obj:`"mlp"` global decoder (and the learnable prior).
         hierarchical_decoding (bool): Decode every level from its node
@@ -404,6 +413,7 @@ class MGN(torch.nn.Module):
                  global_decoder: Optional[str] = 'inner',
                  feature_loss: Optional[str] = None,
                  edge_feature_loss: Optional[str] = None,
+                 feature_mask: float = 0.0,
                  max_nodes: Optional[int] = None,
                  hierarchical_decoding: bool = False,
                  random_features: int = 0,
@@ -427,6 +437,11 @@ class MGN(torch.nn.Module):
         if edge_feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"'edge_feature_loss' must be one of "
                              f"{FEATURE_LOSSES}")
+        feature_mask = check_float('feature_mask', feature_mask, 0.0,
+                                   strict=False)
+        if feature_mask >= 1:
+            raise ValueError(f"'feature_mask' must be < 1 (got "
+                             f"{feature_mask})")
         if edge_feature_loss is not None and edge_channels == 0:
             raise ValueError("'edge_feature_loss' needs 'edge_channels' (the "
                              "width of the edge features to reconstruct)")
@@ -483,6 +498,7 @@ class MGN(torch.nn.Module):
         self.global_decoder = global_decoder
         self.feature_loss = feature_loss
         self.edge_feature_loss = edge_feature_loss
+        self.feature_mask = feature_mask
         self.max_nodes = max_nodes
         self.hierarchical_decoding = hierarchical_decoding
         self.random_features = random_features
@@ -841,6 +857,13 @@ class MGN(torch.nn.Module):
         levels: List[MGNLevel] = []
         for i in range(self.num_levels):
             lvl_noise = dict(noise[i]) if i < len(noise) else {}
+            if i == 0 and self.training and self.feature_mask > 0:
+                keep = lvl_noise.get('mask')
+                if keep is None:
+                    keep = (rand((x.size(0), 1), generator, x.device) >=
+                            self.feature_mask).to(x.dtype)
+                lvl_noise['mask'] = keep
+                x = x * keep
             if i == 0 and self.random_features > 0:
                 r = lvl_noise.get('features')
                 if r is None:
