@@ -1069,6 +1069,19 @@ def _hparam_probes():
             kw['global_decoder'] = 'mlp'
         ctor(f'mgvae-{key}-{value}', f'MGVAE({key}={value!r})',
              lambda kw=kw: mgvae(**kw), key)
+    for value in (-0.1, 1.0, math.nan):
+        ctor(f'mgvae-feature_mask-{value}', f'MGVAE(feature_mask={value})',
+             lambda value=value: mgvae(feature_mask=value), 'feature_mask')
+    ctor('mgvae-edge-loss-no-channels', "MGVAE(edge_feature_loss='ce') "
+         "without edge_channels", lambda: mgvae(edge_feature_loss='ce'),
+         'edge_channels')
+    ctor('mgvae-edge-loss-no-edge-conv', "MGVAE(edge_feature_loss='ce', "
+         "edge_channels=3) with MGNConv (reads no edge features)",
+         lambda: mgvae(edge_feature_loss='ce', edge_channels=3),
+         'edge features')
+    ctor('mgvae-edge-loss-l1', "MGVAE(edge_feature_loss='l1')",
+         lambda: mgvae(edge_feature_loss='l1', edge_channels=3),
+         'edge_feature_loss')
     ctor('mgvae-mlp-no-max-nodes', "MGVAE(global_decoder='mlp') without "
          "max_nodes", lambda: mgvae(global_decoder='mlp'), 'max_nodes')
     ctor('mgvae-learnable-no-max-nodes', "MGVAE(prior='learnable') without "
@@ -1123,10 +1136,12 @@ def _hparam_probes():
                        ('num_bond_types', 0), ('num_bond_types', -1),
                        ('decoder_layers', 0), ('node_channels', -1),
                        ('feature_loss', 'mse'), ('global_decoder', None),
+                       ('edge_feature_loss', 'ce'),
                        ('order', 1), ('atoms', [('C', 0)])):
         ctor(f'molecule-{key}-{value}', f'MoleculeMGVAE({key}={value!r})',
              lambda key=key, value=value: molecule(**{key: value}),
-             key if key not in ('feature_loss', 'global_decoder', 'order')
+             key if key not in ('feature_loss', 'global_decoder', 'order',
+                                'edge_feature_loss')
              else f'{key}|decoder|order')
 
     def ar(**kw):
@@ -1379,6 +1394,10 @@ def _cli_option_probes():
         ('properties', ['--dataset', 'zinc', '--mode', 'unsupervised']),
         ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
                         '--kl-weight', '-1']),
+        ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
+                        '--feature-mask', '1']),
+        ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
+                        '--feature-mask', 'nan']),
         ('properties', ['--dataset', 'zinc', '--methods', 'gat']),
         ('properties', ['--dataset', 'zinc', '--methods', ',']),
         ('properties', ['--dataset', 'zinc', '--targets', 'qed']),
