@@ -303,7 +303,11 @@ def test_unsupervised_autoencoder_trains_with_the_kl_weight(
     again = json.loads((out / 'property_prediction.json').read_text())
     assert [r['value'] for r in again if r['metric'] == 'MAE'] == \
         [r['value'] for r in mae]
-    assert P.parse_args(['--dataset', 'qm9']).kl_weight == P.KL_WEIGHT
+    defaults = P.parse_args(['--dataset', 'qm9'])
+    assert defaults.kl_weight == P.KL_WEIGHT
+    assert defaults.feature_mask == P.FEATURE_MASK and defaults.bond_recon
+    assert all(f'{P.FEATURE_MASK:g} of the atom types masked' in
+               r['protocol'] for r in mae)
     # The pretext options reach the model: no bond decoder, masked atoms.
     args = P.parse_args(['--dataset', 'qm9', '--mode', 'unsupervised',
                          '--no-bond-recon', '--feature-mask', '0.2',
