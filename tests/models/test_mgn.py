@@ -440,12 +440,12 @@ def test_edge_feature_loss_trains_and_bad_inputs():
     with pytest.raises(ValueError, match="edge_attr' has 3 columns"):
         model(data.x, data.edge_index, batch=data.batch,
               edge_attr=torch.ones(data.num_edges, 3).double())
-    with pytest.raises(ValueError, match="needs 'edge_channels'"):
-        MGN(4, 8, 4, [2], edge_feature_loss='ce')
-    with pytest.raises(ValueError, match='reads the edge features'):
-        MGN(4, 8, 4, [2], edge_channels=2, edge_feature_loss='ce')
-    with pytest.raises(ValueError, match="'edge_feature_loss' must be"):
-        MGN(4, 8, 4, [2], edge_channels=2, edge_feature_loss='l1')
+    for kwargs, match in ((dict(), "needs 'edge_channels'"),
+                          (dict(edge_channels=2), 'reads the edge features'),
+                          (dict(edge_channels=2, edge_feature_loss='l1'),
+                           "'edge_feature_loss' must be")):
+        with pytest.raises(ValueError, match=match):
+            MGN(4, 8, 4, [2], **{'edge_feature_loss': 'ce', **kwargs})
 
 
 def test_feature_mask_zeroes_nodes_in_training_only():
