@@ -918,8 +918,9 @@ def _select(g: Data, cols: List[int]) -> Data:
 
 # Unsupervised experiment ##################################################
 
-def build_autoencoder(args, in_channels: int):
-    from torch_geometric_mgvae import MGVAE
+def autoencoder_kwargs(args, in_channels: int) -> Dict[str, Any]:
+    r"""The :class:`~torch_geometric_mgvae.MGVAE` arguments of the
+    unsupervised autoencoder (and of its untrained control)."""
     kwargs = dict(in_channels=in_channels, hidden_channels=args.hidden,
                   latent_channels=args.latent, num_clusters=args.clusters,
                   order=args.order, encoder_scope='graph',
@@ -929,6 +930,12 @@ def build_autoencoder(args, in_channels: int):
                   feature_mask=args.feature_mask)
     if args.order == 1:
         kwargs['conv'] = gine_conv(3)
+    return kwargs
+
+
+def build_autoencoder(args, in_channels: int):
+    from torch_geometric_mgvae import MGVAE
+    kwargs = autoencoder_kwargs(args, in_channels)
     return MGVAE(**kwargs), kwargs
 
 
@@ -1085,7 +1092,7 @@ def run_unsupervised(args, graphs, info, session: TrainingSession,
     g = torch.Generator().manual_seed(args.split_seed)
     perm = torch.randperm(len(graphs['train']), generator=g)[:args.ae_train]
     ae_graphs = [graphs['train'][int(i)] for i in perm]
-    _, model_kwargs = build_autoencoder(args, in_channels)
+    model_kwargs = autoencoder_kwargs(args, in_channels)
     step = {}
     for order in (1, 2):  # measured, to justify --order
         o_args = copy.copy(args)
