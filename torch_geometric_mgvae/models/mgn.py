@@ -175,6 +175,15 @@ class MGNOutput:
         return f'{self.__class__.__name__}(levels={len(self.levels)})'
 
 
+def _recon_sum(kind: str, pred: Tensor, target: Tensor) -> Tensor:
+    r"""The summed reconstruction loss of :obj:`feature_loss` /
+    :obj:`edge_feature_loss`: squared error (:obj:`"mse"`) or the cross
+    entropy of the one-hot :obj:`target`'s class (:obj:`"ce"`)."""
+    if kind == 'mse':
+        return F.mse_loss(pred, target, reduction='sum')
+    return F.cross_entropy(pred, target.argmax(dim=-1), reduction='sum')
+
+
 def as_edge_index(adj: Adj, edge_weight: OptTensor,
                   num_nodes: Optional[int] = None
                   ) -> Tuple[Tensor, OptTensor]:
@@ -1064,12 +1073,8 @@ class MGN(torch.nn.Module):
         lvl = out[0]
         if self.feature_decoder is None or lvl.num_nodes == 0:
             return lvl.z.new_zeros(())
-        pred = self.feature_decoder(lvl.z)
-        if self.feature_loss == 'mse':
-            loss = F.mse_loss(pred, lvl.x, reduction='sum')
-        else:
-            loss = F.cross_entropy(pred, lvl.x.argmax(dim=-1),
-                                   reduction='sum')
+        loss = _recon_sum(self.feature_loss, self.feature_decoder(lvl.z),
+                          lvl.x)
         return loss / max(lvl.num_graphs, 1)
 
     def edge_feature_recon_loss(self, out: MGNOutput) -> Tensor:
@@ -1086,11 +1091,7 @@ class MGN(torch.nn.Module):
         zi, zj = lvl.z[row], lvl.z[col]
         pred = self.edge_feature_decoder(torch.cat([zi + zj, zi * zj], -1))
         target = lvl.edge_attr.reshape(pred.size(0), self.edge_channels)
-        if self.edge_feature_loss == 'mse':
-            loss = F.mse_loss(pred, target, reduction='sum')
-        else:
-            loss = F.cross_entropy(pred, target.argmax(dim=-1),
-                                   reduction='sum')
+        loss = _recon_sum(self.edge_feature_loss, pred, target)
         # Both directions of an edge are predicted alike: half each.
         return loss / 2 / max(lvl.num_graphs, 1)
 
