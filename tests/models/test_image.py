@@ -197,6 +197,66 @@ def test_readout_grid_and_norm_options():
         ImageMGVAE(readout_grid=0)
 
 
+def test_hierarchical_readout_reads_every_coarser_level_exactly():
+    torch.manual_seed(0)
+    model = ImageMGVAE(hidden_channels=3, latent_channels=5, image_size=16,
+                       num_layers=1, decoder_channels=4, readout_grid=[2, 2, 4],
+                       hierarchical_readout=True)
+    assert model.sizes == [16, 8, 4] and model.readout_grids == [2, 2, 4]
+    # Level l reads the readouts of levels l, ..., 2 (3 * R^2 each):
+    assert [m.in_features for m in model.graph_mu] == [12 + 12 + 48,
+                                                       12 + 48, 48]
+    assert [m.in_features for m in model.graph_logstd] == [72, 60, 48]
+    assert str(model).endswith("readout_grid=[2, 2, 4], "
+                               "hierarchical_readout=True)")
+    batch = batch_of(digits(3, side=16))
+    model.eval()
+    out = model(batch)
+    # The quadtree's level-l positions are the pixel positions // 2^l:
+    reads = [model.readout(lvl.z, torch.div(batch.pos, 2**i,
+                                            rounding_mode='floor')[
+                               _first_of_cluster(out, i)], side,
+                           lvl.batch, 3)
+             for i, (lvl, side) in enumerate(zip(out.levels, model.sizes))]
+    for i in range(3):
+        s = torch.cat(reads[i:], dim=-1)
+        assert torch.allclose(out.mu[i], model.graph_mu[i](s), atol=1e-6)
+        assert torch.allclose(out.logstd[i], model.graph_logstd[i](s),
+                              atol=1e-6)
+    assert_order_invariant(model, batch, model.loss_terms(out))
+    # The finest latent moves when only a coarse level's features move:
+    with torch.no_grad():
+        model.graph_mu[0].weight[:, 24:].add_(1.0)
+    assert not torch.allclose(model(batch).mu[0], out.mu[0])
+    assert torch.allclose(model(batch).mu[1], out.mu[1])
+
+
+def _first_of_cluster(out, level):
+    r"""For every node of :obj:`level`, one finest node inside it."""
+    idx = torch.arange(out.levels[0].num_nodes)
+    for lvl in out.levels[:level]:
+        c = lvl.select.cluster_index
+        first = torch.full((lvl.select.num_clusters, ), -1, dtype=torch.long)
+        first = first.scatter_reduce(0, c, idx, 'amax', include_self=True)
+        idx = first
+    return idx
+
+
+def test_per_level_readout_grid_is_checked():
+    model = ImageMGVAE(hidden_channels=2, latent_channels=3, num_layers=1,
+                       decoder_channels=4, readout_grid=[8, 4, 8])
+    assert [m.in_features for m in model.graph_mu] == [128, 32, 128]
+    for bad, match in (([4, 4], '2 entries for 3 levels'),
+                       ([4, 4, 16], "16 must divide its level's side 8"),
+                       ([3, 4, 4], "3 must divide its level's side 32"),
+                       ([4, 0, 4], 'readout_grid'),
+                       (16, 'must divide the coarsest side 8')):
+        with pytest.raises(ValueError, match=match):
+            ImageMGVAE(readout_grid=bad)
+    with pytest.raises(ValueError, match="'hierarchical_readout' must be"):
+        ImageMGVAE(hierarchical_readout='yes')
+
+
 def test_batch_norm_keeps_the_latents_apart_at_initialisation():
     # Without normalisation the coarsest level's posterior means of
     # different images agree to about 1e-6 of their size at initialisation

@@ -151,6 +151,17 @@ class ImageMGVAE(MGN):
       (:math:`R = 1`) a level's latent says what local patterns the image
       has, but hardly where, since a node sees :obj:`num_layers` pixels
       around it.
+    - :obj:`hierarchical_readout`: the posterior of :math:`Z^{(\ell)}`
+      reads the readouts of level :math:`\ell` *and of every coarser
+      level* (concatenated), not of level :math:`\ell` alone. The coarse
+      levels are computed from the finer ones (their node features pool
+      the finer node latents), so they are functions of the same image,
+      and their nodes see far more of it: an 8 x 8 node of MNIST sees the
+      whole digit. With the paper's readout the finest latent, the one the
+      32 x 32 decoder reads, comes from the encoder that sees least.
+      With :obj:`readout_grid=[4, 4, 8]` (every node of the 8 x 8 level
+      its own cell) the 32 x 32 reconstruction term fell from 146 to 115
+      nats on 5,000 digits after 6 epochs (the convolutional VAE: 111).
     - :obj:`norm="batch_norm"` after every convolution: at initialisation
       the encoders' pooled outputs differ between images by
       :math:`10^{-3}`, :math:`10^{-5}` and :math:`10^{-7}` of their size at
@@ -180,17 +191,25 @@ class ImageMGVAE(MGN):
         norm (str, optional): Normalisation after every convolution of
             the encoders, by its PyG name (see :class:`~torch_geometric_mgvae.
             MGN`). (default: :obj:`None`, as the paper)
-        readout_grid (int): Side :math:`R` of the readout grid: node
-            latents are averaged per cell of an :math:`R \times R` grid
-            (:obj:`1`: one mean, as the paper). It must divide the
-            coarsest side. (default: :obj:`1`)
+        readout_grid (int or List[int]): Side :math:`R` of the readout
+            grid: node latents are averaged per cell of an
+            :math:`R \times R` grid (:obj:`1`: one mean, as the paper). One
+            :math:`R` for all levels must divide the coarsest side; a list
+            gives :math:`R_\ell` per level (finest first), each dividing
+            its level's side. (default: :obj:`1`)
+        hierarchical_readout (bool): The posterior of every level's latent
+            reads the readouts of that level and of all coarser ones
+            (:obj:`False`: of that level alone, as the paper).
+            (default: :obj:`False`)
     """
     def __init__(self, in_channels: int = 1, hidden_channels: int = 32,
                  latent_channels: int = 64, image_size: int = 32,
                  num_levels: int = 3, num_layers: int = 4,
                  conv: Optional[ConvSpec] = None,
                  decoder_channels: int = 32, cell: int = 2,
-                 norm: Optional[str] = None, readout_grid: int = 1):
+                 norm: Optional[str] = None,
+                 readout_grid: Union[int, Sequence[int]] = 1,
+                 hierarchical_readout: bool = False):
         sizes = _check_side(image_size, cell, num_levels)
         if num_levels < 2:
             raise ValueError("'num_levels' must be >= 2 (one clustering)")
@@ -208,17 +227,20 @@ class ImageMGVAE(MGN):
         self.cell = cell
         self.sizes = sizes
         self.decoder_channels = decoder_channels
-        readout_grid = check_int('readout_grid', readout_grid)
-        if sizes[-1] % readout_grid:
-            raise ValueError(f"'readout_grid' ({readout_grid}) must divide "
-                             f"the coarsest side {sizes[-1]}")
         self.readout_grid = readout_grid
-        pooled = hidden_channels * readout_grid**2
+        self.readout_grids = _readout_grids(readout_grid, sizes)
+        if not isinstance(hierarchical_readout, bool):
+            raise ValueError(f"'hierarchical_readout' must be a bool (got "
+                             f"{hierarchical_readout!r})")
+        self.hierarchical_readout = hierarchical_readout
+        pooled = [hidden_channels * R**2 for R in self.readout_grids]
+        if hierarchical_readout:
+            pooled = [sum(pooled[i:]) for i in range(len(sizes))]
         self.graph_mu = torch.nn.ModuleList([
-            torch.nn.Linear(pooled, latent_channels) for _ in sizes
+            torch.nn.Linear(w, latent_channels) for w in pooled
         ])
         self.graph_logstd = torch.nn.ModuleList([
-            torch.nn.Linear(pooled, latent_channels) for _ in sizes
+            torch.nn.Linear(w, latent_channels) for w in pooled
         ])
         self.image_decoders = torch.nn.ModuleList([
             DCGANDecoder(latent_channels, s, decoder_channels, in_channels)
@@ -310,12 +332,23 @@ class ImageMGVAE(MGN):
                               clusters=clusters, noise=noise,
                               generator=generator)
         target, p = x, pos
-        targets, mus, logstds, zs, logits = [], [], [], [], []
+        targets, reads = [], []
         for i, lvl in enumerate(out.levels):
             side = self.sizes[i]
             targets.append(graph_to_image(target, p, lvl.batch, num_graphs,
                                           (side, side)))
-            s = self.readout(lvl.z, p, side, lvl.batch, num_graphs)
+            reads.append(self.readout(lvl.z, p, side, lvl.batch, num_graphs))
+            so = lvl.select
+            if so is not None:
+                target = self.zoom(target, so.cluster_index,
+                                   dim_size=so.num_clusters)
+                p = torch.div(p, self.cell, rounding_mode='floor')
+                p = self.zoom.reduce(p, so.cluster_index,
+                                     dim_size=so.num_clusters, reduce='max')
+        mus, logstds, zs, logits = [], [], [], []
+        for i, lvl in enumerate(out.levels):
+            s = torch.cat(reads[i:], dim=-1) if self.hierarchical_readout \
+                else reads[i]
             mu = self.graph_mu[i](s)
             logstd = self.graph_logstd[i](s).clamp(max=MAX_LOGSTD)
             eps = noise[i].get('graph_eps') if i < len(noise) else None
@@ -327,13 +360,6 @@ class ImageMGVAE(MGN):
             logstds.append(logstd)
             zs.append(z)
             logits.append(self.image_decoders[i](z))
-            so = lvl.select
-            if so is not None:
-                target = self.zoom(target, so.cluster_index,
-                                   dim_size=so.num_clusters)
-                p = torch.div(p, self.cell, rounding_mode='floor')
-                p = self.zoom.reduce(p, so.cluster_index,
-                                     dim_size=so.num_clusters, reduce='max')
         return ImageOutput(out.levels, num_graphs, self.sizes, targets, mus,
                            logstds, zs, logits)
 
@@ -341,12 +367,12 @@ class ImageMGVAE(MGN):
                 num_graphs: int) -> Tensor:
         r"""The pooled node latents :obj:`z` of a level of side
         :obj:`side` with integer positions :obj:`pos`,
-        :math:`(B, R^2 h)`: their mean over every cell of the
+        :math:`(B, R^2 h)`: their mean over every cell of the level's
         :math:`R \times R` readout grid, the clusters of
         :func:`~torch_geometric_mgvae.nn.fixed.grid_clustering` with cells of
         side :obj:`side / R` (row-major; the nodes' order does not
         matter)."""
-        R = self.readout_grid
+        R = self.readout_grids[self.sizes.index(side)]
         if R == 1:
             return global_mean_pool(z, batch, num_graphs)
         region = batch * R * R + grid_clustering(pos, (side // R, ) * 2,
@@ -380,13 +406,36 @@ class ImageMGVAE(MGN):
     def __repr__(self) -> str:
         conv = 'MGNConv' if self.conv is None else getattr(
             self.conv, '__name__', type(self.conv).__name__)
-        extra = ''.join(f', {k}={v!r}' for k, v in (
-            ('norm', self.norm), ('readout_grid', self.readout_grid))
-            if v not in (None, 1))
+        extra = ''.join(f', {k}={v!r}' for k, v, default in (
+            ('norm', self.norm, None), ('readout_grid', self.readout_grid, 1),
+            ('hierarchical_readout', self.hierarchical_readout, False))
+            if v != default)
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, {self.latent_channels}, '
                 f'sizes={self.sizes}, num_layers={self.num_layers}, '
                 f'conv={conv}{extra})')
+
+
+def _readout_grids(grid: Union[int, Sequence[int]],
+                   sizes: List[int]) -> List[int]:
+    r"""The readout grid side :math:`R_\ell` of every level from one
+    :math:`R` (dividing the coarsest side) or one per level (each dividing
+    its level's side)."""
+    if isinstance(grid, (list, tuple)):
+        grids = [check_int('readout_grid', g) for g in grid]
+        if len(grids) != len(sizes):
+            raise ValueError(f"'readout_grid' has {len(grids)} entries for "
+                             f"{len(sizes)} levels")
+        bad = [(g, s) for g, s in zip(grids, sizes) if s % g]
+        if bad:
+            raise ValueError(f"'readout_grid' {bad[0][0]} must divide its "
+                             f"level's side {bad[0][1]}")
+        return grids
+    grid = check_int('readout_grid', grid)
+    if sizes[-1] % grid:
+        raise ValueError(f"'readout_grid' ({grid}) must divide the "
+                         f"coarsest side {sizes[-1]}")
+    return [grid] * len(sizes)
 
 
 def _sample(decoder: DCGANDecoder, latent_channels: int, num_samples: int,
