@@ -1248,11 +1248,14 @@ def _hparam_probes():
                             ('ImageMGVAE', 'latent_channels', 0),
                             ('ImageMGVAE', 'hidden_channels', 0),
                             ('ImageMGVAE', 'cell', 0),
+                            ('ImageMGVAE', 'readout_grid', [4, 4]),
+                            ('ImageMGVAE', 'readout_grid', [4, 4, 16]),
+                            ('ImageMGVAE', 'hierarchical_readout', 'yes'),
                             ('ConvVAE', 'channels', 0),
                             ('ConvVAE', 'image_size', 33)):
         ctor(f'{cls.lower()}-{key}-{value}', f'{cls}({key}={value})',
              lambda cls=cls, key=key, value=value: image(cls, **{key: value}),
-             f'{key}|side|cell')
+             f'{key}|side|cell|levels')
 
     def regressor(**kw):
         from torch_geometric_mgvae.models.property import (
@@ -1435,6 +1438,9 @@ def _cli_option_probes():
         ('images', ['--data', 'missing']), ('images', ['--norm', 'group']),
         ('images', ['--readout-grid', '3']),
         ('images', ['--readout-grid', '0']),
+        ('images', ['--readout-grid', '4,4']),
+        ('images', ['--readout-grid', '4,4,16']),
+        ('images', ['--readout-grid', '4,,8']),
         # Devices and data-parallel launch (issue 15):
         ('demo', ['--nproc', '0']), ('demo', ['--nproc', '-1']),
         ('link-pred', ['--nproc', 'abc']), ('demo', ['--device', 'tpu']),

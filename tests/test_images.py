@@ -53,6 +53,8 @@ def test_images_runs_end_to_end(tmp_path, mnist_root):
     ['images', '--data', 'missing'], ['images', '--lr', '0'],
     ['images', '--results', 'broken.json'], ['images', '--epochs', '0'],
     ['images', '--norm', 'group'], ['images', '--readout-grid', '3'],
+    ['images', '--readout-grid', '4,4'],
+    ['images', '--readout-grid', '4,4,16'],
 ])
 def test_images_bad_usage_exit_2_before_any_work(argv, tmp_path,
                                                  monkeypatch, capsys):

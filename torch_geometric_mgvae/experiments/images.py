@@ -38,7 +38,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -51,6 +51,7 @@ from torch_geometric_mgvae.experiments.io import copy_file, write_json
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
     int_at_least,
+    int_list,
     nonnegative_float,
     nonnegative_int,
     parse_options,
@@ -173,11 +174,18 @@ def add_arguments(parser: argparse.ArgumentParser):
     model.add_argument('--norm', default='batch_norm', choices=NORMS,
                        help='MGVAE: normalisation after every convolution '
                        '(default: batch_norm; the paper: none)')
-    model.add_argument('--readout-grid', type=positive_int, default=4,
-                       choices=(1, 2, 4, 8), metavar='R',
+    model.add_argument('--readout-grid', type=int_list, default=[4],
+                       metavar='R[,R,R]',
                        help='MGVAE: the node latents of every level are '
-                       'averaged per cell of an R x R grid, one of 1, 2, 4, '
-                       '8 (default: 4; the paper: 1, one mean)')
+                       'averaged per cell of an R x R grid: one R for all '
+                       'levels (1, 2, 4 or 8) or one per level, finest '
+                       'first, each dividing its side 32, 16, 8 (default: '
+                       '4; the paper: 1, one mean)')
+    model.add_argument('--hierarchical-readout',
+                       action=argparse.BooleanOptionalAction, default=False,
+                       help='MGVAE: every level\'s latent reads the readouts '
+                       'of that level and of all coarser ones (default: '
+                       'off; the paper: off)')
     model.add_argument('--decoder-channels', type=positive_int, default=32,
                        help='channels of the DCGAN decoders (default: 32)')
     model.add_argument('--conv-channels', type=positive_int, default=20,
@@ -216,6 +224,11 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         args.data = os.path.abspath(SHARED)
     elif args.data is not None and not os.path.isdir(args.data):
         raise UsageError(f"--data: no such folder '{args.data}'")
+    try:
+        from torch_geometric_mgvae.models.image import _readout_grids
+        _readout_grids(readout_grid(args), [32, 16, 8])
+    except ValueError as e:
+        raise UsageError(f'--readout-grid: {e}') from None
     if args.fid_samples > 10000:
         raise UsageError(f"--fid-samples {args.fid_samples}: the test set "
                          f"holds 10000 images")
@@ -259,6 +272,15 @@ def load_data(args: argparse.Namespace):
     return train, test
 
 
+def readout_grid(args: argparse.Namespace) -> Union[int, List[int]]:
+    r"""The MGVAE's :obj:`readout_grid` from :obj:`--readout-grid`: one
+    side, or one per level."""
+    grid = args.readout_grid
+    if isinstance(grid, int):
+        return grid
+    return grid[0] if len(grid) == 1 else list(grid)
+
+
 def model_kwargs(args: argparse.Namespace, name: str) -> Dict[str, Any]:
     r"""The constructor arguments of model :obj:`name` from the options
     (stored in the checkpoints)."""
@@ -268,7 +290,8 @@ def model_kwargs(args: argparse.Namespace, name: str) -> Dict[str, Any]:
                     num_levels=3, num_layers=args.layers,
                     decoder_channels=args.decoder_channels,
                     norm=None if args.norm == 'none' else args.norm,
-                    readout_grid=args.readout_grid)
+                    readout_grid=readout_grid(args),
+                    hierarchical_readout=args.hierarchical_readout)
     return dict(in_channels=1, latent_channels=args.latent, image_size=32,
                 channels=args.conv_channels,
                 decoder_channels=args.decoder_channels)
@@ -389,14 +412,19 @@ class FIDEvaluator:
 def method_name(args: argparse.Namespace, name: str) -> str:
     if name == 'mgvae':
         extra = ''
-        if args.readout_grid > 1:
-            g = args.readout_grid
-            extra += f', {g}x{g} readout'
+        grid = readout_grid(args)
+        if isinstance(grid, list):
+            extra += ', ' + '/'.join(f'{g}x{g}' for g in grid) + ' readout'
+        elif grid > 1:
+            extra += f', {grid}x{grid} readout'
+        if args.hierarchical_readout:
+            extra += ', hierarchical'
         if args.norm != 'none':
             extra += f', {args.norm}'
         return (f'{METHOD[name]}: hidden {args.hidden}, {args.layers} '
                 f'layers, d_z {args.latent}{extra}')
-    return f'{METHOD[name]}: d_z {args.latent}'
+    return (f'{METHOD[name]}: d_z {args.latent}, {args.conv_channels} '
+            f'channels')
 
 
 def _stop_after(args, clock: Dict[str, float]):
