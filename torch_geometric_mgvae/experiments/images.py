@@ -12,12 +12,15 @@ as many test images (all 10,000 with the default), the test images zoomed
 out to the resolution (2 x 2 averages, as the model's targets), every image
 resized to 299 x 299 for Inception-v3.
 
-Two defaults of the MGVAE are not the paper's: :obj:`--readout-grid 4`
-(every level's node latents averaged per cell of a 4 x 4 grid over the
-image, instead of one mean) and :obj:`--norm batch_norm` (after every
-convolution). With the paper's readout and no normalisation the latents
-collapse (:class:`~torch_geometric_mgvae.models.image.ImageMGVAE` gives
-the measurements); :obj:`--readout-grid 1 --norm none` is the paper's model.
+Three defaults of the MGVAE are not the paper's: :obj:`--readout-grid
+4,4,8` (every level's node latents averaged per cell of a grid over the
+image, 4 x 4 at 32 x 32 and 16 x 16, every node its own cell at 8 x 8,
+instead of one mean), :obj:`--hierarchical-readout` (every level's latent
+reads its own and all coarser levels' readouts) and :obj:`--norm
+batch_norm` (after every convolution). With the paper's readout and no
+normalisation the latents collapse (:class:`~torch_geometric_mgvae.models.
+image.ImageMGVAE` gives the measurements); :obj:`--readout-grid 1
+--no-hierarchical-readout --norm none` is the paper's model.
 
 Data-parallel (:mod:`torch_geometric_mgvae.experiments.distributed`):
 under ``torchrun --nproc_per_node N`` or with :obj:`--nproc N` both models
@@ -174,23 +177,23 @@ def add_arguments(parser: argparse.ArgumentParser):
     model.add_argument('--norm', default='batch_norm', choices=NORMS,
                        help='MGVAE: normalisation after every convolution '
                        '(default: batch_norm; the paper: none)')
-    model.add_argument('--readout-grid', type=int_list, default=[4],
+    model.add_argument('--readout-grid', type=int_list, default=[4, 4, 8],
                        metavar='R[,R,R]',
                        help='MGVAE: the node latents of every level are '
                        'averaged per cell of an R x R grid: one R for all '
                        'levels (1, 2, 4 or 8) or one per level, finest '
                        'first, each dividing its side 32, 16, 8 (default: '
-                       '4; the paper: 1, one mean)')
+                       '4,4,8; the paper: 1, one mean)')
     model.add_argument('--hierarchical-readout',
-                       action=argparse.BooleanOptionalAction, default=False,
+                       action=argparse.BooleanOptionalAction, default=True,
                        help='MGVAE: every level\'s latent reads the readouts '
                        'of that level and of all coarser ones (default: '
-                       'off; the paper: off)')
+                       'on; the paper: off)')
     model.add_argument('--decoder-channels', type=positive_int, default=32,
                        help='channels of the DCGAN decoders (default: 32)')
-    model.add_argument('--conv-channels', type=positive_int, default=20,
+    model.add_argument('--conv-channels', type=positive_int, default=42,
                        help='first-layer channels of the conv VAE encoder '
-                       '(default: 20: within 2%% of the MGVAE\'s parameter '
+                       '(default: 42: within 1%% of the MGVAE\'s parameter '
                        'count with the other defaults)')
 
     opt = parser.add_argument_group('training')

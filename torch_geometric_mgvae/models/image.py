@@ -140,10 +140,12 @@ class ImageMGVAE(MGN):
     integer positions :obj:`pos` place the decoded and target images and,
     with :obj:`readout_grid = R > 1`, the cells of the readout.
 
-    Two options that are not in the paper make the latents carry the image
-    (measured on 5,000 training digits, 6 epochs: the 32x32 reconstruction
-    term 207 nats with the paper's readout and KL 2.2 nats, i.e. collapsed;
-    142 and 15.3 nats with both; the convolutional VAE 108 and 23.5):
+    Three options that are not in the paper make the latents carry the
+    image (measured on 5,000 training digits, 6 epochs: the 32x32
+    reconstruction term 207 nats with the paper's readout and KL 2.2 nats,
+    i.e. collapsed; 142 and 15.3 nats with a 4 x 4 readout grid and batch
+    normalisation; the convolutional VAE 108 and 23.5; the README gives the
+    hierarchical readout's screen):
 
     - :obj:`readout_grid`: the node latents of every level are averaged per
       cell of an :math:`R \times R` grid over the image and concatenated
