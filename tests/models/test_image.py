@@ -176,6 +176,8 @@ def test_readout_grid_means_per_cell_exactly():
     assert torch.equal(model.readout(z[perm], pos[perm], 4, batch[perm], 2),
                        out)
     assert model.readout(z[:0], pos[:0], 4, batch[:0], 0).shape == (0, 8)
+    with pytest.raises(ValueError, match='one of the level sides'):
+        model.readout(z, pos, 5, batch, 2)
 
 
 def test_readout_grid_and_norm_options():

@@ -228,8 +228,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     elif args.data is not None and not os.path.isdir(args.data):
         raise UsageError(f"--data: no such folder '{args.data}'")
     try:
-        from torch_geometric_mgvae.models.image import _readout_grids
-        _readout_grids(readout_grid(args), [32, 16, 8])
+        from torch_geometric_mgvae.models.image import readout_grids_of
+        readout_grids_of(readout_grid(args), [32, 16, 8])
     except ValueError as e:
         raise UsageError(f'--readout-grid: {e}') from None
     if args.fid_samples > 10000:

@@ -230,7 +230,7 @@ class ImageMGVAE(MGN):
         self.sizes = sizes
         self.decoder_channels = decoder_channels
         self.readout_grid = readout_grid
-        self.readout_grids = _readout_grids(readout_grid, sizes)
+        self.readout_grids = readout_grids_of(readout_grid, sizes)
         if not isinstance(hierarchical_readout, bool):
             raise ValueError(f"'hierarchical_readout' must be a bool (got "
                              f"{hierarchical_readout!r})")
@@ -374,6 +374,9 @@ class ImageMGVAE(MGN):
         :func:`~torch_geometric_mgvae.nn.fixed.grid_clustering` with cells of
         side :obj:`side / R` (row-major; the nodes' order does not
         matter)."""
+        if side not in self.sizes:
+            raise ValueError(f"'side' must be one of the level sides "
+                             f"{self.sizes} (got {side})")
         R = self.readout_grids[self.sizes.index(side)]
         if R == 1:
             return global_mean_pool(z, batch, num_graphs)
@@ -418,7 +421,7 @@ class ImageMGVAE(MGN):
                 f'conv={conv}{extra})')
 
 
-def _readout_grids(grid: Union[int, Sequence[int]],
+def readout_grids_of(grid: Union[int, Sequence[int]],
                    sizes: List[int]) -> List[int]:
     r"""The readout grid side :math:`R_\ell` of every level from one
     :math:`R` (dividing the coarsest side) or one per level (each dividing
