@@ -94,3 +94,17 @@ def test_images_resume_equals_an_uninterrupted_run(tmp_path, mnist_root,
     for k, v in a.items():
         if isinstance(v, torch.Tensor):
             assert torch.equal(v, b[k]), k
+
+
+def test_format_table_keeps_settings_of_one_method_apart():
+    from torch_geometric_mgvae.experiments.images import format_table
+    from torch_geometric_mgvae.experiments.results import record
+    recs = [record('image_generation', 'MNIST', 'm', f'FID_{s}x{s}',
+                   value, n=1000, epochs=epochs, setting=setting)
+            for epochs, setting, value in ((5, None, 46.5),
+                                           (10, '10 epochs', 41.5))
+            for s in (32, 16, 8)]
+    rows = [line for line in format_table(recs).splitlines()
+            if line.startswith('| m |')]
+    assert rows == ['| m | 46.5 | 46.5 | 46.5 | 1000 | 5 |  |  |  |',
+                    '| m | 41.5 | 41.5 | 41.5 | 1000 | 10 |  |  |  |']

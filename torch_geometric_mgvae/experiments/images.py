@@ -615,10 +615,13 @@ def records(args, train, runs: Dict[str, Dict[str, Any]],
 
 
 def format_table(recs: List[Dict[str, Any]]) -> str:
-    r"""The FID table of the records next to the paper's Table 11."""
-    cells: Dict[str, Dict[str, Any]] = {}
+    r"""The FID table of the records next to the paper's Table 11: one
+    row per method and :obj:`setting` (e.g. runs of one configuration for
+    different numbers of epochs, kept side by side)."""
+    cells: Dict[Tuple[str, Any], Dict[str, Any]] = {}
     for r in recs:
-        cells.setdefault(r['method'], {})[r['metric']] = r
+        cells.setdefault((r['method'], r.get('setting')),
+                         {})[r['metric']] = r
     head = ['method', 'FID 32x32', 'FID 16x16', 'FID 8x8', 'N', 'epochs',
             'parameters', 's / epoch', 's / 10k samples']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -629,7 +632,7 @@ def format_table(recs: List[Dict[str, Any]]) -> str:
         if r.get('value') is None:
             return r.get('error', 'failed')
         return f"{r['value']:.{digits}f}"
-    for method, c in cells.items():
+    for (method, _), c in cells.items():
         fids = [c.get(f'FID_{s}x{s}') for s in (32, 16, 8)]
         any_fid = next((r for r in fids if r is not None), None)
         params = c.get('parameters')
