@@ -276,11 +276,9 @@ def load_data(args: argparse.Namespace):
 
 
 def readout_grid(args: argparse.Namespace) -> Union[int, List[int]]:
-    r"""The MGVAE's :obj:`readout_grid` from :obj:`--readout-grid`: one
-    side, or one per level."""
+    r"""The MGVAE's :obj:`readout_grid` from :obj:`--readout-grid` (a
+    list): one side, or one per level."""
     grid = args.readout_grid
-    if isinstance(grid, int):
-        return grid
     return grid[0] if len(grid) == 1 else list(grid)
 
 
