@@ -55,6 +55,8 @@ def test_images_runs_end_to_end(tmp_path, mnist_root):
     ['images', '--norm', 'group'], ['images', '--readout-grid', '3'],
     ['images', '--readout-grid', '4,4'],
     ['images', '--readout-grid', '4,4,16'],
+    ['images', '--free-bits', '1,2'], ['images', '--free-bits', '-1'],
+    ['images', '--free-bits', 'nan'],
 ])
 def test_images_bad_usage_exit_2_before_any_work(argv, tmp_path,
                                                  monkeypatch, capsys):
@@ -64,6 +66,33 @@ def test_images_bad_usage_exit_2_before_any_work(argv, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith('mgvae: error: ') and '\n' not in err, err
     assert files_under(tmp_path) == ['broken.json']
+
+
+def test_images_free_bits_and_prior_are_trained_and_named(
+        tmp_path, mnist_root, capsys):
+    out = tmp_path / 'out'
+    assert main(['images', '--root', mnist_root, '--epochs', '1', '--out',
+                 str(out), '--free-bits', '0,1000,1000', '--top-down-prior']
+                + TINY) == 0
+    recs = json.loads((out / 'image_generation.json').read_text())
+    names = {r['method'] for r in recs}
+    assert any(n.startswith('MGVAE') and n.endswith(
+        ', top-down prior, batch_norm, free bits 0/1000/1000')
+        for n in names), names
+    ckpt = torch.load(out / 'mgvae.pt', weights_only=True)
+    assert ckpt['model_kwargs']['top_down_prior'] is True
+    assert any(n.startswith('conv VAE') and 'free bits' not in n
+               for n in names), names
+    line = next(ln for ln in capsys.readouterr().out.splitlines()
+                if ln.startswith('mgvae epoch 1: '))
+    hist = {k: float(v) for k, v in (
+        kv.split(' ') for kv in line.split(': ', 1)[1].split(' (')[0]
+        .split(', '))}
+    # Below F nats the KL is free: its term plus the free-bits term is F.
+    for s in (16, 8):
+        assert hist[f'kl_{s}'] + hist[f'free_bits_{s}'] == \
+            pytest.approx(1000.0, abs=0.02)
+    assert 'free_bits_32' not in hist
 
 
 def test_images_nan_stops_and_writes_nothing(tmp_path, mnist_root,

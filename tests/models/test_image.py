@@ -273,3 +273,115 @@ def test_batch_norm_keeps_the_latents_apart_at_initialisation():
             mu = model(batch).mu[-1]
         spread[norm] = float(mu.std(0).mean() / mu.abs().mean())
     assert spread[None] < 1e-4 < 1e-2 < spread['batch_norm'], spread
+
+
+def test_free_bits_terms_are_exact_and_stop_the_kl_gradient_below():
+    from torch_geometric_mgvae.models.image import (
+        ImageOutput,
+        free_bits_of,
+        image_loss_terms,
+    )
+    # Two images, one level each of side 4 and 2; KL per image known:
+    # KL(N(mu, 1) || N(0, 1)) = |mu|^2 / 2.
+    mu = [torch.tensor([[2.0, 0.0], [0.0, 0.0]], requires_grad=True),
+          torch.tensor([[4.0], [2.0]], requires_grad=True)]
+    logstd = [torch.zeros(2, 2), torch.zeros(2, 1)]
+    target = [torch.full((2, 1, 4, 4), 0.5), torch.full((2, 1, 2, 2), 0.5)]
+    logits = [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)]
+    out = ImageOutput([], 2, [4, 2], target, mu, logstd, mu, logits)
+    plain = image_loss_terms(out)
+    assert set(plain) == {'recon_4', 'kl_4', 'recon_2', 'kl_2'}
+    assert plain['kl_4'].item() == pytest.approx(1.0)  # (4 / 2 + 0) / 2
+    assert plain['kl_2'].item() == pytest.approx(5.0)  # (8 + 2) / 2
+    terms = image_loss_terms(out, [3.0, 2.0])
+    assert terms['free_bits_4'].item() == pytest.approx(2.0)  # 3 - 1
+    assert terms['free_bits_2'].item() == 0.0  # KL 5 > 2
+    for k in plain:  # the true terms are unchanged
+        assert torch.equal(terms[k], plain[k]), k
+    assert set(image_loss_terms(out, 0.0)) == set(plain)
+    assert set(image_loss_terms(out, [0.0, 1.0])) == set(plain) | {
+        'free_bits_2'}
+    # kl + free bits = max(KL, F): no gradient below F, the KL's above.
+    sum(terms.values()).backward()
+    assert torch.equal(mu[0].grad, torch.zeros(2, 2))
+    assert torch.allclose(mu[1].grad, mu[1].detach() / 2)
+    # One value per level, one for all, or the first for fewer levels:
+    assert free_bits_of(None, 3) == [0.0, 0.0, 0.0]
+    assert free_bits_of(2, 3) == [2.0, 2.0, 2.0]
+    assert free_bits_of([0, 8, 8], 1) == [0.0]
+    for bad in ([1.0, 2.0], -1.0, float('nan'), 'x', ['a', 1, 1], True):
+        with pytest.raises(ValueError, match="'free_bits'"):
+            free_bits_of(bad, 3)
+    model = ImageMGVAE(hidden_channels=4, latent_channels=4, num_layers=1,
+                       decoder_channels=4)
+    got = model.loss_terms(model(batch_of(digits(2))), free_bits=1e6)
+    assert sorted(k for k in got if k.startswith('free_bits')) == [
+        'free_bits_16', 'free_bits_32', 'free_bits_8']
+    conv = ConvVAE(latent_channels=4, channels=4, decoder_channels=4)
+    got = conv.loss_terms(conv(digits(2)), free_bits=[1e6, 0, 0])
+    assert 'free_bits_32' in got and got['free_bits_32'].item() > 0
+
+
+def test_kl_normal_from_a_gaussian_prior_is_exact():
+    from torch_geometric_mgvae.models import kl_normal
+    mu, logstd = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 0.5])
+    pm, pl = torch.tensor([0.5, 1.0]), torch.tensor([0.2, -0.3])
+    s, p = logstd.exp(), pl.exp()
+    want = torch.log(p / s) + (s**2 + (mu - pm)**2) / (2 * p**2) - 0.5
+    assert torch.allclose(kl_normal(mu, logstd, pm, pl), want)
+    assert torch.allclose(kl_normal(mu, logstd, torch.zeros(2),
+                                    torch.zeros(2)), kl_normal(mu, logstd))
+    assert torch.allclose(kl_normal(mu, logstd, mu, logstd), torch.zeros(2))
+    with pytest.raises(ValueError, match='go together'):
+        kl_normal(mu, logstd, pm)
+
+
+def test_top_down_prior_terms_sampling_and_invariance():
+    from torch_geometric_mgvae.models.image import TopDownPrior
+    from torch_geometric_mgvae.models.mgvae import kl_normal
+    torch.manual_seed(0)
+    model = ImageMGVAE(hidden_channels=4, latent_channels=3, num_layers=1,
+                       decoder_channels=4, top_down_prior=True)
+    assert 'top_down_prior=True' in repr(model)
+    assert [(p.lin1.in_features, p.lin2.out_features)
+            for p in model.priors] == [(6, 6), (3, 6)]
+    batch = batch_of(digits(3))
+    out = model(batch)
+    assert out.prior_mu[2] is None and out.prior_logstd[2] is None
+    # At initialisation the prior is N(0, I) at every level:
+    terms = model.loss_terms(out)
+    for i, S in enumerate(out.sizes):
+        assert torch.allclose(terms[f'kl_{S}'], kl_normal(
+            out.mu[i], out.logstd[i]).sum() / 3)
+    # Level l's prior reads the samples of the coarser levels, exactly:
+    for prior in model.priors:
+        torch.nn.init.normal_(prior.lin2.weight)
+    out = model(batch, generator=torch.Generator().manual_seed(1))
+    for i, prior in enumerate(model.priors):
+        c = torch.cat(out.z[i + 1:], dim=-1)
+        h = prior.lin2(torch.relu(prior.lin1(c)))
+        assert torch.allclose(out.prior_mu[i], h[:, :3])
+        assert torch.allclose(out.prior_logstd[i], h[:, 3:])
+    terms = model.loss_terms(out)
+    assert torch.allclose(terms['kl_32'], kl_normal(
+        out.mu[0], out.logstd[0], out.prior_mu[0],
+        out.prior_logstd[0]).sum() / 3)
+    model.eval()
+    assert_order_invariant(model, batch, model.loss_terms(model(batch)))
+    # Sampling goes top-down: with priors of mean 2 and std 0.5 the 32 x 32
+    # samples decode Z_32 = 2 + 0.5 eps (the third draw).
+    for prior in model.priors:
+        torch.nn.init.zeros_(prior.lin2.weight)
+        with torch.no_grad():
+            prior.lin2.bias.copy_(torch.tensor([2.0] * 3 + [-0.6931472] * 3))
+    g = torch.Generator().manual_seed(4)
+    eps = [torch.randn(5, 3, generator=g) for _ in range(3)]
+    want = torch.sigmoid(model.image_decoders[0](2 + 0.5 * eps[2]))
+    got = model.sample(5, 32, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(got, want, atol=1e-6)
+    want8 = torch.sigmoid(model.image_decoders[2](eps[0]))
+    got8 = model.sample(5, 8, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(got8, want8, atol=1e-6)
+    with pytest.raises(ValueError, match='top_down_prior'):
+        ImageMGVAE(top_down_prior='yes')
+    assert repr(TopDownPrior(6, 3)) == 'TopDownPrior(6, 3)'

@@ -38,6 +38,7 @@ The :obj:`mgvae images` command and ``examples/image_generation.py`` both
 run :func:`run`.
 """
 import argparse
+import functools
 import os
 import sys
 import time
@@ -56,6 +57,7 @@ from torch_geometric_mgvae.experiments.options import (
     int_at_least,
     int_list,
     nonnegative_float,
+    nonnegative_float_list,
     nonnegative_int,
     parse_options,
     positive_float,
@@ -189,6 +191,12 @@ def add_arguments(parser: argparse.ArgumentParser):
                        help='MGVAE: every level\'s latent reads the readouts '
                        'of that level and of all coarser ones (default: '
                        'on; the paper: off)')
+    model.add_argument('--top-down-prior',
+                       action=argparse.BooleanOptionalAction, default=False,
+                       help='MGVAE: the prior of every level\'s latent but '
+                       'the coarsest is a Gaussian given the coarser '
+                       'latents (an MLP), sampled top-down (default: off; '
+                       'the paper: N(0, I) at every level)')
     model.add_argument('--decoder-channels', type=positive_int, default=32,
                        help='channels of the DCGAN decoders (default: 32)')
     model.add_argument('--conv-channels', type=positive_int, default=42,
@@ -203,6 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser):
     opt.add_argument('--lr', type=positive_float, default=1e-3,
                      help='Adam learning rate (default: 1e-3, the paper\'s)')
     opt.add_argument('--kl-weight', type=nonnegative_float, default=1.0)
+    opt.add_argument('--free-bits', type=nonnegative_float_list,
+                     default=[0.0], metavar='F[,F,F]',
+                     help='free bits in nats: a level\'s KL term costs '
+                     'max(KL, F) (on the batch mean), so latents are not '
+                     'pushed to the prior below F nats; one F for all '
+                     'levels or one per level, finest first; the conv VAE '
+                     'takes the first (default: 0, none)')
     opt.add_argument('--max-minutes', type=positive_float, default=None,
                      help='stop training a model after the epoch that '
                      'passes this many minutes (the records give the '
@@ -232,6 +247,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         readout_grids_of(readout_grid(args), [32, 16, 8])
     except ValueError as e:
         raise UsageError(f'--readout-grid: {e}') from None
+    if len(args.free_bits) not in (1, 3):
+        raise UsageError(f'--free-bits: one value or one per level (3), '
+                         f'got {len(args.free_bits)}')
     if args.fid_samples > 10000:
         raise UsageError(f"--fid-samples {args.fid_samples}: the test set "
                          f"holds 10000 images")
@@ -282,6 +300,25 @@ def readout_grid(args: argparse.Namespace) -> Union[int, List[int]]:
     return grid[0] if len(grid) == 1 else list(grid)
 
 
+def free_bits(args: argparse.Namespace) -> Union[float, List[float]]:
+    r"""The :obj:`free_bits` of :func:`~torch_geometric_mgvae.models.image.
+    image_loss_terms` from :obj:`--free-bits` (a list): one value, or one
+    per level."""
+    bits = args.free_bits
+    return bits[0] if len(bits) == 1 else list(bits)
+
+
+def image_loss(model, batch, generator: Optional[torch.Generator] = None,
+               free_bits: Union[None, float, List[float]] = None
+               ) -> Dict[str, Tensor]:
+    r"""The training loss terms of :class:`~torch_geometric_mgvae.models.
+    image.ImageMGVAE` or :class:`~torch_geometric_mgvae.models.image.
+    ConvVAE` on a batch, with :obj:`free_bits` (the :obj:`loss` of
+    :class:`~torch_geometric_mgvae.experiments.train.LossModule`)."""
+    return model.loss_terms(model(batch, generator=generator), generator,
+                            free_bits)
+
+
 def model_kwargs(args: argparse.Namespace, name: str) -> Dict[str, Any]:
     r"""The constructor arguments of model :obj:`name` from the options
     (stored in the checkpoints)."""
@@ -292,7 +329,8 @@ def model_kwargs(args: argparse.Namespace, name: str) -> Dict[str, Any]:
                     decoder_channels=args.decoder_channels,
                     norm=None if args.norm == 'none' else args.norm,
                     readout_grid=readout_grid(args),
-                    hierarchical_readout=args.hierarchical_readout)
+                    hierarchical_readout=args.hierarchical_readout,
+                    top_down_prior=args.top_down_prior)
     return dict(in_channels=1, latent_channels=args.latent, image_size=32,
                 channels=args.conv_channels,
                 decoder_channels=args.decoder_channels)
@@ -420,12 +458,22 @@ def method_name(args: argparse.Namespace, name: str) -> str:
             extra += f', {grid}x{grid} readout'
         if args.hierarchical_readout:
             extra += ', hierarchical'
+        if args.top_down_prior:
+            extra += ', top-down prior'
         if args.norm != 'none':
             extra += f', {args.norm}'
         return (f'{METHOD[name]}: hidden {args.hidden}, {args.layers} '
-                f'layers, d_z {args.latent}{extra}')
+                f'layers, d_z {args.latent}{extra}{_free_bits_name(args, 3)}')
     return (f'{METHOD[name]}: d_z {args.latent}, {args.conv_channels} '
-            f'channels')
+            f'channels{_free_bits_name(args, 1)}')
+
+
+def _free_bits_name(args: argparse.Namespace, levels: int) -> str:
+    from torch_geometric_mgvae.models.image import free_bits_of
+    bits = free_bits_of(free_bits(args), levels)
+    if not any(bits):
+        return ''
+    return ', free bits ' + '/'.join(f'{b:g}' for b in bits)
 
 
 def _stop_after(args, clock: Dict[str, float]):
@@ -516,7 +564,8 @@ def train_model(args, name: str, train, session, log,
     model = build_model(args, name).to(par.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # The decoders' batch normalisation: SyncBatchNorm on CUDA.
-    net = par.wrap(LossModule(model), sync_batchnorm=True)
+    net = par.wrap(LossModule(model, functools.partial(
+        image_loss, free_bits=free_bits(args))), sync_batchnorm=True)
     gen = par.generator(args.seed)  # rank 0: --seed
     # Shuffled with --seed and the epoch (DistributedGraphSampler).
     loader = par.loader(train, args.batch_size, seed=args.seed)
@@ -524,7 +573,9 @@ def train_model(args, name: str, train, session, log,
     resumed = session.restore(name, model, opt, generators=gens)
     history = resumed['history'] if resumed else []
     clock = dict(seconds=resumed['train_seconds'] if resumed else 0.0)
-    weights = {f'kl_{s}': args.kl_weight for s in (32, 16, 8)}
+    # The free-bits terms complete the KL terms (max(KL, F)): same weight.
+    weights = {f'{k}_{s}': args.kl_weight for s in (32, 16, 8)
+               for k in ('kl', 'free_bits')}
     bar = tqdm(total=args.epochs, initial=len(history), desc=name,
                disable=args.no_progress or not par.is_main, file=sys.stdout)
 

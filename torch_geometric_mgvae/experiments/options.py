@@ -91,6 +91,17 @@ def int_list(text: str) -> List[int]:
     return values
 
 
+def nonnegative_float_list(text: str) -> List[float]:
+    r"""An argparse :obj:`type`: comma-separated finite numbers
+    :math:`\geq 0`, e.g. free bits per level :obj:`"0,8,8"`."""
+    try:
+        return [nonnegative_float(p.strip()) for p in text.split(',')]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated finite numbers >= 0 such as "
+            f"'0,8,8', got '{text}'") from None
+
+
 def add_run_arguments(parser: argparse.ArgumentParser,
                       checkpoint_every: int = 10,
                       title: Optional[str] = 'checkpoints and errors'):

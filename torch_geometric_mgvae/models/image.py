@@ -1,7 +1,7 @@
 r"""The image MGVAE of the paper (D.6) on grid graphs, and a convolutional
 VAE with the same decoder as its baseline."""
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,24 +22,73 @@ from torch_geometric_mgvae.nn.random import randn
 from torch_geometric_mgvae.transforms.fixed import get_fixed_clusters
 from torch_geometric_mgvae.transforms.grid import graph_to_image
 
-__all__ = ['ImageMGVAE', 'ImageOutput', 'ConvVAE', 'image_loss_terms']
+__all__ = ['ImageMGVAE', 'ImageOutput', 'ConvVAE', 'TopDownPrior',
+           'image_loss_terms', 'free_bits_of']
 
 
-def image_loss_terms(out: 'ImageOutput') -> Dict[str, Tensor]:
+def image_loss_terms(out: 'ImageOutput',
+                     free_bits: Union[None, float, Sequence[float]] = None
+                     ) -> Dict[str, Tensor]:
     r"""The negative ELBO of every resolution, per image: the Bernoulli
     negative log-likelihood of the intensities (binary cross entropy with
     the decoder's logits, summed over pixels; the targets are intensities
     in :math:`[0, 1]`) as :obj:`"recon_<S>"` and the KL divergence of the
-    posterior of :math:`Z^{(\ell)}` from :math:`\mathcal{N}(0, I)` as
-    :obj:`"kl_<S>"`, for every image side :math:`S`."""
+    posterior of :math:`Z^{(\ell)}` from its prior as :obj:`"kl_<S>"`, for
+    every image side :math:`S`. The prior is :math:`\mathcal{N}(0, I)`,
+    or where :obj:`out.prior_mu` has an entry for the level, the Gaussian
+    :math:`\mathcal{N}(m, s^2)` of :obj:`out.prior_mu` and
+    :obj:`out.prior_logstd` (the top-down prior of :class:`ImageMGVAE`).
+
+    With :obj:`free_bits` :math:`\lambda_\ell > 0` (nats; one value for
+    every resolution or one per resolution, finest first) a term
+    :obj:`"free_bits_<S>"` :math:`= \max(0, \lambda_\ell -
+    \mathrm{KL}_\ell)` is added, so that :obj:`"kl_<S>"` plus it is
+    :math:`\max(\mathrm{KL}_\ell, \lambda_\ell)`: the free bits of
+    `Kingma et al. (2016) <https://arxiv.org/abs/1606.04934>`_ per level
+    latent (on the batch mean). Below :math:`\lambda_\ell` nats the KL
+    costs nothing, so a level's latent is not pushed to the prior before
+    its encoder has learnt what to put in it; the KL terms themselves stay
+    the true ones (the ELBO is their sum with the reconstructions).
+    Weight the :obj:`"free_bits_<S>"` terms like the KL terms."""
     terms = {}
     B = max(out.num_graphs, 1)
-    for S, logits, target, mu, logstd in zip(out.sizes, out.logits,
-                                             out.target, out.mu, out.logstd):
+    bits = free_bits_of(free_bits, len(out.sizes))
+    priors = out.prior_mu or [None] * len(out.sizes)
+    prior_logstds = out.prior_logstd or [None] * len(out.sizes)
+    for S, logits, target, mu, logstd, pm, pl, fb in zip(
+            out.sizes, out.logits, out.target, out.mu, out.logstd, priors,
+            prior_logstds, bits):
         terms[f'recon_{S}'] = F.binary_cross_entropy_with_logits(
             logits, target, reduction='sum') / B
-        terms[f'kl_{S}'] = kl_normal(mu, logstd).sum() / B
+        terms[f'kl_{S}'] = kl_normal(mu, logstd, pm, pl).sum() / B
+        if fb > 0:
+            terms[f'free_bits_{S}'] = (fb - terms[f'kl_{S}']).clamp(min=0)
     return terms
+
+
+def free_bits_of(free_bits: Union[None, float, Sequence[float]],
+                 num_levels: int) -> List[float]:
+    r"""The free bits :math:`\lambda_\ell \ge 0` of every resolution from
+    :obj:`None` (none), one value, or one per resolution (finest first);
+    a model with fewer resolutions takes the first values."""
+    if free_bits is None:
+        return [0.0] * num_levels
+    if isinstance(free_bits, bool):
+        raise ValueError(f"'free_bits' must be numbers (got {free_bits!r})")
+    bits = list(free_bits) if isinstance(free_bits, (list, tuple)) else \
+        [free_bits] * num_levels
+    if len(bits) < num_levels:
+        raise ValueError(f"'free_bits' has {len(bits)} values for "
+                         f"{num_levels} resolutions")
+    try:
+        bits = [float(b) for b in bits[:num_levels]]
+    except (TypeError, ValueError):
+        raise ValueError(f"'free_bits' must be numbers (got "
+                         f"{free_bits!r})") from None
+    if not all(math.isfinite(b) and b >= 0 for b in bits):
+        raise ValueError(f"'free_bits' must be finite and >= 0 (got "
+                         f"{free_bits!r})")
+    return bits
 
 
 class ImageOutput(MGNOutput):
@@ -59,12 +108,20 @@ class ImageOutput(MGNOutput):
             :math:`(B, d_z)`.
         logits (List[torch.Tensor]): Decoded images (logits),
             :math:`(B, C, S_\ell, S_\ell)`.
+        prior_mu, prior_logstd (List[torch.Tensor or None], optional): The
+            prior of every level's latent given the coarser latents'
+            samples (:obj:`None`: :math:`\mathcal{N}(0, I)`); :obj:`None`
+            for the standard prior at every level.
     """
     def __init__(self, levels: List[MGNLevel], num_graphs: int,
                  sizes: List[int], target: List[Tensor], mu: List[Tensor],
                  logstd: List[Tensor], z: List[Tensor],
-                 logits: List[Tensor]):
+                 logits: List[Tensor],
+                 prior_mu: Optional[List[OptTensor]] = None,
+                 prior_logstd: Optional[List[OptTensor]] = None):
         super().__init__(levels)
+        self.prior_mu = prior_mu
+        self.prior_logstd = prior_logstd
         self.num_graphs = num_graphs
         self.sizes = sizes
         self.target = target
@@ -203,6 +260,14 @@ class ImageMGVAE(MGN):
             reads the readouts of that level and of all coarser ones
             (:obj:`False`: of that level alone, as the paper).
             (default: :obj:`False`)
+        top_down_prior (bool): The prior of every level's latent but the
+            coarsest is :math:`p(Z^{(\ell)} \mid Z^{(\ell+1)}, \ldots,
+            Z^{(L-1)})`, a Gaussian whose mean and standard deviation a
+            :class:`TopDownPrior` (an MLP) reads from the coarser latents'
+            samples; the KL term of the level is taken from it, and
+            :meth:`sample` draws the latents from the coarsest down
+            (:obj:`False`: :math:`\mathcal{N}(0, I)` at every level, as the
+            paper). (default: :obj:`False`)
     """
     def __init__(self, in_channels: int = 1, hidden_channels: int = 32,
                  latent_channels: int = 64, image_size: int = 32,
@@ -211,7 +276,8 @@ class ImageMGVAE(MGN):
                  decoder_channels: int = 32, cell: int = 2,
                  norm: Optional[str] = None,
                  readout_grid: Union[int, Sequence[int]] = 1,
-                 hierarchical_readout: bool = False):
+                 hierarchical_readout: bool = False,
+                 top_down_prior: bool = False):
         sizes = _check_side(image_size, cell, num_levels)
         if num_levels < 2:
             raise ValueError("'num_levels' must be >= 2 (one clustering)")
@@ -235,6 +301,15 @@ class ImageMGVAE(MGN):
             raise ValueError(f"'hierarchical_readout' must be a bool (got "
                              f"{hierarchical_readout!r})")
         self.hierarchical_readout = hierarchical_readout
+        if not isinstance(top_down_prior, bool):
+            raise ValueError(f"'top_down_prior' must be a bool (got "
+                             f"{top_down_prior!r})")
+        self.top_down_prior = top_down_prior
+        L = len(sizes)
+        self.priors = torch.nn.ModuleList([
+            TopDownPrior(latent_channels * (L - 1 - i), latent_channels)
+            for i in range(L - 1)
+        ]) if top_down_prior else None
         pooled = [hidden_channels * R**2 for R in self.readout_grids]
         if hierarchical_readout:
             pooled = [sum(pooled[i:]) for i in range(len(sizes))]
@@ -251,6 +326,11 @@ class ImageMGVAE(MGN):
         # The zoom-out of the targets: the plain mean over every cluster.
         self.zoom = ClusterReadout()
         self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for prior in getattr(self, 'priors', None) or []:
+            prior.reset_parameters()  # after its layers: N(0, I) at first
 
     def quadtree(self, pos: Tensor, batch: OptTensor = None) -> List[Tensor]:
         r"""The local cluster ids of every level of the quadtree of grid
@@ -362,8 +442,14 @@ class ImageMGVAE(MGN):
             logstds.append(logstd)
             zs.append(z)
             logits.append(self.image_decoders[i](z))
+        prior_mu = prior_logstd = None
+        if self.priors is not None:  # p(Z_l | Z_{l+1}, ..., Z_{L-1})
+            prior_mu, prior_logstd = [None] * len(zs), [None] * len(zs)
+            for i, prior in enumerate(self.priors):
+                prior_mu[i], prior_logstd[i] = prior(torch.cat(zs[i + 1:],
+                                                               dim=-1))
         return ImageOutput(out.levels, num_graphs, self.sizes, targets, mus,
-                           logstds, zs, logits)
+                           logstds, zs, logits, prior_mu, prior_logstd)
 
     def readout(self, z: Tensor, pos: Tensor, side: int, batch: Tensor,
                 num_graphs: int) -> Tensor:
@@ -386,11 +472,13 @@ class ImageMGVAE(MGN):
             num_graphs, R * R * z.size(-1))
 
     def loss_terms(self, out: ImageOutput,
-                   generator: Optional[torch.Generator] = None
+                   generator: Optional[torch.Generator] = None,
+                   free_bits: Union[None, float, Sequence[float]] = None
                    ) -> Dict[str, Tensor]:
-        r"""The reconstruction and KL terms of every resolution, per image
+        r"""The reconstruction and KL terms of every resolution, per image,
+        and the free-bits terms of :obj:`free_bits`
         (:func:`image_loss_terms`); the caller sums them."""
-        return image_loss_terms(out)
+        return image_loss_terms(out, free_bits)
 
     @torch.no_grad()
     def sample(self, num_samples: int, size: Optional[int] = None,
@@ -398,14 +486,29 @@ class ImageMGVAE(MGN):
                batch_size: int = 1000) -> Tensor:
         r"""Images of side :obj:`size` (default: the finest) decoded from
         :math:`Z^{(\ell)} \sim \mathcal{N}(0, I)` by that level's decoder,
-        :math:`(n, C, S, S)` intensities in :math:`[0, 1]`. Call
-        :meth:`eval` first (the decoders' batch normalisation)."""
+        :math:`(n, C, S, S)` intensities in :math:`[0, 1]`; with the
+        top-down prior :math:`Z^{(L-1)} \sim \mathcal{N}(0, I)`, then
+        every finer latent from its prior given the coarser ones, down to
+        :math:`Z^{(\ell)}`. Call :meth:`eval` first (the decoders' batch
+        normalisation)."""
         size = self.sizes[0] if size is None else int(size)
         if size not in self.sizes:
             raise ValueError(f"'size' must be one of {self.sizes} (got "
                              f"{size})")
-        return _sample(self.image_decoders[self.sizes.index(size)],
-                       self.latent_channels, num_samples, generator,
+        level = self.sizes.index(size)
+        d = self.latent_channels
+
+        def latents(n: int, device: torch.device, dtype: torch.dtype):
+            if self.priors is None:
+                return randn((n, d), generator, device, dtype)
+            zs = [randn((n, d), generator, device, dtype)]  # coarsest
+            for i in range(len(self.sizes) - 2, level - 1, -1):
+                mu, logstd = self.priors[i](torch.cat(zs, dim=-1))
+                eps = randn((n, d), generator, device, dtype)
+                zs.insert(0, mu + eps * torch.exp(logstd))
+            return zs[0]
+
+        return _sample(self.image_decoders[level], latents, num_samples,
                        batch_size)
 
     def __repr__(self) -> str:
@@ -413,7 +516,8 @@ class ImageMGVAE(MGN):
             self.conv, '__name__', type(self.conv).__name__)
         extra = ''.join(f', {k}={v!r}' for k, v, default in (
             ('norm', self.norm, None), ('readout_grid', self.readout_grid, 1),
-            ('hierarchical_readout', self.hierarchical_readout, False))
+            ('hierarchical_readout', self.hierarchical_readout, False),
+            ('top_down_prior', self.top_down_prior, False))
             if v != default)
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.hidden_channels}, {self.latent_channels}, '
@@ -443,20 +547,59 @@ def readout_grids_of(grid: Union[int, Sequence[int]],
     return [grid] * len(sizes)
 
 
-def _sample(decoder: DCGANDecoder, latent_channels: int, num_samples: int,
-            generator: Optional[torch.Generator], batch_size: int) -> Tensor:
+def _sample(decoder: DCGANDecoder, latents, num_samples: int,
+            batch_size: int) -> Tensor:
+    r"""Decodes :obj:`latents(n, device, dtype)` in batches of
+    :obj:`batch_size` into intensities."""
     if num_samples < 0 or batch_size < 1:
         raise ValueError("'num_samples' must be >= 0 and 'batch_size' >= 1")
     param = next(decoder.parameters())
     out = []
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
-        z = randn((n, latent_channels), generator, param.device, param.dtype)
-        out.append(torch.sigmoid(decoder(z)))
+        out.append(torch.sigmoid(decoder(latents(n, param.device,
+                                                 param.dtype))))
     if not out:
         return param.new_zeros(0, decoder.out_channels, decoder.out_size,
                                decoder.out_size)
     return torch.cat(out)
+
+
+class TopDownPrior(torch.nn.Module):
+    r"""A conditional Gaussian prior :math:`p(\mathbf{z} \mid \mathbf{c})
+    = \mathcal{N}(m(\mathbf{c}), s(\mathbf{c})^2)`, diagonal: a two-layer
+    MLP of the condition :math:`\mathbf{c}` (the coarser levels' latents
+    in :class:`ImageMGVAE`) gives the mean and the log standard deviation.
+    Its last layer starts at zero, so the prior starts as
+    :math:`\mathcal{N}(0, I)`.
+
+    Args:
+        in_channels (int): Size of :math:`\mathbf{c}`.
+        latent_channels (int): Size of :math:`\mathbf{z}`.
+        hidden_channels (int, optional): Width of the hidden layer
+            (default: :obj:`2 * latent_channels`).
+    """
+    def __init__(self, in_channels: int, latent_channels: int,
+                 hidden_channels: Optional[int] = None):
+        super().__init__()
+        hidden = hidden_channels or 2 * latent_channels
+        self.lin1 = torch.nn.Linear(in_channels, hidden)
+        self.lin2 = torch.nn.Linear(hidden, 2 * latent_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin1.reset_parameters()
+        torch.nn.init.zeros_(self.lin2.weight)
+        torch.nn.init.zeros_(self.lin2.bias)
+
+    def forward(self, c: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The mean and log standard deviation of :math:`\mathbf{z}`."""
+        mu, logstd = self.lin2(F.relu(self.lin1(c))).chunk(2, dim=-1)
+        return mu, logstd.clamp(max=MAX_LOGSTD)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.lin1.in_features}, '
+                f'{self.lin2.out_features // 2})')
 
 
 def zoom_out(images: Tensor, factor: int) -> Tensor:
@@ -553,11 +696,13 @@ class ConvVAE(torch.nn.Module):
                            [logstd], [z], [self.decoder(z)])
 
     def loss_terms(self, out: ImageOutput,
-                   generator: Optional[torch.Generator] = None
+                   generator: Optional[torch.Generator] = None,
+                   free_bits: Union[None, float, Sequence[float]] = None
                    ) -> Dict[str, Tensor]:
-        r"""Reconstruction and KL terms per image
+        r"""Reconstruction and KL terms per image, and the free-bits term
+        of the first value of :obj:`free_bits`
         (:func:`image_loss_terms`)."""
-        return image_loss_terms(out)
+        return image_loss_terms(out, free_bits)
 
     @torch.no_grad()
     def sample(self, num_samples: int, size: Optional[int] = None,
@@ -569,8 +714,11 @@ class ConvVAE(torch.nn.Module):
         if size < 1 or self.image_size % size:
             raise ValueError(f"'size' must divide {self.image_size} (got "
                              f"{size})")
-        images = _sample(self.decoder, self.latent_channels, num_samples,
-                         generator, batch_size)
+        d = self.latent_channels
+        images = _sample(self.decoder,
+                         lambda n, device, dtype: randn((n, d), generator,
+                                                        device, dtype),
+                         num_samples, batch_size)
         return zoom_out(images, self.image_size // size)
 
     def __repr__(self) -> str:

@@ -23,12 +23,22 @@ PRIORS = ('standard', 'learnable')
 MAX_LOGSTD = 10.0
 
 
-def kl_normal(mu: Tensor, logstd: Tensor) -> Tensor:
+def kl_normal(mu: Tensor, logstd: Tensor, prior_mu: Optional[Tensor] = None,
+              prior_logstd: Optional[Tensor] = None) -> Tensor:
     r"""KL divergence of :math:`\mathcal{N}(\mu, \sigma^2)` from
     :math:`\mathcal{N}(0, 1)` entry by entry:
     :math:`-\frac{1}{2}(1 + 2\log\sigma - \mu^2 - \sigma^2)` (note the
-    variance is :math:`\exp(2 \log\sigma)`)."""
-    return -0.5 * (1 + 2 * logstd - mu**2 - torch.exp(2 * logstd))
+    variance is :math:`\exp(2 \log\sigma)`). With :obj:`prior_mu` and
+    :obj:`prior_logstd` (:math:`m`, :math:`\log s`), from
+    :math:`\mathcal{N}(m, s^2)`: :math:`\log s - \log\sigma +
+    \frac{\sigma^2 + (\mu - m)^2}{2 s^2} - \frac{1}{2}`."""
+    if prior_mu is None and prior_logstd is None:
+        return -0.5 * (1 + 2 * logstd - mu**2 - torch.exp(2 * logstd))
+    if prior_mu is None or prior_logstd is None:
+        raise ValueError("'prior_mu' and 'prior_logstd' go together")
+    return (prior_logstd - logstd - 0.5 +
+            0.5 * (torch.exp(2 * (logstd - prior_logstd)) +
+                   (mu - prior_mu)**2 * torch.exp(-2 * prior_logstd)))
 
 
 class MGVAE(MGN):
