@@ -1251,11 +1251,18 @@ def _hparam_probes():
                             ('ImageMGVAE', 'readout_grid', [4, 4]),
                             ('ImageMGVAE', 'readout_grid', [4, 4, 16]),
                             ('ImageMGVAE', 'hierarchical_readout', 'yes'),
+                            ('ImageMGVAE', 'top_down_prior', 'yes'),
                             ('ConvVAE', 'channels', 0),
                             ('ConvVAE', 'image_size', 33)):
         ctor(f'{cls.lower()}-{key}-{value}', f'{cls}({key}={value})',
              lambda cls=cls, key=key, value=value: image(cls, **{key: value}),
              f'{key}|side|cell|levels')
+    for value in (-1.0, float('nan'), [1.0, 2.0]):
+        def bits(value=value):
+            from torch_geometric_mgvae.models.image import free_bits_of
+            return free_bits_of(value, 3)
+        api('hparams', f'free-bits-{value}', f'free_bits_of({value!r}, 3)',
+            bits, error=(ValueError, ), match='free_bits')
 
     def regressor(**kw):
         from torch_geometric_mgvae.models.property import (
@@ -1441,6 +1448,8 @@ def _cli_option_probes():
         ('images', ['--readout-grid', '4,4']),
         ('images', ['--readout-grid', '4,4,16']),
         ('images', ['--readout-grid', '4,,8']),
+        ('images', ['--free-bits', '-1']), ('images', ['--free-bits', '1,2']),
+        ('images', ['--free-bits', 'inf']), ('images', ['--free-bits', '']),
         # Devices and data-parallel launch (issue 15):
         ('demo', ['--nproc', '0']), ('demo', ['--nproc', '-1']),
         ('link-pred', ['--nproc', 'abc']), ('demo', ['--device', 'tpu']),

@@ -12,15 +12,19 @@ as many test images (all 10,000 with the default), the test images zoomed
 out to the resolution (2 x 2 averages, as the model's targets), every image
 resized to 299 x 299 for Inception-v3.
 
-Three defaults of the MGVAE are not the paper's: :obj:`--readout-grid
+Five defaults of the MGVAE are not the paper's: :obj:`--readout-grid
 4,4,8` (every level's node latents averaged per cell of a grid over the
 image, 4 x 4 at 32 x 32 and 16 x 16, every node its own cell at 8 x 8,
 instead of one mean), :obj:`--hierarchical-readout` (every level's latent
-reads its own and all coarser levels' readouts) and :obj:`--norm
-batch_norm` (after every convolution). With the paper's readout and no
-normalisation the latents collapse (:class:`~torch_geometric_mgvae.models.
-image.ImageMGVAE` gives the measurements); :obj:`--readout-grid 1
---no-hierarchical-readout --norm none` is the paper's model.
+reads its own and all coarser levels' readouts), :obj:`--norm
+batch_norm` (after every convolution), :obj:`--top-down-prior` (the prior
+of the 16 x 16 latent given the 8 x 8 one, and of the 32 x 32 latent given
+both, sampled coarse to fine) and :obj:`--free-bits 0,8,8` (the 16 x 16
+and 8 x 8 KL terms cost nothing below 8 nats). With the paper's readout
+and no normalisation the latents collapse (:class:`~torch_geometric_mgvae.
+models.image.ImageMGVAE` gives the measurements); :obj:`--readout-grid 1
+--no-hierarchical-readout --norm none --no-top-down-prior --free-bits 0`
+is the paper's model.
 
 Data-parallel (:mod:`torch_geometric_mgvae.experiments.distributed`):
 under ``torchrun --nproc_per_node N`` or with :obj:`--nproc N` both models
@@ -192,16 +196,16 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'of that level and of all coarser ones (default: '
                        'on; the paper: off)')
     model.add_argument('--top-down-prior',
-                       action=argparse.BooleanOptionalAction, default=False,
+                       action=argparse.BooleanOptionalAction, default=True,
                        help='MGVAE: the prior of every level\'s latent but '
                        'the coarsest is a Gaussian given the coarser '
-                       'latents (an MLP), sampled top-down (default: off; '
+                       'latents (an MLP), sampled top-down (default: on; '
                        'the paper: N(0, I) at every level)')
     model.add_argument('--decoder-channels', type=positive_int, default=32,
                        help='channels of the DCGAN decoders (default: 32)')
-    model.add_argument('--conv-channels', type=positive_int, default=42,
+    model.add_argument('--conv-channels', type=positive_int, default=45,
                        help='first-layer channels of the conv VAE encoder '
-                       '(default: 42: within 1%% of the MGVAE\'s parameter '
+                       '(default: 45: within 1%% of the MGVAE\'s parameter '
                        'count with the other defaults)')
 
     opt = parser.add_argument_group('training')
@@ -212,12 +216,13 @@ def add_arguments(parser: argparse.ArgumentParser):
                      help='Adam learning rate (default: 1e-3, the paper\'s)')
     opt.add_argument('--kl-weight', type=nonnegative_float, default=1.0)
     opt.add_argument('--free-bits', type=nonnegative_float_list,
-                     default=[0.0], metavar='F[,F,F]',
+                     default=[0.0, 8.0, 8.0], metavar='F[,F,F]',
                      help='free bits in nats: a level\'s KL term costs '
                      'max(KL, F) (on the batch mean), so latents are not '
                      'pushed to the prior below F nats; one F for all '
                      'levels or one per level, finest first; the conv VAE '
-                     'takes the first (default: 0, none)')
+                     'takes the first (default: 0,8,8: the 16x16 and 8x8 '
+                     'latents; the paper: 0)')
     opt.add_argument('--max-minutes', type=positive_float, default=None,
                      help='stop training a model after the epoch that '
                      'passes this many minutes (the records give the '
@@ -499,7 +504,9 @@ def evaluate_model(args, name: str, model, test, fid: Optional[FIDEvaluator],
     rows = []
     for side in sizes:
         gen = torch.Generator().manual_seed(10_000 + args.seed + side)
-        rows.append((f'{side}x{side} samples (N(0, I))', image_grid(
+        prior = 'top-down prior' if getattr(model, 'priors', None) \
+            is not None else 'N(0, I)'
+        rows.append((f'{side}x{side} samples ({prior})', image_grid(
             upsample(model.sample(16, side, generator=gen), 32), 16)))
     pics = [save_grid(rows, os.path.join(args.out, f'samples_{name}.png'),
                       title=method_name(args, name))]
