@@ -9,7 +9,7 @@ from torch_geometric_mgvae.experiments.state import STATE_FILE
 from torch_geometric_mgvae.models import ConvVAE, ImageMGVAE
 
 from .conftest import stage_mnist
-from .test_cli import _interrupt_at, files_under
+from .test_cli import _interrupt_at, _nan_at, files_under
 
 TINY = ['--num-train', '48', '--batch-size', '16', '--hidden', '4',
         '--layers', '1', '--latent', '4', '--decoder-channels', '4',
@@ -99,16 +99,7 @@ def test_images_nan_stops_and_writes_nothing(tmp_path, mnist_root,
                                             monkeypatch, capsys):
     argv = ['images', '--root', mnist_root, '--epochs', '2', '--models',
             'mgvae'] + TINY
-    import torch_geometric_mgvae.experiments.images as images
-    loss, calls = images.image_loss, [0]
-
-    def nan_loss(*args, **kwargs):  # kl_32 NaN from the 2nd pass on
-        terms = loss(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] >= 2:
-            terms['kl_32'] = terms['kl_32'] * float('nan')
-        return terms
-    monkeypatch.setattr(images, 'image_loss', nan_loss)
+    _nan_at(monkeypatch, 2, 'kl_32')
     assert main(argv + ['--out', str(tmp_path / 'nan')]) == 1
     assert "non-finite loss term 'kl_32' (nan) in epoch 1" in \
         capsys.readouterr().err

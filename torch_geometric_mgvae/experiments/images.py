@@ -298,30 +298,21 @@ def load_data(args: argparse.Namespace):
     return train, test
 
 
+def _one_or_list(values: List[Any]) -> Any:
+    return values[0] if len(values) == 1 else list(values)
+
+
 def readout_grid(args: argparse.Namespace) -> Union[int, List[int]]:
     r"""The MGVAE's :obj:`readout_grid` from :obj:`--readout-grid` (a
     list): one side, or one per level."""
-    grid = args.readout_grid
-    return grid[0] if len(grid) == 1 else list(grid)
+    return _one_or_list(args.readout_grid)
 
 
 def free_bits(args: argparse.Namespace) -> Union[float, List[float]]:
     r"""The :obj:`free_bits` of :func:`~torch_geometric_mgvae.models.image.
     image_loss_terms` from :obj:`--free-bits` (a list): one value, or one
     per level."""
-    bits = args.free_bits
-    return bits[0] if len(bits) == 1 else list(bits)
-
-
-def image_loss(model, batch, generator: Optional[torch.Generator] = None,
-               free_bits: Union[None, float, List[float]] = None
-               ) -> Dict[str, Tensor]:
-    r"""The training loss terms of :class:`~torch_geometric_mgvae.models.
-    image.ImageMGVAE` or :class:`~torch_geometric_mgvae.models.image.
-    ConvVAE` on a batch, with :obj:`free_bits` (the :obj:`loss` of
-    :class:`~torch_geometric_mgvae.experiments.train.LossModule`)."""
-    return model.loss_terms(model(batch, generator=generator), generator,
-                            free_bits)
+    return _one_or_list(args.free_bits)
 
 
 def model_kwargs(args: argparse.Namespace, name: str) -> Dict[str, Any]:
@@ -557,13 +548,10 @@ def train_model(args, name: str, train, session, log,
     generator`."""
     from tqdm import tqdm
 
+    from torch_geometric_mgvae.experiments import train as train_lib
     from torch_geometric_mgvae.experiments.state import (
         model_checkpoint,
         training_state,
-    )
-    from torch_geometric_mgvae.experiments.train import (
-        LossModule,
-        train_epoch,
     )
     par = parallel or Parallel(args.device)
     torch.manual_seed(args.seed)
@@ -571,8 +559,9 @@ def train_model(args, name: str, train, session, log,
     model = build_model(args, name).to(par.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # The decoders' batch normalisation: SyncBatchNorm on CUDA.
-    net = par.wrap(LossModule(model, functools.partial(
-        image_loss, free_bits=free_bits(args))), sync_batchnorm=True)
+    net = par.wrap(train_lib.LossModule(model, functools.partial(
+        train_lib.mgn_loss_terms, free_bits=free_bits(args))),
+        sync_batchnorm=True)
     gen = par.generator(args.seed)  # rank 0: --seed
     # Shuffled with --seed and the epoch (DistributedGraphSampler).
     loader = par.loader(train, args.batch_size, seed=args.seed)
@@ -588,8 +577,8 @@ def train_model(args, name: str, train, session, log,
 
     def step(epoch: int):
         t0 = time.perf_counter()
-        stats = train_epoch(net, loader, opt, weights, generator=gen,
-                            epoch=epoch)
+        stats = train_lib.train_epoch(net, loader, opt, weights,
+                                      generator=gen, epoch=epoch)
         seconds = time.perf_counter() - t0
         clock['seconds'] += seconds
         history.append(dict(epoch=epoch, seconds=seconds, **stats))

@@ -6,7 +6,7 @@ The training step of every graph data set is :func:`run_epoch` over a
 what :class:`~torch.nn.parallel.DistributedDataParallel` wraps); see
 :mod:`torch_geometric_mgvae.experiments.distributed` for the processes."""
 import math
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -117,12 +117,14 @@ def weighted_loss(terms: Dict[str, Tensor],
 
 
 def mgn_loss_terms(model: MGN, batch,
-                   generator: Optional[torch.Generator] = None
-                   ) -> Dict[str, Tensor]:
+                   generator: Optional[torch.Generator] = None,
+                   **loss_kwargs: Any) -> Dict[str, Tensor]:
     r"""The loss terms of an :class:`~torch_geometric_mgvae.MGN` (or
-    subclass) on a batch: :meth:`forward`, then :meth:`loss_terms`."""
+    subclass) on a batch: :meth:`forward`, then :meth:`loss_terms` (with
+    :obj:`loss_kwargs`, e.g. the :obj:`free_bits` of :class:`~
+    torch_geometric_mgvae.models.image.ImageMGVAE`)."""
     out = model(batch, generator=generator)
-    return model.loss_terms(out, generator)
+    return model.loss_terms(out, generator, **loss_kwargs)
 
 
 LossFn = Callable[..., Dict[str, Tensor]]
