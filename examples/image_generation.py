@@ -26,6 +26,7 @@ from torch_geometric_mgvae.experiments.images import (  # noqa: E402
     FIDEvaluator,
     add_arguments,
     build_model,
+    free_bits,
     load_data,
     method_name,
     pick_device,
@@ -60,9 +61,10 @@ def train() -> float:
         batch = batch.to(device)
         optimizer.zero_grad()
         out = model(batch)  # every level: graphs, latents, decoded images
-        terms = model.loss_terms(out)  # recon_32, kl_32, recon_16, ...
-        loss = sum(args.kl_weight * v if k.startswith('kl') else v
-                   for k, v in terms.items())
+        # recon_32, kl_32, recon_16, ...; free_bits_16 = max(0, F - kl_16)
+        terms = model.loss_terms(out, free_bits=free_bits(args))
+        loss = sum(args.kl_weight * v if k.startswith(('kl', 'free_bits'))
+                   else v for k, v in terms.items())
         loss.backward()
         optimizer.step()
         total += loss.item() * batch.num_graphs
