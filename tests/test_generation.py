@@ -196,6 +196,88 @@ def test_fitted_latent_sampler():
     assert 'KL weight 0.01' in method_name(args)
 
 
+def test_prior_sample_on_given_prior_nodes():
+    from torch_geometric_mgvae.nn import LearnablePrior
+    prior = LearnablePrior(5, 2, full_covariance=False, eps=1e-12)
+    with torch.no_grad():
+        prior.mu_hat.copy_(100 * torch.arange(5.).view(-1, 1).repeat(1, 2))
+        prior.L_param.fill_(-30.0)  # std e^-30: z is the mean
+    index = torch.tensor([[4, 1, 3], [2, 0, 0]])
+    z, mask = prior.sample(torch.tensor([3, 2]), torch.Generator(),
+                           index=index)
+    assert mask.tolist() == [[True] * 3, [True, True, False]]
+    assert torch.allclose(z[0], torch.tensor([[400.] * 2, [100.] * 2,
+                                              [300.] * 2]), atol=1e-3)
+    assert torch.allclose(z[1, :2], torch.tensor([[200.] * 2, [0.] * 2]),
+                          atol=1e-3)
+    with pytest.raises(ValueError, match="'index' has shape"):
+        prior.sample(torch.tensor([3, 2]), index=index[:, :2])
+    with pytest.raises(ValueError, match='outside'):
+        prior.sample(torch.tensor([3, 2]), index=index + 1)
+    # past a graph's size the index is ignored (padding):
+    padded = index.clone()
+    padded[1, 2] = 99
+    z2, _ = prior.sample(torch.tensor([3, 2]), torch.Generator(),
+                         index=padded)
+    assert torch.allclose(z2[1, :2], z[1, :2], atol=1e-3)
+
+
+def test_matched_latent_sampler():
+    from torch_geometric_mgvae.experiments.generation import (
+        build_model,
+        fit_matched_subsets,
+        method_name,
+        sample_matched,
+    )
+    from torch_geometric_mgvae.experiments.train import structural_transform
+    train = make_community_dataset(6, seed=0)
+    args = parse_args(['--dataset', 'ego-small', '--latent-sampler',
+                       'matched', '--hidden', '8', '--latent', '4'])
+    assert 'matched latent sampler' in method_name(args)
+    with pytest.raises(ValueError, match='needs'):
+        parse_args(['--latent-sampler', 'matched'])  # standard prior
+    with pytest.raises(ValueError, match='hierarchical'):
+        parse_args(['--dataset', 'ego-small', '--latent-sampler', 'matched',
+                    '--hierarchical-decoding'])
+    features = structural_transform()
+    data = [features(g) for g in train]
+    max_nodes = max(int(g.num_nodes) for g in train) + 3
+    torch.manual_seed(0)
+    model = build_model(args, data[0].num_features, max_nodes)
+    subsets = fit_matched_subsets(model, data)
+    assert [len(s) for s in subsets] == [int(g.num_nodes) for g in train]
+    for s in subsets:  # sorted, distinct prior nodes (Hungarian matching)
+        assert torch.equal(s, s.unique()) and int(s.max()) < max_nodes
+    # The subset of a graph does not depend on its node order:
+    perm = torch.randperm(int(train[0].num_nodes))
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    g = train[0].clone()
+    g.edge_index = inv[g.edge_index]
+    assert torch.equal(fit_matched_subsets(model, [features(g)])[0],
+                       subsets[0])
+    a, b = (sample_matched(model, subsets, 30,
+                           torch.Generator().manual_seed(1))
+            for _ in range(2))
+    assert all(torch.equal(x.edge_index, y.edge_index) for x, y in zip(a, b))
+    assert {g.num_nodes for g in a} <= {len(s) for s in subsets}
+    for g in a:
+        ei = g.edge_index
+        assert not (ei[0] == ei[1]).any()
+        assert ei.numel() == 0 or int(ei.max()) < g.num_nodes
+    assert sample_matched(model, subsets, 0) == []
+    with pytest.raises(ValueError, match='No subsets'):
+        sample_matched(model, [], 3)
+    with pytest.raises(ValueError, match='Need at least one graph'):
+        fit_matched_subsets(model, [])
+    plain = build_model(parse_args(['--hidden', '8', '--latent', '4']),
+                        data[0].num_features, max_nodes)
+    with pytest.raises(ValueError, match='learnable prior'):
+        fit_matched_subsets(plain, data)
+    with pytest.raises(ValueError, match='learnable prior'):
+        sample_matched(plain, subsets, 3)
+
+
 def test_generate_end_to_end_fitted(community_root, tmp_path):
     root, _ = community_root
     out, res = tmp_path / 'out', tmp_path / 'results.json'

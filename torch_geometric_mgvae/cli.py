@@ -108,7 +108,9 @@ def _demo_parser(sub):
                    help='where the node latents of the samples come from: '
                    '"fitted": a diagonal Gaussian per node position and '
                    'channel fitted to the posterior means of the training '
-                   'graphs after training; "prior": the model\'s prior '
+                   'graphs after training; "matched" (--prior learnable): '
+                   'the prior on subsets of its nodes the training graphs '
+                   'were matched to; "prior": the model\'s prior '
                    '(default: fitted for --decoder mlp, else prior)')
     p.add_argument('--num-samples', type=positive_int, default=256)
     p.add_argument('--seed', type=nonnegative_int, default=0)
@@ -204,6 +206,8 @@ def resolve_demo_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError("--covariance mrf needs --order 2")
     if args.latent_sampler is None:  # positions mean something to mlp only
         args.latent_sampler = 'fitted' if args.decoder == 'mlp' else 'prior'
+    if args.latent_sampler == 'matched' and args.prior != 'learnable':
+        raise UsageError("--latent-sampler matched needs --prior learnable")
     return args
 
 
@@ -330,7 +334,9 @@ def _demo_results(args, model, model_kwargs, gen, history, train_time,
                   device) -> dict:
     from torch_geometric_mgvae.experiments.generation import (
         fit_latent_gaussian,
+        fit_matched_subsets,
         sample_fitted,
+        sample_matched,
         split_overlap,
     )
     from torch_geometric_mgvae.experiments.io import write_json
@@ -348,6 +354,10 @@ def _demo_results(args, model, model_kwargs, gen, history, train_time,
         mean, std = fit_latent_gaussian(model, train_set, max_nodes)
         samples = sample_fitted(model, mean, std, args.num_samples, gen)
         fitted = dict(latent_mean=mean.cpu(), latent_std=std.cpu())
+    elif args.latent_sampler == 'matched':
+        subsets = fit_matched_subsets(model, train_set)
+        samples = sample_matched(model, subsets, args.num_samples, gen)
+        fitted = dict(prior_subsets=subsets)
     else:
         samples = model.sample(args.num_samples, generator=gen)
     samples = [g.cpu() for g in samples]

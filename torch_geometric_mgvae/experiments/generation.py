@@ -74,7 +74,8 @@ __all__ = [
     'erdos_renyi_graphs', 'matched_erdos_renyi', 'graph_stats',
     'split_overlap', 'mmd_scores', 'model_kwargs', 'build_model',
     'method_name',
-    'fit_latent_gaussian', 'sample_fitted', 'GenerationExperiment', 'run'
+    'fit_latent_gaussian', 'sample_fitted', 'fit_matched_subsets',
+    'sample_matched', 'GenerationExperiment', 'run'
 ]
 
 DATASETS = {'community-small': CommunitySmall, 'ego-small': EgoSmall}
@@ -189,7 +190,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'diagonal Gaussian per node position and channel '
                        'fitted after training to the posterior means of '
                        'the training graphs (ex-post density estimation, '
-                       'see fit_latent_gaussian)')
+                       'see fit_latent_gaussian), or "matched" (learnable '
+                       'prior only): the learnable prior on a subset of '
+                       'its nodes drawn from those the training graphs '
+                       'were matched to (see fit_matched_subsets)')
 
     opt = parser.add_argument_group('training')
     opt.add_argument('--epochs', type=positive_int, default=300)
@@ -235,6 +239,12 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
                          "'--hierarchical-decoding'")
     if args.covariance == 'mrf' and args.order != 2:
         raise UsageError("'--covariance mrf' needs '--order 2'")
+    if args.latent_sampler == 'matched' and args.prior != 'learnable':
+        raise UsageError("'--latent-sampler matched' needs '--prior "
+                         "learnable'")
+    if args.latent_sampler == 'matched' and args.hierarchical_decoding:
+        raise UsageError("'--latent-sampler matched' does not support "
+                         "'--hierarchical-decoding'")
     read_records(args.results)  # a broken file fails now, not after training
     return args
 
@@ -457,8 +467,14 @@ def sample_fitted(model: MGVAE, mean: Tensor, std: Tensor, num_graphs: int,
     z = mean + std * torch.randn(num_graphs, N, d, generator=generator,
                                  dtype=mean.dtype, device=mean.device)
     m = int(sizes.max())
-    z = z[:, :m]
     mask = torch.arange(m, device=mean.device) < sizes.view(-1, 1)
+    return _decode_edges(model, z[:, :m], mask, sizes, generator)
+
+
+def _decode_edges(model: MGVAE, z: Tensor, mask: Tensor, sizes: Tensor,
+                  generator: Optional[torch.Generator]) -> List[Data]:
+    r"""Graphs with independent Bernoulli edges from the finest global
+    decoder of :obj:`model` at node latents :obj:`z` :math:`[B, m, d]`."""
     prob = model.global_decoders[0].forward_all(z, mask=mask)
     draw = torch.rand(prob.shape, generator=generator, dtype=prob.dtype,
                       device=prob.device) < prob
@@ -466,6 +482,77 @@ def sample_fitted(model: MGVAE, mean: Tensor, std: Tensor, num_graphs: int,
     draw = draw | draw.transpose(1, 2)
     return [Data(edge_index=draw[b, :n, :n].nonzero().t().contiguous(),
                  num_nodes=n) for b, n in enumerate(sizes.tolist())]
+
+
+@torch.no_grad()
+def fit_matched_subsets(model: MGVAE, graphs: Sequence[Data],
+                        batch_size: int = 256) -> List[Tensor]:
+    r"""The prior nodes every training graph uses: the finest posterior of
+    each of :obj:`graphs` (with structural features, evaluation mode) is
+    matched to the learnable prior as in its KL
+    (:meth:`~torch_geometric_mgvae.nn.LearnablePrior.match`), and the
+    sorted indices of the matched prior nodes are returned, one tensor per
+    graph.
+
+    Training fits each prior node to the posterior nodes matched to it, so
+    a prior node stands for a role (e.g. the centre of an ego graph), and
+    most graphs use few of the :math:`N_{\max}` prior nodes. The subsets
+    are the discrete part of the latent: their empirical distribution is
+    the maximum-likelihood prior over them (the aggregate posterior), while
+    :meth:`LearnablePrior.sample` draws uniform subsets, which may leave
+    out the centre or take prior nodes no graph was matched to.
+    :func:`sample_matched` samples from it; the size of a sample is the
+    size of its subset, so this also replaces
+    :meth:`~torch_geometric_mgvae.models.MGVAE.fit_num_nodes`."""
+    if model.prior is None:
+        raise ValueError("The matched sampler needs the learnable prior "
+                         "(prior='learnable')")
+    if len(graphs) == 0:
+        raise ValueError("Need at least one graph to fit the subsets")
+    model.eval()
+    device = model.mu_heads[0].weight.device
+    subsets: List[Tensor] = []
+    for batch in DataLoader(list(graphs), batch_size=batch_size):
+        batch = batch.to(device)
+        out = model(batch.x, batch.edge_index, None, batch.batch,
+                    num_graphs=batch.num_graphs)
+        mu, _, mask = model._graph_posterior(out[0])
+        index = model.prior.match(mu, mask)
+        subsets += [index[b][mask[b]].sort().values.cpu()
+                    for b in range(batch.num_graphs)]
+    return subsets
+
+
+@torch.no_grad()
+def sample_matched(model: MGVAE, subsets: Sequence[Tensor], num_graphs: int,
+                   generator: Optional[torch.Generator] = None
+                   ) -> List[Data]:
+    r"""Samples :obj:`num_graphs` graphs like :meth:`MGVAE.sample`, with
+    the prior nodes of every graph a subset drawn uniformly from
+    :obj:`subsets` (:func:`fit_matched_subsets`) in random order, instead
+    of a uniform subset; its node latents come from the learnable prior
+    on those nodes."""
+    if model.prior is None:
+        raise ValueError("The matched sampler needs the learnable prior "
+                         "(prior='learnable')")
+    if len(subsets) == 0:
+        raise ValueError("No subsets to sample from")
+    device = model.prior.mu_hat.device
+    pick = torch.randint(len(subsets), (num_graphs, ), generator=generator,
+                         device=generator.device if generator is not None
+                         else device).tolist()
+    sizes = torch.tensor([len(subsets[i]) for i in pick], dtype=torch.long,
+                         device=device)
+    m = int(sizes.max()) if num_graphs > 0 else 0
+    index = torch.zeros(num_graphs, m, dtype=torch.long, device=device)
+    for b, i in enumerate(pick):
+        order = torch.randperm(len(subsets[i]), generator=generator,
+                               device=generator.device if generator
+                               is not None else 'cpu').cpu()
+        index[b, :len(order)] = subsets[i][order].to(device)
+    z, mask = model.prior.sample(sizes, generator, index=index)
+    dtype = model.mu_heads[0].weight.dtype
+    return _decode_edges(model, z.to(dtype), mask, sizes, generator)
 
 
 def method_name(args: argparse.Namespace) -> str:
@@ -610,6 +697,9 @@ class GenerationExperiment:
             mean, std = fit_latent_gaussian(model, self.train_set,
                                             self.max_nodes)
             samples = sample_fitted(model, mean, std, args.num_samples, gen)
+        elif args.latent_sampler == 'matched':
+            subsets = fit_matched_subsets(model, self.train_set)
+            samples = sample_matched(model, subsets, args.num_samples, gen)
         else:
             samples = model.sample(args.num_samples, generator=gen)
         samples = [g.cpu() for g in samples]

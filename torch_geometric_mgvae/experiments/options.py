@@ -18,10 +18,12 @@ __all__ = ['UsageError', 'int_at_least', 'positive_int', 'nonnegative_int',
 
 #: Where the node latents of generated graphs come from
 #: (:obj:`--latent-sampler` of :obj:`mgvae demo` and :obj:`mgvae generate`):
-#: the model's prior, or the Gaussian fitted to the training graphs'
+#: the model's prior, the Gaussian fitted to the training graphs'
 #: posterior means (:func:`~torch_geometric_mgvae.experiments.generation.
-#: fit_latent_gaussian`).
-LATENT_SAMPLERS = ('prior', 'fitted')
+#: fit_latent_gaussian`), or the learnable prior over the subsets of prior
+#: nodes the training graphs were matched to (:func:`~torch_geometric_mgvae.
+#: experiments.generation.fit_matched_subsets`).
+LATENT_SAMPLERS = ('prior', 'fitted', 'matched')
 
 
 class UsageError(ValueError):

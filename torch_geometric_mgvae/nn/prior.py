@@ -440,20 +440,26 @@ class LearnablePrior(torch.nn.Module):
 
     def sample(
         self, num_nodes: Union[Tensor, List[int]],
-        generator: Optional[torch.Generator] = None
+        generator: Optional[torch.Generator] = None,
+        index: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor]:
         r"""Sample node latents for graphs of the given sizes.
 
         A graph of :math:`n` nodes draws a uniformly random subset
         :math:`S` of :math:`n` of the :math:`N_{\max}` prior nodes (in
-        random order, so no node position is privileged) and samples their
-        joint Gaussian :math:`\mathcal{N}(\hat{\mu}_S, \hat{L}_{S,:}
+        random order, so no node position is privileged), or takes the
+        subset given in :obj:`index`, and samples their joint Gaussian
+        :math:`\mathcal{N}(\hat{\mu}_S, \hat{L}_{S,:}
         \hat{L}_{S,:}^{\top} + \epsilon I)`.
 
         Args:
             num_nodes (torch.Tensor): Sizes :math:`[B]`, each at most
                 :obj:`max_nodes`.
             generator (torch.Generator, optional): Source of randomness.
+            index (torch.Tensor, optional): The prior node of every node,
+                :math:`[B, n_{\max}]` (entries past a graph's size are
+                ignored), e.g. the matched subsets of training graphs
+                (see :meth:`match`). (default: uniformly random subsets)
 
         Returns:
             :math:`z` :math:`[B, n_{\max}, d]` (:math:`n_{\max}` the largest
@@ -470,9 +476,20 @@ class LearnablePrior(torch.nn.Module):
         device = self.mu_hat.device
         num_nodes = num_nodes.to(device)
         mask = torch.arange(n, device=device) < num_nodes.view(-1, 1)
-        gdev = generator.device if generator is not None else device
-        keys = rand((B, N), generator, gdev)  # [B, N]
-        index = keys.argsort(dim=1)[:, :n].to(device)  # [B, n]
+        if index is None:
+            gdev = generator.device if generator is not None else device
+            keys = rand((B, N), generator, gdev)  # [B, N]
+            index = keys.argsort(dim=1)[:, :n].to(device)  # [B, n]
+        else:
+            index = torch.as_tensor(index, dtype=torch.long, device=device)
+            if index.shape != (B, n):
+                raise ValueError(f"'index' has shape {tuple(index.shape)}, "
+                                 f"expected {(B, n)}")
+            index = index.masked_fill(~mask, 0)
+            if B > 0 and n > 0 and (int(index.min()) < 0
+                                    or int(index.max()) >= N):
+                raise ValueError(f"'index' holds prior nodes outside "
+                                 f"0..{N - 1}")
         mu_p, L_p = self.prior_params(index)  # [B, n, d], [B, n, N, d]
         z = mrf_sample(mu_p, L_p, mask, self.eps, generator)  # [B, n, d]
         return z, mask
