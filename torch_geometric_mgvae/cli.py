@@ -37,6 +37,7 @@ from torch_geometric_mgvae.experiments.options import (
     add_parallel_arguments,
     add_run_arguments,
     add_threads_argument,
+    check_matched_sampler,
     int_at_least,
     int_list,
     nonnegative_float,
@@ -206,8 +207,7 @@ def resolve_demo_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError("--covariance mrf needs --order 2")
     if args.latent_sampler is None:  # positions mean something to mlp only
         args.latent_sampler = 'fitted' if args.decoder == 'mlp' else 'prior'
-    if args.latent_sampler == 'matched' and args.prior != 'learnable':
-        raise UsageError("--latent-sampler matched needs --prior learnable")
+    check_matched_sampler(args.latent_sampler, args.prior)
     return args
 
 
@@ -333,10 +333,7 @@ def _demo_results(args, model, model_kwargs, gen, history, train_time,
                   train_graphs, train_set, test_graphs, source, max_nodes,
                   device) -> dict:
     from torch_geometric_mgvae.experiments.generation import (
-        fit_latent_gaussian,
-        fit_matched_subsets,
-        sample_fitted,
-        sample_matched,
+        sample_graphs,
         split_overlap,
     )
     from torch_geometric_mgvae.experiments.io import write_json
@@ -349,17 +346,8 @@ def _demo_results(args, model, model_kwargs, gen, history, train_time,
 
     model.eval()
     t0 = time.time()
-    fitted = {}
-    if args.latent_sampler == 'fitted':
-        mean, std = fit_latent_gaussian(model, train_set, max_nodes)
-        samples = sample_fitted(model, mean, std, args.num_samples, gen)
-        fitted = dict(latent_mean=mean.cpu(), latent_std=std.cpu())
-    elif args.latent_sampler == 'matched':
-        subsets = fit_matched_subsets(model, train_set)
-        samples = sample_matched(model, subsets, args.num_samples, gen)
-        fitted = dict(prior_subsets=subsets)
-    else:
-        samples = model.sample(args.num_samples, generator=gen)
+    samples, fitted = sample_graphs(model, args.latent_sampler, train_set,
+                                    max_nodes, args.num_samples, gen)
     samples = [g.cpu() for g in samples]
     sample_time = time.time() - t0
     # The fitted Gaussian travels with the model: sample_fitted(model,

@@ -40,6 +40,7 @@ from torch_geometric_mgvae.experiments.io import write_json
 from torch_geometric_mgvae.experiments.options import (
     LATENT_SAMPLERS,
     UsageError,
+    check_matched_sampler,
     int_list,
     nonnegative_float,
     nonnegative_int,
@@ -75,7 +76,7 @@ __all__ = [
     'split_overlap', 'mmd_scores', 'model_kwargs', 'build_model',
     'method_name',
     'fit_latent_gaussian', 'sample_fitted', 'fit_matched_subsets',
-    'sample_matched', 'GenerationExperiment', 'run'
+    'sample_matched', 'sample_graphs', 'GenerationExperiment', 'run'
 ]
 
 DATASETS = {'community-small': CommunitySmall, 'ego-small': EgoSmall}
@@ -245,9 +246,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
                          "'--hierarchical-decoding'")
     if args.covariance == 'mrf' and args.order != 2:
         raise UsageError("'--covariance mrf' needs '--order 2'")
-    if args.latent_sampler == 'matched' and args.prior != 'learnable':
-        raise UsageError("'--latent-sampler matched' needs '--prior "
-                         "learnable'")
+    check_matched_sampler(args.latent_sampler, args.prior)
     if args.latent_sampler == 'matched' and args.hierarchical_decoding:
         raise UsageError("'--latent-sampler matched' does not support "
                          "'--hierarchical-decoding'")
@@ -544,21 +543,45 @@ def sample_matched(model: MGVAE, subsets: Sequence[Tensor], num_graphs: int,
     if len(subsets) == 0:
         raise ValueError("No subsets to sample from")
     device = model.prior.mu_hat.device
+    gdev = generator.device if generator is not None else device
     pick = torch.randint(len(subsets), (num_graphs, ), generator=generator,
-                         device=generator.device if generator is not None
-                         else device).tolist()
+                         device=gdev).tolist()
     sizes = torch.tensor([len(subsets[i]) for i in pick], dtype=torch.long,
                          device=device)
     m = int(sizes.max()) if num_graphs > 0 else 0
     index = torch.zeros(num_graphs, m, dtype=torch.long, device=device)
     for b, i in enumerate(pick):
         order = torch.randperm(len(subsets[i]), generator=generator,
-                               device=generator.device if generator
-                               is not None else 'cpu').cpu()
+                               device=gdev).cpu()
         index[b, :len(order)] = subsets[i][order].to(device)
     z, mask = model.prior.sample(sizes, generator, index=index)
     dtype = model.mu_heads[0].weight.dtype
     return _decode_edges(model, z.to(dtype), mask, sizes, generator)
+
+
+def sample_graphs(model: MGVAE, sampler: str, train_set: Sequence[Data],
+                  max_nodes: int, num_graphs: int,
+                  generator: Optional[torch.Generator] = None
+                  ) -> Tuple[List[Data], Dict[str, Any]]:
+    r"""Samples :obj:`num_graphs` graphs with the latent sampler
+    :obj:`sampler` (one of
+    :obj:`~torch_geometric_mgvae.experiments.options.LATENT_SAMPLERS`),
+    fitting it to :obj:`train_set` (with structural features) first where it
+    needs a fit. Returns the samples and what was fitted, to store with the
+    model: :obj:`latent_mean`/:obj:`latent_std` (:func:`sample_fitted`),
+    :obj:`prior_subsets` (:func:`sample_matched`) or nothing."""
+    if sampler == 'fitted':
+        mean, std = fit_latent_gaussian(model, train_set, max_nodes)
+        return (sample_fitted(model, mean, std, num_graphs, generator),
+                dict(latent_mean=mean.cpu(), latent_std=std.cpu()))
+    if sampler == 'matched':
+        subsets = fit_matched_subsets(model, train_set)
+        return (sample_matched(model, subsets, num_graphs, generator),
+                dict(prior_subsets=subsets))
+    if sampler != 'prior':
+        raise ValueError(f"'sampler' must be one of {LATENT_SAMPLERS} (got "
+                         f"{sampler!r})")
+    return model.sample(num_graphs, generator=generator), {}
 
 
 def method_name(args: argparse.Namespace) -> str:
@@ -699,15 +722,9 @@ class GenerationExperiment:
         gen = torch.Generator(device=self.par.device).manual_seed(
             10_000 + seed)
         t0 = time.perf_counter()
-        if args.latent_sampler == 'fitted':
-            mean, std = fit_latent_gaussian(model, self.train_set,
-                                            self.max_nodes)
-            samples = sample_fitted(model, mean, std, args.num_samples, gen)
-        elif args.latent_sampler == 'matched':
-            subsets = fit_matched_subsets(model, self.train_set)
-            samples = sample_matched(model, subsets, args.num_samples, gen)
-        else:
-            samples = model.sample(args.num_samples, generator=gen)
+        samples, _ = sample_graphs(model, args.latent_sampler,
+                                   self.train_set, self.max_nodes,
+                                   args.num_samples, gen)
         samples = [g.cpu() for g in samples]
         sample_seconds = time.perf_counter() - t0
         scores = mmd_scores(samples, self.test_graphs, self.kernels)

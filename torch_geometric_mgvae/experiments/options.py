@@ -14,7 +14,8 @@ from typing import Any, Callable, List, Optional, Sequence
 __all__ = ['UsageError', 'int_at_least', 'positive_int', 'nonnegative_int',
            'positive_float', 'nonnegative_float', 'probability',
            'int_list', 'add_run_arguments', 'add_parallel_arguments',
-           'add_threads_argument', 'parse_options', 'LATENT_SAMPLERS']
+           'add_threads_argument', 'parse_options', 'LATENT_SAMPLERS',
+           'check_matched_sampler']
 
 #: Where the node latents of generated graphs come from
 #: (:obj:`--latent-sampler` of :obj:`mgvae demo` and :obj:`mgvae generate`):
@@ -28,6 +29,14 @@ LATENT_SAMPLERS = ('prior', 'fitted', 'matched')
 
 class UsageError(ValueError):
     r"""A bad option value or combination of options (exit code 2)."""
+
+
+def check_matched_sampler(sampler: str, prior: str):
+    r"""The :obj:`"matched"` latent sampler draws subsets of the learnable
+    prior's nodes: a :class:`UsageError` for it with another prior."""
+    if sampler == 'matched' and prior != 'learnable':
+        raise UsageError("'--latent-sampler matched' needs '--prior "
+                         "learnable'")
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
