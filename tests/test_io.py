@@ -109,3 +109,17 @@ def test_load_torch_names_a_broken_checkpoint_and_runs_no_code(tmp_path):
     assert not marker.exists()
     with pytest.raises(FileNotFoundError):
         load_torch(str(tmp_path / 'missing.pt'))
+
+
+def test_the_experiments_default_data_is_the_shared_folder():
+    # One definition of ../shared/data next to the repository (the molecules
+    # experiment pointed one level too deep, into the repository itself).
+    from tests.conftest import SHARED
+    from torch_geometric_mgvae.experiments import images, molecules, properties
+    from torch_geometric_mgvae.experiments.io import SHARED_DATA
+    assert SHARED_DATA == SHARED
+    assert molecules.DATASETS['qm9']['data'] == os.path.join(SHARED, 'qm9')
+    assert molecules.DATASETS['zinc']['data'] == os.path.join(
+        SHARED, 'zinc12k_benchgnn')
+    assert images.SHARED == os.path.join(SHARED, 'mnist')
+    assert properties.SHARED == SHARED

@@ -55,7 +55,11 @@ from torch_geometric_mgvae.experiments.distributed import (
     Parallel,
     select_device,
 )
-from torch_geometric_mgvae.experiments.io import copy_file, write_json
+from torch_geometric_mgvae.experiments.io import (
+    SHARED_DATA,
+    copy_file,
+    write_json,
+)
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
     int_at_least,
@@ -82,8 +86,7 @@ TASK = 'image_generation'
 DATASET = 'MNIST'
 #: The records go to OUT/RESULTS_NAME unless --results names a file.
 RESULTS_NAME = 'image_generation.json'
-SHARED = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), '..', '..', 'shared', 'data', 'mnist')
+SHARED = os.path.join(SHARED_DATA, 'mnist')
 #: Raw files copied from --data into ROOT/raw when they are there.
 RAW_FILES = ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz',
              'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',

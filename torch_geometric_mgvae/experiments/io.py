@@ -22,7 +22,14 @@ from torch_geometric_mgvae.datasets.base import atomic_write as _replace
 from torch_geometric_mgvae.experiments.distributed import get_rank
 
 __all__ = ['atomic_write', 'copy_file', 'write_text', 'write_json',
-           'json_safe', 'save_torch', 'load_torch']
+           'json_safe', 'save_torch', 'load_torch', 'SHARED_DATA']
+
+#: The shared raw data folder of a source checkout, ``../shared/data`` next
+#: to the repository (the experiments' default :obj:`--data` when it
+#: exists).
+SHARED_DATA = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared',
+    'data'))
 
 
 def _umask() -> int:

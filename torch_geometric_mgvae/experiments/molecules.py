@@ -57,6 +57,7 @@ from torch_geometric_mgvae.chem import (
 )
 from torch_geometric_mgvae.experiments.distributed import Parallel
 from torch_geometric_mgvae.experiments.io import (
+    SHARED_DATA,
     atomic_write,
     copy_file,
     write_json,
@@ -107,8 +108,7 @@ REFERENCE = 'train set (reference)'
 #: The records go to OUT/RESULTS_NAME unless --results names a file (the
 #: committed benchmark/results/molecule_generation.json only when given).
 RESULTS_NAME = 'molecule_generation.json'
-SHARED = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), '..', 'shared', 'data')
+SHARED = SHARED_DATA
 
 # name -> (dataset class name, atom vocabulary, label in the records,
 # raw files, default --data folder, per-dataset model defaults)

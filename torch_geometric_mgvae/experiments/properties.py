@@ -78,6 +78,7 @@ from torch_geometric_mgvae.experiments.distributed import (
     is_main,
 )
 from torch_geometric_mgvae.experiments.io import (
+    SHARED_DATA,
     copy_file,
     load_torch,
     save_torch,
@@ -136,8 +137,7 @@ RESULTS_NAME = 'property_prediction.json'
 KL_WEIGHT = 0.001
 # Its pretext (with the bond types, --bond-recon), chosen the same way.
 FEATURE_MASK = 0.2
-SHARED = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), '..', '..', 'shared', 'data')
+SHARED = SHARED_DATA
 RAW = {'zinc': ('zinc12k_benchgnn',
                 ('smiles_score.csv', 'indexes_train_val_test.csv')),
        'qm9': ('qm9', ('qm9_qm9pack_compact.csv.gz', 'valid_idx_qm9.json'))}
