@@ -72,7 +72,8 @@ def _pct(r):
 def molecule_table(records):
     r"""The molecule generation table: one row per (dataset, method,
     correction setting); rates in percent, QED as mean ± std over the
-    valid molecules, FCD against the test set, seconds to sample."""
+    valid molecules, FCD and NSPDK MMD against the test set, seconds to
+    sample."""
     rows = OrderedDict()
     for r in records:
         key = (r['dataset'], r['method'], str(r.get('setting') or ''))
@@ -81,7 +82,7 @@ def molecule_table(records):
              if r['metric'] == 'train_seconds'}
     head = ['dataset', 'method', 'correction', 'validity',
             'valid & connected', 'uniqueness', 'novelty',
-            'novelty (vs trained-on)', 'QED', 'FCD',
+            'novelty (vs trained-on)', 'QED', 'FCD', 'NSPDK MMD',
             'sampling (s)', 'training (s)', 'command']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for (ds, method, setting), cells in rows.items():
@@ -93,13 +94,14 @@ def molecule_table(records):
         fcd_cell = ('' if fcd is None else fmt(fcd['value']) if
                     fcd.get('value') is not None else
                     fcd.get('error', 'failed'))
+        nspdk = get('NSPDK MMD')
         t = train.get((ds, method))
         cmd = next(iter(cells.values())).get('command', '')
         row = [ds, method, setting or '—', _pct(get('validity')),
                _pct(get('valid_connected')), _pct(get('uniqueness')),
                _pct(get('novelty')), _pct(get('novelty_seen')),
                '' if qed is None else fmt(qed['value'], qed.get('std')),
-               fcd_cell,
+               fcd_cell, '' if nspdk is None else fmt(nspdk['value']),
                '' if get('sample_seconds') is None else
                fmt(get('sample_seconds')['value']),
                '' if t is None or setting not in ('', 'w/o correction')
