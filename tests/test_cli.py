@@ -100,6 +100,9 @@ def test_parser_rejects_unknown_command():
     ['link-pred', '--raw', 'missing'],
     ['molecules', '--threshold', '2'], ['molecules', '--temperature', '0'],
     ['molecules', '--batch-size', '0'], ['molecules', '--data', 'missing'],
+    ['molecules', '--refine-steps', '-1'],
+    ['molecules', '--refine-steps', '1', '--dataset', 'zinc'],
+    ['molecules', '--refine-steps', '1', '--decoder', 'autoregressive'],
     ['nope'],
 ])
 def test_bad_usage_is_one_line_exit_2_before_any_work(argv, tmp_path,

@@ -45,6 +45,11 @@ def test_defaults_and_checks():
     assert not parse_args(['--dataset', 'zinc',
                            '--no-chem-features']).chem_features
     assert 'T=0.5' in method_name(parse_args(['--temperature', '0.5']), 3)
+    assert '1 refinement step, 3 epochs' in method_name(
+        parse_args(['--refine-steps', '1']), 3)
+    assert '2 refinement steps' in method_name(
+        parse_args(['--refine-steps', '2', '--dataset', 'zinc',
+                    '--no-chem-features']), 3)
     for bad in (['--epochs', '0'], ['--temperature', '0']):
         with pytest.raises(SystemExit):  # rejected while parsing
             parse_args(bad)

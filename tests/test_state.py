@@ -114,6 +114,9 @@ def test_session_interrupt_and_resume_equal_an_uninterrupted_run(tmp_path):
                         resume=True)
     with pytest.raises(UsageError, match='no training state'):
         TrainingSession(str(tmp_path / 'c'), args, resume=True)
+    # ... except the resume-free ones, e.g. sampling only (refinement):
+    TrainingSession(out, argparse.Namespace(out=out, lr=0.1, refine_steps=1),
+                    resume=True)
 
 
 def test_a_signal_outside_an_epoch_stops_at_once(tmp_path):

@@ -305,3 +305,53 @@ def test_nonsensical_sizes_are_rejected(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         MoleculeMGVAE(**args)
+
+
+def test_refinement_is_one_encode_decode_step():
+    model = make().eval()
+    model.fit_num_nodes(torch.tensor([3, 5, 9]))
+    sample = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert model.refine(sample, 0) is sample
+    gen = torch.Generator().manual_seed(1)
+    refined = model.refine(sample, 1, gen, batch_size=2)
+    assert not model.training  # the mode is restored
+    assert torch.equal(refined.mask, sample.mask)
+    assert torch.allclose(refined.atom_prob.sum(-1)[refined.mask],
+                          torch.ones(()).double())
+    assert torch.allclose(refined.bond_prob,
+                          refined.bond_prob.transpose(1, 2))
+    # By hand: a posterior draw of the uncorrected molecules, decoded.
+    gen = torch.Generator().manual_seed(1)
+    for start in (0, 2, 4):
+        raw = Batch.from_data_list(sample.raw()[start:start + 2])
+        model.train()
+        out = model(raw.x.double(), raw.edge_index, batch=raw.batch,
+                    num_graphs=raw.num_graphs,
+                    edge_attr=raw.edge_attr.double(), generator=gen)
+        model.eval()
+        for i in range(raw.num_graphs):
+            zi = out[0].z[raw.batch == i].unsqueeze(0)
+            one = model.decode_latents(zi)
+            n = int(one.mask.sum())
+            assert torch.allclose(refined.atom_prob[start + i, :n],
+                                  one.atom_prob[0], atol=1e-10)
+            assert torch.allclose(refined.bond_prob[start + i, :n, :n],
+                                  one.bond_prob[0], atol=1e-10)
+    # sample(refine_steps=K) is sample() then refine(K) on one generator:
+    g1 = torch.Generator().manual_seed(2)
+    two = model.refine(model.sample(5, generator=g1), 2, g1)
+    g2 = torch.Generator().manual_seed(2)
+    assert torch.equal(model.sample(5, generator=g2, refine_steps=2).bond_prob,
+                       two.bond_prob)
+    with pytest.raises(ValueError, match='steps'):
+        model.refine(sample, -1)
+    with pytest.raises(ValueError, match='refine_steps'):
+        model.sample(2, refine_steps=-1)
+    torch.manual_seed(0)
+    chem = MoleculeMGVAE(len(QM9_ATOMS), 8, 4, [2, 1], max_nodes=9,
+                         node_channels=3).double().eval()
+    chem.fit_num_nodes(torch.tensor([3]))
+    with pytest.raises(ValueError, match='node_channels=0'):
+        chem.sample(2, refine_steps=1)
+    with pytest.raises(ValueError, match='node_channels=0'):
+        chem.refine(sample, 1)

@@ -191,6 +191,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     gen.add_argument('--temperature', type=positive_float, default=1.0,
                      help='scale of the prior noise when sampling '
                      '(default: 1.0)')
+    gen.add_argument('--refine-steps', type=nonnegative_int, default=0,
+                     help='encode-decode steps applied to the sampled '
+                     'molecules (MoleculeMGVAE.refine; not in the paper; '
+                     'needs --no-chem-features; default: 0)')
     gen.add_argument('--threshold', type=probability, default=0.5,
                      help='smallest edge probability the correction adds '
                      '(default: 0.5)')
@@ -246,6 +250,13 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         args.chem_features = spec['chem_features']
     if args.decoder == 'autoregressive':
         args.chem_features = False
+        if args.refine_steps:
+            raise UsageError('--refine-steps refines all-at-once samples '
+                             '(--decoder all-at-once)')
+    if args.refine_steps and args.chem_features:
+        raise UsageError('--refine-steps re-encodes decoded molecules, '
+                         'whose RDKit features are undefined: add '
+                         '--no-chem-features')
     if isinstance(args.clusters, str):
         args.clusters = [int(k) for k in args.clusters.split(',') if k]
     read_records(args.results)  # a broken file fails now, not after training
@@ -397,6 +408,9 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
         parts.append(f'KL warm-up {args.kl_warmup}')
     if args.temperature != 1.0:
         parts.append(f'T={args.temperature:g}')
+    if args.refine_steps:
+        parts.append(f'{args.refine_steps} refinement '
+                     f'step{"s" if args.refine_steps > 1 else ""}')
     parts.append(f'{epochs} epochs')
     return f'all-at-once MGVAE ({", ".join(parts)})'
 
@@ -649,7 +663,8 @@ class MoleculeExperiment:
         if self.all_at_once:
             model.fit_num_nodes(self.train_graphs)
             sample = model.sample(args.num_samples, generator=gen,
-                                  temperature=args.temperature).to('cpu')
+                                  temperature=args.temperature,
+                                  refine_steps=args.refine_steps).to('cpu')
             decode_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
             raw = sample.raw_mols(self.atoms)

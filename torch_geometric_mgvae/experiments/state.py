@@ -59,7 +59,10 @@ FORMAT = 1
 #: Options that may differ between a run and its :obj:`--resume` (the
 #: state is found in :obj:`--out`, so its spelling may change too).
 RESUME_FREE = ('resume', 'checkpoint_every', 'no_progress', 'debug',
-               'results', 'out', 'device', 'nproc')
+               'results', 'out', 'device', 'nproc',
+               # sampling only: a finished training state can be sampled
+               # again with other refinement steps
+               'refine_steps')
 
 
 class Interrupted(KeyboardInterrupt):

@@ -616,16 +616,21 @@ class MoleculeMGVAE(MGVAE):
                num_nodes: Optional[Union[int, Tensor]] = None,
                generator: Optional[torch.Generator] = None,
                temperature: float = 1.0,
-               batch_size: int = 1024) -> MoleculeSample:
+               batch_size: int = 1024,
+               refine_steps: int = 0) -> MoleculeSample:
         r"""Generates molecules all at once: sizes from the training
         distribution (:meth:`fit_num_nodes`) unless given, latents from the
-        prior (:meth:`prior_sample`), then the joint atom/bond decoder.
+        prior (:meth:`prior_sample`), then the joint atom/bond decoder, and
+        :obj:`refine_steps` steps of :meth:`refine`.
 
         Returns:
             A :class:`MoleculeSample` (probabilities; call
             :meth:`~MoleculeSample.raw` / :meth:`~MoleculeSample.raw_mols`
             or :meth:`~MoleculeSample.corrected_mols` for molecules).
         """
+        refine_steps = check_int('refine_steps', refine_steps, 0)
+        if refine_steps > 0:
+            self._check_refinable()
         num_nodes = self._sizes(num, num_nodes, generator)
         m = int(num_nodes.max()) if num > 0 else 1
         atom_p, bond_p, masks = [], [], []
@@ -645,8 +650,73 @@ class MoleculeMGVAE(MGVAE):
                 torch.zeros(0, 1, self.num_atom_types, device=dev),
                 torch.zeros(0, 1, 1, 1 + self.num_bond_types, device=dev),
                 torch.zeros(0, 1, dtype=torch.bool, device=dev))
-        return MoleculeSample(torch.cat(atom_p), torch.cat(bond_p),
-                              torch.cat(masks))
+        sample = MoleculeSample(torch.cat(atom_p), torch.cat(bond_p),
+                                torch.cat(masks))
+        return self.refine(sample, refine_steps, generator, batch_size)
+
+    def _check_refinable(self):
+        if self.node_channels > 0:
+            raise ValueError(
+                f"Refinement re-encodes decoded molecules, whose extra node "
+                f"features (node_channels={self.node_channels}, e.g. RDKit "
+                f"features) are undefined: it needs node_channels=0")
+
+    @torch.no_grad()
+    def refine(self, sample: MoleculeSample, steps: int = 1,
+               generator: Optional[torch.Generator] = None,
+               batch_size: int = 1024) -> MoleculeSample:
+        r"""Iterative refinement of generated molecules (not in the
+        paper): :obj:`steps` times, the most probable molecules of
+        :obj:`sample` (:meth:`MoleculeSample.raw`, uncorrected) are encoded
+        and a draw of their posterior is decoded, one
+        encode-decode step of the autoencoder's Markov chain (Rezende et
+        al., 2014), which moves prior samples towards the molecules the
+        autoencoder reconstructs. Encoder and decoder are equivariant, so
+        the step is too: permuting a molecule's atoms permutes its refined
+        probabilities. Atoms keep their order and number.
+
+        It re-encodes decoded molecules, so the encoder input must be the
+        one-hot atom types alone (:obj:`node_channels=0`): the extra RDKit
+        features are undefined for invalid molecules.
+
+        Returns:
+            A :class:`MoleculeSample` (:obj:`sample` itself for
+            :obj:`steps=0`).
+        """
+        from torch_geometric.data import Batch
+        steps = check_int('steps', steps, 0)
+        if steps == 0 or len(sample) == 0:
+            return sample
+        self._check_refinable()
+        was = self.training
+        weight = self.mu_heads[0].weight
+        try:
+            for _ in range(steps):
+                graphs = sample.raw()
+                atom_p, bond_p, masks = [], [], []
+                for start in range(0, len(graphs), batch_size):
+                    b = Batch.from_data_list(
+                        graphs[start:start + batch_size]).to(weight.device)
+                    self.train()  # a posterior draw (see encode_latents)
+                    out = self(b.x.to(weight.dtype), b.edge_index,
+                               batch=b.batch, num_graphs=b.num_graphs,
+                               edge_attr=b.edge_attr.to(weight.dtype),
+                               generator=generator)
+                    self.eval()
+                    z, mask = to_dense_batch(out[0].z, out[0].batch,
+                                             batch_size=b.num_graphs)
+                    atom, bond = self.decode_molecule(z, mask)
+                    pad = sample.mask.size(1) - mask.size(1)
+                    atom_p.append(F.pad(apply_mask(atom.softmax(-1), mask, 1),
+                                        (0, 0, 0, pad)))
+                    bond_p.append(F.pad(apply_mask(bond.softmax(-1), mask, 2),
+                                        (0, 0, 0, pad, 0, pad)))
+                    masks.append(F.pad(mask, (0, pad)))
+                sample = MoleculeSample(torch.cat(atom_p), torch.cat(bond_p),
+                                        torch.cat(masks))
+        finally:
+            self.train(was)
+        return sample
 
     @torch.no_grad()
     def encode_latents(self, data: Data, sample: bool = True,
