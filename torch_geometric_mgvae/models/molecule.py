@@ -633,26 +633,30 @@ class MoleculeMGVAE(MGVAE):
             self._check_refinable()
         num_nodes = self._sizes(num, num_nodes, generator)
         m = int(num_nodes.max()) if num > 0 else 1
-        atom_p, bond_p, masks = [], [], []
+        parts = []
         for start in range(0, num, batch_size):
             z, mask = self.prior_sample(num_nodes[start:start + batch_size],
                                         generator, temperature)
-            pad = m - z.size(1)
-            z = F.pad(z, (0, 0, 0, pad))
-            mask = F.pad(mask, (0, pad))
-            atom, bond = self.decode_molecule(z, mask)
-            atom_p.append(apply_mask(atom.softmax(-1), mask, 1))
-            bond_p.append(apply_mask(bond.softmax(-1), mask, 2))
-            masks.append(mask)
+            parts.append(self._decode_probabilities(z, mask, m))
         if num == 0:
             dev = self.mu_heads[0].weight.device
             return MoleculeSample(
                 torch.zeros(0, 1, self.num_atom_types, device=dev),
                 torch.zeros(0, 1, 1, 1 + self.num_bond_types, device=dev),
                 torch.zeros(0, 1, dtype=torch.bool, device=dev))
-        sample = MoleculeSample(torch.cat(atom_p), torch.cat(bond_p),
-                                torch.cat(masks))
+        sample = MoleculeSample(*map(torch.cat, zip(*parts)))
         return self.refine(sample, refine_steps, generator, batch_size)
+
+    def _decode_probabilities(self, z: Tensor, mask: Tensor,
+                              m: int) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""Atom and bond class probabilities decoded at the latents
+        :obj:`z` :math:`(G, n, d)` padded to :obj:`m` atoms, and the padded
+        mask (the parts of a :class:`MoleculeSample`)."""
+        pad = m - z.size(1)
+        z, mask = F.pad(z, (0, 0, 0, pad)), F.pad(mask, (0, pad))
+        atom, bond = self.decode_molecule(z, mask)
+        return (apply_mask(atom.softmax(-1), mask, 1),
+                apply_mask(bond.softmax(-1), mask, 2), mask)
 
     def _check_refinable(self):
         if self.node_channels > 0:
@@ -693,7 +697,7 @@ class MoleculeMGVAE(MGVAE):
         try:
             for _ in range(steps):
                 graphs = sample.raw()
-                atom_p, bond_p, masks = [], [], []
+                parts = []
                 for start in range(0, len(graphs), batch_size):
                     b = Batch.from_data_list(
                         graphs[start:start + batch_size]).to(weight.device)
@@ -705,15 +709,9 @@ class MoleculeMGVAE(MGVAE):
                     self.eval()
                     z, mask = to_dense_batch(out[0].z, out[0].batch,
                                              batch_size=b.num_graphs)
-                    atom, bond = self.decode_molecule(z, mask)
-                    pad = sample.mask.size(1) - mask.size(1)
-                    atom_p.append(F.pad(apply_mask(atom.softmax(-1), mask, 1),
-                                        (0, 0, 0, pad)))
-                    bond_p.append(F.pad(apply_mask(bond.softmax(-1), mask, 2),
-                                        (0, 0, 0, pad, 0, pad)))
-                    masks.append(F.pad(mask, (0, pad)))
-                sample = MoleculeSample(torch.cat(atom_p), torch.cat(bond_p),
-                                        torch.cat(masks))
+                    parts.append(self._decode_probabilities(
+                        z, mask, sample.mask.size(1)))
+                sample = MoleculeSample(*map(torch.cat, zip(*parts)))
         finally:
             self.train(was)
         return sample
