@@ -2355,8 +2355,10 @@ def _offline_probes():
         [a for a in lp_args() if a not in ('--raw', '{shared}')],
         rc=(1, ), match=r'ind\.cora', check=no_folder_left('planetoid'))
     cli('offline', 'molecules-no-raw', 'mgvae molecules --root <empty> '
-        'offline', mol_args(), rc=(1, ), match='qm9',
-        check=no_folder_left('qm9'))
+        '--data <an empty folder> offline (without --data the shared QM9 '
+        'files are copied)', mol_args(['--data', 'empty']), rc=(1, ),
+        setup=lambda ctx, cwd: os.makedirs(osp.join(cwd, 'empty')) or {},
+        match='qm9', check=no_folder_left('qm9'))
     cli('offline', 'images-no-raw', 'mgvae images --root <empty> --data '
         '<an empty folder> offline',
         ['images', '--root', 'mnist', '--data', 'empty', '--out', 'out',
