@@ -214,6 +214,18 @@ def test_prior_sample_on_given_prior_nodes():
         prior.sample(torch.tensor([3, 2]), index=index[:, :2])
     with pytest.raises(ValueError, match='outside'):
         prior.sample(torch.tensor([3, 2]), index=index + 1)
+    # temperature T: z = mean + T (z(1) - mean) on the same nodes and noise
+    sizes, g = torch.tensor([3, 2]), torch.Generator
+    prior.L_param.data.fill_(0.0)
+    z1, _ = prior.sample(sizes, g().manual_seed(0), index=index)
+    zt, _ = prior.sample(sizes, g().manual_seed(0), index=index,
+                         temperature=0.25)
+    z0, _ = prior.sample(sizes, g().manual_seed(0), index=index,
+                         temperature=0.0)
+    assert torch.allclose(zt, z0 + 0.25 * (z1 - z0), atol=1e-5)
+    with pytest.raises(ValueError, match='temperature'):
+        prior.sample(sizes, index=index, temperature=-1.0)
+    prior.L_param.data.fill_(-30.0)
     # past a graph's size the index is ignored (padding):
     padded = index.clone()
     padded[1, 2] = 99

@@ -12,7 +12,6 @@ from torch_geometric.utils import to_dense_adj, to_dense_batch
 from torch_geometric_mgvae.models.mgn import MGNOutput
 from torch_geometric_mgvae.models.mgvae import MGVAE
 from torch_geometric_mgvae.nn.checks import check_int
-from torch_geometric_mgvae.nn.prior import mrf_sample
 from torch_geometric_mgvae.nn.second_order import (
     SecondOrderDecoder,
     apply_mask,
@@ -597,18 +596,8 @@ class MoleculeMGVAE(MGVAE):
                 num_nodes.numel(), m, self.latent_channels,
                 generator=generator, device=device, dtype=dtype)
             return apply_mask(z, mask, 1), mask
-        if temperature == 1.0:
-            z, mask = self.prior.sample(num_nodes, generator)
-            return z.to(dtype), mask
-        # The prior's own draw of node subsets, with scaled noise:
-        prior = self.prior
-        gdev = generator.device if generator is not None else device
-        keys = torch.rand(num_nodes.numel(), prior.max_nodes,
-                          generator=generator, device=gdev)
-        index = keys.argsort(dim=1)[:, :m].to(device)  # [G, m]
-        mu_p, L_p = prior.prior_params(index)  # [G, m, d], [G, m, N, d]
-        z = mrf_sample(mu_p, temperature * L_p, mask,
-                       prior.eps * temperature**2, generator)
+        z, mask = self.prior.sample(num_nodes, generator,
+                                    temperature=temperature)
         return z.to(dtype), mask
 
     @torch.no_grad()

@@ -441,7 +441,7 @@ class LearnablePrior(torch.nn.Module):
     def sample(
         self, num_nodes: Union[Tensor, List[int]],
         generator: Optional[torch.Generator] = None,
-        index: Optional[Tensor] = None
+        index: Optional[Tensor] = None, temperature: float = 1.0
     ) -> Tuple[Tensor, Tensor]:
         r"""Sample node latents for graphs of the given sizes.
 
@@ -460,11 +460,15 @@ class LearnablePrior(torch.nn.Module):
                 :math:`[B, n_{\max}]` (entries past a graph's size are
                 ignored), e.g. the matched subsets of training graphs
                 (see :meth:`match`). (default: uniformly random subsets)
+            temperature (float): Scale :math:`T \geq 0` of the noise:
+                :math:`z = \hat{\mu}_S + T(\hat{L}_{S,:}\varepsilon +
+                \sqrt{\epsilon}\varepsilon')`. (default: :obj:`1.0`)
 
         Returns:
             :math:`z` :math:`[B, n_{\max}, d]` (:math:`n_{\max}` the largest
             size) and its node mask :math:`[B, n_{\max}]`.
         """
+        temperature = check_float('temperature', temperature, strict=False)
         num_nodes = torch.as_tensor(num_nodes, dtype=torch.long).view(-1)
         if num_nodes.numel() > 0 and (int(num_nodes.max()) > self.max_nodes
                                       or int(num_nodes.min()) < 0):
@@ -491,7 +495,10 @@ class LearnablePrior(torch.nn.Module):
                 raise ValueError(f"'index' holds prior nodes outside "
                                  f"0..{N - 1}")
         mu_p, L_p = self.prior_params(index)  # [B, n, d], [B, n, N, d]
-        z = mrf_sample(mu_p, L_p, mask, self.eps, generator)  # [B, n, d]
+        eps = self.eps
+        if temperature != 1.0:
+            L_p, eps = temperature * L_p, eps * temperature**2
+        z = mrf_sample(mu_p, L_p, mask, eps, generator)  # [B, n, d]
         return z, mask
 
     def __repr__(self) -> str:
