@@ -103,6 +103,11 @@ def test_parser_rejects_unknown_command():
     ['molecules', '--refine-steps', '-1'],
     ['molecules', '--refine-steps', '1', '--dataset', 'zinc'],
     ['molecules', '--refine-steps', '1', '--decoder', 'autoregressive'],
+    ['molecules', '--masked-decoding', '--decoder', 'autoregressive'],
+    ['molecules', '--masked-decoding', '--decode-rounds', '0'],
+    ['molecules', '--decode-rounds', '4'],
+    ['molecules', '--decode-temperature', '0.5'],
+    ['molecules', '--masked-decoding', '--decode-temperature', '-1'],
     ['nope'],
 ])
 def test_bad_usage_is_one_line_exit_2_before_any_work(argv, tmp_path,

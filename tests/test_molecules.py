@@ -24,6 +24,7 @@ from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     interpolation_pair,
     method_name,
     parse_args,
+    resolve_args,
 )
 from torch_geometric_mgvae.models.molecule import MoleculeMGVAE  # noqa
 
@@ -50,6 +51,15 @@ def test_defaults_and_checks():
     assert '2 refinement steps' in method_name(
         parse_args(['--refine-steps', '2', '--dataset', 'zinc',
                     '--no-chem-features']), 3)
+    assert 'masked decoding in 8 rounds' in method_name(
+        parse_args(['--masked-decoding']), 3)
+    assert 'masked decoding in 1 round,' in method_name(
+        parse_args(['--masked-decoding', '--decode-rounds', '1']), 3)
+    assert 'masked' not in method_name(parse_args([]), 3)
+    assert 'rounds, decoding T=0.75' in method_name(parse_args(
+        ['--masked-decoding', '--decode-temperature', '0.75']), 3)
+    a = parse_args(['--masked-decoding', '--decode-rounds', '45'])
+    assert a.decode_rounds == 45 and resolve_args(a).decode_rounds == 45
     for bad in (['--epochs', '0'], ['--temperature', '0']):
         with pytest.raises(SystemExit):  # rejected while parsing
             parse_args(bad)

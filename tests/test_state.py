@@ -117,6 +117,8 @@ def test_session_interrupt_and_resume_equal_an_uninterrupted_run(tmp_path):
     # ... except the resume-free ones, e.g. sampling only (refinement):
     TrainingSession(out, argparse.Namespace(out=out, lr=0.1, refine_steps=1),
                     resume=True)
+    TrainingSession(out, argparse.Namespace(out=out, lr=0.1,
+                                            decode_rounds=4), resume=True)
 
 
 def test_a_signal_outside_an_epoch_stops_at_once(tmp_path):

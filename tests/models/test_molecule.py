@@ -9,6 +9,7 @@ from torch_geometric_mgvae.models.molecule import (
     MoleculeDecoder,
     MoleculeMGVAE,
     MoleculeSample,
+    entry_ranks,
 )
 
 Chem = pytest.importorskip('rdkit.Chem')
@@ -355,3 +356,185 @@ def test_refinement_is_one_encode_decode_step():
         chem.sample(2, refine_steps=1)
     with pytest.raises(ValueError, match='node_channels=0'):
         chem.refine(sample, 1)
+
+
+# Masked decoding ##########################################################
+
+def test_entry_ranks_order_the_atoms_and_pairs():
+    mask = torch.tensor([[True] * 3, [True, False, False]])
+    ranks, D = entry_ranks(mask, torch.Generator().manual_seed(0))
+    assert D.tolist() == [6, 1]
+    assert torch.equal(ranks, ranks.transpose(1, 2))
+    upper = torch.ones(3, 3, dtype=torch.bool).triu()
+    assert sorted(ranks[0][upper].tolist()) == list(range(6))
+    assert ranks[1, 0, 0] == 0 and (ranks[1][upper][1:] >= 1).all()
+
+
+def test_masked_decoder_context_and_equivariance():
+    torch.manual_seed(0)
+    dec = MoleculeDecoder(4, 8, 2, num_atom_types=3, masked=True).double()
+    assert 'masked=True' in str(dec)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    atom = torch.tensor([[0, 2, 1]])
+    bond = torch.tensor([[[0, 1, 0], [1, 0, 3], [0, 3, 0]]])
+    known = torch.tensor([[[True, True, False], [True, False, False],
+                           [False, False, True]]])
+    ctx = dec.context(atom, bond, known, mask)[0]  # [3, 3, (3+2)+(3+1)]
+    assert ctx.shape == (3, 3, 9)
+    assert ctx[0, 1].tolist() == [0, 1, 0, 0, 0, 0, 0, 0, 0]  # single
+    assert ctx[1, 2].tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]  # masked pair
+    assert ctx[0, 0].tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0]  # atom 0
+    assert ctx[1, 1].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1]  # masked
+    assert ctx[2, 2].tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0]  # atom 1
+    z = torch.randn(1, 3, 4, dtype=torch.double)
+    a, b = dec(z, mask, atom, bond, known)
+    assert torch.allclose(b, b.transpose(1, 2))
+    p = torch.tensor([2, 0, 1])
+    a2, b2 = dec(z[:, p], mask, atom[:, p], bond[:, p][:, :, p],
+                 known[:, p][:, :, p])
+    assert torch.allclose(a2, a[:, p], atol=1e-10)
+    assert torch.allclose(b2, b[:, p][:, :, p], atol=1e-10)
+    # Nothing known is the default; the context changes the output:
+    none = torch.zeros_like(known)
+    assert torch.equal(dec(z, mask)[1], dec(z, mask, atom, bond, none)[1])
+    assert not torch.allclose(dec(z, mask)[1], b)
+    with pytest.raises(ValueError, match='Only a masked'):
+        MoleculeDecoder(4, 8, 2, 3)(z.float(), mask, atom, bond, known)
+
+
+def test_masked_recon_loss_is_the_order_agnostic_nll():
+    # 'CO' has D = 3 entries (two atoms, one pair). Over many copies the
+    # estimate averages to the order-agnostic NLL: the mean over the 3!
+    # orders of the sum of each entry's NLL given those before it.
+    model = make(masked_decoding=True).eval()
+    one = molecules(['CO'])
+    out = model(one.x, one.edge_index, batch=one.batch,
+                edge_attr=one.edge_attr)
+    z, mask = out[0].z.unsqueeze(0), torch.ones(1, 2, dtype=torch.bool)
+    atom, bond = torch.tensor([[0, 2]]), torch.tensor([[[0, 1], [1, 0]]])
+    entries = [(0, 0), (1, 1), (0, 1)]
+    import itertools
+    exact = []
+    for order in itertools.permutations(range(3)):
+        known, total = torch.zeros(1, 2, 2, dtype=torch.bool), 0.
+        for e in order:
+            a, b = model.decode_molecule(z, mask, atom, bond, known)
+            i, j = entries[e]
+            logits = a[0, i] if i == j else b[0, i, j]
+            target = atom[0, i] if i == j else bond[0, i, j]
+            total = total - logits.log_softmax(-1)[target]
+            known[0, i, j] = known[0, j, i] = True
+        exact.append(total)
+    exact = torch.stack(exact).mean()
+    many = molecules(['CO'] * 4000)
+    out = model(many.x, many.edge_index, batch=many.batch,
+                edge_attr=many.edge_attr)
+    terms = model.molecule_recon_loss(out,
+                                      torch.Generator().manual_seed(0))
+    estimate = terms['atom_recon'] + terms['bond_recon']
+    assert abs(float(estimate / exact) - 1) < 0.03, (estimate, exact)
+    # One atom: nothing to reveal, the estimate is its exact NLL.
+    single = molecules(['N'])
+    out = model(single.x, single.edge_index, batch=single.batch,
+                edge_attr=single.edge_attr)
+    a, _ = model.decode_molecule(out[0].z.unsqueeze(0),
+                                 torch.ones(1, 1, dtype=torch.bool))
+    terms = model.molecule_recon_loss(out, torch.Generator())
+    assert torch.allclose(terms['atom_recon'], -a[0, 0].log_softmax(-1)[1])
+    assert float(terms['bond_recon']) == 0
+
+
+def test_masked_decode_conditions_each_round_on_the_ones_before():
+    model = make(masked_decoding=True, decode_rounds=2).eval()
+    torch.manual_seed(1)
+    z = torch.randn(1, 3, 4, dtype=torch.double)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    ranks, _ = entry_ranks(mask, torch.Generator().manual_seed(3))
+    atom_prob, bond_prob = model.masked_decode(z, mask, ranks=ranks)
+    # Round 1: ranks 0-2 from nothing known; round 2: ranks 3-5 given them.
+    first = ranks < 3
+    a1, b1 = model.decode_molecule(z, mask)
+    atom = a1.argmax(-1)
+    bond = b1.argmax(-1)
+    a2, b2 = model.decode_molecule(z, mask, atom, bond, first)
+    diag = first.diagonal(dim1=1, dim2=2)
+    for i in range(3):
+        want = (a1 if diag[0, i] else a2)[0, i].softmax(-1)
+        assert torch.allclose(atom_prob[0, i], want, atol=1e-12)
+        for j in range(i + 1, 3):
+            want = (b1 if first[0, i, j] else b2)[0, i, j].softmax(-1)
+            assert torch.allclose(bond_prob[0, i, j], want, atol=1e-12)
+            assert torch.equal(bond_prob[0, i, j], bond_prob[0, j, i])
+    # Permuting the latents and the order permutes the result:
+    p = torch.tensor([1, 2, 0])
+    ap, bp = model.masked_decode(z[:, p], mask, ranks=ranks[:, p][:, :, p])
+    assert torch.allclose(ap, atom_prob[:, p], atol=1e-12)
+    assert torch.allclose(bp, bond_prob[:, p][:, :, p], atol=1e-12)
+    # One round is the unconditional decoder (pairs; the diagonal holds
+    # the atoms):
+    a, b = model.masked_decode(z, mask, rounds=1)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert torch.allclose(b[:, off], b1.softmax(-1)[:, off])
+    assert torch.allclose(a, a1.softmax(-1)) and (b[:, ~off] == 0).all()
+    with pytest.raises(ValueError, match='rounds'):
+        model.masked_decode(z, mask, rounds=0)
+    for bad in (-1., float('nan'), float('inf')):
+        with pytest.raises(ValueError, match='decode_temperature'):
+            model.masked_decode(z, mask, decode_temperature=bad)
+    with pytest.raises(ValueError, match='masked_decoding=True'):
+        make().masked_decode(z, mask)
+
+
+def test_masked_sampling_is_seeded_and_trains():
+    model = make(masked_decoding=True, decode_rounds=3).eval()
+    model.fit_num_nodes(torch.tensor([1, 4, 9]))
+    s1 = model.sample(6, generator=torch.Generator().manual_seed(0))
+    s2 = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s1.bond_prob, s2.bond_prob)
+    assert torch.allclose(s1.bond_prob, s1.bond_prob.transpose(1, 2))
+    assert torch.allclose(s1.atom_prob.sum(-1)[s1.mask],
+                          torch.ones(()).double())
+    assert len(s1.raw()) == 6
+    s3 = model.sample(6, generator=torch.Generator().manual_seed(0),
+                      rounds=1, refine_steps=1)
+    assert s3.bond_prob.shape == s1.bond_prob.shape
+    with pytest.raises(ValueError, match='rounds'):
+        model.sample(2, rounds=0)
+    data = molecules()
+    model.train()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr,
+                generator=torch.Generator().manual_seed(0))
+    terms = model.loss_terms(out, torch.Generator().manual_seed(0))
+    sum(terms.values()).backward()
+    assert model.decoder.net.convs[0].lin1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='decode_rounds'):
+        make(masked_decoding=True, decode_rounds=0)
+
+
+def test_masked_decoding_draws_at_a_temperature():
+    model = make(masked_decoding=True, decode_rounds=2).eval()
+    torch.manual_seed(1)
+    z = torch.randn(64, 4, 4, dtype=torch.double)
+    mask = torch.ones(64, 4, dtype=torch.bool)
+    greedy = model.masked_decode(z, mask, generator=torch.Generator()
+                                 .manual_seed(0))
+    # A vanishing temperature draws the most probable values (same order):
+    cold = model.masked_decode(z, mask, generator=torch.Generator()
+                               .manual_seed(0), decode_temperature=1e-6)
+    assert torch.equal(cold[0].argmax(-1), greedy[0].argmax(-1))
+    assert torch.equal(cold[1].argmax(-1), greedy[1].argmax(-1))
+    # At T = 1, values are drawn (they differ from the argmax somewhere);
+    # each entry holds (one-hot + p) / 2: its argmax is the drawn value,
+    # its mass at least one half, and symmetric:
+    atom, bond = model.masked_decode(z, mask, generator=torch.Generator()
+                                     .manual_seed(0), decode_temperature=1.)
+    assert torch.allclose(atom.sum(-1), torch.ones(()).double())
+    assert (atom.max(-1).values >= 0.5).all()
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert (bond[:, off].max(-1).values >= 0.5).all()
+    assert torch.equal(bond, bond.transpose(1, 2))
+    assert not torch.equal(atom.argmax(-1), greedy[0].argmax(-1))
+    s = model.sample(3, 4, torch.Generator().manual_seed(0),
+                     decode_temperature=1.)
+    assert len(s.corrected_mols(QM9_ATOMS)) == 3

@@ -764,3 +764,54 @@ def test_loading_unnormalised_weights_warns():
         SecondOrderConv(2, 3).load_state_dict(SecondOrderConv(
             2, 3).state_dict())
         SecondOrderConv(2, 3).load_state_dict(dict(state))  # no metadata
+
+
+@pytest.mark.parametrize('sizes', SIZES)
+def test_decoder_with_context_matches_reference(sizes, monkeypatch):
+    # The context is appended to the pair features of the first layer;
+    # a symmetric context keeps the fast symmetric path and the output
+    # symmetric and equivariant.
+    torch.manual_seed(6)
+    d = dense_batch(sizes, F=3, seed=len(sizes))
+    B, n = d['mask'].shape
+    # (gradients w.r.t. the symmetric context are compared through a
+    # leaf it is built from: the symmetric path's gradient is another
+    # representative of the same linear functional on symmetric inputs)
+    leaf = torch.randn(B, n, n, 2, dtype=torch.double, requires_grad=True)
+    ctx = leaf + leaf.transpose(1, 2)
+    z = d['z'].requires_grad_()
+    dec = SecondOrderDecoder(3, 5, num_layers=2, edge_channels=2,
+                             context_channels=2).double()
+    assert 'context_channels=2' in repr(dec)
+    H0 = torch.cat([pair_features(dec.lin_in(z), d['mask']),
+                    apply_mask(ctx, d['mask'], 2)], dim=-1)
+    H = H0
+    for i, conv in enumerate(dec.convs):
+        H = ref_conv(conv, H, (1 - torch.eye(n, dtype=z.dtype)).expand(
+            B, n, n), d['mask'])
+        H = H.relu() if i == 0 else H
+    ref = apply_mask(0.5 * (H + H.transpose(1, 2)), d['mask'], 2)
+    ref_g = _grads(dec, [ref], [z, leaf])
+    monkeypatch.setattr(SecondOrderConv, 'features', _no_features)
+    out = dec(z, d['mask'], context=ctx)
+    _assert_close([out], [ref])
+    _assert_close(_grads(dec, [out], [z, leaf]), ref_g)
+    assert torch.allclose(out, out.transpose(1, 2), atol=1e-12)
+    perm = torch.randperm(n)
+    full = d['mask'][:1].clone().fill_(True)
+    a = dec(z[:1, perm], full, context=ctx[:1, perm][:, :, perm])
+    b = dec(z[:1], full, context=ctx[:1])
+    assert torch.allclose(a, b[:, perm][:, :, perm], atol=1e-10)
+
+
+def test_decoder_context_is_required_exactly_with_its_channels():
+    z, mask = torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match='context_channels=2'):
+        SecondOrderDecoder(3, 5, 1, context_channels=2)(z, mask)
+    with pytest.raises(ValueError, match='context_channels=0'):
+        SecondOrderDecoder(3, 5, 1)(z, mask, context=torch.zeros(2, 4, 4, 2))
+    with pytest.raises(ValueError, match=r'shape \[B, n, n, 2\]'):
+        SecondOrderDecoder(3, 5, 1, context_channels=2)(
+            z, mask, context=torch.zeros(2, 4, 4, 3))
+    with pytest.raises(ValueError, match='>= 0'):
+        SecondOrderDecoder(3, 5, 1, context_channels=-1)

@@ -175,6 +175,10 @@ def add_arguments(parser: argparse.ArgumentParser):
     model.add_argument('--no-local-decoding', action='store_true',
                        help='drop the per-cluster decoders (about half the '
                        'cost of a step; sampling does not use them)')
+    model.add_argument('--masked-decoding', action='store_true',
+                       help='decode atoms and bonds in rounds, each '
+                       'conditioned on those decoded before '
+                       '(MoleculeMGVAE masked_decoding; not in the paper)')
     model.add_argument('--covariance', default='mrf',
                        choices=['mrf', 'diag'],
                        help='posterior covariance (default: mrf, the '
@@ -195,6 +199,14 @@ def add_arguments(parser: argparse.ArgumentParser):
                      help='encode-decode steps applied to the sampled '
                      'molecules (MoleculeMGVAE.refine; not in the paper; '
                      'needs --no-chem-features; default: 0)')
+    gen.add_argument('--decode-rounds', type=positive_int, default=None,
+                     help='rounds of masked decoding when sampling (with '
+                     '--masked-decoding; default: 8)')
+    gen.add_argument('--decode-temperature', type=nonnegative_float,
+                     default=0.0,
+                     help='with --masked-decoding: draw every decoded '
+                     'entry from the decoder\'s distribution at this '
+                     'temperature (default: 0 = its most probable value)')
     gen.add_argument('--threshold', type=probability, default=0.5,
                      help='smallest edge probability the correction adds '
                      '(default: 0.5)')
@@ -253,6 +265,15 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         if args.refine_steps:
             raise UsageError('--refine-steps refines all-at-once samples '
                              '(--decoder all-at-once)')
+        if args.masked_decoding:
+            raise UsageError('--masked-decoding is an all-at-once decoder '
+                             '(--decoder all-at-once)')
+    if not args.masked_decoding and (args.decode_rounds is not None or
+                                     args.decode_temperature):
+        raise UsageError('--decode-rounds and --decode-temperature set the '
+                         'masked decoder: add --masked-decoding')
+    if args.masked_decoding and args.decode_rounds is None:
+        args.decode_rounds = 8
     if args.refine_steps and args.chem_features:
         raise UsageError('--refine-steps re-encodes decoded molecules, '
                          'whose RDKit features are undefined: add '
@@ -355,6 +376,8 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 node_channels=in_channels - num_atom_types,
                 num_layers=args.layers, decoder_layers=args.decoder_layers,
                 local_decoding=not args.no_local_decoding, atoms=atoms,
+                masked_decoding=args.masked_decoding,
+                decode_rounds=args.decode_rounds or 8,
                 valence_regularizer=args.valence_weight > 0,
                 covariance=args.covariance,
                 prior_kwargs=dict(matching=args.matching))
@@ -398,6 +421,11 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
         parts.append(f'{args.covariance} posterior')
     if args.no_local_decoding:
         parts.append('no local decoders')
+    if args.masked_decoding:
+        parts.append(f'masked decoding in {args.decode_rounds} round'
+                     f'{"s" if args.decode_rounds > 1 else ""}')
+        if args.decode_temperature:
+            parts.append(f'decoding T={args.decode_temperature:g}')
     if args.chem_features:
         parts.append('chem features')
     if args.valence_weight > 0:
@@ -664,7 +692,10 @@ class MoleculeExperiment:
             model.fit_num_nodes(self.train_graphs)
             sample = model.sample(args.num_samples, generator=gen,
                                   temperature=args.temperature,
-                                  refine_steps=args.refine_steps).to('cpu')
+                                  refine_steps=args.refine_steps,
+                                  rounds=args.decode_rounds,
+                                  decode_temperature=args.decode_temperature
+                                  ).to('cpu')
             decode_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
             raw = sample.raw_mols(self.atoms)

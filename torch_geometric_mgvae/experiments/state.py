@@ -61,8 +61,8 @@ FORMAT = 1
 RESUME_FREE = ('resume', 'checkpoint_every', 'no_progress', 'debug',
                'results', 'out', 'device', 'nproc',
                # sampling only: a finished training state can be sampled
-               # again with other refinement steps
-               'refine_steps')
+               # again with other refinement steps or decoding rounds
+               'refine_steps', 'decode_rounds', 'decode_temperature')
 
 
 class Interrupted(KeyboardInterrupt):

@@ -1,4 +1,5 @@
 r"""All-at-once molecule generation with MGVAE (paper appendix D.2)."""
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -18,7 +19,8 @@ from torch_geometric_mgvae.nn.second_order import (
 )
 
 __all__ = ['MoleculeDecoder', 'MoleculeSample', 'MoleculeMGVAE',
-           'valence_excess', 'bond_deficit', 'connect_fragments']
+           'valence_excess', 'bond_deficit', 'connect_fragments',
+           'entry_ranks']
 
 
 class MoleculeDecoder(torch.nn.Module):
@@ -52,31 +54,77 @@ class MoleculeDecoder(torch.nn.Module):
         normalize (bool): The normalised second-order layers
             (:class:`~torch_geometric_mgvae.nn.SecondOrderConv`).
             (default: :obj:`True`)
+        masked (bool): Condition on the atoms and bonds decoded so far
+            (masked decoding, not in the paper): :meth:`forward` then takes
+            the known atom types, bond classes and which of them are known,
+            fed to the network as extra pair channels (:meth:`context`):
+            off the diagonal the one-hot class of a known pair or a
+            "masked" flag, on the diagonal the one-hot type of a known atom
+            or a "masked" flag. Nothing known is the default.
+            (default: :obj:`False`)
 
     Shapes:
-        - **input:** :math:`z` :math:`(G, n, d)`, mask :math:`(G, n)`
+        - **input:** :math:`z` :math:`(G, n, d)`, mask :math:`(G, n)`;
+          *(masked, optional)* atom types :math:`(G, n)`, bond classes
+          :math:`(G, n, n)` and the known entries :math:`(G, n, n)` (the
+          diagonal flags the atoms)
         - **output:** atom logits :math:`(G, n, A)`, bond logits
           :math:`(G, n, n, 1 + B)` (0 at padding)
     """
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, num_atom_types: int,
-                 num_bond_types: int = 3, normalize: bool = True):
+                 num_bond_types: int = 3, normalize: bool = True,
+                 masked: bool = False):
         super().__init__()
         self.latent_channels = latent_channels
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.num_atom_types = num_atom_types
         self.num_bond_types = num_bond_types
+        self.masked = masked
+        context = (num_bond_types + 2) + (num_atom_types + 1) if masked else 0
         self.net = SecondOrderDecoder(latent_channels, hidden_channels,
                                       num_layers, 1 + num_bond_types +
-                                      num_atom_types, normalize=normalize)
+                                      num_atom_types, normalize=normalize,
+                                      context_channels=context)
         self.reset_parameters()
 
     def reset_parameters(self):
         self.net.reset_parameters()
 
-    def forward(self, z: Tensor, mask: Tensor):
-        X = self.net(z, mask)  # [G, n, n, 1 + B + A]
+    def context(self, atom: Tensor, bond: Tensor, known: Tensor,
+                mask: Tensor) -> Tensor:
+        r"""The context channels :math:`(G, n, n, (B + 2) + (A + 1))` of
+        atom types :math:`(G, n)`, bond classes :math:`(G, n, n)` (0 =
+        none) and known entries :math:`(G, n, n)` (bool, symmetric; the
+        diagonal flags the atoms); the values of unknown entries are
+        ignored."""
+        n = mask.size(1)
+        C, A = 1 + self.num_bond_types, self.num_atom_types
+        off = ~torch.eye(n, dtype=torch.bool, device=mask.device)
+        k = known.unsqueeze(-1).float()  # [G, n, n, 1]
+        pair = torch.cat([F.one_hot(bond.clamp(0, C - 1), C) * k, 1 - k],
+                         dim=-1) * off.unsqueeze(-1)  # [G, n, n, C + 1]
+        ka = known.diagonal(dim1=1, dim2=2).unsqueeze(-1).float()  # [G,n,1]
+        node = torch.cat([F.one_hot(atom.clamp(0, A - 1), A) * ka, 1 - ka],
+                         dim=-1)  # [G, n, A + 1]
+        node = torch.diag_embed(node.transpose(1, 2)).permute(0, 2, 3, 1)
+        return apply_mask(torch.cat([pair, node], dim=-1), mask, 2)
+
+    def forward(self, z: Tensor, mask: Tensor, atom: OptTensor = None,
+                bond: OptTensor = None, known: OptTensor = None):
+        context = None
+        if self.masked:
+            G, n = mask.shape
+            if known is None:  # nothing decoded yet
+                known = mask.new_zeros(G, n, n)
+                atom = mask.new_zeros(G, n, dtype=torch.long)
+                bond = mask.new_zeros(G, n, n, dtype=torch.long)
+            context = self.context(atom, bond, known, mask).to(z.dtype)
+        elif known is not None:
+            raise ValueError("Only a masked MoleculeDecoder takes known "
+                             "atoms and bonds")
+        X = self.net(z, mask, context=context)  # [G, n, n, 1 + B + A]
         C = 1 + self.num_bond_types
         atom = X.diagonal(dim1=1, dim2=2).transpose(1, 2)[..., C:]
         return apply_mask(atom, mask, 1), X[..., :C]  # [G,n,A], [G,n,n,C]
@@ -85,7 +133,35 @@ class MoleculeDecoder(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.latent_channels}, '
                 f'{self.hidden_channels}, num_layers={self.num_layers}, '
                 f'num_atom_types={self.num_atom_types}, num_bond_types='
-                f'{self.num_bond_types})')
+                f'{self.num_bond_types}' +
+                (', masked=True' if self.masked else '') + ')')
+
+
+def _draw(p: Tensor, tau: float,
+          generator: Optional[torch.Generator]) -> Tensor:
+    r"""One draw per row of the categoricals :math:`\propto p^{1/\tau}`
+    (:math:`p` of shape :math:`(..., C)`), :math:`(...)`."""
+    logits = p.clamp(min=1e-30).log() / tau
+    q = (logits - logits.amax(-1, keepdim=True)).exp()
+    return torch.multinomial(q.reshape(-1, p.size(-1)), 1,
+                             generator=generator).view(p.shape[:-1])
+
+
+def entry_ranks(mask: Tensor, generator: Optional[torch.Generator] = None
+                ) -> Tuple[Tensor, Tensor]:
+    r"""A uniformly random order of the entries of every molecule, its
+    :math:`n` atoms (the diagonal) and :math:`n(n-1)/2` pairs
+    :math:`i < j`: the ranks :math:`(G, n, n)` (symmetric, :math:`\geq D`
+    at padding) and the number of entries :math:`D = n(n+1)/2` per
+    molecule :math:`(G)`. The order is drawn independently of the atoms'
+    order, so decoding in it is equivariant in distribution."""
+    G, n = mask.shape
+    keys = torch.rand(G, n, n, generator=generator, device=mask.device)
+    valid = (mask.unsqueeze(2) & mask.unsqueeze(1)).triu()  # [G, n, n]
+    keys = keys.masked_fill(~valid, 2.)
+    ranks = keys.view(G, -1).argsort(-1).argsort(-1).view(G, n, n)
+    ranks = ranks.triu() + ranks.triu(1).transpose(1, 2)
+    return ranks, valid.sum(dim=(1, 2))
 
 
 def valence_excess(atom_logits: Tensor, bond_logits: Tensor, mask: Tensor,
@@ -377,6 +453,25 @@ class MoleculeMGVAE(MGVAE):
             :class:`MGN` and their loss (the paper reconstructs every
             resolution). Sampling never uses them; without them a training
             step costs about half. (default: :obj:`True`)
+        masked_decoding (bool): Decode with a masked
+            :class:`MoleculeDecoder` (not in the paper): the atoms and bonds
+            are decoded in :obj:`decode_rounds` parallel rounds, each
+            conditioned on those decoded before, instead of all independently
+            given the latents. Training uses the order-agnostic
+            autoregressive bound (Uria et al., 2014; Hoogeboom et al.,
+            2022): per molecule, :math:`t` of its :math:`D = n(n+1)/2`
+            entries (atoms and pairs), :math:`t \sim \mathcal{U}\{0, \ldots,
+            D-1\}`, are revealed in a random order and the others' negative
+            log-likelihoods are summed and weighted by :math:`D / (D - t)`,
+            an unbiased estimate of the negative log-likelihood of the
+            molecule under a random decoding order (an upper bound on
+            :math:`-\log p(\mathcal{G} \mid \mathcal{Z})`).
+            (default: :obj:`False`)
+        decode_rounds (int): Rounds of masked decoding when sampling: round
+            :math:`k` decodes, by their most probable value, the entries of
+            rank below :math:`\lceil k D / K \rceil` in a uniformly random
+            order (:func:`entry_ranks`). One round is independent decoding.
+            (default: :obj:`8`)
         encoder_scope (str): As in :class:`MGN`; the default
             :obj:`"graph"` lets the finest latents see the whole molecule,
             which the all-at-once decoder needs to place the bonds between
@@ -394,6 +489,8 @@ class MoleculeMGVAE(MGVAE):
                  atoms: Optional[Sequence] = None,
                  valence_regularizer: bool = False,
                  local_decoding: bool = True,
+                 masked_decoding: bool = False,
+                 decode_rounds: int = 8,
                  encoder_scope: str = 'graph', **kwargs):
         kwargs.setdefault('order', 2)
         kwargs.setdefault('covariance', 'mrf')
@@ -412,6 +509,7 @@ class MoleculeMGVAE(MGVAE):
         node_channels = check_int('node_channels', node_channels, 0)
         decoder_layers = check_int('decoder_layers', decoder_layers,
                                    optional=True)
+        decode_rounds = check_int('decode_rounds', decode_rounds)
         super().__init__(num_atom_types + node_channels, hidden_channels,
                          latent_channels, num_clusters, max_nodes=max_nodes,
                          edge_channels=num_bond_types,
@@ -424,6 +522,8 @@ class MoleculeMGVAE(MGVAE):
         self.node_channels = node_channels
         self.decoder_layers = decoder_layers or self.num_layers
         self.local_decoding = local_decoding
+        self.masked_decoding = masked_decoding
+        self.decode_rounds = decode_rounds
         self.valence_regularizer = valence_regularizer
         if atoms is not None and len(atoms) != num_atom_types:
             raise ValueError(f"'atoms' has {len(atoms)} types but "
@@ -442,7 +542,7 @@ class MoleculeMGVAE(MGVAE):
         self.global_decoders[0] = MoleculeDecoder(
             latent_channels, hidden_channels, self.decoder_layers,
             num_atom_types, num_bond_types,
-            normalize=self.normalize_second_order)
+            normalize=self.normalize_second_order, masked=masked_decoding)
 
     @property
     def decoder(self) -> MoleculeDecoder:
@@ -474,16 +574,22 @@ class MoleculeMGVAE(MGVAE):
                             max_num_nodes=mask.size(1)).long()  # [B, n, n]
         return atom, bond, mask
 
-    def decode_molecule(self, z: Tensor, mask: Tensor):
+    def decode_molecule(self, z: Tensor, mask: Tensor, *known: Tensor):
         r"""Atom logits :math:`(G, n, A)` and bond logits
         :math:`(G, n, n, 1 + B)` of dense finest-level latents
-        :math:`(G, n, d)`."""
-        return self.decoder(z, mask)
+        :math:`(G, n, d)` (with :obj:`masked_decoding`, optionally given
+        the known atom types, bond classes and known entries of
+        :class:`MoleculeDecoder`; nothing known by default)."""
+        return self.decoder(z, mask, *known)
 
-    def molecule_recon_loss(self, out: MGNOutput) -> Dict[str, Tensor]:
+    def molecule_recon_loss(self, out: MGNOutput,
+                            generator: Optional[torch.Generator] = None
+                            ) -> Dict[str, Tensor]:
         r"""Negative log-likelihoods of the atom types
         (:obj:`"atom_recon"`) and of the bond classes of all pairs
-        :math:`i < j` (:obj:`"bond_recon"`), per molecule."""
+        :math:`i < j` (:obj:`"bond_recon"`), per molecule; with
+        :obj:`masked_decoding`, their order-agnostic estimates (a random
+        part of the molecule revealed, see the class description)."""
         lvl = out[0]
         B = max(lvl.num_graphs, 1)
         if lvl.num_nodes == 0:
@@ -492,13 +598,98 @@ class MoleculeMGVAE(MGVAE):
         atom, bond, mask = self._dense_targets(out)
         z, _ = to_dense_batch(lvl.z, lvl.batch, batch_size=lvl.num_graphs,
                               max_num_nodes=mask.size(1))  # [B, n, d]
-        atom_logits, bond_logits = self.decode_molecule(z, mask)
-        atom_loss = F.cross_entropy(atom_logits[mask], atom[mask],
-                                    reduction='sum')
         pairs = (mask.unsqueeze(2) & mask.unsqueeze(1)).triu(1)  # [B, n, n]
-        bond_loss = F.cross_entropy(bond_logits[pairs], bond[pairs],
-                                    reduction='sum')
+        if not self.masked_decoding:
+            atom_logits, bond_logits = self.decode_molecule(z, mask)
+            atom_loss = F.cross_entropy(atom_logits[mask], atom[mask],
+                                        reduction='sum')
+            bond_loss = F.cross_entropy(bond_logits[pairs], bond[pairs],
+                                        reduction='sum')
+            return dict(atom_recon=atom_loss / B, bond_recon=bond_loss / B)
+        ranks, D = entry_ranks(mask, generator)
+        t = (torch.rand(D.shape, generator=generator, device=D.device) *
+             D).floor().long()  # revealed entries per molecule, [B]
+        known = ranks < t.view(-1, 1, 1)  # [B, n, n]
+        weight = (D / (D - t).clamp(min=1)).to(z.dtype)  # [B]
+        atom_logits, bond_logits = self.decode_molecule(z, mask, atom, bond,
+                                                        known)
+        hidden = mask & ~known.diagonal(dim1=1, dim2=2)  # [B, n]
+        nll = F.cross_entropy(atom_logits.transpose(1, 2), atom,
+                              reduction='none')  # [B, n]
+        atom_loss = (nll * hidden * weight.view(-1, 1)).sum()
+        hidden = pairs & ~known  # [B, n, n]
+        nll = F.cross_entropy(bond_logits.permute(0, 3, 1, 2), bond,
+                              reduction='none')  # [B, n, n]
+        bond_loss = (nll * hidden * weight.view(-1, 1, 1)).sum()
         return dict(atom_recon=atom_loss / B, bond_recon=bond_loss / B)
+
+    def masked_decode(self, z: Tensor, mask: Tensor,
+                      rounds: Optional[int] = None,
+                      generator: Optional[torch.Generator] = None,
+                      ranks: OptTensor = None,
+                      decode_temperature: float = 0.
+                      ) -> Tuple[Tensor, Tensor]:
+        r"""Masked decoding (needs :obj:`masked_decoding`): in round
+        :math:`k = 1, \ldots, K` (:obj:`rounds`, default
+        :obj:`decode_rounds`), the entries (atoms and pairs) of rank below
+        :math:`\lceil k D / K \rceil` not decoded yet are decoded given
+        the latents and the entries decoded before: their most probable
+        value (:obj:`decode_temperature` 0), or a draw from the decoder's
+        categorical at temperature :math:`\tau`,
+        :math:`\propto p^{1/\tau}` (1 is the model's own distribution).
+        The ranks are those of :func:`entry_ranks` unless given.
+
+        Returns:
+            The atom and bond class probabilities :math:`(G, n, A)`,
+            :math:`(G, n, n, 1 + B)` of every entry in the round that
+            decoded it, 0 at padding. The argmax is the decoded molecule:
+            a drawn value's entry holds :math:`(\text{one-hot} + p) / 2`,
+            so that the correction (:meth:`MoleculeSample.corrected_mols`)
+            still ranks the bonds by their probabilities.
+        """
+        if not self.masked_decoding:
+            raise ValueError("masked_decode needs a model built with "
+                             "masked_decoding=True")
+        K = check_int('rounds', self.decode_rounds if rounds is None
+                      else rounds)
+        tau = float(decode_temperature)
+        if not tau >= 0 or math.isinf(tau):
+            raise ValueError(f"'decode_temperature' must be finite and >= 0 "
+                             f"(got {decode_temperature})")
+        if ranks is None:
+            ranks, D = entry_ranks(mask, generator)
+        else:
+            D = (mask.unsqueeze(2) & mask.unsqueeze(1)).triu().sum((1, 2))
+        G, n = mask.shape
+        off = ~torch.eye(n, dtype=torch.bool, device=mask.device)
+        valid = mask.unsqueeze(2) & mask.unsqueeze(1)
+        atom = mask.new_zeros(G, n, dtype=torch.long)
+        bond = mask.new_zeros(G, n, n, dtype=torch.long)
+        known = torch.zeros_like(valid)
+        atom_prob = z.new_zeros(G, n, self.num_atom_types)
+        bond_prob = z.new_zeros(G, n, n, 1 + self.num_bond_types)
+        for k in range(1, K + 1):
+            t = torch.div(k * D + K - 1, K, rounding_mode='floor')  # ceil
+            new = (ranks < t.view(-1, 1, 1)) & valid & ~known
+            if not bool(new.any()):
+                continue
+            a, b = self.decode_molecule(z, mask, atom, bond, known)
+            a, b = a.softmax(-1), b.softmax(-1)
+            if tau == 0:
+                va, vb = a.argmax(-1), b.argmax(-1)
+            else:
+                va, vb = _draw(a, tau, generator), _draw(b, tau, generator)
+                vb = vb.triu(1) + vb.triu(1).transpose(1, 2)
+                a = 0.5 * (F.one_hot(va, a.size(-1)).to(a.dtype) + a)
+                b = 0.5 * (F.one_hot(vb, b.size(-1)).to(b.dtype) + b)
+            na = new.diagonal(dim1=1, dim2=2)  # [G, n]
+            atom_prob = torch.where(na.unsqueeze(-1), a, atom_prob)
+            atom = torch.where(na, va, atom)
+            nb = new & off
+            bond_prob = torch.where(nb.unsqueeze(-1), b, bond_prob)
+            bond = torch.where(nb, vb, bond)
+            known = known | new
+        return apply_mask(atom_prob, mask, 1), apply_mask(bond_prob, mask, 2)
 
     def local_recon_loss(self, out: MGNOutput,
                          generator: Optional[torch.Generator] = None,
@@ -532,7 +723,7 @@ class MoleculeMGVAE(MGVAE):
                              "molecules (DistributedGraphSampler), not over "
                              "the pairs of one graph ('shard')")
         terms = super().loss_terms(out, generator)
-        terms.update(self.molecule_recon_loss(out))
+        terms.update(self.molecule_recon_loss(out, generator))
         if self.valence_regularizer and self.training:
             sizes = torch.bincount(out[0].batch, minlength=out[0].num_graphs)
             terms['valence'] = self.valence_loss(sizes[sizes > 0],
@@ -606,10 +797,15 @@ class MoleculeMGVAE(MGVAE):
                generator: Optional[torch.Generator] = None,
                temperature: float = 1.0,
                batch_size: int = 1024,
-               refine_steps: int = 0) -> MoleculeSample:
+               refine_steps: int = 0,
+               rounds: Optional[int] = None,
+               decode_temperature: float = 0.) -> MoleculeSample:
         r"""Generates molecules all at once: sizes from the training
         distribution (:meth:`fit_num_nodes`) unless given, latents from the
-        prior (:meth:`prior_sample`), then the joint atom/bond decoder, and
+        prior (:meth:`prior_sample`), then the joint atom/bond decoder
+        (with :obj:`masked_decoding`, :meth:`masked_decode` in
+        :obj:`rounds` rounds, default :obj:`decode_rounds`, at
+        :obj:`decode_temperature`), and
         :obj:`refine_steps` steps of :meth:`refine`.
 
         Returns:
@@ -618,6 +814,7 @@ class MoleculeMGVAE(MGVAE):
             or :meth:`~MoleculeSample.corrected_mols` for molecules).
         """
         refine_steps = check_int('refine_steps', refine_steps, 0)
+        rounds = check_int('rounds', rounds, optional=True)
         if refine_steps > 0:
             self._check_refinable()
         num_nodes = self._sizes(num, num_nodes, generator)
@@ -626,7 +823,8 @@ class MoleculeMGVAE(MGVAE):
         for start in range(0, num, batch_size):
             z, mask = self.prior_sample(num_nodes[start:start + batch_size],
                                         generator, temperature)
-            parts.append(self._decode_probabilities(z, mask, m))
+            parts.append(self._decode_probabilities(
+                z, mask, m, generator, rounds, decode_temperature))
         if num == 0:
             dev = self.mu_heads[0].weight.device
             return MoleculeSample(
@@ -634,15 +832,23 @@ class MoleculeMGVAE(MGVAE):
                 torch.zeros(0, 1, 1, 1 + self.num_bond_types, device=dev),
                 torch.zeros(0, 1, dtype=torch.bool, device=dev))
         sample = MoleculeSample(*map(torch.cat, zip(*parts)))
-        return self.refine(sample, refine_steps, generator, batch_size)
+        return self.refine(sample, refine_steps, generator, batch_size,
+                           rounds, decode_temperature)
 
-    def _decode_probabilities(self, z: Tensor, mask: Tensor,
-                              m: int) -> Tuple[Tensor, Tensor, Tensor]:
+    def _decode_probabilities(self, z: Tensor, mask: Tensor, m: int,
+                              generator: Optional[torch.Generator] = None,
+                              rounds: Optional[int] = None,
+                              decode_temperature: float = 0.
+                              ) -> Tuple[Tensor, Tensor, Tensor]:
         r"""Atom and bond class probabilities decoded at the latents
         :obj:`z` :math:`(G, n, d)` padded to :obj:`m` atoms, and the padded
         mask (the parts of a :class:`MoleculeSample`)."""
         pad = m - z.size(1)
         z, mask = F.pad(z, (0, 0, 0, pad)), F.pad(mask, (0, pad))
+        if self.masked_decoding:
+            return self.masked_decode(
+                z, mask, rounds, generator,
+                decode_temperature=decode_temperature) + (mask, )
         atom, bond = self.decode_molecule(z, mask)
         return (apply_mask(atom.softmax(-1), mask, 1),
                 apply_mask(bond.softmax(-1), mask, 2), mask)
@@ -657,7 +863,9 @@ class MoleculeMGVAE(MGVAE):
     @torch.no_grad()
     def refine(self, sample: MoleculeSample, steps: int = 1,
                generator: Optional[torch.Generator] = None,
-               batch_size: int = 1024) -> MoleculeSample:
+               batch_size: int = 1024,
+               rounds: Optional[int] = None,
+               decode_temperature: float = 0.) -> MoleculeSample:
         r"""Iterative refinement of generated molecules (not in the
         paper): :obj:`steps` times, the most probable molecules of
         :obj:`sample` (:meth:`MoleculeSample.raw`, uncorrected) are encoded
@@ -699,7 +907,8 @@ class MoleculeMGVAE(MGVAE):
                     z, mask = to_dense_batch(out[0].z, out[0].batch,
                                              batch_size=b.num_graphs)
                     parts.append(self._decode_probabilities(
-                        z, mask, sample.mask.size(1)))
+                        z, mask, sample.mask.size(1), generator, rounds,
+                        decode_temperature))
                 sample = MoleculeSample(*map(torch.cat, zip(*parts)))
         finally:
             self.train(was)
@@ -727,12 +936,16 @@ class MoleculeMGVAE(MGVAE):
         return out[0].z
 
     @torch.no_grad()
-    def decode_latents(self, z: Tensor) -> MoleculeSample:
+    def decode_latents(self, z: Tensor,
+                       generator: Optional[torch.Generator] = None,
+                       rounds: Optional[int] = None,
+                       decode_temperature: float = 0.) -> MoleculeSample:
         r"""Decodes latents :math:`(G, n, d)` of molecules with :math:`n`
-        atoms each."""
+        atoms each (with :obj:`masked_decoding`, by :meth:`masked_decode`).
+        """
         mask = torch.ones(z.shape[:2], dtype=torch.bool, device=z.device)
-        atom, bond = self.decode_molecule(z, mask)
-        return MoleculeSample(atom.softmax(-1), bond.softmax(-1), mask)
+        return MoleculeSample(*self._decode_probabilities(
+            z, mask, z.size(1), generator, rounds, decode_temperature))
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_atom_types}, '

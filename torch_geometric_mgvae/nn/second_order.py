@@ -1082,15 +1082,24 @@ class SecondOrderDecoder(torch.nn.Module):
         basis (bool): Use the Maron basis. (default: :obj:`True`)
         normalize (bool): The normalised layers (see
             :class:`SecondOrderConv`). (default: :obj:`True`)
+        context_channels (int): Channels of a second-order input
+            :math:`\mathcal{C}` that :meth:`forward` then requires and
+            appends to the pair features, :math:`\mathcal{H}_0 \oplus
+            \mathcal{C}` (e.g. the parts of the graph already decoded, see
+            :class:`~torch_geometric_mgvae.models.MoleculeDecoder`); it
+            must be symmetric in :math:`(i, j)` for the output to be.
+            (default: :obj:`0`)
 
     Shapes:
         - **input:** :math:`z` :math:`(B, n, d)`, mask :math:`(B, n)`,
-          adjacency :math:`(B, n, n)` *(optional)*
+          adjacency :math:`(B, n, n)` *(optional)*, context
+          :math:`(B, n, n, C)` *(with* :obj:`context_channels` *)*
         - **output:** logits :math:`(B, n, n, E)`, symmetric, 0 at padding
     """
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, edge_channels: int = 1,
-                 basis: bool = True, normalize: bool = True):
+                 basis: bool = True, normalize: bool = True,
+                 context_channels: int = 0):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"'num_layers' must be >= 1 (got {num_layers})")
@@ -1100,8 +1109,13 @@ class SecondOrderDecoder(torch.nn.Module):
         self.edge_channels = edge_channels
         self.basis = basis
         self.normalize = normalize
+        if context_channels < 0:
+            raise ValueError(f"'context_channels' must be >= 0 (got "
+                             f"{context_channels})")
+        self.context_channels = context_channels
         self.lin_in = torch.nn.Linear(latent_channels, hidden_channels)
-        dims = ([4 * hidden_channels] + [hidden_channels] *
+        dims = ([4 * hidden_channels + context_channels] +
+                [hidden_channels] *
                 (num_layers - 1) + [edge_channels])
         self.convs = torch.nn.ModuleList([
             SecondOrderConv(dims[i], dims[i + 1], hidden_channels, basis,
@@ -1114,23 +1128,40 @@ class SecondOrderDecoder(torch.nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, z: Tensor, mask: Tensor,
-                adj: OptTensor = None) -> Tensor:
-        return run_bucketed(self._forward, mask, [z], [adj], (2, ))[0]
+    def forward(self, z: Tensor, mask: Tensor, adj: OptTensor = None,
+                context: OptTensor = None) -> Tensor:
+        if (context is None) != (self.context_channels == 0):
+            raise ValueError(
+                f"This decoder has context_channels="
+                f"{self.context_channels}: pass a context "
+                f"[B, n, n, {self.context_channels}] exactly when that is "
+                f"positive")
+        if context is not None and (context.dim() != 4 or context.shape[
+                :3] != mask.shape + mask.shape[-1:] or context.size(-1) !=
+                                    self.context_channels):
+            raise ValueError(f"'context' must have shape [B, n, n, "
+                             f"{self.context_channels}] (got "
+                             f"{list(context.shape)})")
+        return run_bucketed(self._forward, mask, [z], [adj, context],
+                            (2, ))[0]
 
-    def _forward(self, mask: Tensor, z: Tensor,
-                 adj: OptTensor) -> Tuple[Tensor]:
+    def _forward(self, mask: Tensor, z: Tensor, adj: OptTensor,
+                 context: OptTensor = None) -> Tuple[Tensor]:
         B, n, _ = z.shape
         complete = adj is None  # the fast path of SecondOrderConv
         if adj is None:
             eye = torch.eye(n, dtype=z.dtype, device=z.device)
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
         H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h], masked
+        if context is not None:
+            H = torch.cat([H, apply_mask(context.to(H.dtype), mask, 2)],
+                          dim=-1)  # [B, n, n, 4h + C]
         st = _adj_stats(adj, mask, H.dtype,
                         self.normalize)  # shared by the layers
         # The pair features are symmetric; so is the adjacency if given
-        # symmetric (checked, the decoder takes any):
-        sym = torch.equal(st.A, st.A.transpose(1, 2))
+        # symmetric (checked, the decoder takes any), and the context:
+        sym = torch.equal(st.A, st.A.transpose(1, 2)) and (
+            context is None or torch.equal(H, _t(H)))
         for i, conv in enumerate(self.convs):
             H = conv._forward(H, st, mask, sym and i == 0,
                               complete)  # [B, n, n, C]
@@ -1142,7 +1173,9 @@ class SecondOrderDecoder(torch.nn.Module):
         return (f'{self.__class__.__name__}({self.latent_channels}, '
                 f'{self.hidden_channels}, num_layers={self.num_layers}, '
                 f'edge_channels={self.edge_channels}'
-                f'{_norm_repr(self.normalize)})')
+                f'{_norm_repr(self.normalize)}'
+                + (f', context_channels={self.context_channels}'
+                   if self.context_channels else '') + ')')
 
 
 class MLPDecoder(torch.nn.Module):
