@@ -1137,7 +1137,8 @@ def _hparam_probes():
                        ('decoder_layers', 0), ('node_channels', -1),
                        ('feature_loss', 'mse'), ('global_decoder', None),
                        ('edge_feature_loss', 'ce'),
-                       ('order', 1), ('atoms', [('C', 0)])):
+                       ('order', 1), ('atoms', [('C', 0)]),
+                       ('decode_rounds', 0)):
         ctor(f'molecule-{key}-{value}', f'MoleculeMGVAE({key}={value!r})',
              lambda key=key, value=value: molecule(**{key: value}),
              key if key not in ('feature_loss', 'global_decoder', 'order',
@@ -1404,6 +1405,9 @@ def _cli_option_probes():
         ('molecules', ['--refine-steps', '1', '--dataset', 'zinc']),
         ('molecules', ['--refine-steps', '1', '--decoder',
                        'autoregressive']),
+        ('molecules', ['--masked-decoding', '--decoder', 'autoregressive']),
+        ('molecules', ['--decode-rounds', '4']),
+        ('molecules', ['--masked-decoding', '--decode-temperature', 'nan']),
         ('properties', []), ('properties', ['--dataset', 'pcqm4m']),
         ('properties', ['--dataset', 'zinc', '--mode', 'unsupervised']),
         ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
