@@ -467,11 +467,11 @@ class MoleculeMGVAE(MGVAE):
             molecule under a random decoding order (an upper bound on
             :math:`-\log p(\mathcal{G} \mid \mathcal{Z})`).
             (default: :obj:`False`)
-        decode_rounds (int): Rounds of masked decoding when sampling: round
-            :math:`k` decodes, by their most probable value, the entries of
-            rank below :math:`\lceil k D / K \rceil` in a uniformly random
-            order (:func:`entry_ranks`). One round is independent decoding.
-            (default: :obj:`8`)
+        decode_rounds (int): Rounds :math:`K` of masked decoding when
+            sampling: round :math:`k` decodes the entries of rank below
+            :math:`\lceil k D / K \rceil` in a uniformly random order
+            (:func:`entry_ranks`; values as in :meth:`masked_decode`). One
+            round is independent decoding. (default: :obj:`8`)
         encoder_scope (str): As in :class:`MGN`; the default
             :obj:`"graph"` lets the finest latents see the whole molecule,
             which the all-at-once decoder needs to place the bonds between
