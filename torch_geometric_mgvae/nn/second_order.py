@@ -1154,14 +1154,15 @@ class SecondOrderDecoder(torch.nn.Module):
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
         H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h], masked
         if context is not None:
-            H = torch.cat([H, apply_mask(context.to(H.dtype), mask, 2)],
-                          dim=-1)  # [B, n, n, 4h + C]
+            context = apply_mask(context.to(H.dtype), mask, 2)
+            H = torch.cat([H, context], dim=-1)  # [B, n, n, 4h + C]
         st = _adj_stats(adj, mask, H.dtype,
                         self.normalize)  # shared by the layers
         # The pair features are symmetric; so is the adjacency if given
-        # symmetric (checked, the decoder takes any), and the context:
+        # symmetric (checked, the decoder takes any), and the context if
+        # given symmetric (checked likewise):
         sym = torch.equal(st.A, st.A.transpose(1, 2)) and (
-            context is None or torch.equal(H, _t(H)))
+            context is None or torch.equal(context, _t(context)))
         for i, conv in enumerate(self.convs):
             H = conv._forward(H, st, mask, sym and i == 0,
                               complete)  # [B, n, n, C]
