@@ -657,9 +657,9 @@ class MoleculeMGVAE(MGVAE):
             raise ValueError(f"'decode_temperature' must be finite and >= 0 "
                              f"(got {decode_temperature})")
         if ranks is None:
-            ranks, D = entry_ranks(mask, generator)
-        else:
-            D = (mask.unsqueeze(2) & mask.unsqueeze(1)).triu().sum((1, 2))
+            ranks, _ = entry_ranks(mask, generator)
+        sizes = mask.sum(dim=1)
+        D = sizes * (sizes + 1) // 2  # entries per molecule
         G, n = mask.shape
         off = ~torch.eye(n, dtype=torch.bool, device=mask.device)
         valid = mask.unsqueeze(2) & mask.unsqueeze(1)
