@@ -815,3 +815,47 @@ def test_decoder_context_is_required_exactly_with_its_channels():
             z, mask, context=torch.zeros(2, 4, 4, 3))
     with pytest.raises(ValueError, match='>= 0'):
         SecondOrderDecoder(3, 5, 1, context_channels=-1)
+
+
+@pytest.mark.parametrize('sizes', SIZES)
+@pytest.mark.parametrize('given_adj', [False, True])
+@pytest.mark.parametrize('symmetric', [False, True])
+def test_decoder_latent_preactivation(sizes, given_adj, symmetric,
+                                      monkeypatch):
+    # The latents' part of the first layer, computed once and passed as
+    # latent_pre, gives the output and gradients of the plain forward
+    # (general, symmetric and complete-graph paths, buckets, chunks).
+    import torch_geometric_mgvae.nn.second_order as so
+    d = dense_batch(sizes, F=3, seed=len(sizes) + 1)
+    B, n = d['mask'].shape
+    g = torch.Generator().manual_seed(2)
+    ctx = torch.randn(B, n, n, 2, generator=g, dtype=D)
+    if symmetric:
+        ctx = ctx + ctx.transpose(1, 2)
+    z = d['z'].requires_grad_()
+    adj = d['adj'] if given_adj else None
+    dec = SecondOrderDecoder(3, 5, num_layers=2, edge_channels=2,
+                             context_channels=2).double()
+    ref = dec(z, d['mask'], adj, ctx)
+    ref_g = _grads(dec, [ref], [z])
+    for chunk in (so.CHUNK_ELEMENTS, 2 * 25 * 5):
+        monkeypatch.setattr(so, 'CHUNK_ELEMENTS', chunk)
+        pre = dec.latent_preactivation(z, d['mask'], adj)
+        assert pre.shape == (B, n, n, 5)
+        assert not pre[~(d['mask'].unsqueeze(2) &
+                         d['mask'].unsqueeze(1))].any()
+        out = dec(z, d['mask'], adj, ctx, latent_pre=pre)
+        _assert_close([out], [ref])
+        _assert_close(_grads(dec, [out], [z]), ref_g)
+
+
+def test_decoder_latent_preactivation_errors():
+    z, mask = torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)
+    dec = SecondOrderDecoder(3, 5, 1, context_channels=2)
+    ctx = torch.zeros(2, 4, 4, 2)
+    with pytest.raises(ValueError, match=r"'latent_pre' must have shape "
+                       r"\[B, n, n, 5\]"):
+        dec(z, mask, context=ctx, latent_pre=torch.zeros(2, 4, 4, 4))
+    plain = SecondOrderDecoder(3, 5, 1)
+    with pytest.raises(ValueError, match='context_channels > 0'):
+        plain(z, mask, latent_pre=plain.latent_preactivation(z, mask))

@@ -111,8 +111,16 @@ class MoleculeDecoder(torch.nn.Module):
         node = torch.diag_embed(node.transpose(1, 2)).permute(0, 2, 3, 1)
         return apply_mask(torch.cat([pair, node], dim=-1), mask, 2)
 
+    def latent_preactivation(self, z: Tensor, mask: Tensor) -> Tensor:
+        r"""The latents' part of the first layer
+        (:meth:`~torch_geometric_mgvae.nn.SecondOrderDecoder.
+        latent_preactivation`), to pass as :obj:`latent_pre` when the same
+        latents are decoded given many contexts (masked decoding)."""
+        return self.net.latent_preactivation(z, mask)
+
     def forward(self, z: Tensor, mask: Tensor, atom: OptTensor = None,
-                bond: OptTensor = None, known: OptTensor = None):
+                bond: OptTensor = None, known: OptTensor = None,
+                latent_pre: OptTensor = None):
         context = None
         if self.masked:
             G, n = mask.shape
@@ -124,7 +132,8 @@ class MoleculeDecoder(torch.nn.Module):
         elif known is not None:
             raise ValueError("Only a masked MoleculeDecoder takes known "
                              "atoms and bonds")
-        X = self.net(z, mask, context=context)  # [G, n, n, 1 + B + A]
+        X = self.net(z, mask, context=context,
+                     latent_pre=latent_pre)  # [G, n, n, 1 + B + A]
         C = 1 + self.num_bond_types
         atom = X.diagonal(dim1=1, dim2=2).transpose(1, 2)[..., C:]
         return apply_mask(atom, mask, 1), X[..., :C]  # [G,n,A], [G,n,n,C]
@@ -574,13 +583,15 @@ class MoleculeMGVAE(MGVAE):
                             max_num_nodes=mask.size(1)).long()  # [B, n, n]
         return atom, bond, mask
 
-    def decode_molecule(self, z: Tensor, mask: Tensor, *known: Tensor):
+    def decode_molecule(self, z: Tensor, mask: Tensor, *known: Tensor,
+                        latent_pre: OptTensor = None):
         r"""Atom logits :math:`(G, n, A)` and bond logits
         :math:`(G, n, n, 1 + B)` of dense finest-level latents
         :math:`(G, n, d)` (with :obj:`masked_decoding`, optionally given
         the known atom types, bond classes and known entries of
-        :class:`MoleculeDecoder`; nothing known by default)."""
-        return self.decoder(z, mask, *known)
+        :class:`MoleculeDecoder`, nothing known by default, and the
+        latents' part of its first layer, :obj:`latent_pre`)."""
+        return self.decoder(z, mask, *known, latent_pre=latent_pre)
 
     def molecule_recon_loss(self, out: MGNOutput,
                             generator: Optional[torch.Generator] = None
@@ -668,12 +679,15 @@ class MoleculeMGVAE(MGVAE):
         known = torch.zeros_like(valid)
         atom_prob = z.new_zeros(G, n, self.num_atom_types)
         bond_prob = z.new_zeros(G, n, n, 1 + self.num_bond_types)
+        # The latents' part of the first layer is the same in every round:
+        pre = self.decoder.latent_preactivation(z, mask)
         for k in range(1, K + 1):
             t = torch.div(k * D + K - 1, K, rounding_mode='floor')  # ceil
             new = (ranks < t.view(-1, 1, 1)) & valid & ~known
             if not bool(new.any()):
                 continue
-            a, b = self.decode_molecule(z, mask, atom, bond, known)
+            a, b = self.decode_molecule(z, mask, atom, bond, known,
+                                        latent_pre=pre)
             a, b = a.softmax(-1), b.softmax(-1)
             if tau == 0:
                 va, vb = a.argmax(-1), b.argmax(-1)

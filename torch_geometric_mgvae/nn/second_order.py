@@ -544,7 +544,9 @@ class SecondOrderConv(torch.nn.Module):
         return self._forward(H, st, mask)
 
     def _forward(self, H: Tensor, st: _AdjStats, mask: Tensor,
-                 symmetric: bool = False, complete: bool = False) -> Tensor:
+                 symmetric: bool = False, complete: bool = False,
+                 channels: Optional[slice] = None, bias: bool = True,
+                 pre: OptTensor = None, activate: bool = True) -> Tensor:
         r"""The factorised forward on a masked :obj:`H`, in chunks of
         blocks (:obj:`CHUNK_ELEMENTS`): blocks are independent, and the
         autograd graph of a chunk holds only that chunk's buffers, so the
@@ -556,19 +558,29 @@ class SecondOrderConv(torch.nn.Module):
         guarantees that :obj:`st` describes the complete graph on the valid
         nodes (:class:`SecondOrderDecoder` without an adjacency), and every
         map collapses to one or two projections (:meth:`_complete_terms`).
+
+        The pre-activation (the first linear layer's output) is linear in
+        the input channels, so it can be computed in parts: :obj:`H` may
+        hold only the input channels :obj:`channels` (a slice; all by
+        default), :obj:`bias` adds the first layer's bias, :obj:`pre` (a
+        pre-activation :math:`[B, n, n, h]` of the other channels) is
+        added, and :obj:`activate=False` returns the (masked)
+        pre-activation instead of the output.
         """
         B, n = mask.shape
         step = max(1, CHUNK_ELEMENTS // max(1, n * n * self.hidden_channels))
+        opts = (symmetric, complete, channels, bias)
         if B <= step:
-            return self._forward_chunk(H, st, mask, symmetric, complete)
+            return self._forward_chunk(H, st, mask, *opts, pre, activate)
         # split (not slicing), so the backward pass concatenates the chunk
         # gradients once instead of padding each to the full size:
+        pres = [None] * B if pre is None else pre.split(step)
         chunks = zip(H.split(step), zip(*(t.split(step) for t in st)),
-                     mask.split(step))
+                     mask.split(step), pres)
         return torch.cat([
-            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c, symmetric,
-                                complete)
-            for H_c, st_c, mask_c in chunks
+            self._forward_chunk(H_c, _AdjStats(*st_c), mask_c, *opts, pre_c,
+                                activate)
+            for H_c, st_c, mask_c, pre_c in chunks
         ], dim=0)
 
     @staticmethod
@@ -657,9 +669,13 @@ class SecondOrderConv(torch.nn.Module):
 
     def _forward_chunk(self, H: Tensor, st: _AdjStats,
                        mask: Tensor, symmetric: bool = False,
-                       complete: bool = False) -> Tensor:
+                       complete: bool = False,
+                       channels: Optional[slice] = None, bias: bool = True,
+                       pre: OptTensor = None,
+                       activate: bool = True) -> Tensor:
         r"""The factorised forward on a masked :obj:`H` (0 at padded
-        entries) with precomputed adjacency statistics :obj:`st`.
+        entries) with precomputed adjacency statistics :obj:`st` (the
+        other options as in :meth:`_forward`).
 
         Masking: no mask is needed between the entry mask (of :obj:`H`,
         :obj:`A`) and the output mask. Every term evaluated at a valid
@@ -676,7 +692,9 @@ class SecondOrderConv(torch.nn.Module):
         B, n, _, C = H.shape
         h = self.hidden_channels
         K = self.lin1.in_features // self.in_channels  # number of maps
-        W = self.lin1.weight.view(h, K, C)
+        W = self.lin1.weight.view(h, K, self.in_channels)
+        if channels is not None:
+            W = W[:, :, channels]
         W = torch.cat([W, W.new_zeros(h, 1, C)], dim=1)  # [h, K + 1, C]
         A, P, a_bar, d, m = st
 
@@ -693,7 +711,8 @@ class SecondOrderConv(torch.nn.Module):
             W, _ZEROTH[:nz], K)  # [B, nz h]
         first, zeroth = first.split(h, dim=-1), zeroth.split(h, dim=-1)
         g, f, q = first[0], first[1], zeroth[0]
-        u = self.lin1.bias.view(1, 1, h)  # bias, broadcast everywhere
+        u = (self.lin1.bias if bias else W.new_zeros(h)).view(
+            1, 1, h)  # bias, broadcast everywhere
         v = w = None
         if self.basis:
             u = u + first[2] + zeroth[1].unsqueeze(1)  # [B, n, h]
@@ -748,6 +767,10 @@ class SecondOrderConv(torch.nn.Module):
             acc.add_(S_tr.transpose(1, 2))
         if w is not None:
             acc.diagonal(dim1=1, dim2=2).add_(w.transpose(1, 2))
+        if pre is not None:
+            acc.add_(pre)
+        if not activate:
+            return apply_mask(acc, mask, 2)  # [B, n, n, h]
         out = self.lin2(acc.relu_())  # [B, n, n, C_out]
         return apply_mask(out, mask, 2)
 
@@ -1129,7 +1152,13 @@ class SecondOrderDecoder(torch.nn.Module):
             conv.reset_parameters()
 
     def forward(self, z: Tensor, mask: Tensor, adj: OptTensor = None,
-                context: OptTensor = None) -> Tensor:
+                context: OptTensor = None,
+                latent_pre: OptTensor = None) -> Tensor:
+        r"""The edge logits. :obj:`latent_pre`, the
+        :meth:`latent_preactivation` of the same :obj:`z`, :obj:`mask` and
+        :obj:`adj`, saves recomputing the latents' part of the first layer
+        when the same latents are decoded under many contexts (masked
+        decoding); the result is the same up to float rounding."""
         if (context is None) != (self.context_channels == 0):
             raise ValueError(
                 f"This decoder has context_channels="
@@ -1142,30 +1171,69 @@ class SecondOrderDecoder(torch.nn.Module):
             raise ValueError(f"'context' must have shape [B, n, n, "
                              f"{self.context_channels}] (got "
                              f"{list(context.shape)})")
-        return run_bucketed(self._forward, mask, [z], [adj, context],
-                            (2, ))[0]
+        if latent_pre is not None:
+            h = self.convs[0].hidden_channels
+            if context is None:
+                raise ValueError("'latent_pre' is the latents' part of the "
+                                 "first layer; it needs a decoder with a "
+                                 "context (context_channels > 0)")
+            if latent_pre.shape != mask.shape + mask.shape[-1:] + (h, ):
+                raise ValueError(f"'latent_pre' must have shape [B, n, n, "
+                                 f"{h}] (latent_preactivation; got "
+                                 f"{list(latent_pre.shape)})")
+        return run_bucketed(self._forward, mask, [z],
+                            [adj, context, latent_pre], (2, ))[0]
 
-    def _forward(self, mask: Tensor, z: Tensor, adj: OptTensor,
-                 context: OptTensor = None) -> Tuple[Tensor]:
-        B, n, _ = z.shape
+    def latent_preactivation(self, z: Tensor, mask: Tensor,
+                             adj: OptTensor = None) -> Tensor:
+        r"""The part of the first layer's pre-activation that comes from
+        the latents (the pair features, with the bias), :math:`(B, n, n,
+        h)`: it does not depend on the context, which enters the first
+        layer linearly, so :meth:`forward` can take it as
+        :obj:`latent_pre` and compute only the context's part."""
+        return run_bucketed(self._latent_pre, mask, [z], [adj], (2, ))[0]
+
+    def _stats(self, mask: Tensor, adj: OptTensor, dtype: torch.dtype
+               ) -> Tuple[_AdjStats, bool]:
+        B, n = mask.shape
         complete = adj is None  # the fast path of SecondOrderConv
         if adj is None:
-            eye = torch.eye(n, dtype=z.dtype, device=z.device)
+            eye = torch.eye(n, dtype=dtype, device=mask.device)
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
+        return _adj_stats(adj, mask, dtype, self.normalize), complete
+
+    def _latent_pre(self, mask: Tensor, z: Tensor,
+                    adj: OptTensor) -> Tuple[Tensor]:
+        st, complete = self._stats(mask, adj, z.dtype)
         H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h], masked
+        sym = torch.equal(st.A, st.A.transpose(1, 2))
+        return (self.convs[0]._forward(
+            H, st, mask, sym, complete, channels=slice(0, H.size(-1)),
+            activate=False), )  # [B, n, n, h]
+
+    def _forward(self, mask: Tensor, z: Tensor, adj: OptTensor,
+                 context: OptTensor = None,
+                 latent_pre: OptTensor = None) -> Tuple[Tensor]:
+        st, complete = self._stats(mask, adj, z.dtype)
+        if latent_pre is None:
+            H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
+            kw = {}
+        else:  # the first layer reads only the context
+            H = z.new_zeros(mask.shape + mask.shape[-1:] + (0, ))
+            kw = dict(channels=slice(self.convs[0].in_channels -
+                                     self.context_channels, None),
+                      bias=False, pre=latent_pre)
         if context is not None:
             context = apply_mask(context.to(H.dtype), mask, 2)
             H = torch.cat([H, context], dim=-1)  # [B, n, n, 4h + C]
-        st = _adj_stats(adj, mask, H.dtype,
-                        self.normalize)  # shared by the layers
         # The pair features are symmetric; so is the adjacency if given
         # symmetric (checked, the decoder takes any), and the context if
         # given symmetric (checked likewise):
         sym = torch.equal(st.A, st.A.transpose(1, 2)) and (
             context is None or torch.equal(context, _t(context)))
         for i, conv in enumerate(self.convs):
-            H = conv._forward(H, st, mask, sym and i == 0,
-                              complete)  # [B, n, n, C]
+            H = conv._forward(H, st, mask, sym and i == 0, complete,
+                              **(kw if i == 0 else {}))  # [B, n, n, C]
             if i < self.num_layers - 1:
                 H = H.relu()
         return (apply_mask(_symmetrise(H), mask, 2), )  # [B, n, n, E]
