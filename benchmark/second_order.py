@@ -194,6 +194,7 @@ def main():
     repeats = 1 if args.quick else args.repeats
     command = 'python benchmark/second_order.py' + (
         ' --quick' if args.quick else '') + (
+        f' --repeats {args.repeats}' if args.repeats != 3 else '') + (
         f' --before DIR --before-name "{args.before_name}"'
         if args.before else '')
     versions = {'this checkout': None}

@@ -859,3 +859,16 @@ def test_decoder_latent_preactivation_errors():
     plain = SecondOrderDecoder(3, 5, 1)
     with pytest.raises(ValueError, match='context_channels > 0'):
         plain(z, mask, latent_pre=plain.latent_preactivation(z, mask))
+
+
+@pytest.mark.parametrize('context', [0, 2])
+def test_decoder_empty_batch(context):
+    # no blocks at all (a batch of 0 graphs) gives an empty output
+    dec = SecondOrderDecoder(3, 5, 2, edge_channels=2,
+                             context_channels=context)
+    z, mask = torch.zeros(0, 4, 3), torch.zeros(0, 4, dtype=torch.bool)
+    ctx = torch.zeros(0, 4, 4, context) if context else None
+    assert dec(z, mask, context=ctx).shape == (0, 4, 4, 2)
+    conv = SecondOrderConv(3, 2)  # the general path
+    assert conv(torch.zeros(0, 4, 4, 3), torch.zeros(0, 4, 4),
+                mask).shape == (0, 4, 4, 2)

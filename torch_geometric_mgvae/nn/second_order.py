@@ -29,7 +29,7 @@ so feature scales do not grow with the block size.
 """
 import math
 import warnings
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -377,6 +377,12 @@ _FULL_TR = (23, 7, 5, 3, 2)  # L11, T8, T6, T4, T3
 # _symmetric_terms):
 _SYM_A = (22, 6, 4, 0, 3)
 _SYM_B = (23, 7, 5, 1, 2)
+# Both groups in one GEMM, ordered so that every kind of term of S_id and
+# S_tr is one contiguous [.., 2h] slice: P-products, transposed
+# P-products, self, a_bar-scaled self, A-products.
+_FULL_BOTH = tuple(zip(_FULL_ID, _FULL_TR))
+_FULL_BOTH = _FULL_BOTH[3:5] + _FULL_BOTH[:3]
+_FULL_BOTH = tuple(k for pair in _FULL_BOTH for k in pair)
 # First-order inputs [r, c, diag] -> vectors g, f (contractions) and
 # u, v, w (Maron maps, only with basis):
 _FIRST = (
@@ -413,11 +419,18 @@ def _gather(W: Tensor, table: Tuple[Tuple[Optional[int], ...], ...],
         :obj:`table[o][a]`.
     """
     h, _, C = W.shape
-    idx = torch.tensor([[num_maps if k is None or k >= num_maps else k
-                         for k in row] for row in table], device=W.device)
+    key = (table, num_maps, W.device)
+    idx = _GATHER_INDEX.get(key)
+    if idx is None:  # built once per table (it is the same every call)
+        idx = _GATHER_INDEX[key] = torch.tensor(
+            [[num_maps if k is None or k >= num_maps else k for k in row]
+             for row in table], device=W.device)
     n_out, n_in = idx.shape
-    Ws = W[:, idx]  # [h, n_out, n_in, C]
+    Ws = W.index_select(1, idx.view(-1)).view(h, n_out, n_in, C)
     return Ws.permute(2, 3, 1, 0).reshape(n_in * C, n_out * h)
+
+
+_GATHER_INDEX: Dict[Any, Tensor] = {}
 
 
 class SecondOrderConv(torch.nn.Module):
@@ -445,11 +458,12 @@ class SecondOrderConv(torch.nn.Module):
     diagonals or invariants project those :math:`[B, n, C]` or
     :math:`[B, C]` quantities and broadcast-add them; the maps on the
     whole tensor (identity, transpose, :math:`A \odot H`, the
-    :math:`P`-products, ...) need 10 projections :math:`H W_k` (two GEMMs
-    with :math:`5h` outputs), combined by :math:`P`-products, transposes
-    (views) and in-place additions into one :math:`[B, n, n, h]`
-    accumulator. That costs :math:`O(n^3 h + 10\, n^2 C h)` time and
-    :math:`O(n^2 (C + 5h))` memory per block instead of
+    :math:`P`-products, ...) need 10 projections :math:`H W_k` (one GEMM
+    with :math:`10h` outputs), combined by one batched :math:`P`-product
+    over :math:`2h` channels, transposes (views) and in-place additions
+    into one :math:`[B, n, n, h]` accumulator. That costs
+    :math:`O(n^3 h + 10\, n^2 C h)` time and
+    :math:`O(n^2 (C + 10h))` memory per block instead of
     :math:`O(n^3 C + K n^2 C h)` and :math:`O(K n^2 C)`; blocks are
     processed in chunks of :obj:`CHUNK_ELEMENTS`.
 
@@ -612,6 +626,36 @@ class SecondOrderConv(torch.nn.Module):
         return S
 
     @staticmethod
+    def _general_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+                       A4: Tensor) -> Tensor:
+        r"""The second-order terms of the pre-activation for any :math:`H`
+        and adjacency, :math:`S_{id} + S_{tr}^{\top}` with
+
+        .. math::
+            S_{id} = H W_{22} + \bar{a} H W_6 + A \odot H W_4 +
+            P (H W_0 + (H W_1)^{\top}), \quad
+            S_{tr} = H W_{23} + \bar{a} H W_7 + A \odot H W_5 +
+            P (H W_3 + (H W_2)^{\top}),
+
+        both sides at once: the 10 projections in one GEMM, the two
+        :math:`P`-products in one batched GEMM over :math:`2h` channels.
+        """
+        B, n, _, C = H.shape
+        h = W.size(0)
+        Wf = _gather(W, tuple((k, ) for k in _FULL_BOTH), K)  # [C, 10h]
+        G = (H.reshape(B * n * n, C) @ Wf).view(B, n, n, 10 * h)
+        g_P, g_Pt, g_self, g_a, g_A = G.split(2 * h, dim=-1)  # [.., 2h]
+        Q = g_P + g_Pt.transpose(1, 2)  # [B, n, n, 2h]
+        # Out of place, so S is no view (in-place ops on a view would each
+        # clone the gradient in the backward pass):
+        S = g_self + torch.bmm(st.P, Q.view(B, n, n * 2 * h)).view(
+            B, n, n, 2 * h)
+        S.addcmul_(st.a_bar.view(B, 1, 1, 1), g_a)
+        S.addcmul_(A4, g_A)
+        S_id, S_tr = S.split(h, dim=-1)
+        return S_id + S_tr.transpose(1, 2)
+
+    @staticmethod
     def _complete_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
                         symmetric: bool) -> Tuple[Tensor, Tensor, Tensor]:
         r"""The terms of the pre-activation that read :math:`H` at the
@@ -649,13 +693,22 @@ class SecondOrderConv(torch.nn.Module):
         def sel(k: int) -> Tensor:
             return Wt[k if k < K else K]  # [C, h], 0 for a missing map
 
-        M1 = sel(22) + sel(4) + a * sel(6) - kappa * (sel(0) + sel(2))
-        M2 = sel(23) + sel(5) + a * sel(7) - kappa * (sel(1) + sel(3))
-        Hf = H.reshape(B, n * n, C)
+        # M_1, M_2 = c_0 + a_bar c_1 - kappa c_2 per block: the three
+        # shared parts stacked, combined by one [B, 3] x [3, C h'] product
+        # (one pass over the per-block matrices instead of one per term):
+        parts = [(sel(22) + sel(4), sel(6), sel(0) + sel(2)),
+                 (sel(23) + sel(5), sel(7), sel(1) + sel(3))]
+        if symmetric:  # H (M_1 + M_2)
+            c = torch.stack([x + y for x, y in zip(*parts)])  # [3, C, h]
+        else:  # H [M_1 | M_2]
+            c = torch.stack([torch.cat([x, y], dim=-1)
+                             for x, y in zip(*parts)])  # [3, C, 2h]
+        coef = torch.cat([torch.ones_like(a), a, -kappa], dim=-1)  # [B,1,3]
+        M = (coef.view(B, 3) @ c.view(3, -1)).view(B, C, c.size(-1))
+        G = torch.bmm(H.reshape(B, n * n, C), M)  # [B, n^2, h or 2h]
         if symmetric:
-            S = torch.bmm(Hf, M1 + M2).view(B, n, n, h)
+            S = G.view(B, n, n, h)
         else:
-            G = torch.bmm(Hf, torch.cat([M1, M2], dim=-1))  # [B, n^2, 2h]
             g1, g2 = G.view(B, n, n, 2 * h).split(h, dim=-1)
             S = g1 + g2.transpose(1, 2)  # [B, n, n, h]
         row = H.sum(dim=2)  # [B, n, C], m r
@@ -719,26 +772,6 @@ class SecondOrderConv(torch.nn.Module):
             v = first[3]  # [B, n, h]
             w = first[4] + zeroth[2].unsqueeze(1)  # [B, n, h]
 
-        def group(full: Tuple[int, ...], A4: Tensor, g: Tensor,
-                  u: Optional[Tensor], q: Optional[Tensor]) -> Tensor:
-            r"""S = H W_0 + a_bar H W_1 + A4 * (H W_2 + q)
-            + P (H W_3 + (H W_4)^T) + u_i + d_i g_j."""
-            Wf = _gather(W, tuple((k, ) for k in full), K)  # [C, 5h]
-            G = H.reshape(B * n * n, C) @ Wf  # one GEMM, [B n^2, 5h]
-            g_self, g_a, g_A, g_P, g_Pt = G.view(B, n, n, 5 * h).split(h, -1)
-            Q = g_P + g_Pt.transpose(1, 2)  # [B, n, n, h]
-            # Out of place, so S is no view (in-place ops on a view would
-            # each clone the gradient in the backward pass):
-            S = g_self + torch.bmm(P, Q.view(B, n, n * h)).view(B, n, n, h)
-            S.addcmul_(a_bar.view(B, 1, 1, 1), g_a)
-            S.addcmul_(A4, g_A)
-            if q is not None:
-                S.addcmul_(A4, q.view(B, 1, 1, h))
-            S.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))
-            if u is not None:  # [B or 1, n or 1, h]
-                S.add_(u.unsqueeze(2))
-            return S
-
         # T6 is (A * H)^T (contractions_eq3), so S_tr also takes A itself:
         A4 = A.unsqueeze(-1)  # [B, n, n, 1]
         if complete:
@@ -762,9 +795,13 @@ class SecondOrderConv(torch.nn.Module):
             if v is not None:
                 acc.add_(v.unsqueeze(1))  # v_j
         else:
-            acc = group(_FULL_ID, A4, g, u, q)  # [B, n, n, h]
-            S_tr = group(_FULL_TR, A4, f, v, None)
-            acc.add_(S_tr.transpose(1, 2))
+            acc = self._general_terms(H, W, K, st, A4)  # [B, n, n, h]
+            acc.addcmul_(A4, q.view(B, 1, 1, h))
+            acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
+            acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
+            acc.add_(u.unsqueeze(2))  # u_i (and the bias)
+            if v is not None:
+                acc.add_(v.unsqueeze(1))  # v_j
         if w is not None:
             acc.diagonal(dim1=1, dim2=2).add_(w.transpose(1, 2))
         if pre is not None:
