@@ -103,12 +103,13 @@ def torch_generator(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def worker(dataset: str, config: str, repeats: int) -> dict:
+def worker(dataset: str, config: str, repeats: int,
+           threads: int = 2) -> dict:
     import torch
 
     import torch_geometric_mgvae
     from torch_geometric_mgvae import MGVAE
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     if dataset == 'Cora':
         data, clusters = cora(), [128, 16, 1]
@@ -153,9 +154,9 @@ def worker(dataset: str, config: str, repeats: int) -> dict:
 
 
 def run_worker(ds: str, config: str, repeats: int,
-               root: Optional[str]) -> dict:
+               root: Optional[str], threads: int = 2) -> dict:
     cmd = [sys.executable, __file__, '--worker', ds, config,
-           '--repeats', str(repeats)]
+           '--repeats', str(repeats), '--threads', str(threads)]
     if root:
         cmd += ['--root', root]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -173,6 +174,8 @@ def main():
     parser.add_argument('--root', default=None,
                         help='(worker) import the package from this folder')
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch threads of every worker')
     parser.add_argument('--before', default=None,
                         help='folder holding an earlier version of the '
                         'package to measure in the same run')
@@ -182,7 +185,8 @@ def main():
     if args.worker:
         if args.root:
             sys.path.insert(0, os.path.abspath(args.root))
-        print(json.dumps(worker(*args.worker, args.repeats)))
+        print(json.dumps(worker(*args.worker, args.repeats,
+                                args.threads)))
         return
     from torch_geometric_mgvae.experiments.results import (
         record,
@@ -195,6 +199,7 @@ def main():
     command = 'python benchmark/second_order.py' + (
         ' --quick' if args.quick else '') + (
         f' --repeats {args.repeats}' if args.repeats != 3 else '') + (
+        f' --threads {args.threads}' if args.threads != 2 else '') + (
         f' --before DIR --before-name "{args.before_name}"'
         if args.before else '')
     versions = {'this checkout': None}
@@ -204,7 +209,7 @@ def main():
     for ds in datasets:
         for config in CONFIGS:
             for version, root in versions.items():
-                r = run_worker(ds, config, repeats, root)
+                r = run_worker(ds, config, repeats, root, args.threads)
                 results[ds, config, version] = r
                 print(ds, config, version, r, flush=True)
 
@@ -222,7 +227,8 @@ def main():
                             'terms + backward + Adam), hidden 32, latent 16, '
                             '2 layers, learned clustering num_clusters='
                             f'{[128, 16, 1] if ds == "Cora" else [4, 2, 1]}'
-                            f', {CONFIGS[config]}, 2 torch threads')
+                            f', {CONFIGS[config]}, {args.threads} torch '
+                            f'thread(s)')
                 extra = {k: r.get(k) for k in ('max_cluster', 'num_clusters',
                                                'num_nodes', 'peak_rss_mb')}
                 if setting:

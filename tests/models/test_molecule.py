@@ -452,6 +452,8 @@ def test_masked_decode_conditions_each_round_on_the_ones_before():
     ranks, _ = entry_ranks(mask, torch.Generator().manual_seed(3))
     atom_prob, bond_prob = model.masked_decode(z, mask, ranks=ranks)
     # Round 1: ranks 0-2 from nothing known; round 2: ranks 3-5 given them.
+    # (masked_decode computes the latents' part of the first layer once,
+    # decode_molecule here the whole layer: the same conditionals.)
     first = ranks < 3
     a1, b1 = model.decode_molecule(z, mask)
     atom = a1.argmax(-1)
