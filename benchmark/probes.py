@@ -39,9 +39,10 @@ whose data is missing are skipped and not counted.
 
 Writes ``benchmark/results/reliability.json`` (records: task
 ``reliability``, per probe class the number of inputs tried and of every
-outcome, with the list of probes and their outcomes) unless
-:obj:`--results` names another file or :obj:`--no-write` is given; prints a
-table per class and overall.
+outcome, with the list of probes and their outcomes) after a run of all
+probes, unless :obj:`--results` names another file or :obj:`--no-write` is
+given (a partial run writes only a file named by :obj:`--results`); prints
+a table per class and overall.
 """
 import argparse
 import contextlib
@@ -984,6 +985,21 @@ def _model_input_probes():
         match='max_nodes')
     api('inputs', 'molecule-one-atom', 'MoleculeMGVAE on a 1-atom molecule',
         lambda: loss_terms(molecule_model(), mol('C')), check=finite_terms)
+
+    def decoder_with_pre(context: int, pre_shape):
+        from torch_geometric_mgvae.nn import SecondOrderDecoder
+        dec = SecondOrderDecoder(3, 5, 2, context_channels=context)
+        z, mask = torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)
+        ctx = torch.zeros(2, 4, 4, context) if context else None
+        return dec(z, mask, context=ctx, latent_pre=torch.zeros(*pre_shape))
+    api('inputs', 'decoder-latent-pre-shape', 'SecondOrderDecoder given a '
+        'latent_pre of the wrong shape',
+        lambda: decoder_with_pre(2, (2, 4, 4, 4)), error=V,
+        match='latent_pre')
+    api('inputs', 'decoder-latent-pre-no-context', 'SecondOrderDecoder '
+        'without a context given a latent_pre',
+        lambda: decoder_with_pre(0, (2, 4, 4, 5)), error=V,
+        match='context')
 
     def mmd(pred, ref):
         from torch_geometric_mgvae.metrics import graph_mmd
@@ -2577,8 +2593,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='run the probes whose name matches this regex')
     parser.add_argument('--list', action='store_true',
                         help='list the probes and their expected outcomes')
-    parser.add_argument('--results', default=RESULTS,
-                        help=f'records file (default: {RESULTS})')
+    parser.add_argument('--results', default=None,
+                        help=f'records file (default: {RESULTS}, written '
+                        f'only by a run of all probes)')
     parser.add_argument('--no-write', action='store_true',
                         help='print the table only')
     parser.add_argument('--keep', action='store_true',
@@ -2614,10 +2631,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'- {r["outcome"]}: {r["name"]}: {r["input"]} -> '
               f'{r["detail"]}')
     print(f'{len(results)} probes in {seconds:.0f} s')
-    if not args.no_write:
+    partial = len(names) < len(PROBES)
+    if args.results is None and partial and not args.no_write:
+        print(f'a partial run (--only/--classes): {RESULTS} not written '
+              f'(name a file with --results)')
+    elif not args.no_write:
         from torch_geometric_mgvae.experiments.io import write_json
-        write_json(args.results, to_records(results, seconds))
-        print(f'wrote {args.results}')
+        path = args.results or RESULTS
+        write_json(path, to_records(results, seconds))
+        print(f'wrote {path}')
     return 0
 
 

@@ -73,3 +73,18 @@ def test_a_probe_runs_in_this_process_too(name, tmp_path):
     ctx = probes.Context(str(tmp_path), {})
     outcome, detail = probes.PROBES[name].run(ctx)
     assert outcome == probes.CLEAR, detail
+
+
+def test_a_partial_run_keeps_the_records(tmp_path, monkeypatch, capsys):
+    # --only must not replace the full record with a few probes
+    default = tmp_path / 'reliability.json'
+    monkeypatch.setattr(probes, 'RESULTS', str(default))
+    assert probes.main(['--only', '^x-nan$']) == 0
+    assert not default.exists()
+    assert 'not written' in capsys.readouterr().out
+    named = tmp_path / 'some.json'
+    assert probes.main(['--only', '^x-nan$', '--results', str(named)]) == 0
+    records = json.loads(named.read_text())
+    assert {r['value'] for r in records
+            if r['metric'] == 'inputs tried' and r['dataset'] == 'total'} \
+        == {1}
