@@ -166,6 +166,17 @@ def test_molecules_end_to_end(qm9_root, tmp_path, monkeypatch):
     assert len(methods) == 2 and REFERENCE in methods
     assert any('no local decoders, 2 epochs' in m for m in methods)
 
+    # --resume with a larger --epochs trains the finished run on:
+    main(['molecules', '--root', qm9_root, '--num-train', '32',
+          '--num-samples', '8', '--epochs', '3', '--hidden', '8',
+          '--latent', '4', '--decoder-layers', '1', '--no-fcd',
+          '--no-local-decoding', '--out', str(out), '--results', str(res),
+          '--no-progress', '--resume'])
+    methods = {r['method'] for r in json.loads(res.read_text())}
+    assert any('no local decoders, 3 epochs' in m for m in methods)
+    state = torch.load(out / 'train_state.pt', weights_only=False)
+    assert state['current']['epoch'] == 3 and state['args']['epochs'] == 3
+
 
 def test_autoregressive_end_to_end(qm9_root, tmp_path):
     pytest.importorskip('torch_geometric_mgvae.models.autoregressive')

@@ -60,7 +60,7 @@ def _tiny(seed=0):
     return model, torch.optim.Adam(model.parameters(), lr=0.1)
 
 
-def _fit(session, model, opt, epochs, key='k', on_epoch=None):
+def _fit(session, model, opt, epochs, key='k', on_epoch=None, stop=None):
     gen = torch.Generator().manual_seed(0)
     history = []
     resumed = session.restore(key, model, opt, generators={'g': gen})
@@ -79,7 +79,8 @@ def _fit(session, model, opt, epochs, key='k', on_epoch=None):
 
     session.train(key, step, epochs, lambda: training_state(
         model, opt, {'in_features': 3, 'out_features': 1},
-        generators={'g': gen}, history=history), resumed)
+        generators={'g': gen}, history=history), resumed,
+        stop=None if stop is None else lambda: stop(history))
     return history
 
 
@@ -160,3 +161,49 @@ def test_resume_of_a_state_that_does_not_fit_the_model(tmp_path, damage):
     session = TrainingSession(str(tmp_path), args, resume=True)
     with pytest.raises(UsageError, match="does not fit this run's model"):
         session.restore('m', model, opt)
+
+
+def test_a_budget_option_raised_on_resume_trains_on(tmp_path):
+    # A command with one training run declares its budget options: a
+    # finished run resumed with more epochs continues where it stopped and
+    # ends like an uninterrupted run of the larger budget.
+    out = str(tmp_path / 'a')
+    args = argparse.Namespace(out=out, lr=0.1, epochs=3)
+    full = _fit(TrainingSession(str(tmp_path / 'full'), args), *_tiny(), 5)
+    model, opt = _tiny()
+    with TrainingSession(out, args) as s:
+        first = _fit(s, model, opt, 3)
+    assert len(first) == 3
+    more = argparse.Namespace(out=out, lr=0.1, epochs=5)
+    with pytest.raises(UsageError, match='--epochs 3'):  # not declared
+        TrainingSession(out, more, resume=True)
+    m2, o2 = _tiny(seed=5)
+    with TrainingSession(out, more, resume=True, budget=('epochs', )) as s:
+        assert _fit(s, m2, o2, 5) == full
+    # the same budget again, or a smaller one: nothing more is trained
+    for epochs in (5, 4):
+        m3, o3 = _tiny(seed=6)
+        again = argparse.Namespace(out=out, lr=0.1, epochs=epochs)
+        with TrainingSession(out, again, resume=True,
+                             budget=('epochs', )) as s:
+            assert _fit(s, m3, o3, epochs) == full
+    # other options are still refused
+    with pytest.raises(UsageError, match='--lr 0.1'):
+        TrainingSession(out, argparse.Namespace(out=out, lr=0.2, epochs=5),
+                        resume=True, budget=('epochs', ))
+
+
+def test_a_raised_time_budget_trains_on(tmp_path):
+    # A run finished by its stop condition (a time budget: here a number
+    # of steps in its history) trains on only when the condition allows.
+    out = str(tmp_path)
+    args = argparse.Namespace(out=out, max_minutes=2)
+    with TrainingSession(out, args) as s:
+        first = _fit(s, *_tiny(), 10, stop=lambda h: len(h) >= 2)
+    assert len(first) == 2
+    for limit, trained in ((2, 2), (4, 4)):
+        args = argparse.Namespace(out=out, max_minutes=limit)
+        with TrainingSession(out, args, resume=True,
+                             budget=('max_minutes', )) as s:
+            h = _fit(s, *_tiny(seed=3), 10, stop=lambda h: len(h) >= limit)
+        assert len(h) == trained

@@ -105,6 +105,8 @@ RAW, CORRECTED = 'w/o correction', 'with correction'
 #: The paper's correction followed by joining the fragments (ours).
 JOINED = 'with correction + joining'
 REFERENCE = 'train set (reference)'
+#: Options that --resume may raise to train a saved run longer.
+BUDGET = ('epochs', 'max_minutes')
 #: The records go to OUT/RESULTS_NAME unless --results names a file (the
 #: committed benchmark/results/molecule_generation.json only when given).
 RESULTS_NAME = 'molecule_generation.json'
@@ -231,7 +233,9 @@ def add_arguments(parser: argparse.ArgumentParser):
                      '(default: 0 = off)')
     opt.add_argument('--max-minutes', type=positive_float, default=None,
                      help='stop training after the epoch that passes this '
-                     'many minutes (the records give the epochs run)')
+                     'many minutes of training (the records give the epochs '
+                     'run); --resume with a larger --epochs or --max-minutes '
+                     'trains a saved run on, finished or not')
     return parser
 
 
@@ -907,7 +911,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None
     from tqdm import tqdm
     args = resolve_args(args)
     with Parallel.from_args(args) as par, \
-            TrainingSession.from_args(args) as session:
+            TrainingSession.from_args(args, budget=BUDGET) as session:
         exp = MoleculeExperiment(args, command, parallel=par)
         exp.start()
         resumed = exp.restore(session)

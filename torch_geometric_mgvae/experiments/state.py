@@ -33,7 +33,7 @@ import random
 import signal
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -238,13 +238,18 @@ class TrainingSession:
             a training run and on a signal).
         resume (bool): Load the saved state (a :class:`UsageError` if there
             is none or its options differ).
+        budget (tuple): Options of a command with one training run that
+            may differ on :obj:`resume` (e.g. :obj:`('epochs',
+            'max_minutes')`): a finished run resumed with a larger budget
+            trains on (:meth:`train`). (default: :obj:`()`)
     """
     def __init__(self, out: Optional[str] = None,
                  args: Optional[argparse.Namespace] = None, every: int = 0,
-                 resume: bool = False):
+                 resume: bool = False, budget: Tuple[str, ...] = ()):
         self.path = None if out is None else os.path.join(out, STATE_FILE)
         self.args = plain_args(args) if args is not None else {}
         self.every = every
+        self.budget = tuple(budget)
         self.done: Dict[str, Any] = {}
         self._current: Optional[Dict[str, Any]] = None
         self._signal: Optional[str] = None
@@ -254,12 +259,14 @@ class TrainingSession:
             self._load()
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> 'TrainingSession':
+    def from_args(cls, args: argparse.Namespace,
+                  budget: Tuple[str, ...] = ()) -> 'TrainingSession':
         r"""The session of a command: :obj:`args.out`,
         :obj:`args.checkpoint_every` and :obj:`args.resume` (defaults
-        10 and :obj:`False` for scripts without these options)."""
+        10 and :obj:`False` for scripts without these options), and the
+        :obj:`budget` options."""
         return cls(args.out, args, getattr(args, 'checkpoint_every', 10),
-                   getattr(args, 'resume', False))
+                   getattr(args, 'resume', False), budget)
 
     def _load(self):
         if self.path is None or not os.path.exists(self.path):
@@ -277,7 +284,8 @@ class TrainingSession:
                              f"state of this version")
         old = saved['args']
         diff = [k for k in sorted(set(old) | set(self.args))
-                if k not in RESUME_FREE and old.get(k) != self.args.get(k)]
+                if k not in RESUME_FREE and k not in self.budget
+                and old.get(k) != self.args.get(k)]
         if diff:
             changes = ', '.join(
                 f"--{k.replace('_', '-')} {old.get(k)!r} (now "
@@ -384,12 +392,19 @@ class TrainingSession:
         signal (then raises :class:`Interrupted`). A
         :class:`~torch_geometric_mgvae.experiments.train.NonFiniteError`
         from :obj:`step` gets the epoch and :obj:`key` and propagates, with
-        nothing saved. Returns the last epoch trained."""
+        nothing saved. Returns the last epoch trained.
+
+        A finished run stays finished, unless the session has
+        :obj:`budget` options and the budget now allows more (:obj:`epochs`
+        beyond the saved epoch and :obj:`stop()` false): then it trains
+        on."""
         start = 1
         if resumed is not None:
-            if resumed.get('finished'):
-                return resumed['epoch']
             start = resumed['epoch'] + 1
+            if resumed.get('finished') and not (
+                    self.budget and start <= epochs and
+                    not (stop is not None and stop())):
+                return resumed['epoch']
         last = start - 1
         for epoch in range(start, epochs + 1):
             self._in_epoch = True
