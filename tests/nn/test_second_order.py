@@ -872,3 +872,36 @@ def test_decoder_empty_batch(context):
     conv = SecondOrderConv(3, 2)  # the general path
     assert conv(torch.zeros(0, 4, 4, 3), torch.zeros(0, 4, 4),
                 mask).shape == (0, 4, 4, 2)
+
+
+@pytest.mark.parametrize('symmetric', [False, True])
+def test_decoder_first_order_pair_channels(symmetric, monkeypatch):
+    # The first layer with the pair features' first-order channels kept
+    # first order (any block size) equals the one with all channels dense
+    # (no block size), with and without a context, in buckets and chunks.
+    import torch_geometric_mgvae.nn.second_order as so
+    d = dense_batch((9, 2, 5, 1, 8, 9), F=3, seed=4)
+    B, n = d['mask'].shape
+    g = torch.Generator().manual_seed(5)
+    ctx = torch.randn(B, n, n, 2, generator=g, dtype=D)
+    if symmetric:
+        ctx = ctx + ctx.transpose(1, 2)
+    z = d['z'].requires_grad_()
+    for context in (None, ctx):
+        dec = SecondOrderDecoder(3, 5, num_layers=2, edge_channels=2,
+                                 context_channels=0 if context is None
+                                 else 2).double()
+        outs = []
+        for threshold, chunk in ((10**9, so.CHUNK_ELEMENTS), (1, 2 * 81 * 5),
+                                 (1, so.CHUNK_ELEMENTS)):
+            monkeypatch.setattr(so, 'PAIRS_MIN_NODES', threshold)
+            monkeypatch.setattr(so, 'CHUNK_ELEMENTS', chunk)
+            out = dec(z, d['mask'], context=context)
+            outs.append((out, _grads(dec, [out], [z])))
+            if context is not None:
+                pre = dec.latent_preactivation(z, d['mask'])
+                _assert_close([dec(z, d['mask'], context=context,
+                                   latent_pre=pre)], [out])
+        for out, grads in outs[1:]:
+            _assert_close([out], [outs[0][0]])
+            _assert_close(grads, outs[0][1])
