@@ -1116,7 +1116,7 @@ def pair_features(z: Tensor, mask: Tensor) -> Tensor:
 #: pair features' first-order channels first order in a decoder's first
 #: layer (:class:`_Pairs`); on smaller blocks the extra small products cost
 #: more than the :math:`n^2`-sized channels they save (measured: 20-40%
-#: slower at 2-4 nodes, even at 6, faster from 9 nodes on).
+#: slower at 2-4 nodes, about even at 6, 4% faster at 9 and 21-33% at 23).
 PAIRS_MIN_NODES = 8
 
 
@@ -1234,9 +1234,9 @@ class SecondOrderDecoder(torch.nn.Module):
     :obj:`PAIRS_MIN_NODES` nodes, the first layer never forms the
     first-order channels :math:`z_i + z_j` and :math:`\delta_{ij} z_i` of
     the pair features at :math:`n^2` size: their sums, diagonal and
-    projections come from :math:`z` itself (the same function, about a
-    fifth to a third less time for a decoder's forward and backward pass
-    at 9 to 23 nodes).
+    projections come from :math:`z` itself (the same function; a
+    decoder's forward and backward pass takes up to a third less time at
+    23 nodes).
 
     Args:
         latent_channels (int): Latent size :math:`d`.
