@@ -817,6 +817,18 @@ def test_decoder_context_is_required_exactly_with_its_channels():
         SecondOrderDecoder(3, 5, 1, context_channels=-1)
 
 
+def _decoder_inputs(sizes, seed, ctx_seed, symmetric):
+    r"""A dense batch, a (symmetric) random context and latents that
+    require gradients."""
+    d = dense_batch(sizes, F=3, seed=seed)
+    B, n = d['mask'].shape
+    g = torch.Generator().manual_seed(ctx_seed)
+    ctx = torch.randn(B, n, n, 2, generator=g, dtype=D)
+    if symmetric:
+        ctx = ctx + ctx.transpose(1, 2)
+    return d, ctx, d['z'].requires_grad_()
+
+
 @pytest.mark.parametrize('sizes', SIZES)
 @pytest.mark.parametrize('given_adj', [False, True])
 @pytest.mark.parametrize('symmetric', [False, True])
@@ -826,13 +838,8 @@ def test_decoder_latent_preactivation(sizes, given_adj, symmetric,
     # latent_pre, gives the output and gradients of the plain forward
     # (general, symmetric and complete-graph paths, buckets, chunks).
     import torch_geometric_mgvae.nn.second_order as so
-    d = dense_batch(sizes, F=3, seed=len(sizes) + 1)
+    d, ctx, z = _decoder_inputs(sizes, len(sizes) + 1, 2, symmetric)
     B, n = d['mask'].shape
-    g = torch.Generator().manual_seed(2)
-    ctx = torch.randn(B, n, n, 2, generator=g, dtype=D)
-    if symmetric:
-        ctx = ctx + ctx.transpose(1, 2)
-    z = d['z'].requires_grad_()
     adj = d['adj'] if given_adj else None
     dec = SecondOrderDecoder(3, 5, num_layers=2, edge_channels=2,
                              context_channels=2).double()
@@ -880,13 +887,7 @@ def test_decoder_first_order_pair_channels(symmetric, monkeypatch):
     # first order (any block size) equals the one with all channels dense
     # (no block size), with and without a context, in buckets and chunks.
     import torch_geometric_mgvae.nn.second_order as so
-    d = dense_batch((9, 2, 5, 1, 8, 9), F=3, seed=4)
-    B, n = d['mask'].shape
-    g = torch.Generator().manual_seed(5)
-    ctx = torch.randn(B, n, n, 2, generator=g, dtype=D)
-    if symmetric:
-        ctx = ctx + ctx.transpose(1, 2)
-    z = d['z'].requires_grad_()
+    d, ctx, z = _decoder_inputs((9, 2, 5, 1, 8, 9), 4, 5, symmetric)
     for context in (None, ctx):
         dec = SecondOrderDecoder(3, 5, num_layers=2, edge_channels=2,
                                  context_channels=0 if context is None

@@ -790,16 +790,10 @@ class SecondOrderConv(torch.nn.Module):
                 acc.add_(v.unsqueeze(1))  # v_j
             acc.diagonal(dim1=1, dim2=2).sub_(
                 (dW + q.view(B, 1, h)).transpose(1, 2))
-        elif symmetric:
-            acc = self._symmetric_terms(H, W, K, st, A4)  # [B, n, n, h]
-            acc.addcmul_(A4, q.view(B, 1, 1, h))
-            acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
-            acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
-            acc.add_(u.unsqueeze(2))  # u_i (and the bias)
-            if v is not None:
-                acc.add_(v.unsqueeze(1))  # v_j
         else:
-            acc = self._general_terms(H, W, K, st, A4)  # [B, n, n, h]
+            terms = (self._symmetric_terms if symmetric else
+                     self._general_terms)
+            acc = terms(H, W, K, st, A4)  # [B, n, n, h]
             acc.addcmul_(A4, q.view(B, 1, 1, h))
             acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
             acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
