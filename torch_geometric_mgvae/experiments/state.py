@@ -401,10 +401,13 @@ class TrainingSession:
         start = 1
         if resumed is not None:
             start = resumed['epoch'] + 1
-            if resumed.get('finished') and not (
-                    self.budget and start <= epochs and
-                    not (stop is not None and stop())):
-                return resumed['epoch']
+            if resumed.get('finished'):
+                stay = not (self.budget and start <= epochs and
+                            not (stop is not None and stop()))
+                if is_distributed():  # one decision for all processes
+                    stay, = any_rank(stay)
+                if stay:
+                    return resumed['epoch']
         last = start - 1
         for epoch in range(start, epochs + 1):
             self._in_epoch = True
