@@ -103,21 +103,17 @@ def torch_generator(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def worker(dataset: str, config: str, repeats: int,
-           threads: int = 2) -> dict:
+def make_step(data, clusters, config: str):
+    r"""One training step (returning the model's output) of an MGVAE of
+    :obj:`config` (hidden 32, latent 16, 2 layers, Adam, seed 0) on
+    :obj:`data`. The package is imported here, after :obj:`--root` may have
+    put another version first on the path."""
     import torch
 
-    import torch_geometric_mgvae
     from torch_geometric_mgvae import MGVAE
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    if dataset == 'Cora':
-        data, clusters = cora(), [128, 16, 1]
-    else:
-        n = 9 if dataset.startswith('QM9') else 23
-        data, clusters = molecule_batch(128, n, 0), [4, 2, 1]
     kw = dict(CONFIGS[config])
     edge_attr = data.edge_attr if kw.get('order') == 2 else None
+    torch.manual_seed(0)
     model = MGVAE(data.num_features, 32, 16, clusters, num_layers=2, **kw)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
@@ -131,6 +127,21 @@ def worker(dataset: str, config: str, repeats: int,
         loss.backward()
         opt.step()
         return out
+    return step
+
+
+def worker(dataset: str, config: str, repeats: int,
+           threads: int = 2) -> dict:
+    import torch
+
+    import torch_geometric_mgvae
+    torch.set_num_threads(threads)
+    if dataset == 'Cora':
+        data, clusters = cora(), [128, 16, 1]
+    else:
+        n = 9 if dataset.startswith('QM9') else 23
+        data, clusters = molecule_batch(128, n, 0), [4, 2, 1]
+    step = make_step(data, clusters, config)
 
     sampler = RssSampler()
     before = sampler.rss()

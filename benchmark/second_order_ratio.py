@@ -26,9 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from second_order import CONFIGS, molecule_batch  # noqa: E402
+from second_order import CONFIGS, make_step, molecule_batch  # noqa: E402
 
-from torch_geometric_mgvae import MGVAE  # noqa: E402
 from torch_geometric_mgvae.experiments.results import (  # noqa: E402
     record,
     write_records,
@@ -37,25 +36,7 @@ from torch_geometric_mgvae.experiments.results import (  # noqa: E402
 RESULTS = os.path.join(ROOT, 'benchmark', 'results',
                        'second_order_ratio.json')
 SIZES = {'QM9-sized (128 x 9 nodes)': 9, 'ZINC-sized (128 x 23 nodes)': 23}
-
-
-def make_step(data, config: str):
-    r"""One training step of an MGVAE of :obj:`config` on :obj:`data`."""
-    kw = dict(CONFIGS[config])
-    torch.manual_seed(0)
-    model = MGVAE(data.num_features, 32, 16, [4, 2, 1], num_layers=2, **kw)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    edge_attr = data.edge_attr if kw.get('order') == 2 else None
-
-    def step():
-        opt.zero_grad()
-        out = model(data.x, data.edge_index, batch=data.batch,
-                    num_graphs=int(data.batch.max()) + 1,
-                    edge_attr=edge_attr, generator=gen)
-        sum(model.loss_terms(out, gen).values()).backward()
-        opt.step()
-    return step
+CLUSTERS = [4, 2, 1]
 
 
 def cpu_time(fn) -> float:
@@ -81,8 +62,8 @@ def main():
     for ds, n in SIZES.items():
         data = molecule_batch(128, n, 0)
         for config in [c for c in CONFIGS if c != 'first order']:
-            first, second = make_step(data, 'first order'), make_step(
-                data, config)
+            first, second = (make_step(data, CLUSTERS, c)
+                             for c in ('first order', config))
             first(), second()  # warm-up
             t1, t2 = [], []
             for _ in range(args.pairs):
