@@ -1338,13 +1338,21 @@ class SecondOrderDecoder(torch.nn.Module):
             adj = (1 - eye).expand(B, n, n)  # [B, n, n], masked in convs
         return _adj_stats(adj, mask, dtype, self.normalize), complete
 
+    def _pair_input(self, z: Tensor, mask: Tensor, complete: bool,
+                    context: OptTensor = None):
+        r"""The first layer's input, the pair features of the latents and
+        the (masked) context: :class:`_Pairs` on the complete graph from
+        :obj:`PAIRS_MIN_NODES` nodes on, else the dense
+        :math:`[B, n, n, 4h + C]`."""
+        if complete and mask.size(1) >= PAIRS_MIN_NODES:
+            return _Pairs.build(self.lin_in(z), mask, context)
+        H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
+        return H if context is None else torch.cat([H, context], dim=-1)
+
     def _latent_pre(self, mask: Tensor, z: Tensor,
                     adj: OptTensor) -> Tuple[Tensor]:
         st, complete = self._stats(mask, adj, z.dtype)
-        if complete and mask.size(1) >= PAIRS_MIN_NODES:
-            H = _Pairs.build(self.lin_in(z), mask)
-        else:
-            H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
+        H = self._pair_input(z, mask, complete)
         sym = torch.equal(st.A, st.A.transpose(1, 2))
         return (self.convs[0]._forward(
             H, st, mask, sym, complete, channels=slice(0, H.shape[-1]),
@@ -1362,12 +1370,8 @@ class SecondOrderDecoder(torch.nn.Module):
             kw = dict(channels=slice(self.convs[0].in_channels -
                                      self.context_channels, None),
                       bias=False, pre=latent_pre)
-        elif complete and mask.size(1) >= PAIRS_MIN_NODES:
-            H = _Pairs.build(self.lin_in(z), mask, context)
         else:
-            H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
-            if context is not None:
-                H = torch.cat([H, context], dim=-1)  # [B, n, n, 4h + C]
+            H = self._pair_input(z, mask, complete, context)
         # The pair features are symmetric; so is the adjacency if given
         # symmetric (checked, the decoder takes any), and the context if
         # given symmetric (checked likewise):
