@@ -89,7 +89,10 @@ from torch_geometric_mgvae.experiments.train import (
     LossModule,
     train_epoch,
 )
-from torch_geometric_mgvae.models.molecule import MoleculeMGVAE
+from torch_geometric_mgvae.models.molecule import (
+    DECODE_ROUNDS,
+    MoleculeMGVAE,
+)
 
 __all__ = [
     'DATASETS', 'DECODERS', 'add_arguments', 'resolve_args', 'parse_args',
@@ -203,7 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser):
                      'needs --no-chem-features; default: 0)')
     gen.add_argument('--decode-rounds', type=positive_int, default=None,
                      help='rounds of masked decoding when sampling (with '
-                     '--masked-decoding; default: 8)')
+                     f'--masked-decoding; default: {DECODE_ROUNDS})')
     gen.add_argument('--decode-temperature', type=nonnegative_float,
                      default=0.0,
                      help='with --masked-decoding: draw every decoded '
@@ -277,7 +280,7 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError('--decode-rounds and --decode-temperature set the '
                          'masked decoder: add --masked-decoding')
     if args.masked_decoding and args.decode_rounds is None:
-        args.decode_rounds = 8
+        args.decode_rounds = DECODE_ROUNDS
     if args.refine_steps and args.chem_features:
         raise UsageError('--refine-steps re-encodes decoded molecules, '
                          'whose RDKit features are undefined: add '
@@ -381,7 +384,7 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 num_layers=args.layers, decoder_layers=args.decoder_layers,
                 local_decoding=not args.no_local_decoding, atoms=atoms,
                 masked_decoding=args.masked_decoding,
-                decode_rounds=args.decode_rounds or 8,
+                decode_rounds=args.decode_rounds or DECODE_ROUNDS,
                 valence_regularizer=args.valence_weight > 0,
                 covariance=args.covariance,
                 prior_kwargs=dict(matching=args.matching))

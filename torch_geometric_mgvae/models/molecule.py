@@ -146,6 +146,10 @@ class MoleculeDecoder(torch.nn.Module):
                 (', masked=True' if self.masked else '') + ')')
 
 
+#: The default number of rounds of masked decoding.
+DECODE_ROUNDS = 8
+
+
 def _draw(p: Tensor, tau: float,
           generator: Optional[torch.Generator]) -> Tensor:
     r"""One draw per row of the categoricals :math:`\propto p^{1/\tau}`
@@ -499,7 +503,7 @@ class MoleculeMGVAE(MGVAE):
                  valence_regularizer: bool = False,
                  local_decoding: bool = True,
                  masked_decoding: bool = False,
-                 decode_rounds: int = 8,
+                 decode_rounds: int = DECODE_ROUNDS,
                  encoder_scope: str = 'graph', **kwargs):
         kwargs.setdefault('order', 2)
         kwargs.setdefault('covariance', 'mrf')
