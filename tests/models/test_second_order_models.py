@@ -59,6 +59,23 @@ def test_second_order_model_is_equivariant(cls, kwargs):
     sum(terms.values()).backward()
 
 
+@pytest.mark.parametrize('cls,kwargs,reads', [
+    (MGN, {}, False), (MGVAE, {}, False),
+    (MGVAE, dict(covariance='mrf'), True)])
+def test_encode_level_assembles_second_order_output_when_read(
+        cls, kwargs, reads):
+    data = molecule_like()
+    model = make(cls, **kwargs)
+    assert model.reads_second_order == reads
+    h, H, blocks = model.encode_level(0, data.x, data.edge_index, None,
+                                      data.batch, 3, data.edge_attr)
+    assert h.shape[0] == data.num_nodes
+    if reads:
+        assert H.shape[:3] == blocks.mask.shape + blocks.mask.shape[-1:]
+    else:
+        assert H is None
+
+
 def test_block_diagonal_posterior_matches_cluster_blocks():
     data = molecule_like(sizes=(8, 6))
     model = make(MGVAE, covariance='mrf').train()

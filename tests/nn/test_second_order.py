@@ -703,6 +703,10 @@ def test_size_buckets_and_bucketed_run():
     ref_loss = sum((o * torch.randn_like(o)).sum() for o in refs)
     for o, r in zip(outs, refs):
         assert torch.allclose(o, r, atol=1e-12)
+    # Without the second-order output only Z is assembled:
+    none, Z = enc(x, d['adj'], d['mask'], d['edge_attr'],
+                  return_second_order=False)
+    assert none is None and torch.equal(Z, outs[1])
     torch.manual_seed(1)
     loss = sum((o * torch.randn_like(o)).sum() for o in outs)
     for a, b in zip(torch.autograd.grad(loss, params, allow_unused=True),
@@ -906,3 +910,36 @@ def test_decoder_first_order_pair_channels(symmetric, monkeypatch):
         for out, grads in outs[1:]:
             _assert_close([out], [outs[0][0]])
             _assert_close(grads, outs[0][1])
+
+
+def test_conv_weights_forms():
+    from torch_geometric_mgvae.nn.second_order import _gather
+    torch.manual_seed(0)
+    conv = SecondOrderConv(3, 2, hidden_channels=4, basis=False).double()
+    wts = conv.weights()
+    K = 13  # contractions only: map 22 (a Maron map) is missing
+    W = conv.lin1.weight.view(4, K, 3)
+    assert wts.K == K and wts.W.shape == (4, K + 1, 3)
+    assert (wts.W[:, K] == 0).all()
+    c = wts.combine(((0, 2), (22, ), (5, 22)))  # [3, C, h]
+    assert torch.equal(c[0], (W[:, 0] + W[:, 2]).t())
+    assert (c[1] == 0).all() and torch.equal(c[2], W[:, 5].t())
+    assert wts.combine(((0, 2), (22, ), (5, 22))) is c  # built once
+    table = ((0, 1), (3, None))
+    g = wts.gather(table)
+    assert torch.equal(g, _gather(wts.W, table, K)) and g.shape == (6, 8)
+    assert torch.equal(g[:3, 4:], W[:, 3].t()) and (g[3:, 4:] == 0).all()
+    part = conv.weights(slice(1, 3))
+    assert part.W.shape == (4, K + 1, 2)
+    assert torch.equal(part.W[:, :K], W[:, :, 1:3])
+    # Weights for other input channels than the call's are refused:
+    d = dense_batch(sizes=(3, 2), F=3, garbage=False)
+    H = torch.randn(2, 3, 3, 3, dtype=D)
+    from torch_geometric_mgvae.nn.second_order import _adj_stats
+    st = _adj_stats(d['adj'], d['mask'], D)
+    with pytest.raises(ValueError, match='other input channels'):
+        conv._forward(H, st, d['mask'], weights=part)
+    out = conv._forward(H[..., 1:], st, d['mask'], channels=slice(1, 3),
+                        weights=part)
+    assert torch.equal(out, conv._forward(H[..., 1:], st, d['mask'],
+                                          channels=slice(1, 3)))

@@ -697,6 +697,12 @@ class MGN(torch.nn.Module):
 
     # Latents ################################################################
 
+    @property
+    def reads_second_order(self) -> bool:
+        r"""Whether :meth:`latent` reads the second-order encoder output
+        :obj:`H` (else :meth:`encode_level` does not assemble it)."""
+        return False
+
     def latent(self, i: int, h: Tensor, eps: OptTensor = None,
                generator: Optional[torch.Generator] = None,
                H: OptTensor = None, blocks: Optional[DenseBlocks] = None,
@@ -727,17 +733,21 @@ class MGN(torch.nn.Module):
                      restrict: bool = True, batch: OptTensor = None):
         r"""Runs the encoder of level :obj:`i` on every group (cluster, or
         graph with :obj:`restrict=False`). Returns the first-order output
-        :obj:`[N, F]` and, for :obj:`order=2`, the second-order output and
-        its dense blocks. :obj:`batch` (the graph of every node) reaches the
-        encoder's normalisation (:obj:`norm`)."""
+        :obj:`[N, F]` and, for :obj:`order=2`, the second-order output
+        (:obj:`None` unless the latents read it,
+        :attr:`reads_second_order`) and its dense blocks. :obj:`batch` (the
+        graph of every node) reaches the encoder's normalisation
+        (:obj:`norm`)."""
         if self.order == 1:
             return self.encoders[i](x, edge_index, edge_weight,
                                     group if restrict else None,
                                     edge_attr, batch), None, None
         blocks = to_dense_blocks(x, edge_index, group, num_groups,
                                  edge_weight, edge_attr)
-        H, Z = self.encoders[i](blocks.x, blocks.adj, blocks.mask,
-                                blocks.edge_attr)  # [G,m,m,C], [G,m,2C]
+        H, Z = self.encoders[i](
+            blocks.x, blocks.adj, blocks.mask, blocks.edge_attr,
+            return_second_order=self.reads_second_order)  # [G,m,m,C] or
+        # None, [G,m,2C]
         return blocks.to_nodes(Z), H, blocks
 
     # Forward ################################################################

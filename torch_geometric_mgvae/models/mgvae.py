@@ -123,6 +123,10 @@ class MGVAE(MGN):
             if prior == 'learnable' else None
         self.num_nodes_count: Optional[Tensor] = None
 
+    @property
+    def reads_second_order(self) -> bool:
+        return self.covariance == 'mrf'  # the MRF heads read H
+
     def latent(self, i: int, h: Tensor, eps: OptTensor = None,
                generator: Optional[torch.Generator] = None,
                H: OptTensor = None, blocks: Optional[DenseBlocks] = None,

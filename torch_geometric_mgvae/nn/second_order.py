@@ -29,6 +29,7 @@ so feature scales do not grow with the block size.
 """
 import math
 import warnings
+from functools import partial
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -431,6 +432,72 @@ def _gather(W: Tensor, table: Tuple[Tuple[Optional[int], ...], ...],
 
 
 _GATHER_INDEX: Dict[Any, Tensor] = {}
+_COMBINE_COEF: Dict[Any, Tensor] = {}
+
+# Sums of first-layer slices the complete-graph path reads
+# (SecondOrderConv._complete_terms): the three parts c_0, c_1, c_2 of M_1
+# (S_id) and of M_2 (S_tr), and W_4 + W_5 for the diagonal.
+_COMPLETE_ID = ((22, 4), (6, ), (0, 2))
+_COMPLETE_TR = ((23, 5), (7, ), (1, 3))
+_COMPLETE_DIAG = ((4, 5), )
+# (the column sums' [2C, 2h] matrix: inputs (col, row), outputs (e_j, e_i))
+_COMPLETE_RC = ((0, 1), (3, 2))
+
+
+class _Weights:
+    r"""The first linear layer of a :class:`SecondOrderConv` in the forms
+    its factorised forward reads: the weight as :math:`[h, K + 1, C]` (a
+    zero slice appended for missing maps), its slices stacked into
+    matrices (:func:`_gather`) and summed (:meth:`combine`). Each form is
+    built once and shared by every chunk and size bucket of one forward
+    call, so the autograd graph holds one copy of each, and the backward
+    pass one gradient scatter into the weight per form instead of one per
+    chunk and bucket. It must not outlive that call (the parameters
+    change).
+
+    Args:
+        conv (SecondOrderConv): The layer.
+        channels (slice, optional): Only these input channels.
+    """
+    def __init__(self, conv: 'SecondOrderConv',
+                 channels: Optional[slice] = None):
+        h, C = conv.hidden_channels, conv.in_channels
+        self.K = conv.lin1.in_features // C  # number of maps
+        W = conv.lin1.weight.view(h, self.K, C)
+        if channels is not None:
+            W = W[:, :, channels]
+        self.W = torch.cat([W, W.new_zeros(h, 1, W.size(-1))],
+                           dim=1)  # [h, K + 1, C]
+        self.channels = channels
+        self._made: Dict[Any, Tensor] = {}
+
+    def gather(self, table: Tuple[Tuple[Optional[int], ...], ...]
+               ) -> Tensor:
+        r""":func:`_gather` of :obj:`table`: :math:`[n_{in} C, n_{out}
+        h]`."""
+        key = ('gather', table)
+        if key not in self._made:
+            self._made[key] = _gather(self.W, table, self.K)
+        return self._made[key]
+
+    def combine(self, rows: Tuple[Tuple[int, ...], ...]) -> Tensor:
+        r"""Sums of slices, :math:`[R, C, h]`: row :math:`r` is
+        :math:`\sum_{k \in \text{rows}[r]} W_k^{\top}` (a missing map adds
+        0), in one product with a 0/1 coefficient matrix."""
+        key = ('combine', rows)
+        if key not in self._made:
+            ckey = (rows, self.K, self.W.device, self.W.dtype)
+            coef = _COMBINE_COEF.get(ckey)
+            if coef is None:  # the same every call
+                coef = torch.zeros(len(rows), self.K + 1,
+                                   dtype=self.W.dtype, device=self.W.device)
+                for r, row in enumerate(rows):
+                    for k in row:
+                        if k < self.K:
+                            coef[r, k] += 1
+                _COMBINE_COEF[ckey] = coef
+            self._made[key] = torch.einsum('rk,hkc->rch', coef, self.W)
+        return self._made[key]
 
 
 class SecondOrderConv(torch.nn.Module):
@@ -557,10 +624,17 @@ class SecondOrderConv(torch.nn.Module):
         st = _adj_stats(adj, mask, H.dtype, self.normalize)
         return self._forward(H, st, mask)
 
+    def weights(self, channels: Optional[slice] = None) -> _Weights:
+        r"""The first layer's weights as the factorised forward reads them
+        (:class:`_Weights`), for one forward call on the input channels
+        :obj:`channels` (all by default)."""
+        return _Weights(self, channels)
+
     def _forward(self, H: Tensor, st: _AdjStats, mask: Tensor,
                  symmetric: bool = False, complete: bool = False,
                  channels: Optional[slice] = None, bias: bool = True,
-                 pre: OptTensor = None, activate: bool = True) -> Tensor:
+                 pre: OptTensor = None, activate: bool = True,
+                 weights: Optional[_Weights] = None) -> Tensor:
         r"""The factorised forward on a masked :obj:`H`, in chunks of
         blocks (:obj:`CHUNK_ELEMENTS`): blocks are independent, and the
         autograd graph of a chunk holds only that chunk's buffers, so the
@@ -580,10 +654,19 @@ class SecondOrderConv(torch.nn.Module):
         pre-activation :math:`[B, n, n, h]` of the other channels) is
         added, and :obj:`activate=False` returns the (masked)
         pre-activation instead of the output.
+
+        :obj:`weights` (:meth:`weights`, for the same :obj:`channels`)
+        lets callers that run the layer on several parts of a batch (size
+        buckets) share the first layer's gathered weights; by default they
+        are built here, once for all chunks.
         """
         B, n = mask.shape
         step = max(1, CHUNK_ELEMENTS // max(1, n * n * self.hidden_channels))
-        opts = (symmetric, complete, channels, bias)
+        if weights is None:
+            weights = self.weights(channels)
+        elif weights.channels != channels:
+            raise ValueError("'weights' were built for other input channels")
+        opts = (symmetric, complete, weights, bias)
         if B <= step:
             return self._forward_chunk(H, st, mask, *opts, pre, activate)
         # split (not slicing), so the backward pass concatenates the chunk
@@ -598,7 +681,7 @@ class SecondOrderConv(torch.nn.Module):
         ], dim=0)
 
     @staticmethod
-    def _symmetric_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+    def _symmetric_terms(H: Tensor, wts: _Weights, st: _AdjStats,
                          A4: Tensor) -> Tensor:
         r"""The second-order terms of the pre-activation for a symmetric
         :math:`H` (:math:`H^{\top} = H`): every map that ends in a
@@ -612,9 +695,9 @@ class SecondOrderConv(torch.nn.Module):
             H (W_4 + W_5) + P H (W_0 + W_1) + (P H (W_2 + W_3))^{\top}
         """
         B, n, _, C = H.shape
-        h = W.size(0)
-        Wf = (_gather(W, tuple((k, ) for k in _SYM_A), K) +
-              _gather(W, tuple((k, ) for k in _SYM_B), K))  # [C, 5h]
+        h = wts.W.size(0)
+        Wf = wts.combine(tuple(zip(_SYM_A, _SYM_B)))  # [5, C, h]
+        Wf = Wf.permute(1, 0, 2).reshape(C, 5 * h)  # [C, 5h]
         G = H.reshape(B * n * n, C) @ Wf  # one GEMM, [B n^2, 5h]
         g_self, g_a, g_A, g_P, g_Pt = G.view(B, n, n, 5 * h).split(h, -1)
         S = g_self + torch.bmm(st.P, g_P.reshape(B, n, n * h)).view(
@@ -626,7 +709,7 @@ class SecondOrderConv(torch.nn.Module):
         return S
 
     @staticmethod
-    def _general_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+    def _general_terms(H: Tensor, wts: _Weights, st: _AdjStats,
                        A4: Tensor) -> Tensor:
         r"""The second-order terms of the pre-activation for any :math:`H`
         and adjacency, :math:`S_{id} + S_{tr}^{\top}` with
@@ -641,8 +724,8 @@ class SecondOrderConv(torch.nn.Module):
         :math:`P`-products in one batched GEMM over :math:`2h` channels.
         """
         B, n, _, C = H.shape
-        h = W.size(0)
-        Wf = _gather(W, tuple((k, ) for k in _FULL_BOTH), K)  # [C, 10h]
+        h = wts.W.size(0)
+        Wf = wts.gather(tuple((k, ) for k in _FULL_BOTH))  # [C, 10h]
         G = (H.reshape(B * n * n, C) @ Wf).view(B, n, n, 10 * h)
         g_P, g_Pt, g_self, g_a, g_A = G.split(2 * h, dim=-1)  # [.., 2h]
         Q = g_P + g_Pt.transpose(1, 2)  # [B, n, n, 2h]
@@ -656,7 +739,7 @@ class SecondOrderConv(torch.nn.Module):
         return S_id + S_tr.transpose(1, 2)
 
     @staticmethod
-    def _complete_terms(H: Tensor, W: Tensor, K: int, st: _AdjStats,
+    def _complete_terms(H: Tensor, wts: _Weights, st: _AdjStats,
                         symmetric: bool) -> Tuple[Tensor, Tensor, Tensor]:
         r"""The terms of the pre-activation that read :math:`H` at the
         entry or its transpose, when :math:`A` is the complete graph
@@ -683,26 +766,21 @@ class SecondOrderConv(torch.nn.Module):
             the diagonal :math:`[B, n, h]`.
         """
         B, n, _, C = H.shape
-        h = W.size(0)
+        h = wts.W.size(0)
         m = st.m  # [B]
         kappa = torch.where(m > 1, 1.0 / (m - 1).clamp(min=1),
                             torch.zeros_like(m)).view(B, 1, 1)
         a = st.a_bar.view(B, 1, 1)
-        Wt = W.permute(1, 2, 0)  # [K + 1, C, h]
-
-        def sel(k: int) -> Tensor:
-            return Wt[k if k < K else K]  # [C, h], 0 for a missing map
 
         # M_1, M_2 = c_0 + a_bar c_1 - kappa c_2 per block: the three
         # shared parts stacked, combined by one [B, 3] x [3, C h'] product
         # (one pass over the per-block matrices instead of one per term):
-        parts = [(sel(22) + sel(4), sel(6), sel(0) + sel(2)),
-                 (sel(23) + sel(5), sel(7), sel(1) + sel(3))]
         if symmetric:  # H (M_1 + M_2)
-            c = torch.stack([x + y for x, y in zip(*parts)])  # [3, C, h]
+            c = wts.combine(tuple(x + y for x, y in zip(
+                _COMPLETE_ID, _COMPLETE_TR)))  # [3, C, h]
         else:  # H [M_1 | M_2]
-            c = torch.stack([torch.cat([x, y], dim=-1)
-                             for x, y in zip(*parts)])  # [3, C, 2h]
+            c = wts.combine(_COMPLETE_ID + _COMPLETE_TR).view(
+                2, 3, C, h).permute(1, 2, 0, 3).reshape(3, C, 2 * h)
         coef = torch.cat([torch.ones_like(a), a, -kappa], dim=-1)  # [B,1,3]
         M = (coef.view(B, 3) @ c.view(3, -1)).view(B, C, c.size(-1))
         if isinstance(H, _Pairs):  # first-order channels kept as such
@@ -717,22 +795,20 @@ class SecondOrderConv(torch.nn.Module):
             S = g1 + g2.transpose(1, 2)  # [B, n, n, h]
         row = H.sum(dim=2)  # [B, n, C], m r
         col = H.sum(dim=1)  # [B, n, C], m c (so lambda c = kappa m c)
-        Wrc = torch.cat([torch.cat([sel(0), sel(3)], dim=1),
-                         torch.cat([sel(1), sel(2)], dim=1)])  # [2C, 2h]
-        e = torch.cat([col, row], dim=-1) @ Wrc  # [B, n, 2h]
+        e = torch.cat([col, row], dim=-1) @ wts.gather(
+            _COMPLETE_RC)  # [B, n, 2h]
         e_j, e_i = (kappa * e).split(h, dim=-1)
         diag = H.diagonal(dim1=1, dim2=2).transpose(1, 2)  # [B, n, C]
-        return S, e_j, e_i, diag @ (sel(4) + sel(5))
+        return S, e_j, e_i, diag @ wts.combine(_COMPLETE_DIAG)[0]
 
     def _forward_chunk(self, H: Tensor, st: _AdjStats,
-                       mask: Tensor, symmetric: bool = False,
-                       complete: bool = False,
-                       channels: Optional[slice] = None, bias: bool = True,
+                       mask: Tensor, symmetric: bool, complete: bool,
+                       wts: _Weights, bias: bool = True,
                        pre: OptTensor = None,
                        activate: bool = True) -> Tensor:
         r"""The factorised forward on a masked :obj:`H` (0 at padded
-        entries) with precomputed adjacency statistics :obj:`st` (the
-        other options as in :meth:`_forward`).
+        entries) with precomputed adjacency statistics :obj:`st` and first
+        layer :obj:`wts` (the other options as in :meth:`_forward`).
 
         Masking: no mask is needed between the entry mask (of :obj:`H`,
         :obj:`A`) and the output mask. Every term evaluated at a valid
@@ -748,11 +824,7 @@ class SecondOrderConv(torch.nn.Module):
         """
         B, n, _, C = H.shape
         h = self.hidden_channels
-        K = self.lin1.in_features // self.in_channels  # number of maps
-        W = self.lin1.weight.view(h, K, self.in_channels)
-        if channels is not None:
-            W = W[:, :, channels]
-        W = torch.cat([W, W.new_zeros(h, 1, C)], dim=1)  # [h, K + 1, C]
+        W = wts.W  # [h, K + 1, C]
         A, P, a_bar, d, m = st
 
         # First- and zeroth-order statistics of H (cheap, [B, n, C]):
@@ -762,10 +834,10 @@ class SecondOrderConv(torch.nn.Module):
         tr = diag.sum(dim=1) / m.view(B, 1)  # [B, C]
         tot = row.sum(dim=1) / m.view(B, 1)  # [B, C] (also h_bar)
         nf, nz = (5, 3) if self.basis else (2, 1)
-        first = torch.cat([row, col, diag], dim=-1) @ _gather(
-            W, _FIRST[:nf], K)  # [B, n, nf h]
-        zeroth = torch.cat([tr, tot], dim=-1) @ _gather(
-            W, _ZEROTH[:nz], K)  # [B, nz h]
+        first = torch.cat([row, col, diag], dim=-1) @ wts.gather(
+            _FIRST[:nf])  # [B, n, nf h]
+        zeroth = torch.cat([tr, tot], dim=-1) @ wts.gather(
+            _ZEROTH[:nz])  # [B, nz h]
         first, zeroth = first.split(h, dim=-1), zeroth.split(h, dim=-1)
         g, f, q = first[0], first[1], zeroth[0]
         u = (self.lin1.bias if bias else W.new_zeros(h)).view(
@@ -779,7 +851,7 @@ class SecondOrderConv(torch.nn.Module):
         # T6 is (A * H)^T (contractions_eq3), so S_tr also takes A itself:
         A4 = A.unsqueeze(-1)  # [B, n, n, 1]
         if complete:
-            acc, e_j, e_i, dW = self._complete_terms(H, W, K, st, symmetric)
+            acc, e_j, e_i, dW = self._complete_terms(H, wts, st, symmetric)
             acc.add_(e_j.unsqueeze(1))  # [B, n, n, h]
             acc.add_(e_i.unsqueeze(2))
             acc.add_(q.view(B, 1, 1, h))  # A * q off the diagonal, below
@@ -793,7 +865,7 @@ class SecondOrderConv(torch.nn.Module):
         else:
             terms = (self._symmetric_terms if symmetric else
                      self._general_terms)
-            acc = terms(H, W, K, st, A4)  # [B, n, n, h]
+            acc = terms(H, wts, st, A4)  # [B, n, n, h]
             acc.addcmul_(A4, q.view(B, 1, 1, h))
             acc.addcmul_(d.view(B, n, 1, 1), g.unsqueeze(1))  # d_i g_j
             acc.addcmul_(f.unsqueeze(2), d.view(B, 1, n, 1))  # f_i d_j
@@ -963,13 +1035,16 @@ def run_bucketed(fn, mask: Tensor, first: List[OptTensor],
             (or :obj:`None`).
         second (list): Second-order inputs :math:`[B, n, n, \ldots]`
             (or :obj:`None`).
-        out_orders (tuple): The node order (1 or 2) of every output.
+        out_orders (tuple): The node order (1 or 2) of every output, or
+            :obj:`None` for an output the caller does not use (returned as
+            :obj:`None`, not assembled).
     """
     B, n = mask.shape
     buckets = size_buckets(mask)
     if not buckets or (len(buckets) == 1 and buckets[0][1] == n and
                        buckets[0][0].numel() == B):
-        return fn(mask, *first, *second)
+        return tuple(None if order is None else out for out, order in zip(
+            fn(mask, *first, *second), out_orders))
     outs = []
     for idx, s in buckets:
         args = [None if t is None else _gather_blocks(t, idx, s, 1)
@@ -977,8 +1052,9 @@ def run_bucketed(fn, mask: Tensor, first: List[OptTensor],
         args += [None if t is None else _gather_blocks(t, idx, s, 2)
                  for t in second]
         outs.append(fn(_gather_blocks(mask, idx, s, 1), *args))
-    return tuple(_scatter_blocks([o[k] for o in outs], buckets, B, n, order)
-                 for k, order in enumerate(out_orders))
+    return tuple(None if order is None else _scatter_blocks(
+        [o[k] for o in outs], buckets, B, n, order)
+        for k, order in enumerate(out_orders))
 
 
 class SecondOrderEncoder(torch.nn.Module):
@@ -1007,7 +1083,8 @@ class SecondOrderEncoder(torch.nn.Module):
         - **input:** :math:`x` :math:`(B, n, F)`, adjacency
           :math:`(B, n, n)`, mask :math:`(B, n)`, edge features
           :math:`(B, n, n, E)` *(optional)*
-        - **output:** :math:`\mathcal{H}_T` :math:`(B, n, n, C_{out})` and
+        - **output:** :math:`\mathcal{H}_T` :math:`(B, n, n, C_{out})`
+          (:obj:`None` with :obj:`return_second_order=False`) and
           :math:`\mathcal{Z}` :math:`(B, n, 2 C_{out})` (or
           :math:`3 C_{out}`)
     """
@@ -1047,16 +1124,26 @@ class SecondOrderEncoder(torch.nn.Module):
             conv.reset_parameters()
 
     def forward(self, x: Tensor, adj: Tensor, mask: Tensor,
-                edge_attr: OptTensor = None) -> Tuple[Tensor, Tensor]:
+                edge_attr: OptTensor = None,
+                return_second_order: bool = True
+                ) -> Tuple[OptTensor, Tensor]:
+        r"""Returns :math:`(\mathcal{H}_T, \mathcal{Z})`; with
+        :obj:`return_second_order=False`, :math:`(\text{None},
+        \mathcal{Z})`, which saves assembling the padded
+        :math:`\mathcal{H}_T` when only :math:`\mathcal{Z}` is used."""
         if (edge_attr is None) != (self.edge_channels == 0):
             raise ValueError(
                 f"'edge_attr' must be given iff edge_channels > 0 "
                 f"(edge_channels={self.edge_channels})")
-        return run_bucketed(self._forward, mask, [x], [adj, edge_attr],
-                            (2, 1))
+        weights = [conv.weights() for conv in self.convs]
+        return run_bucketed(partial(self._forward, weights=weights), mask,
+                            [x], [adj, edge_attr],
+                            (2 if return_second_order else None, 1))
 
     def _forward(self, mask: Tensor, x: Tensor, adj: Tensor,
-                 edge_attr: OptTensor) -> Tuple[Tensor, Tensor]:
+                 edge_attr: OptTensor,
+                 weights: Optional[List[_Weights]] = None
+                 ) -> Tuple[Tensor, Tensor]:
         H = to_second_order(x, adj, mask, edge_attr,
                             self.normalize)  # [B, n, n, F+E+1]
         # H is masked here and after every layer (ReLU keeps the zeros), so
@@ -1065,7 +1152,8 @@ class SecondOrderEncoder(torch.nn.Module):
         # H_0 is symmetric when the edge features are (undirected graphs):
         sym = torch.equal(H, H.transpose(1, 2))
         for i, conv in enumerate(self.convs):
-            H = conv._forward(H, st, mask, sym and i == 0)  # [B, n, n, C]
+            H = conv._forward(H, st, mask, sym and i == 0, weights=None if
+                              weights is None else weights[i])  # [B,n,n,C]
             if i < self.num_layers - 1:
                 H = H.relu()
         Z = _first_order(H, st.m, self.return_diag)  # [B, n, 2C]
@@ -1317,8 +1405,11 @@ class SecondOrderDecoder(torch.nn.Module):
                 raise ValueError(f"'latent_pre' must have shape [B, n, n, "
                                  f"{h}] (latent_preactivation; got "
                                  f"{list(latent_pre.shape)})")
-        return run_bucketed(self._forward, mask, [z],
-                            [adj, context, latent_pre], (2, ))[0]
+        weights = [conv.weights(self._context_slice() if i == 0 and
+                                latent_pre is not None else None)
+                   for i, conv in enumerate(self.convs)]
+        return run_bucketed(partial(self._forward, weights=weights), mask,
+                            [z], [adj, context, latent_pre], (2, ))[0]
 
     def latent_preactivation(self, z: Tensor, mask: Tensor,
                              adj: OptTensor = None) -> Tensor:
@@ -1327,7 +1418,14 @@ class SecondOrderDecoder(torch.nn.Module):
         h)`: it does not depend on the context, which enters the first
         layer linearly, so :meth:`forward` can take it as
         :obj:`latent_pre` and compute only the context's part."""
-        return run_bucketed(self._latent_pre, mask, [z], [adj], (2, ))[0]
+        weights = self.convs[0].weights(slice(
+            0, self.convs[0].in_channels - self.context_channels))
+        return run_bucketed(partial(self._latent_pre, weights=weights), mask,
+                            [z], [adj], (2, ))[0]
+
+    def _context_slice(self) -> slice:
+        r"""The first layer's input channels that the context feeds."""
+        return slice(self.convs[0].in_channels - self.context_channels, None)
 
     def _stats(self, mask: Tensor, adj: OptTensor, dtype: torch.dtype
                ) -> Tuple[_AdjStats, bool]:
@@ -1349,27 +1447,29 @@ class SecondOrderDecoder(torch.nn.Module):
         H = pair_features(self.lin_in(z), mask)  # [B, n, n, 4h]
         return H if context is None else torch.cat([H, context], dim=-1)
 
-    def _latent_pre(self, mask: Tensor, z: Tensor,
-                    adj: OptTensor) -> Tuple[Tensor]:
+    def _latent_pre(self, mask: Tensor, z: Tensor, adj: OptTensor,
+                    weights: _Weights) -> Tuple[Tensor]:
         st, complete = self._stats(mask, adj, z.dtype)
         H = self._pair_input(z, mask, complete)
         sym = torch.equal(st.A, st.A.transpose(1, 2))
         return (self.convs[0]._forward(
-            H, st, mask, sym, complete, channels=slice(0, H.shape[-1]),
-            activate=False), )  # [B, n, n, h]
+            H, st, mask, sym, complete, channels=weights.channels,
+            activate=False, weights=weights), )  # [B, n, n, h]
 
     def _forward(self, mask: Tensor, z: Tensor, adj: OptTensor,
-                 context: OptTensor = None,
-                 latent_pre: OptTensor = None) -> Tuple[Tensor]:
+                 context: OptTensor = None, latent_pre: OptTensor = None,
+                 weights: Optional[List[_Weights]] = None
+                 ) -> Tuple[Tensor]:
         st, complete = self._stats(mask, adj, z.dtype)
+        if weights is None:
+            weights = [None] * self.num_layers
         if context is not None:
             context = apply_mask(context.to(z.dtype), mask, 2)
         kw = {}
         if latent_pre is not None:  # the first layer reads only the context
             H = context
-            kw = dict(channels=slice(self.convs[0].in_channels -
-                                     self.context_channels, None),
-                      bias=False, pre=latent_pre)
+            kw = dict(channels=self._context_slice(), bias=False,
+                      pre=latent_pre)
         else:
             H = self._pair_input(z, mask, complete, context)
         # The pair features are symmetric; so is the adjacency if given
@@ -1379,6 +1479,7 @@ class SecondOrderDecoder(torch.nn.Module):
             context is None or torch.equal(context, _t(context)))
         for i, conv in enumerate(self.convs):
             H = conv._forward(H, st, mask, sym and i == 0, complete,
+                              weights=weights[i],
                               **(kw if i == 0 else {}))  # [B, n, n, C]
             if i < self.num_layers - 1:
                 H = H.relu()
