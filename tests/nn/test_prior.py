@@ -400,3 +400,22 @@ def test_float32_kl_with_large_factors_is_finite():
     assert kl.dtype == torch.float32 and torch.isfinite(kl).all()
     kl.sum().backward()
     assert torch.isfinite(L.grad).all()
+
+
+def test_kl_by_size_buckets_equals_one_call():
+    from torch_geometric_mgvae.nn.prior import _kl_mvn, _kl_mvn_standard
+    from torch_geometric_mgvae.nn.second_order import size_buckets
+    sizes = (9, 0, 2, 8, 4, 1)
+    assert len(size_buckets(random_posterior(sizes)[2])) == 4
+    mu_q, L_q, mask = random_posterior(sizes, k=11, seed=8)  # wide factor
+    mu_p, L_p, _ = random_posterior(sizes, seed=9)
+    args = [t.clone().requires_grad_() for t in (mu_q, L_q, mu_p, L_p)]
+    out = kl_mvn(*args, mask)
+    ref = _kl_mvn(*args, mask, EPS)
+    assert out[1] == 0 and torch.allclose(out, ref, atol=1e-10, rtol=1e-12)
+    for a, b in zip(torch.autograd.grad(out.sum(), args),
+                    torch.autograd.grad(ref.sum(), args)):
+        assert torch.allclose(a, b, atol=1e-10)
+    out = kl_mvn_standard(args[0], args[1], mask)
+    assert torch.allclose(out, _kl_mvn_standard(args[0], args[1], mask, EPS),
+                          atol=1e-10, rtol=1e-12)
