@@ -744,10 +744,10 @@ class MGN(torch.nn.Module):
                                     edge_attr, batch), None, None
         blocks = to_dense_blocks(x, edge_index, group, num_groups,
                                  edge_weight, edge_attr)
+        # H [G, m, m, C] (or None), Z [G, m, 2C]:
         H, Z = self.encoders[i](
             blocks.x, blocks.adj, blocks.mask, blocks.edge_attr,
-            return_second_order=self.reads_second_order)  # [G,m,m,C] or
-        # None, [G,m,2C]
+            return_second_order=self.reads_second_order)
         return blocks.to_nodes(Z), H, blocks
 
     # Forward ################################################################
