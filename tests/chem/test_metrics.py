@@ -15,6 +15,7 @@ from torch_geometric_mgvae.chem import (  # noqa: E402
     nspdk_features,
     nspdk_mmd,
     qed_stats,
+    ring_stats,
     uniqueness,
     valid_mols,
     validity,
@@ -67,6 +68,22 @@ def test_qed_stats():
     assert abs(std - expected_std) < 1e-12
     mean, std = qed_stats(['xyz'])
     assert math.isnan(mean) and math.isnan(std)
+
+
+def test_ring_stats_hand_values():
+    # benzene (aromatic 6-ring), cyclopropane + methane (3-ring, 2
+    # fragments), cyclooctane (8-ring), propanol (no ring); two invalid.
+    stats = ring_stats(['c1ccccc1', 'C1CC1.C', 'C1CCCCCCC1', 'CCCO',
+                        'C1CC', None])
+    assert stats == pytest.approx(dict(
+        atoms=(6 + 4 + 8 + 4) / 4, fragments=5 / 4, rings=3 / 4,
+        aromatic=1 / 4, ring_3_4=1 / 3, ring_5_6=1 / 3, ring_7_plus=1 / 3))
+    # Fused rings count once each (naphthalene: two 6-rings):
+    assert ring_stats(['c1ccc2ccccc2c1'])['rings'] == 2
+    no_rings = ring_stats(['CCO'])
+    assert no_rings['rings'] == 0 and math.isnan(no_rings['ring_5_6'])
+    assert all(math.isnan(v) for v in ring_stats(['xyz', '']).values())
+    assert all(math.isnan(v) for v in ring_stats([]).values())
 
 
 def test_molecule_metrics():

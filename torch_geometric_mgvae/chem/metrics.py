@@ -142,6 +142,44 @@ def qed_stats(mols: Sequence[Any]) -> Tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def ring_stats(mols: Sequence[Any]) -> Dict[str, float]:
+    r"""Ring statistics of the valid entries (invalid ones are ignored),
+    the structure FCD and NSPDK summarise in one number:
+
+    * :obj:`atoms`: heavy atoms per molecule;
+    * :obj:`fragments`: connected fragments per molecule;
+    * :obj:`rings`: rings (RDKit's smallest set of smallest rings) per
+      molecule;
+    * :obj:`aromatic`: the share of molecules with an aromatic ring;
+    * :obj:`ring_3_4`, :obj:`ring_5_6`, :obj:`ring_7_plus`: the shares of
+      the rings with 3-4, 5-6 and at least 7 atoms (:obj:`nan` without
+      rings).
+
+    All values are :obj:`nan` if there is no valid entry.
+    """
+    valid = valid_mols(mols)
+    keys = ('atoms', 'fragments', 'rings', 'aromatic', 'ring_3_4',
+            'ring_5_6', 'ring_7_plus')
+    if len(valid) == 0:
+        return {key: math.nan for key in keys}
+    sizes = [len(r) for mol in valid for r in mol.GetRingInfo().AtomRings()]
+    aromatic = sum(any(a.GetIsAromatic() for a in mol.GetAtoms())
+                   for mol in valid)
+
+    def share(lo: int, hi: float) -> float:
+        if not sizes:
+            return math.nan
+        return sum(lo <= k <= hi for k in sizes) / len(sizes)
+
+    V = len(valid)
+    return dict(
+        atoms=sum(mol.GetNumAtoms() for mol in valid) / V,
+        fragments=sum(len(Chem.GetMolFrags(mol)) for mol in valid) / V,
+        rings=len(sizes) / V, aromatic=aromatic / V,
+        ring_3_4=share(3, 4), ring_5_6=share(5, 6),
+        ring_7_plus=share(7, math.inf))
+
+
 def _fcd(smiles: List[str], train: List[str], device: Any = 'cpu'
          ) -> Optional[float]:
     try:

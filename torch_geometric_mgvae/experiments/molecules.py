@@ -107,6 +107,10 @@ DECODERS = ('all-at-once', 'autoregressive')
 RAW, CORRECTED = 'w/o correction', 'with correction'
 #: The paper's correction followed by joining the fragments (ours).
 JOINED = 'with correction + joining'
+#: The SMILES file under --out of each setting's samples (one per line, an
+#: empty line for an invalid molecule).
+SAMPLE_FILES = {RAW: 'samples_raw.smi', CORRECTED: 'samples_corrected.smi',
+                JOINED: 'samples_joined.smi'}
 REFERENCE = 'train set (reference)'
 #: Options that --resume may raise to train a saved run longer.
 BUDGET = ('epochs', 'max_minutes')
@@ -880,9 +884,7 @@ class MoleculeExperiment:
                 self.history, os.path.join(args.out, 'training_curve.png'),
                 keys=[k for k in self.history[0] if k != 'epoch']))
         for name, mols in self.mols.items():
-            slug = {RAW: 'raw', CORRECTED: 'corrected',
-                    JOINED: 'joined'}[name]
-            write_text(os.path.join(args.out, f'samples_{slug}.smi'),
+            write_text(os.path.join(args.out, SAMPLE_FILES[name]),
                        ''.join(f'{mol_to_smiles(m) or ""}\n' for m in mols))
         model_checkpoint(os.path.join(args.out, 'model.pt'), self.model,
                          self.model_kwargs, args=args)
