@@ -10,7 +10,7 @@ and rings per molecule, the share of molecules with an aromatic ring and
 the shares of rings with 3-4, 5-6 and 7 or more atoms, with each value's
 ratio to the test set's.
 
-    python benchmark/molecule_structure.py --dataset zinc --root ROOT OUT [OUT ...]
+    python benchmark/molecule_structure.py --dataset zinc --root ROOT OUT...
 
 ``ROOT`` is the run's ``--root`` (the raw files are copied there from
 ``../shared/data`` if missing, as ``mgvae molecules`` does). Writes
