@@ -156,6 +156,21 @@ def test_molecules_end_to_end(qm9_root, tmp_path, monkeypatch):
     assert table.count('\n') == 5  # head, rule, 3 MGVAE rows, reference
     assert '100.00%' in table
 
+    # benchmark/molecule_structure.py reads the run's sample files:
+    import molecule_structure
+    structure = tmp_path / 'structure.json'
+    molecule_structure.main(['--dataset', 'qm9', '--root', qm9_root,
+                             str(out), '--results', str(structure)])
+    rows = {(r['method'], r.get('setting'), r['metric']): r['value']
+            for r in json.loads(structure.read_text())}
+    assert rows[(molecule_structure.TEST, None, 'fragments')] == 1.0
+    assert rows[(mgvae, CORRECTED, 'fragments')] == 1.0
+    assert rows[(mgvae, JOINED, 'fragments_ratio')] == 1.0
+    assert rows[(mgvae, CORRECTED, 'atoms')] > 0
+    assert (mgvae, RAW, 'rings') in rows  # None (NaN) without valid ones
+    with pytest.raises(SystemExit, match='is not the summary'):
+        molecule_structure.main(['--root', qm9_root, str(tmp_path)])
+
     # A second run replaces the rows of its dataset and generator:
     main(['molecules', '--root', qm9_root, '--num-train', '32',
           '--num-samples', '8', '--epochs', '2', '--hidden', '8',
