@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .checks import check_float, check_int
 from .random import rand, randn
-from .second_order import apply_mask, size_buckets
+from .second_order import apply_mask, run_bucketed
 
 EPS = 1e-4
 MATCHINGS = ('hungarian', 'free')
@@ -79,27 +79,17 @@ def _logdet(C: Tensor) -> Tensor:
     return 2 * C.diagonal(dim1=-2, dim2=-1).log().sum(dim=-1)
 
 
-def _by_size(fn, mask: Tensor, *blocks: Tensor) -> Tensor:
-    r"""Evaluates a per-block quantity :obj:`fn(mask, *blocks)` :math:`[B]`
-    on every size bucket of the blocks (:func:`~torch_geometric_mgvae.nn.
-    second_order.size_buckets`), each block cut to its bucket's padded
-    size on its node index (dimension 1; the factors' noise columns stay
-    whole), and reassembles :math:`[B]`. Every block is computed on its own
-    and its padded nodes contribute exactly 0, so this equals one call on
-    the padded batch up to float rounding, while the Cholesky
-    factorisations cost the blocks' own :math:`\sum_b m_b^3` instead of
-    :math:`B\, n^3` (empty blocks, in no bucket, are 0, as they are in
-    one call)."""
-    B, n = mask.shape
-    buckets = size_buckets(mask)
-    if not buckets or (len(buckets) == 1 and buckets[0][1] == n and
-                       buckets[0][0].numel() == B):
-        return fn(mask, *blocks)
-    parts = [fn(mask[idx, :s], *(t.index_select(0, idx)[:, :s]
-                                 for t in blocks)) for idx, s in buckets]
-    out = parts[0].new_zeros(B)
-    return out.index_copy(0, torch.cat([idx for idx, _ in buckets]),
-                          torch.cat(parts))
+def _per_block(fn, mask: Tensor, *blocks: Tensor) -> Tensor:
+    r"""A per-block quantity :obj:`fn(mask, *blocks)` :math:`[B]` on every
+    size bucket of the blocks (:func:`~torch_geometric_mgvae.nn.
+    second_order.run_bucketed`, every block cut to its bucket's size on its
+    node index, dimension 1; the factors' noise columns stay whole). Every
+    block is computed on its own and its padded nodes contribute exactly 0,
+    so this equals one call on the padded batch up to float rounding, while
+    the Cholesky factorisations cost the blocks' own :math:`\sum_b m_b^3`
+    instead of :math:`B\, n^3`."""
+    return run_bucketed(lambda mask, *t: (fn(mask, *t), ), mask,
+                        list(blocks), [], (0, ))[0]
 
 
 def kl_mvn(mu_q: Tensor, L_q: Tensor, mu_p: Tensor, L_p: Tensor,
@@ -135,8 +125,8 @@ def kl_mvn(mu_q: Tensor, L_q: Tensor, mu_p: Tensor, L_p: Tensor,
     Returns:
         :math:`[B]`.
     """
-    return _by_size(lambda mask, *t: _kl_mvn(*t, mask, eps), mask, mu_q,
-                    L_q, mu_p, L_p)
+    return _per_block(lambda mask, *t: _kl_mvn(*t, mask, eps), mask, mu_q,
+                      L_q, mu_p, L_p)
 
 
 def _kl_mvn(mu_q: Tensor, L_q: Tensor, mu_p: Tensor, L_p: Tensor,
@@ -172,8 +162,8 @@ def kl_mvn_standard(mu: Tensor, L: Tensor, mask: Tensor,
     Returns:
         :math:`[B]`.
     """
-    return _by_size(lambda mask, *t: _kl_mvn_standard(*t, mask, eps), mask,
-                    mu, L)
+    return _per_block(lambda mask, *t: _kl_mvn_standard(*t, mask, eps),
+                      mask, mu, L)
 
 
 def _kl_mvn_standard(mu: Tensor, L: Tensor, mask: Tensor,

@@ -1035,9 +1035,11 @@ def run_bucketed(fn, mask: Tensor, first: List[OptTensor],
             (or :obj:`None`).
         second (list): Second-order inputs :math:`[B, n, n, \ldots]`
             (or :obj:`None`).
-        out_orders (tuple): The node order (1 or 2) of every output, or
-            :obj:`None` for an output the caller does not use (returned as
-            :obj:`None`, not assembled).
+        out_orders (tuple): The node order (1 or 2) of every output, 0
+            for a per-block value :math:`[B, \ldots]` (0 for blocks in no
+            bucket, the empty ones), or :obj:`None` for an output the
+            caller does not use (returned as :obj:`None`, not
+            assembled).
     """
     B, n = mask.shape
     buckets = size_buckets(mask)
