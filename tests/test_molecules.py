@@ -26,6 +26,9 @@ from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     parse_args,
     resolve_args,
 )
+from torch_geometric_mgvae.experiments.options import (  # noqa: E402
+    UsageError,
+)
 from torch_geometric_mgvae.models.molecule import MoleculeMGVAE  # noqa
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -60,6 +63,10 @@ def test_defaults_and_checks():
         ['--masked-decoding', '--decode-temperature', '0.75']), 3)
     a = parse_args(['--masked-decoding', '--decode-rounds', '45'])
     assert a.decode_rounds == 45 and resolve_args(a).decode_rounds == 45
+    assert 'aromatic bonds' in method_name(parse_args(['--aromatic']), 3)
+    assert 'aromatic' not in method_name(parse_args([]), 3)
+    with pytest.raises(UsageError, match='--aromatic is for the all-at-'):
+        parse_args(['--aromatic', '--decoder', 'autoregressive'])
     for bad in (['--epochs', '0'], ['--temperature', '0']):
         with pytest.raises(SystemExit):  # rejected while parsing
             parse_args(bad)
@@ -102,6 +109,28 @@ def qm9_root(tmp_path_factory):
     with open(root / 'raw' / 'valid_idx_qm9.json', 'w') as f:
         json.dump({'valid_idxs': [f'{i - 1:06d}' for i in ids[::5]]}, f)
     return str(root)
+
+
+def test_aromatic_bond_type_end_to_end(qm9_root, tmp_path, monkeypatch,
+                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(['molecules', '--root', qm9_root, '--num-train', '48',
+                 '--num-samples', '16', '--epochs', '1', '--hidden', '8',
+                 '--latent', '4', '--decoder-layers', '1', '--aromatic',
+                 '--masked-decoding', '--decode-rounds', '2', '--no-fcd',
+                 '--out', 'out', '--no-progress']) == 0
+    assert 'aromatic bonds' in capsys.readouterr().out
+    assert os.path.exists(os.path.join(
+        qm9_root, 'processed', 'qm9pack_aromatic.pt'))
+    records = json.loads((tmp_path / 'out' /
+                          'molecule_generation.json').read_text())
+    values = {(r.get('setting'), r['metric']): r['value'] for r in records
+              if 'aromatic bonds' in r['method']}
+    assert values[(CORRECTED, 'validity')] == 1.0
+    assert 'aromatic bonds' in records[0]['protocol']
+    state = torch.load(tmp_path / 'out' / 'train_state.pt',
+                       weights_only=False)
+    assert state['args']['aromatic'] is True
 
 
 def test_molecules_end_to_end(qm9_root, tmp_path, monkeypatch):

@@ -120,6 +120,12 @@ def test_session_interrupt_and_resume_equal_an_uninterrupted_run(tmp_path):
                     resume=True)
     TrainingSession(out, argparse.Namespace(out=out, lr=0.1,
                                             decode_rounds=4), resume=True)
+    # An option added since the state was saved matches when it is off:
+    TrainingSession(out, argparse.Namespace(out=out, lr=0.1, aromatic=False),
+                    resume=True)
+    with pytest.raises(UsageError, match='--aromatic None'):
+        TrainingSession(out, argparse.Namespace(out=out, lr=0.1,
+                                                aromatic=True), resume=True)
 
 
 def test_a_signal_outside_an_epoch_stops_at_once(tmp_path):

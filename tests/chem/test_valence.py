@@ -148,3 +148,95 @@ def test_largest_fragment():
     mol = Chem.MolFromSmiles('CCO.C.CCCC')
     assert mol_to_smiles(largest_fragment(mol)) == 'CCCC'
     assert largest_fragment(None) is None
+
+
+# Aromatic bonds as a fourth bond type (kekulize=False) ####################
+
+def _aromatic_graph(smiles, atoms=ZINC_ATOMS):
+    data = smiles_to_data(smiles, atoms, kekulize=False)
+    assert data.edge_attr.size(1) == 4
+    return data
+
+
+@pytest.mark.parametrize('smiles', [
+    'c1ccccc1', 'c1ccc2ccccc2c1', 'c1ccncc1', 'c1ccoc1', 'c1ccsc1',
+    'Cn1ccnc1', 'O=[N+]([O-])c1ccc(Cl)cc1Br', 'CS(=O)(=O)c1ccsc1',
+    # the graph does not say which ring nitrogen carries the hydrogen:
+    'c1cc[nH]c1', 'c1ccc2[nH]ccc2c1', 'c1c[nH]cn1',
+])
+def test_aromatic_graph_round_trip(smiles):
+    data = _aromatic_graph(smiles)
+    mol = data_to_mol(data.x, data.edge_index, data.edge_attr, ZINC_ATOMS)
+    assert mol_to_smiles(mol) == canonical_smiles(smiles)
+
+    # The correction with the graph's own probabilities rebuilds it too:
+    n = data.num_nodes
+    edge_prob = torch.zeros(n, n)
+    edge_prob[data.edge_index[0], data.edge_index[1]] = 1.0
+    bond_prob = torch.zeros(n, n, 4)
+    bond_prob[data.edge_index[0], data.edge_index[1]] = data.edge_attr
+    edge_index, bond_types = valence_correct(data.x, edge_prob, bond_prob,
+                                             ZINC_ATOMS, aromatic=True)
+    assert torch.equal(edge_index, data.edge_index)
+    assert torch.equal(bond_types, data.edge_attr.argmax(dim=-1) + 1)
+    for probs in [bond_prob, torch.cat([1 - edge_prob[..., None],
+                                        bond_prob], dim=-1)]:
+        mol = valence_correct_mol(data.x, edge_prob, probs, ZINC_ATOMS,
+                                  aromatic=True)
+        assert mol_to_smiles(mol) == canonical_smiles(smiles)
+
+
+def test_sanitize_aromatic_repair():
+    from torch_geometric_mgvae.chem.convert import sanitize_aromatic
+    C = [('C', 0), ('N', 0)]
+    # An aromatic triangle and an aromatic bond outside any ring have no
+    # Kekule structure: not a molecule as they are, single bonds repaired.
+    ring = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    arom = torch.full((3, ), 3)
+    assert data_to_mol(torch.zeros(3, dtype=torch.long), ring, arom,
+                       C) is None
+    from torch_geometric_mgvae.chem.convert import _build_mol
+    mol = _build_mol(torch.zeros(3, dtype=torch.long), ring, arom, C,
+                     sanitize=True, repair=True)
+    assert mol_to_smiles(mol) == 'C1CC1'
+    mol = _build_mol(torch.zeros(2, dtype=torch.long),
+                     torch.tensor([[0], [1]]), torch.tensor([3]), C,
+                     sanitize=True, repair=True)
+    assert mol_to_smiles(mol) == 'CC'
+    # Benzene with one atom over-bonded (an aromatic carbon with two more
+    # single bonds): only the bonds at the problem atoms are made single,
+    # the rest of the ring stays as it can.
+    six = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 0], [1, 2, 3, 4, 5, 0, 6, 7]])
+    kinds = torch.tensor([3, 3, 3, 3, 3, 3, 0, 0])
+    mol = _build_mol(torch.zeros(8, dtype=torch.long), six, kinds, C,
+                     sanitize=True, repair=True)
+    assert mol is not None and check_valence(mol)
+    assert data_to_mol(torch.zeros(8, dtype=torch.long), six, kinds,
+                       C) is None
+    # Without aromatic bonds nothing is repaired, and None stays None:
+    bad = Chem.MolFromSmiles('CO(C)C', sanitize=False)
+    assert sanitize_aromatic(bad, repair=True) is None
+    assert sanitize_aromatic(None) is None
+
+
+@pytest.mark.parametrize('atoms', [QM9_ATOMS, ZINC_ATOMS])
+def test_random_aromatic_correction_is_valid(atoms):
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(150):
+        n = int(torch.randint(1, 14, (1, ), generator=gen))
+        types = torch.randint(len(atoms), (n, ), generator=gen)
+        edge_prob = torch.rand(n, n, generator=gen)
+        bond_prob = torch.rand(n, n, 4, generator=gen)
+        bond_prob[..., 3] *= 3  # mostly aromatic
+        bond_prob = bond_prob.softmax(dim=-1)
+        edge_index, bond_types = valence_correct(types, edge_prob, bond_prob,
+                                                 atoms, threshold=0.2,
+                                                 aromatic=True)
+        dense = dense_bond_types(edge_index, bond_types, n)
+        assert torch.equal(dense, dense.t())
+        units = torch.where(dense == 4, 1, dense)
+        for i, t in enumerate(types.tolist()):
+            assert int(units[i].sum()) <= max_valence(*atoms[t])
+        mol = valence_correct_mol(types, edge_prob, bond_prob, atoms,
+                                  threshold=0.2, aromatic=True)
+        assert mol is not None and check_valence(mol), trial

@@ -243,6 +243,26 @@ def test_zinc12k_slice(tmp_path, shared_data, no_download):
     assert penalized_logp(row[0], logp, sa, normalize=False) == \
         pytest.approx(logp - sa)  # no ring larger than 6
 
+    # Aromatic bonds as a fourth type: a separate processed file, the same
+    # molecules and splits, and every graph converts back to its molecule
+    # (up to which ring nitrogen carries the hydrogen: the graph does not
+    # say it).
+    arom = ZINC12k(root, 'all', kekulize=False)
+    assert osp.basename(arom.processed_paths[0]) == 'zinc12k_aromatic.pt'
+    kek = ZINC12k(root, 'all')
+    assert arom.split_idx.keys() == kek.split_idx.keys()
+    assert all(torch.equal(arom.split_idx[k], kek.split_idx[k])
+               for k in kek.split_idx)
+    assert arom[0].edge_attr.size(1) == 4 and kek[0].edge_attr.size(1) == 3
+    num_aromatic = 0
+    for a, k in zip(arom, kek):
+        assert torch.equal(a.edge_index, k.edge_index) and a.smiles == k.smiles
+        num_aromatic += int(a.edge_attr[:, 3].sum())
+        mol = data_to_mol(a.x, a.edge_index, a.edge_attr, ZINC_ATOMS)
+        assert mol_to_smiles(mol).replace('[nH]', 'n') == \
+            a.smiles.replace('[nH]', 'n')
+    assert num_aromatic > 0
+
 
 def test_penalized_logp_cycle_penalty():
     smiles = 'C1CCCCCCCCC1'  # a 10-ring: cycle penalty 4

@@ -540,3 +540,59 @@ def test_masked_decoding_draws_at_a_temperature():
     s = model.sample(3, 4, torch.Generator().manual_seed(0),
                      decode_temperature=1.)
     assert len(s.corrected_mols(QM9_ATOMS)) == 3
+
+
+def test_aromatic_bond_type_sample_and_model():
+    from torch_geometric_mgvae.models.molecule import valence_excess
+    # Benzene and pyrrole as 5-class bond probabilities (none, single,
+    # double, triple, aromatic), most probable class 'aromatic' on the ring.
+    n = 6
+    atom = torch.zeros(2, n, len(QM9_ATOMS))
+    atom[0, :, 0] = 1.0
+    atom[1, :5] = F.one_hot(torch.tensor([1, 0, 0, 0, 0]),
+                            len(QM9_ATOMS)).float()
+    bond = torch.zeros(2, n, n, 5)
+    bond[..., 0] = 1.0
+    for b, size in [(0, 6), (1, 5)]:
+        for i in range(size):
+            j = (i + 1) % size
+            bond[b, i, j] = bond[b, j, i] = torch.tensor(
+                [0.1, 0.2, 0.05, 0.0, 0.65])
+    mask = torch.tensor([[True] * 6, [True] * 5 + [False]])
+    sample = MoleculeSample(atom, bond, mask)
+    assert sample.aromatic and not _hand_sample().aromatic
+    assert sample.molecule(0)['bond_type_prob'].shape == (6, 6, 4)
+    assert [mol_to_smiles(m) for m in sample.raw_mols(QM9_ATOMS)] == \
+        ['c1ccccc1', 'c1cc[nH]c1']
+    for connect in [False, True]:
+        mols = sample.corrected_mols(QM9_ATOMS, connect=connect)
+        assert [mol_to_smiles(m) for m in mols] == \
+            ['c1ccccc1', 'c1cc[nH]c1']
+    # Aromatic bonds count 1.5 in the valence excess: 3 per ring atom.
+    maxval = torch.tensor([4., 3., 2., 1., 4., 1., 3., 2.])
+    out = valence_excess(sample.atom_prob.clamp(min=1e-9).log(),
+                         sample.bond_prob.clamp(min=1e-9).log(),
+                         sample.mask, maxval)
+    assert out.tolist() == [0.0, 0.0]
+    maxval[0] = 2.0
+    out = valence_excess(sample.atom_prob.clamp(min=1e-9).log(),
+                         sample.bond_prob.clamp(min=1e-9).log(),
+                         sample.mask, maxval)
+    assert out.tolist() == [6.0, 4.0]
+
+    # A model of aromatic graphs (kekulize=False) trains and samples:
+    data = Batch.from_data_list([
+        smiles_to_data(s, kekulize=False)
+        for s in ['c1ccoc1', 'CCO', 'c1cc[nH]c1', 'C#N']])
+    assert data.edge_attr.size(1) == 4
+    model = make(num_bond_types=4, masked_decoding=True).float()
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    terms = model.loss_terms(out, torch.Generator().manual_seed(0))
+    loss = sum(terms.values())
+    assert torch.isfinite(loss)
+    loss.backward()
+    sample = model.eval().sample(8, num_nodes=5,
+                                 generator=torch.Generator().manual_seed(1))
+    assert sample.aromatic and sample.bond_prob.size(-1) == 5
+    assert all(check_valence(m) for m in sample.corrected_mols(QM9_ATOMS))

@@ -14,6 +14,7 @@ from torch_geometric_mgvae.chem.convert import (
     mol_to_data,
     mol_to_smiles,
     read_smiles_file,
+    sanitize_aromatic,
     smiles_to_data,
 )
 from torch_geometric_mgvae.chem.metrics import (
@@ -50,6 +51,7 @@ __all__ = [
     'mol_to_data',
     'data_to_mol',
     'dense_to_mol',
+    'sanitize_aromatic',
     'mol_to_smiles',
     'canonical_smiles',
     'atom_features',

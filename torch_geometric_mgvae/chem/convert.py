@@ -42,6 +42,10 @@ ZINC_ATOMS: List[AtomType] = [
 #: Bond orders in the order of the one-hot ``edge_attr`` columns.
 BOND_ORDERS: List[float] = [1.0, 2.0, 3.0, 1.5]
 
+#: Index of the aromatic bond type in :const:`BOND_ORDERS` (the fourth
+#: ``edge_attr`` column of graphs built with :obj:`kekulize=False`).
+AROMATIC = 3
+
 NUM_ATOM_FEATURES = 24
 """Number of chemical atom features of :func:`atom_features`."""
 
@@ -303,7 +307,8 @@ def data_to_mol(
 
 
 def _build_mol(atom_types: Tensor, edge_index: Tensor, bonds: Tensor,
-               atoms, sanitize: bool) -> Optional['Chem.Mol']:
+               atoms, sanitize: bool,
+               repair: bool = False) -> Optional['Chem.Mol']:
     _require_rdkit()
     vocab = _vocab(atoms)
     bond_types = _bond_types()
@@ -319,14 +324,104 @@ def _build_mol(atom_types: Tensor, edge_index: Tensor, bonds: Tensor,
             continue
         seen.add((min(i, j), max(i, j)))
         mol.AddBond(i, j, bond_types[b])
+        if b == AROMATIC:
+            mol.GetBondBetweenAtoms(i, j).SetIsAromatic(True)
+            mol.GetAtomWithIdx(i).SetIsAromatic(True)
+            mol.GetAtomWithIdx(j).SetIsAromatic(True)
     mol = mol.GetMol()
     if sanitize:
-        try:
-            with _quiet_rdkit():
-                Chem.SanitizeMol(mol)
-        except Exception:
-            return None
+        return sanitize_aromatic(mol, repair)
     return mol
+
+
+def _try_sanitize(mol: 'Chem.Mol') -> Optional['Chem.Mol']:
+    mol = Chem.Mol(mol)
+    try:
+        with _quiet_rdkit():
+            Chem.SanitizeMol(mol)
+    except Exception:
+        return None
+    return mol
+
+
+def _problem_atoms(mol: 'Chem.Mol') -> List[int]:
+    out: List[int] = []
+    with _quiet_rdkit():
+        problems = Chem.DetectChemistryProblems(mol)
+    for p in problems:
+        if hasattr(p, 'GetAtomIndices'):
+            out += list(p.GetAtomIndices())
+        elif hasattr(p, 'GetAtomIdx'):
+            out.append(p.GetAtomIdx())
+    return out
+
+
+def _with_pyrrole_hydrogens(mol: 'Chem.Mol') -> Optional['Chem.Mol']:
+    # A graph of aromatic bonds does not say which aromatic nitrogen
+    # carries a hydrogen (pyrrole-type [nH] against pyridine-type n): try
+    # one, then two, of the neutral two-bonded aromatic nitrogens that
+    # RDKit could not kekulize (all such nitrogens if it named none).
+    problems = set(_problem_atoms(mol))
+    cand = [a.GetIdx() for a in mol.GetAtoms()
+            if a.GetIsAromatic() and a.GetSymbol() == 'N'
+            and a.GetFormalCharge() == 0 and a.GetDegree() == 2
+            and a.GetNumExplicitHs() == 0]
+    cand = [i for i in cand if i in problems] or cand
+    cand = cand[:8]
+    tries = [(i, ) for i in cand] + [(i, j) for k, i in enumerate(cand)
+                                     for j in cand[k + 1:]]
+    for subset in tries:
+        trial = Chem.RWMol(mol)
+        for i in subset:
+            trial.GetAtomWithIdx(i).SetNumExplicitHs(1)
+        out = _try_sanitize(trial.GetMol())
+        if out is not None:
+            return out
+    return None
+
+
+def sanitize_aromatic(mol: Optional['Chem.Mol'],
+                      repair: bool = False) -> Optional['Chem.Mol']:
+    r"""Sanitizes a molecule built from a graph that may hold aromatic
+    bonds; returns the sanitized copy, or :obj:`None` on failure.
+
+    Without aromatic bonds this is RDKit's :obj:`SanitizeMol`. With them,
+    a molecule that RDKit cannot kekulize is tried again with an explicit
+    hydrogen on one or two of its neutral two-bonded aromatic nitrogens
+    (the graph does not say which ring nitrogen is pyrrole-type, *e.g.* in
+    indole or imidazole). With :obj:`repair`, the aromatic bonds at the
+    atoms RDKit names as the problem are then made single, one round at a
+    time, until the molecule sanitizes; a molecule whose aromatic bonds
+    count one valence unit each (as :func:`~torch_geometric_mgvae.chem.
+    valence_correct` counts them) thus always sanitizes."""
+    _require_rdkit()
+    if mol is None:
+        return None
+    out = _try_sanitize(mol)
+    if out is not None:
+        return out
+    if not any(b.GetIsAromatic() for b in mol.GetBonds()):
+        return None
+    out = _with_pyrrole_hydrogens(mol)
+    if out is not None or not repair:
+        return out
+    mol = Chem.RWMol(mol)
+    while any(b.GetIsAromatic() for b in mol.GetBonds()):
+        bad = set(_problem_atoms(mol.GetMol()))
+        arom = [b for b in mol.GetBonds() if b.GetIsAromatic()]
+        hit = [b for b in arom if b.GetBeginAtomIdx() in bad
+               or b.GetEndAtomIdx() in bad] or arom
+        for b in hit:
+            b.SetBondType(Chem.BondType.SINGLE)
+            b.SetIsAromatic(False)
+        for a in mol.GetAtoms():
+            a.SetIsAromatic(any(b.GetIsAromatic() for b in a.GetBonds()))
+        out = _try_sanitize(mol.GetMol())
+        if out is None and any(b.GetIsAromatic() for b in mol.GetBonds()):
+            out = _with_pyrrole_hydrogens(mol.GetMol())
+        if out is not None:
+            return out
+    return None
 
 
 def mol_to_smiles(mol: Optional['Chem.Mol'],

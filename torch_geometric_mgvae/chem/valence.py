@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric_mgvae.chem.convert import (
+    AROMATIC,
     AtomType,
     AtomVocabulary,
     Chem,
@@ -44,6 +45,14 @@ def max_valence(symbol: str, charge: int = 0) -> int:
     return max(valences) if len(valences) > 0 else 4
 
 
+def valence_units(bond_type: int) -> int:
+    r"""The valence units a bond of type :obj:`bond_type` (:obj:`1`/:obj:`2`
+    /:obj:`3` = single/double/triple, :obj:`4` = aromatic) takes from each
+    of its atoms in :func:`valence_correct`: its order, and one for an
+    aromatic bond."""
+    return 1 if bond_type == AROMATIC + 1 else int(bond_type)
+
+
 def _symmetrize(prob: Tensor) -> Tensor:
     return 0.5 * (prob + prob.transpose(0, 1))
 
@@ -54,6 +63,7 @@ def valence_correct(
     bond_type_prob: Optional[Tensor],
     atoms: Union[AtomVocabulary, Sequence],
     threshold: float = 0.5,
+    aromatic: bool = False,
 ) -> Tuple[Tensor, Tensor]:
     r"""The valence correcting process of the MGVAE paper (Appendix D.2).
 
@@ -74,17 +84,27 @@ def valence_correct(
             the diagonal is ignored).
         bond_type_prob (torch.Tensor, optional): Bond type probabilities
             ``[n, n, 3]`` (single/double/triple), or ``[n, n, 4]`` whose
-            first channel (no bond) is ignored. :obj:`None` means single
-            bonds only.
+            first channel (no bond) is ignored; with :obj:`aromatic`
+            ``[n, n, 4]`` (single/double/triple/aromatic) or ``[n, n, 5]``
+            (no bond first). :obj:`None` means single bonds only.
         atoms (AtomVocabulary or list): The atom types.
         threshold (float, optional): Minimum edge probability.
             (default: :obj:`0.5`)
+        aromatic (bool, optional): Whether the bond types include the
+            aromatic one (graphs of
+            :func:`~torch_geometric_mgvae.chem.mol_to_data` with
+            :obj:`kekulize=False`). An aromatic bond takes one valence unit
+            of each end, as a single bond does, and is skipped where that
+            is not free; whether the aromatic bonds admit a Kekulé
+            structure is left to
+            :func:`~torch_geometric_mgvae.chem.sanitize_aromatic`.
+            (default: :obj:`False`)
 
     Returns:
         :obj:`(edge_index, bond_types)`: the bonds in both directions
         ``[2, 2 * num_bonds]`` (sorted by row, then column) and their bond
-        orders ``[2 * num_bonds]`` with :obj:`1`/:obj:`2`/:obj:`3` =
-        single/double/triple.
+        types ``[2 * num_bonds]`` with :obj:`1`/:obj:`2`/:obj:`3` =
+        single/double/triple (and :obj:`4` = aromatic).
     """
     vocab = _vocab(atoms)
     if atom_types.dim() == 2:
@@ -97,9 +117,10 @@ def valence_correct(
         preferred = torch.ones(n, n, dtype=torch.long)
     else:
         bond_type_prob = bond_type_prob.detach().float()
-        if bond_type_prob.size(-1) == 4:
+        B = 4 if aromatic else 3
+        if bond_type_prob.size(-1) == B + 1:
             bond_type_prob = bond_type_prob[..., 1:]
-        bond_type_prob = _symmetrize(bond_type_prob.view(n, n, 3))
+        bond_type_prob = _symmetrize(bond_type_prob.reshape(n, n, B))
         preferred = bond_type_prob.argmax(dim=-1) + 1
 
     free = [max_valence(*vocab[t]) for t in atom_types.tolist()]
@@ -111,12 +132,13 @@ def valence_correct(
     perm = prob.argsort(descending=True, stable=True)
     bonds = []
     for i, j in zip(row[perm].tolist(), col[perm].tolist()):
-        order = min(int(preferred[i, j]), free[i], free[j])
-        if order < 1:
+        kind = int(preferred[i, j])
+        units = min(valence_units(kind), free[i], free[j])
+        if units < 1:
             continue
-        free[i] -= order
-        free[j] -= order
-        bonds.append((i, j, order))
+        free[i] -= units
+        free[j] -= units
+        bonds.append((i, j, kind if kind == AROMATIC + 1 else units))
 
     if len(bonds) == 0:
         return (torch.empty(2, 0, dtype=torch.long),
@@ -145,17 +167,21 @@ def valence_correct_mol(
     atoms: Union[AtomVocabulary, Sequence],
     threshold: float = 0.5,
     keep_largest_fragment: bool = False,
+    aromatic: bool = False,
 ) -> Optional['Chem.Mol']:
     r"""Runs :func:`valence_correct` and returns the sanitized RDKit
     molecule (optionally only its largest connected fragment). Returns
     :obj:`None` only if RDKit fails to sanitize it, which the valence
-    constraints are designed to prevent."""
+    constraints are designed to prevent (aromatic bonds that admit no
+    Kekulé structure are made single by
+    :func:`~torch_geometric_mgvae.chem.sanitize_aromatic`)."""
     edge_index, bond_types = valence_correct(atom_types, edge_prob,
-                                             bond_type_prob, atoms, threshold)
+                                             bond_type_prob, atoms, threshold,
+                                             aromatic)
     if atom_types.dim() == 2:
         atom_types = atom_types.argmax(dim=-1)
     mol = _build_mol(atom_types.long().view(-1), edge_index, bond_types - 1,
-                     atoms, sanitize=True)
+                     atoms, sanitize=True, repair=True)
     if mol is not None and keep_largest_fragment:
         mol = largest_fragment(mol)
     return mol

@@ -3,12 +3,13 @@ r"""Molecule benchmarks: QM9, ZINC-12k and MOSES as
 
 Every molecule is converted once by
 :func:`~torch_geometric_mgvae.chem.smiles_to_data` (heavy atoms only,
-kekulized): :obj:`x` holds one-hot atom types of the dataset's vocabulary
-(:attr:`atoms`), :obj:`edge_index` both bond directions, :obj:`edge_attr`
-one-hot single/double/triple bonds, :obj:`smiles` the canonical SMILES
-(without stereo) and :obj:`idx` the molecule's id in the raw file. Molecules
-that cannot be converted (invalid SMILES, atom types outside the vocabulary)
-are skipped, counted in :attr:`info` and reported with a warning.
+kekulized unless :obj:`kekulize=False`): :obj:`x` holds one-hot atom types
+of the dataset's vocabulary (:attr:`atoms`), :obj:`edge_index` both bond
+directions, :obj:`edge_attr` one-hot single/double/triple (/aromatic) bonds,
+:obj:`smiles` the canonical SMILES (without stereo) and :obj:`idx` the
+molecule's id in the raw file. Molecules that cannot be converted (invalid
+SMILES, atom types outside the vocabulary) are skipped, counted in
+:attr:`info` and reported with a warning.
 
 All splits of a dataset are converted together into one processed file; a
 split is a view on it (:obj:`dataset._indices`), so the splits never overlap
@@ -290,8 +291,10 @@ class _MoleculeDataset(CachedInMemoryDataset):
         pre_transform: Optional[Callable] = None,
         pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
+        kekulize: bool = True,
     ) -> None:
         self.chem_features = bool(chem_features)
+        self.kekulize = bool(kekulize)
         super().__init__(root, split, transform, pre_transform, pre_filter,
                          force_reload=force_reload)
 
@@ -323,7 +326,8 @@ class _MoleculeDataset(CachedInMemoryDataset):
 
     @property
     def processed_file_names(self) -> List[str]:
-        stem = self._stem() + ('_chem' if self.chem_features else '')
+        stem = self._stem() + ('' if self.kekulize else '_aromatic') + (
+            '_chem' if self.chem_features else '')
         return [f'{stem}.pt', f'{stem}_meta.pt']
 
     def _convert(
@@ -356,7 +360,7 @@ class _MoleculeDataset(CachedInMemoryDataset):
         # disable=None: a bar on a terminal, silent in logs and pipes
         for i, smi in enumerate(tqdm(smiles, desc=f'{name} {self._stem()}',
                                      unit='mol', disable=None)):
-            data = smiles_to_data(smi, vocab,
+            data = smiles_to_data(smi, vocab, kekulize=self.kekulize,
                                   chem_features=self.chem_features)
             if data is None:
                 skipped.append(int(ids[i]))
@@ -466,6 +470,13 @@ class QM9Molecules(_MoleculeDataset):
             :obj:`None`)
         force_reload (bool, optional): Whether to re-process the dataset.
             (default: :obj:`False`)
+        kekulize (bool, optional): If :obj:`False`, aromatic bonds keep
+            their own type: :obj:`edge_attr` gets a fourth (aromatic)
+            column and the graphs are processed into a separate file
+            (``*_aromatic*.pt``). An aromatic nitrogen's hydrogen
+            (pyrrole-type ``[nH]``) is then implicit in the graph;
+            :func:`~torch_geometric_mgvae.chem.data_to_mol` restores
+            it. (default: :obj:`True`)
 
     **STATS** (qm9pack raw file):
 
@@ -503,9 +514,11 @@ class QM9Molecules(_MoleculeDataset):
         pre_transform: Optional[Callable] = None,
         pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
+        kekulize: bool = True,
     ) -> None:
         super().__init__(root, split, chem_features, transform,
-                         pre_transform, pre_filter, force_reload)
+                         pre_transform, pre_filter, force_reload,
+                         kekulize=kekulize)
 
     def _table_name(self) -> str:
         if osp.exists(osp.join(self.raw_dir, self.compact_name)):
@@ -637,6 +650,8 @@ class ZINC12k(_MoleculeDataset):
         pre_filter (callable, optional): See :class:`QM9Molecules`.
         force_reload (bool, optional): Whether to re-process the dataset.
             (default: :obj:`False`)
+        kekulize (bool, optional): See :class:`QM9Molecules`.
+            (default: :obj:`True`)
 
     **STATS:**
 
@@ -668,9 +683,11 @@ class ZINC12k(_MoleculeDataset):
         pre_transform: Optional[Callable] = None,
         pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
+        kekulize: bool = True,
     ) -> None:
         super().__init__(root, split, chem_features, transform,
-                         pre_transform, pre_filter, force_reload)
+                         pre_transform, pre_filter, force_reload,
+                         kekulize=kekulize)
 
     def _stem(self) -> str:
         return 'zinc12k'
@@ -737,6 +754,8 @@ class MOSES(_MoleculeDataset):
         pre_filter (callable, optional): See :class:`QM9Molecules`.
         force_reload (bool, optional): Whether to re-process the dataset.
             (default: :obj:`False`)
+        kekulize (bool, optional): See :class:`QM9Molecules`.
+            (default: :obj:`True`)
 
     **STATS** (test split; all 176,074 molecules convert):
 
@@ -767,6 +786,7 @@ class MOSES(_MoleculeDataset):
         pre_transform: Optional[Callable] = None,
         pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
+        kekulize: bool = True,
     ) -> None:
         if max_molecules is not None and int(max_molecules) < 1:
             raise ValueError(f"'max_molecules' must be positive or None, "
@@ -774,7 +794,8 @@ class MOSES(_MoleculeDataset):
         self.max_molecules = (None if max_molecules is None else
                               int(max_molecules))
         super().__init__(root, split, chem_features, transform,
-                         pre_transform, pre_filter, force_reload)
+                         pre_transform, pre_filter, force_reload,
+                         kekulize=kekulize)
 
     def _stem(self) -> str:
         n = 'all' if self.max_molecules is None else self.max_molecules

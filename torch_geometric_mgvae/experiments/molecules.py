@@ -194,6 +194,10 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'paper\'s Gaussian MRF)')
     model.add_argument('--matching', default='hungarian',
                        choices=['hungarian', 'free'])
+    model.add_argument('--aromatic', action='store_true',
+                       help='aromatic bonds as a fourth bond type instead '
+                       'of Kekule structures (datasets with kekulize=False; '
+                       'all-at-once decoder; not in the paper)')
     model.add_argument('--chem-features', default=None,
                        action=argparse.BooleanOptionalAction,
                        help='append the 24 RDKit atom features of Table 7 '
@@ -279,6 +283,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         if args.masked_decoding:
             raise UsageError('--masked-decoding is an all-at-once decoder '
                              '(--decoder all-at-once)')
+        if args.aromatic:
+            raise UsageError('--aromatic is for the all-at-once decoder '
+                             '(--decoder all-at-once)')
     if not args.masked_decoding and (args.decode_rounds is not None or
                                      args.decode_temperature):
         raise UsageError('--decode-rounds and --decode-temperature set the '
@@ -329,7 +336,8 @@ def _chem_inputs(graphs: List[Data], mean: Tensor, std: Tensor
 
 
 def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
-                data: Optional[str] = None, chem_features: bool = False
+                data: Optional[str] = None, chem_features: bool = False,
+                kekulize: bool = True
                 ) -> Tuple[List[Data], List[Data], List[str]]:
     r"""The :obj:`num_train` training molecules (a random subset of the
     training split, seeded), the test molecules and the SMILES of the whole
@@ -337,13 +345,17 @@ def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
 
     With :obj:`chem_features`, :obj:`x` of both lists is the one-hot atom
     types followed by the 24 RDKit features of the paper's Table 7,
-    standardised with the training molecules' mean and deviation."""
+    standardised with the training molecules' mean and deviation. With
+    :obj:`kekulize=False`, :obj:`edge_attr` has a fourth (aromatic) bond
+    type."""
     from torch_geometric_mgvae import datasets
     _copy_raw(dataset, root, data)
     spec = DATASETS[dataset]
     cls = getattr(datasets, spec['cls'])
-    train_split = cls(root, split='train', chem_features=chem_features)
-    test = list(cls(root, split=spec['test'], chem_features=chem_features))
+    train_split = cls(root, split='train', chem_features=chem_features,
+                      kekulize=kekulize)
+    test = list(cls(root, split=spec['test'], chem_features=chem_features,
+                    kekulize=kekulize))
     # One list lookup per molecule instead of materialising 117k Data
     # objects (the split is a view on the collated dataset).
     all_smiles = train_split._data.smiles
@@ -382,6 +394,7 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                     latent_channels=args.latent, num_layers=args.layers,
                     max_nodes=max_nodes, atoms=atoms)
     return dict(num_atom_types=num_atom_types, hidden_channels=args.hidden,
+                num_bond_types=4 if args.aromatic else 3,
                 latent_channels=args.latent, num_clusters=args.clusters,
                 max_nodes=max_nodes,
                 node_channels=in_channels - num_atom_types,
@@ -437,6 +450,8 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
                      f'{"s" if args.decode_rounds > 1 else ""}')
         if args.decode_temperature:
             parts.append(f'decoding T={args.decode_temperature:g}')
+    if args.aromatic:
+        parts.append('aromatic bonds')
     if args.chem_features:
         parts.append('chem features')
     if args.valence_weight > 0:
@@ -556,7 +571,8 @@ class MoleculeExperiment:
         with self.par.main_first():  # rank 0 copies and processes
             self.train_graphs, self.test_graphs, self.train_smiles = \
                 load_splits(args.dataset, args.root, args.num_train,
-                            args.seed, args.data, args.chem_features)
+                            args.seed, args.data, args.chem_features,
+                            kekulize=not args.aromatic)
         self.num_atom_types = len(self.atoms)
         self.in_channels = self.train_graphs[0].num_features
         self.max_nodes = max(int(g.num_nodes) for g in
@@ -760,7 +776,9 @@ class MoleculeExperiment:
                 f'novelty_seen vs the {len(self.train_graphs)} trained on; '
                 f'FCD vs the '
                 f'{len(self.test_graphs)} molecules of the {spec}; '
-                f'canonical SMILES without stereo, kekulized, implicit H')
+                f'canonical SMILES without stereo, '
+                f'{"aromatic bonds" if self.args.aromatic else "kekulized"}'
+                f', implicit H')
 
     def records(self) -> List[Dict[str, Any]]:
         r"""The flat result records of the run."""

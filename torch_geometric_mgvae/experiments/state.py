@@ -65,6 +65,13 @@ RESUME_FREE = ('resume', 'checkpoint_every', 'no_progress', 'debug',
                'refine_steps', 'decode_rounds', 'decode_temperature')
 
 
+def _option(args: Dict[str, Any], key: str) -> Any:
+    # An option that a state saved by an earlier version lacks was added
+    # since; it matches when it is off (False or None) now.
+    value = args.get(key)
+    return None if value is False else value
+
+
 class Interrupted(KeyboardInterrupt):
     r"""SIGINT or SIGTERM stopped a run (exit code 130)."""
     def __init__(self, signame: str, path: Optional[str],
@@ -285,7 +292,7 @@ class TrainingSession:
         old = saved['args']
         diff = [k for k in sorted(set(old) | set(self.args))
                 if k not in RESUME_FREE and k not in self.budget
-                and old.get(k) != self.args.get(k)]
+                and _option(old, k) != _option(self.args, k)]
         if diff:
             changes = ', '.join(
                 f"--{k.replace('_', '-')} {old.get(k)!r} (now "

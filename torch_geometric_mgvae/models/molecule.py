@@ -10,6 +10,7 @@ from torch_geometric.data.data import BaseData
 from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
+from torch_geometric_mgvae.chem.convert import AROMATIC, BOND_ORDERS
 from torch_geometric_mgvae.models.mgn import MGNOutput
 from torch_geometric_mgvae.models.mgvae import MGVAE
 from torch_geometric_mgvae.nn.checks import check_int
@@ -187,11 +188,14 @@ def valence_excess(atom_logits: Tensor, bond_logits: Tensor, mask: Tensor,
         v(\hat{a}_i)\Big), \qquad \hat{b}_{ij} = \arg\max_c
         p(b_{ij} = c), \;\hat{a}_i = \arg\max_a p(a_i = a),
 
-    with :math:`o` the bond order of a class (0 for "none") and :math:`v` the
-    largest valence of an atom type. The forward value is that of the hard
-    argmax decoding (exactly what :meth:`MoleculeSample.raw` builds: 0 iff no
-    atom is over-valent); the gradient is that of the same sum with the
-    probabilities in place of the one-hot argmaxes (straight-through).
+    with :math:`o` the bond order of a class (0 for "none", then
+    :const:`~torch_geometric_mgvae.chem.BOND_ORDERS`: 1.5 for aromatic) and
+    :math:`v` the largest valence of an atom type. The forward value is that
+    of the hard argmax decoding (exactly what :meth:`MoleculeSample.raw`
+    builds: 0 iff no atom is over-valent; with aromatic bonds an estimate,
+    as their valence depends on the Kekulé structure); the gradient is that
+    of the same sum with the probabilities in place of the one-hot argmaxes
+    (straight-through).
 
     Args:
         atom_logits (torch.Tensor): :math:`(G, n, A)`.
@@ -209,8 +213,8 @@ def valence_excess(atom_logits: Tensor, bond_logits: Tensor, mask: Tensor,
 
     p_atom = hard(atom_logits.softmax(-1))  # [G, n, A]
     p_bond = hard(bond_logits.softmax(-1))  # [G, n, n, 1 + B]
-    orders = torch.arange(p_bond.size(-1), dtype=p_bond.dtype,
-                          device=p_bond.device)
+    orders = torch.tensor([0.0] + BOND_ORDERS[:p_bond.size(-1) - 1],
+                          dtype=p_bond.dtype, device=p_bond.device)
     n = mask.size(1)
     off = ~torch.eye(n, dtype=torch.bool, device=mask.device)
     order = apply_mask((p_bond * orders).sum(-1) * off, mask, 2)  # [G,n,n]
@@ -247,7 +251,10 @@ def connect_fragments(atom_types: Tensor, edge_index: Tensor,
         atom_types (torch.Tensor): Atom type indices :math:`(n)`.
         edge_index (torch.Tensor): Bonds in both directions
             :math:`(2, 2m)`.
-        bond_types (torch.Tensor): Their orders 1/2/3 :math:`(2m)`.
+        bond_types (torch.Tensor): Their types 1/2/3 (single/double/triple)
+            or 4 (aromatic, one valence unit as in
+            :func:`~torch_geometric_mgvae.chem.valence_correct`)
+            :math:`(2m)`.
         edge_prob (torch.Tensor): Edge probabilities :math:`(n, n)`.
         atoms (list): The atom vocabulary.
 
@@ -255,7 +262,7 @@ def connect_fragments(atom_types: Tensor, edge_index: Tensor,
         :obj:`(edge_index, bond_types)` with the added bonds, in the format
         of the input (sorted by row, then column).
     """
-    from torch_geometric_mgvae.chem.valence import max_valence
+    from torch_geometric_mgvae.chem.valence import max_valence, valence_units
     n = atom_types.numel()
     free = [max_valence(*tuple(atoms[int(t)])) for t in atom_types]
     parent = list(range(n))
@@ -267,7 +274,7 @@ def connect_fragments(atom_types: Tensor, edge_index: Tensor,
         return i
 
     for (i, j), b in zip(edge_index.t().tolist(), bond_types.tolist()):
-        free[i] -= b  # both directions are listed: each counted once here
+        free[i] -= valence_units(b)  # both directions listed: once each
         if i < j:
             parent[find(i)] = find(j)
     row, col = torch.triu_indices(n, n, offset=1)
@@ -327,6 +334,13 @@ class MoleculeSample:
     @property
     def num_nodes(self) -> Tensor:
         return self.mask.sum(dim=1)
+
+    @property
+    def aromatic(self) -> bool:
+        r"""Whether the bond classes are none/single/double/triple/aromatic
+        (a model of graphs built with :obj:`kekulize=False`) rather than
+        none/single/double/triple."""
+        return self.bond_prob.size(-1) == 2 + AROMATIC
 
     @property
     def edge_prob(self) -> Tensor:
@@ -404,12 +418,13 @@ class MoleculeSample:
             m = self.molecule(i)
             types = m['atom_prob'].argmax(dim=-1)
             edge_index, bonds = valence_correct(
-                types, m['edge_prob'], m['bond_type_prob'], atoms, threshold)
+                types, m['edge_prob'], m['bond_type_prob'], atoms, threshold,
+                aromatic=self.aromatic)
             if connect:
                 edge_index, bonds = connect_fragments(
                     types, edge_index, bonds, m['edge_prob'], atoms)
             mol = _build_mol(types, edge_index, bonds - 1, atoms,
-                             sanitize=True)
+                             sanitize=True, repair=True)
             if mol is not None and keep_largest_fragment:
                 mol = largest_fragment(mol)
             out.append(mol)
@@ -452,7 +467,11 @@ class MoleculeMGVAE(MGVAE):
         latent_channels (int): Size :math:`d_z` of the node latents.
         num_clusters (List[int]): Clusters per level, finest first.
         max_nodes (int): The largest molecule (prior nodes).
-        num_bond_types (int): Bond types besides "none". (default: :obj:`3`)
+        num_bond_types (int): Bond types besides "none": :obj:`3`
+            (single/double/triple, kekulized graphs) or :obj:`4` (with
+            aromatic, graphs of :obj:`kekulize=False`; the samples'
+            conversions read the fourth type as aromatic).
+            (default: :obj:`3`)
         node_channels (int): Extra input node features after the one-hot
             atom types. (default: :obj:`0`)
         decoder_layers (int, optional): Second-order layers of the
