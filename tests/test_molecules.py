@@ -63,6 +63,10 @@ def test_defaults_and_checks():
         ['--masked-decoding', '--decode-temperature', '0.75']), 3)
     a = parse_args(['--masked-decoding', '--decode-rounds', '45'])
     assert a.decode_rounds == 45 and resolve_args(a).decode_rounds == 45
+    assert 'distances up to 6' in method_name(parse_args(
+        ['--masked-decoding', '--distance-context', '6']), 3)
+    with pytest.raises(UsageError, match='add --masked-decoding'):
+        parse_args(['--distance-context', '6'])
     assert 'aromatic bonds' in method_name(parse_args(['--aromatic']), 3)
     assert 'aromatic' not in method_name(parse_args([]), 3)
     with pytest.raises(UsageError, match='--aromatic is for the all-at-'):

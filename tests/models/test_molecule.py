@@ -402,6 +402,60 @@ def test_masked_decoder_context_and_equivariance():
         MoleculeDecoder(4, 8, 2, 3)(z.float(), mask, atom, bond, known)
 
 
+def test_distance_context_hand_values_and_equivariance():
+    torch.manual_seed(0)
+    dec = MoleculeDecoder(4, 8, 2, num_atom_types=3, masked=True,
+                          distance_context=2).double()
+    assert 'distance_context=2' in str(dec)
+    # Known bonds 0-1, 1-2, 2-3 (a path), 4 apart; 5 is padding. The
+    # unknown pair (3, 4) is no bond of the graph, and neither is a known
+    # "none" pair (0, 4).
+    G, n = 1, 6
+    mask = torch.tensor([[True] * 5 + [False]])
+    bond = torch.zeros(G, n, n, dtype=torch.long)
+    for i, j, c in [(0, 1, 1), (1, 2, 2), (2, 3, 1), (3, 4, 1)]:
+        bond[0, i, j] = bond[0, j, i] = c
+    known = torch.ones(G, n, n, dtype=torch.bool)
+    known[0, 3, 4] = known[0, 4, 3] = False
+    dist = dec.distances(bond, known, mask)[0]  # [n, n, 3]
+    expect = torch.tensor([[0, 1, 2, 3, 3, 3],
+                           [1, 0, 1, 2, 3, 3],
+                           [2, 1, 0, 1, 3, 3],
+                           [3, 2, 1, 0, 3, 3],
+                           [3, 3, 3, 3, 0, 3],
+                           [3, 3, 3, 3, 3, 0]])
+    got = torch.where(dist.sum(-1) > 0, dist.argmax(-1) + 1, 0)
+    assert torch.equal(got, expect)
+    assert dist.sum(-1).max() == 1  # one-hot
+    atom = torch.tensor([[0, 1, 2, 0, 1, 0]])
+    ctx = dec.context(atom, bond, known, mask)[0]
+    assert ctx.shape == (n, n, 9 + 3)
+    assert torch.equal(ctx[:5, :5, 9:], dist[:5, :5])
+    assert ctx[5].abs().sum() == 0 and ctx[:, 5].abs().sum() == 0
+    # Equivariant: permuting the atoms permutes the outputs.
+    z = torch.randn(G, n, 4, dtype=torch.double)
+    a, b = dec(z, mask, atom, bond, known)
+    p = torch.tensor([3, 0, 4, 1, 2, 5])
+    a2, b2 = dec(z[:, p], mask[:, p], atom[:, p], bond[:, p][:, :, p],
+                 known[:, p][:, :, p])
+    assert torch.allclose(a2, a[:, p], atol=1e-10)
+    assert torch.allclose(b2, b[:, p][:, :, p], atol=1e-10)
+    with pytest.raises(ValueError, match='masked decoding'):
+        MoleculeDecoder(4, 8, 2, 3, distance_context=2)
+    with pytest.raises(ValueError, match='distance_context'):
+        MoleculeDecoder(4, 8, 2, 3, masked=True, distance_context=-1)
+    # In the model: trains and samples.
+    data = molecules()
+    model = make(masked_decoding=True, distance_context=3)
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    terms = model.loss_terms(out, torch.Generator().manual_seed(0))
+    sum(terms.values()).backward()
+    sample = model.eval().sample(4, num_nodes=6,
+                                 generator=torch.Generator().manual_seed(2))
+    assert all(check_valence(m) for m in sample.corrected_mols(QM9_ATOMS))
+
+
 def test_masked_recon_loss_is_the_order_agnostic_nll():
     # 'CO' has D = 3 entries (two atoms, one pair). Over many copies the
     # estimate averages to the order-agnostic NLL: the mean over the 3!

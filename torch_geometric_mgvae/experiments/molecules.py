@@ -194,6 +194,13 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'paper\'s Gaussian MRF)')
     model.add_argument('--matching', default='hungarian',
                        choices=['hungarian', 'free'])
+    model.add_argument('--distance-context', type=nonnegative_int,
+                       default=0,
+                       help='with --masked-decoding: the decoder also sees '
+                       'the shortest-path distance, up to this many bonds, '
+                       'of every pair in the bonds decoded so far (a bond '
+                       'at distance d closes a ring of d + 1 atoms; not in '
+                       'the paper; default: 0 = off)')
     model.add_argument('--aromatic', action='store_true',
                        help='aromatic bonds as a fourth bond type instead '
                        'of Kekule structures (datasets with kekulize=False; '
@@ -286,6 +293,9 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         if args.aromatic:
             raise UsageError('--aromatic is for the all-at-once decoder '
                              '(--decoder all-at-once)')
+    if args.distance_context and not args.masked_decoding:
+        raise UsageError('--distance-context is a context of masked '
+                         'decoding: add --masked-decoding')
     if not args.masked_decoding and (args.decode_rounds is not None or
                                      args.decode_temperature):
         raise UsageError('--decode-rounds and --decode-temperature set the '
@@ -402,6 +412,7 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 local_decoding=not args.no_local_decoding, atoms=atoms,
                 masked_decoding=args.masked_decoding,
                 decode_rounds=args.decode_rounds or DECODE_ROUNDS,
+                distance_context=args.distance_context,
                 valence_regularizer=args.valence_weight > 0,
                 covariance=args.covariance,
                 prior_kwargs=dict(matching=args.matching))
@@ -450,6 +461,8 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
                      f'{"s" if args.decode_rounds > 1 else ""}')
         if args.decode_temperature:
             parts.append(f'decoding T={args.decode_temperature:g}')
+        if args.distance_context:
+            parts.append(f'distances up to {args.distance_context}')
     if args.aromatic:
         parts.append('aromatic bonds')
     if args.chem_features:

@@ -63,6 +63,14 @@ class MoleculeDecoder(torch.nn.Module):
             "masked" flag, on the diagonal the one-hot type of a known atom
             or a "masked" flag. Nothing known is the default.
             (default: :obj:`False`)
+        distance_context (int): With :obj:`masked`, also the shortest-path
+            distance :math:`d \in \{1, \ldots, L\}` (:math:`L` =
+            :obj:`distance_context`) between the two atoms of a pair in the
+            graph of the bonds known so far, one-hot, and a channel for
+            "farther or not connected" (:math:`L + 1` channels; 0 for none):
+            bonding the pair closes a ring of :math:`d + 1` atoms, which
+            the decoder sees (not in the paper; equivariant, as distances
+            are). (default: :obj:`0`)
 
     Shapes:
         - **input:** :math:`z` :math:`(G, n, d)`, mask :math:`(G, n)`;
@@ -75,15 +83,22 @@ class MoleculeDecoder(torch.nn.Module):
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, num_atom_types: int,
                  num_bond_types: int = 3, normalize: bool = True,
-                 masked: bool = False):
+                 masked: bool = False, distance_context: int = 0):
         super().__init__()
+        distance_context = check_int('distance_context', distance_context,
+                                     0)
+        if distance_context and not masked:
+            raise ValueError("'distance_context' is a context of masked "
+                             "decoding (masked=True)")
         self.latent_channels = latent_channels
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.num_atom_types = num_atom_types
         self.num_bond_types = num_bond_types
         self.masked = masked
+        self.distance_context = distance_context
         context = (num_bond_types + 2) + (num_atom_types + 1) if masked else 0
+        context += distance_context + 1 if distance_context else 0
         self.net = SecondOrderDecoder(latent_channels, hidden_channels,
                                       num_layers, 1 + num_bond_types +
                                       num_atom_types, normalize=normalize,
@@ -110,7 +125,31 @@ class MoleculeDecoder(torch.nn.Module):
         node = torch.cat([F.one_hot(atom.clamp(0, A - 1), A) * ka, 1 - ka],
                          dim=-1)  # [G, n, A + 1]
         node = torch.diag_embed(node.transpose(1, 2)).permute(0, 2, 3, 1)
-        return apply_mask(torch.cat([pair, node], dim=-1), mask, 2)
+        out = [pair, node]
+        if self.distance_context:
+            out.append(self.distances(bond, known, mask))
+        return apply_mask(torch.cat(out, dim=-1), mask, 2)
+
+    def distances(self, bond: Tensor, known: Tensor, mask: Tensor) -> Tensor:
+        r"""The distance channels :math:`(G, n, n, L + 1)` of
+        :obj:`distance_context`: the shortest-path distance of every pair
+        of atoms in the graph of the known bonds, one-hot for :math:`1,
+        \ldots, L`, then "farther or not connected"; 0 on the diagonal."""
+        L = self.distance_context
+        n = mask.size(1)
+        eye = torch.eye(n, dtype=torch.bool, device=mask.device)
+        adj = (known & (bond > 0) & ~eye).float()  # [G, n, n]
+        reach = eye.expand_as(adj).float()  # within distance k - 1
+        found = adj.new_zeros(adj.shape)
+        out = []
+        for _ in range(L):
+            reach = ((reach + reach @ adj) > 0).float()
+            new = reach - found - eye.float()  # exactly at distance k
+            out.append(new.clamp(min=0))
+            found = found + out[-1]
+        out.append(1 - found)  # farther or not connected
+        dist = torch.stack(out, dim=-1) * (~eye).unsqueeze(-1)
+        return dist
 
     def latent_preactivation(self, z: Tensor, mask: Tensor) -> Tensor:
         r"""The latents' part of the first layer
@@ -144,7 +183,9 @@ class MoleculeDecoder(torch.nn.Module):
                 f'{self.hidden_channels}, num_layers={self.num_layers}, '
                 f'num_atom_types={self.num_atom_types}, num_bond_types='
                 f'{self.num_bond_types}' +
-                (', masked=True' if self.masked else '') + ')')
+                (', masked=True' if self.masked else '') +
+                (f', distance_context={self.distance_context}'
+                 if self.distance_context else '') + ')')
 
 
 #: The default number of rounds of masked decoding.
@@ -504,6 +545,10 @@ class MoleculeMGVAE(MGVAE):
             :math:`\lceil k D / K \rceil` in a uniformly random order
             (:func:`entry_ranks`; values as in :meth:`masked_decode`). One
             round is independent decoding. (default: :obj:`8`)
+        distance_context (int): With :obj:`masked_decoding`, the decoder
+            also sees the shortest-path distances (up to this many bonds)
+            of the bonds decoded so far (:class:`MoleculeDecoder`; not in
+            the paper). (default: :obj:`0`)
         encoder_scope (str): As in :class:`MGN`; the default
             :obj:`"graph"` lets the finest latents see the whole molecule,
             which the all-at-once decoder needs to place the bonds between
@@ -523,6 +568,7 @@ class MoleculeMGVAE(MGVAE):
                  local_decoding: bool = True,
                  masked_decoding: bool = False,
                  decode_rounds: int = DECODE_ROUNDS,
+                 distance_context: int = 0,
                  encoder_scope: str = 'graph', **kwargs):
         kwargs.setdefault('order', 2)
         kwargs.setdefault('covariance', 'mrf')
@@ -574,7 +620,8 @@ class MoleculeMGVAE(MGVAE):
         self.global_decoders[0] = MoleculeDecoder(
             latent_channels, hidden_channels, self.decoder_layers,
             num_atom_types, num_bond_types,
-            normalize=self.normalize_second_order, masked=masked_decoding)
+            normalize=self.normalize_second_order, masked=masked_decoding,
+            distance_context=distance_context)
 
     @property
     def decoder(self) -> MoleculeDecoder:
