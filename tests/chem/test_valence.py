@@ -112,25 +112,37 @@ def test_correction_order_and_threshold():
     assert mol.GetNumAtoms() == 2
 
 
+@pytest.mark.parametrize('aromatic', [False, True])
 @pytest.mark.parametrize('atoms', [QM9_ATOMS, ZINC_ATOMS])
-def test_random_correction_is_valid(atoms):
+def test_random_correction_is_valid(atoms, aromatic):
     gen = torch.Generator().manual_seed(12345)
+    B = 4 if aromatic else 3
     for trial in range(200):
         n = int(torch.randint(1, 16, (1, ), generator=gen))
         types = torch.randint(len(atoms), (n, ), generator=gen)
         edge_prob = torch.rand(n, n, generator=gen)
-        bond_prob = torch.rand(n, n, 3, generator=gen).softmax(dim=-1)
+        bond_prob = torch.rand(n, n, B, generator=gen)
+        if aromatic:
+            bond_prob[..., 3] *= 3  # mostly aromatic
+        bond_prob = bond_prob.softmax(dim=-1)
         threshold = [0.5, 0.2, 0.0][trial % 3]
         edge_index, bond_types = valence_correct(types, edge_prob, bond_prob,
-                                                 atoms, threshold=threshold)
+                                                 atoms, threshold=threshold,
+                                                 aromatic=aromatic)
         assert bond_types.min() >= 1 if bond_types.numel() > 0 else True
         # Symmetric edges:
         dense = dense_bond_types(edge_index, bond_types, n)
         assert torch.equal(dense, dense.t())
-        # Valence constraint of each atom:
+        # Valence constraint of each atom (an aromatic bond: one unit):
+        units = torch.where(dense == 4, 1, dense)
         for i, t in enumerate(types.tolist()):
-            assert int(dense[i].sum()) <= max_valence(*atoms[t])
+            assert int(units[i].sum()) <= max_valence(*atoms[t])
 
+        if aromatic:  # RDKit sanitization succeeds after the repair.
+            mol = valence_correct_mol(types, edge_prob, bond_prob, atoms,
+                                      threshold=threshold, aromatic=True)
+            assert mol is not None and check_valence(mol), trial
+            continue
         mol = dense_to_mol(types, dense, atoms, sanitize=False)
         assert check_valence(mol)
         mol = data_to_mol(types, edge_index, bond_types - 1, atoms)
@@ -217,26 +229,3 @@ def test_sanitize_aromatic_repair():
     bad = Chem.MolFromSmiles('CO(C)C', sanitize=False)
     assert sanitize_aromatic(bad, repair=True) is None
     assert sanitize_aromatic(None) is None
-
-
-@pytest.mark.parametrize('atoms', [QM9_ATOMS, ZINC_ATOMS])
-def test_random_aromatic_correction_is_valid(atoms):
-    gen = torch.Generator().manual_seed(7)
-    for trial in range(150):
-        n = int(torch.randint(1, 14, (1, ), generator=gen))
-        types = torch.randint(len(atoms), (n, ), generator=gen)
-        edge_prob = torch.rand(n, n, generator=gen)
-        bond_prob = torch.rand(n, n, 4, generator=gen)
-        bond_prob[..., 3] *= 3  # mostly aromatic
-        bond_prob = bond_prob.softmax(dim=-1)
-        edge_index, bond_types = valence_correct(types, edge_prob, bond_prob,
-                                                 atoms, threshold=0.2,
-                                                 aromatic=True)
-        dense = dense_bond_types(edge_index, bond_types, n)
-        assert torch.equal(dense, dense.t())
-        units = torch.where(dense == 4, 1, dense)
-        for i, t in enumerate(types.tolist()):
-            assert int(units[i].sum()) <= max_valence(*atoms[t])
-        mol = valence_correct_mol(types, edge_prob, bond_prob, atoms,
-                                  threshold=0.2, aromatic=True)
-        assert mol is not None and check_valence(mol), trial
