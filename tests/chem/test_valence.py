@@ -21,12 +21,12 @@ from torch_geometric_mgvae.chem import (  # noqa: E402
 )
 
 
-def _perfect_probs(smiles, atoms):
-    data = smiles_to_data(smiles, atoms)
+def _perfect_probs(smiles, atoms, kekulize=True):
+    data = smiles_to_data(smiles, atoms, kekulize=kekulize)
     n = data.num_nodes
     edge_prob = torch.zeros(n, n)
     edge_prob[data.edge_index[0], data.edge_index[1]] = 1.0
-    bond_prob = torch.zeros(n, n, 3)
+    bond_prob = torch.zeros(n, n, 3 if kekulize else 4)
     bond_prob[data.edge_index[0], data.edge_index[1]] = data.edge_attr
     return data, edge_prob, bond_prob
 
@@ -164,12 +164,6 @@ def test_largest_fragment():
 
 # Aromatic bonds as a fourth bond type (kekulize=False) ####################
 
-def _aromatic_graph(smiles, atoms=ZINC_ATOMS):
-    data = smiles_to_data(smiles, atoms, kekulize=False)
-    assert data.edge_attr.size(1) == 4
-    return data
-
-
 @pytest.mark.parametrize('smiles', [
     'c1ccccc1', 'c1ccc2ccccc2c1', 'c1ccncc1', 'c1ccoc1', 'c1ccsc1',
     'Cn1ccnc1', 'O=[N+]([O-])c1ccc(Cl)cc1Br', 'CS(=O)(=O)c1ccsc1',
@@ -177,16 +171,13 @@ def _aromatic_graph(smiles, atoms=ZINC_ATOMS):
     'c1cc[nH]c1', 'c1ccc2[nH]ccc2c1', 'c1c[nH]cn1',
 ])
 def test_aromatic_graph_round_trip(smiles):
-    data = _aromatic_graph(smiles)
+    data, edge_prob, bond_prob = _perfect_probs(smiles, ZINC_ATOMS,
+                                                kekulize=False)
+    assert data.edge_attr.size(1) == 4
     mol = data_to_mol(data.x, data.edge_index, data.edge_attr, ZINC_ATOMS)
     assert mol_to_smiles(mol) == canonical_smiles(smiles)
 
     # The correction with the graph's own probabilities rebuilds it too:
-    n = data.num_nodes
-    edge_prob = torch.zeros(n, n)
-    edge_prob[data.edge_index[0], data.edge_index[1]] = 1.0
-    bond_prob = torch.zeros(n, n, 4)
-    bond_prob[data.edge_index[0], data.edge_index[1]] = data.edge_attr
     edge_index, bond_types = valence_correct(data.x, edge_prob, bond_prob,
                                              ZINC_ATOMS, aromatic=True)
     assert torch.equal(edge_index, data.edge_index)
