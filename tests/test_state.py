@@ -126,6 +126,12 @@ def test_session_interrupt_and_resume_equal_an_uninterrupted_run(tmp_path):
     with pytest.raises(UsageError, match='--aromatic None'):
         TrainingSession(out, argparse.Namespace(out=out, lr=0.1,
                                                 aromatic=True), resume=True)
+    TrainingSession(out, argparse.Namespace(out=out, lr=0.1,
+                                            distance_context=0), resume=True)
+    with pytest.raises(UsageError, match='--distance-context None'):
+        TrainingSession(out, argparse.Namespace(out=out, lr=0.1,
+                                                distance_context=6),
+                        resume=True)
 
 
 def test_a_signal_outside_an_epoch_stops_at_once(tmp_path):

@@ -65,11 +65,14 @@ RESUME_FREE = ('resume', 'checkpoint_every', 'no_progress', 'debug',
                'refine_steps', 'decode_rounds', 'decode_temperature')
 
 
-def _option(args: Dict[str, Any], key: str) -> Any:
+def _same_option(old: Dict[str, Any], new: Dict[str, Any],
+                 key: str) -> bool:
+    if key in old and key in new:
+        return old[key] == new[key]
     # An option that a state saved by an earlier version lacks was added
-    # since; it matches when it is off (False or None) now.
-    value = args.get(key)
-    return None if value is False else value
+    # since: it matches when it is off now (None, False or 0).
+    value = new.get(key, old.get(key))
+    return value is None or (isinstance(value, (int, float)) and value == 0)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -292,7 +295,7 @@ class TrainingSession:
         old = saved['args']
         diff = [k for k in sorted(set(old) | set(self.args))
                 if k not in RESUME_FREE and k not in self.budget
-                and _option(old, k) != _option(self.args, k)]
+                and not _same_option(old, self.args, k)]
         if diff:
             changes = ', '.join(
                 f"--{k.replace('_', '-')} {old.get(k)!r} (now "
