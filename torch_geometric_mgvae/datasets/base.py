@@ -34,6 +34,7 @@ import os.path as osp
 import re
 import sys
 import tempfile
+import threading
 import types
 import warnings
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -77,25 +78,66 @@ def one_line(error: BaseException, limit: int = 200) -> str:
     return f'{error.__class__.__name__}: {text}'
 
 
+class _Writes:
+    r"""How many :func:`signals_deferred` blocks of the main thread are
+    open, and the signal handler deferred until the outermost one ends
+    (:func:`defer_signal`)."""
+    depth = 0
+    pending: Optional[Callable[[], None]] = None
+
+
+def defer_signal(handler: Callable[[], None]) -> bool:
+    r"""Called first by a signal handler that raises: if the main thread is
+    inside :func:`atomic_write` (a :func:`signals_deferred` block), keeps
+    :obj:`handler` (the first one only) to run as soon as the outermost
+    block has ended and returns :obj:`True`; else returns :obj:`False`.
+    An exception raised inside :func:`torch.save`'s writer would otherwise
+    surface as a :obj:`RuntimeError` of its C++ stream writer instead of
+    itself."""
+    if _Writes.depth == 0:
+        return False
+    if _Writes.pending is None:
+        _Writes.pending = handler
+    return True
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    r"""A block (in the main thread; elsewhere it does nothing) during which
+    signal handlers that ask :func:`defer_signal` wait: the first one runs
+    when the outermost such block ends."""
+    main = threading.current_thread() is threading.main_thread()
+    _Writes.depth += main
+    try:
+        yield
+    finally:
+        _Writes.depth -= main
+        if main and _Writes.depth == 0 and _Writes.pending is not None:
+            handler, _Writes.pending = _Writes.pending, None
+            handler()
+
+
 def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     r"""Calls :obj:`write` on a temporary binary file in the folder of
     :obj:`path` and moves it to :obj:`path` (:func:`os.replace`) once it is
     complete and synced; on any error the temporary file is removed and
-    :obj:`path` is left as it was."""
+    :obj:`path` is left as it was. Signal handlers that ask
+    :func:`defer_signal` run after the write (:func:`signals_deferred`)."""
     folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder,
-                               prefix=f'.{osp.basename(path)}.',
-                               suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with signals_deferred():
+        fd, tmp = tempfile.mkstemp(dir=folder,
+                                   prefix=f'.{osp.basename(path)}.',
+                                   suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
 
 
 def save_atomic(obj: Any, path: str) -> None:

@@ -19,6 +19,7 @@ from typing import IO, Any, Callable
 import torch
 
 from torch_geometric_mgvae.datasets.base import atomic_write as _replace
+from torch_geometric_mgvae.datasets.base import signals_deferred
 from torch_geometric_mgvae.experiments.distributed import get_rank
 
 __all__ = ['atomic_write', 'copy_file', 'write_text', 'write_json',
@@ -53,8 +54,9 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> str:
         raise RuntimeError(f"Process {get_rank()} tried to write '{path}': "
                            f"only rank 0 writes in a data-parallel run")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _replace(path, write)
-    os.chmod(path, 0o666 & ~_umask())
+    with signals_deferred():  # a signal's exception waits for the chmod
+        _replace(path, write)
+        os.chmod(path, 0o666 & ~_umask())
     return path
 
 

@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from torch_geometric_mgvae.datasets.base import defer_signal
 from torch_geometric_mgvae.experiments.distributed import (
     any_rank,
     gather_objects,
@@ -236,7 +237,8 @@ class TrainingSession:
     the training state and raises :class:`Interrupted`; outside an epoch
     (data loading, evaluation, writing) and on a second signal it raises
     :class:`Interrupted` at once (the last saved state is intact: files are
-    replaced atomically).
+    replaced atomically), or, during a file write, as soon as that file is
+    complete.
 
     Args:
         out (str, optional): The run's folder; the state is
@@ -326,6 +328,8 @@ class TrainingSession:
         self._handlers = {}
 
     def _on_signal(self, signum: int, frame: Any):
+        if defer_signal(lambda: self._on_signal(signum, frame)):
+            return  # raised once the file being written is complete
         name = signal.Signals(signum).name
         if self._in_epoch and self._signal is None:
             self._signal = name
