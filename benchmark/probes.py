@@ -386,6 +386,11 @@ def _child_cli(argv: List[str], cwd: str, out: str, err: str) -> None:
         os.close(f)
     offline()
     os.chdir(cwd)
+    # As in a terminal, whatever started the probes: a shell starts a
+    # background job (e.g. under nohup) with SIGINT ignored, which the
+    # forked command would inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     open(out + '.started', 'w').close()  # signals may be sent from now
     sys.argv = ['mgvae'] + list(argv)
     code = 1
