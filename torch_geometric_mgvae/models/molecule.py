@@ -135,21 +135,17 @@ class MoleculeDecoder(torch.nn.Module):
         :obj:`distance_context`: the shortest-path distance of every pair
         of atoms in the graph of the known bonds, one-hot for :math:`1,
         \ldots, L`, then "farther or not connected"; 0 on the diagonal."""
-        L = self.distance_context
         n = mask.size(1)
         eye = torch.eye(n, dtype=torch.bool, device=mask.device)
         adj = (known & (bond > 0) & ~eye).float()  # [G, n, n]
         reach = eye.expand_as(adj).float()  # within distance k - 1
-        found = adj.new_zeros(adj.shape)
         out = []
-        for _ in range(L):
-            reach = ((reach + reach @ adj) > 0).float()
-            new = reach - found - eye.float()  # exactly at distance k
-            out.append(new.clamp(min=0))
-            found = found + out[-1]
-        out.append(1 - found)  # farther or not connected
-        dist = torch.stack(out, dim=-1) * (~eye).unsqueeze(-1)
-        return dist
+        for _ in range(self.distance_context):
+            within = ((reach + reach @ adj) > 0).float()  # within k
+            out.append(within - reach)  # exactly at distance k
+            reach = within
+        out.append(1 - reach)  # farther or not connected
+        return torch.stack(out, dim=-1)  # the diagonal is within 0: 0
 
     def latent_preactivation(self, z: Tensor, mask: Tensor) -> Tensor:
         r"""The latents' part of the first layer
