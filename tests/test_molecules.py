@@ -67,11 +67,6 @@ def test_defaults_and_checks():
         ['--masked-decoding', '--distance-context', '6']), 3)
     with pytest.raises(UsageError, match='add --masked-decoding'):
         parse_args(['--distance-context', '6'])
-    assert 'distances up to 6 and fragments' in method_name(parse_args(
-        ['--masked-decoding', '--distance-context', '6',
-         '--component-context']), 3)
-    with pytest.raises(UsageError, match='add --distance-context'):
-        parse_args(['--masked-decoding', '--component-context'])
     assert 'aromatic bonds' in method_name(parse_args(['--aromatic']), 3)
     assert 'aromatic' not in method_name(parse_args([]), 3)
     with pytest.raises(UsageError, match='--aromatic is for the all-at-'):

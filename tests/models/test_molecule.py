@@ -440,48 +440,13 @@ def test_distance_context_hand_values_and_equivariance():
                  known[:, p][:, :, p])
     assert torch.allclose(a2, a[:, p], atol=1e-10)
     assert torch.allclose(b2, b[:, p][:, :, p], atol=1e-10)
-    # component_context splits "farther or not connected": 0 and 3 are
-    # one fragment at distance 3 > 2 here, 4 is alone, 5 is padding.
-    dec_c = MoleculeDecoder(4, 8, 2, num_atom_types=3, masked=True,
-                            distance_context=2,
-                            component_context=True).double()
-    assert 'component_context=True' in str(dec_c)
-    dist_c = dec_c.distances(bond, known, mask)[0]  # [n, n, 4]
-    assert torch.equal(dist_c[..., :3], dist)
-    apart = torch.zeros(n, n)
-    apart[:4, 4] = apart[4, :4] = 1
-    apart[:, 5] = apart[5, :] = 1
-    apart[5, 5] = 0
-    assert torch.equal(dist_c[..., 3], apart)
-    assert dec_c.context(atom, bond, known, mask).shape == (1, n, n, 13)
-    with pytest.raises(ValueError, match='component_context'):
-        MoleculeDecoder(4, 8, 2, 3, masked=True, component_context=True)
-    # Against networkx's components on random sparse graphs (long paths
-    # need several squarings of the reach matrix).
-    import networkx as nx
-    gen = torch.Generator().manual_seed(1)
-    for n_r, L in [(1, 1), (7, 1), (30, 1), (30, 2), (37, 6)]:
-        m_r = torch.ones(1, n_r, dtype=torch.bool)
-        b_r = (torch.rand(1, n_r, n_r, generator=gen) < 1.2 / n_r).long()
-        b_r = b_r.triu(1) + b_r.triu(1).transpose(1, 2)
-        k_r = torch.ones(1, n_r, n_r, dtype=torch.bool)
-        dec_r = MoleculeDecoder(4, 8, 1, 3, masked=True, distance_context=L,
-                                component_context=True)
-        got = dec_r.distances(b_r, k_r, m_r)[0, ..., -1]
-        g_r = nx.from_numpy_array(b_r[0].numpy())
-        comp = {v: i for i, c in enumerate(nx.connected_components(g_r))
-                for v in c}
-        want = torch.tensor([[float(comp[u] != comp[v]) for v in range(n_r)]
-                             for u in range(n_r)])
-        assert torch.equal(got, want)
     with pytest.raises(ValueError, match='masked decoding'):
         MoleculeDecoder(4, 8, 2, 3, distance_context=2)
     with pytest.raises(ValueError, match='distance_context'):
         MoleculeDecoder(4, 8, 2, 3, masked=True, distance_context=-1)
     # In the model: trains and samples.
     data = molecules()
-    model = make(masked_decoding=True, distance_context=3,
-                 component_context=True)
+    model = make(masked_decoding=True, distance_context=3)
     out = model(data.x, data.edge_index, batch=data.batch,
                 edge_attr=data.edge_attr)
     terms = model.loss_terms(out, torch.Generator().manual_seed(0))

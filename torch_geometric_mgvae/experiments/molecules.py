@@ -201,11 +201,6 @@ def add_arguments(parser: argparse.ArgumentParser):
                        'of every pair in the bonds decoded so far (a bond '
                        'at distance d closes a ring of d + 1 atoms; not in '
                        'the paper; default: 0 = off)')
-    model.add_argument('--component-context', action='store_true',
-                       help='with --distance-context: the decoder also '
-                       'tells pairs in different fragments (a bond joins '
-                       'them) from pairs farther apart in one (a bond '
-                       'closes a larger ring; not in the paper)')
     model.add_argument('--aromatic', action='store_true',
                        help='aromatic bonds as a fourth bond type instead '
                        'of Kekule structures (datasets with kekulize=False; '
@@ -301,9 +296,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.distance_context and not args.masked_decoding:
         raise UsageError('--distance-context is a context of masked '
                          'decoding: add --masked-decoding')
-    if args.component_context and not args.distance_context:
-        raise UsageError('--component-context refines the distance '
-                         'context: add --distance-context L')
     if not args.masked_decoding and (args.decode_rounds is not None or
                                      args.decode_temperature):
         raise UsageError('--decode-rounds and --decode-temperature set the '
@@ -421,7 +413,6 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 masked_decoding=args.masked_decoding,
                 decode_rounds=args.decode_rounds or DECODE_ROUNDS,
                 distance_context=args.distance_context,
-                component_context=args.component_context,
                 valence_regularizer=args.valence_weight > 0,
                 covariance=args.covariance,
                 prior_kwargs=dict(matching=args.matching))
@@ -471,9 +462,7 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
         if args.decode_temperature:
             parts.append(f'decoding T={args.decode_temperature:g}')
         if args.distance_context:
-            parts.append(f'distances up to {args.distance_context}' +
-                         (' and fragments' if args.component_context
-                          else ''))
+            parts.append(f'distances up to {args.distance_context}')
     if args.aromatic:
         parts.append('aromatic bonds')
     if args.chem_features:

@@ -71,13 +71,6 @@ class MoleculeDecoder(torch.nn.Module):
             bonding the pair closes a ring of :math:`d + 1` atoms, which
             the decoder sees (not in the paper; equivariant, as distances
             are). (default: :obj:`0`)
-        component_context (bool): With :obj:`distance_context`, one more
-            channel that splits "farther or not connected": 1 for a pair in
-            different connected components of the known bonds (bonding it
-            joins two fragments and closes no ring), 0 for a pair farther
-            apart than :math:`L` in one component (bonding it closes a ring
-            of more than :math:`L + 1` atoms) (not in the paper).
-            (default: :obj:`False`)
 
     Shapes:
         - **input:** :math:`z` :math:`(G, n, d)`, mask :math:`(G, n)`;
@@ -90,17 +83,13 @@ class MoleculeDecoder(torch.nn.Module):
     def __init__(self, latent_channels: int, hidden_channels: int,
                  num_layers: int, num_atom_types: int,
                  num_bond_types: int = 3, normalize: bool = True,
-                 masked: bool = False, distance_context: int = 0,
-                 component_context: bool = False):
+                 masked: bool = False, distance_context: int = 0):
         super().__init__()
         distance_context = check_int('distance_context', distance_context,
                                      0)
         if distance_context and not masked:
             raise ValueError("'distance_context' is a context of masked "
                              "decoding (masked=True)")
-        if component_context and not distance_context:
-            raise ValueError("'component_context' refines the distance "
-                             "context (distance_context > 0)")
         self.latent_channels = latent_channels
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
@@ -108,10 +97,8 @@ class MoleculeDecoder(torch.nn.Module):
         self.num_bond_types = num_bond_types
         self.masked = masked
         self.distance_context = distance_context
-        self.component_context = bool(component_context)
         context = (num_bond_types + 2) + (num_atom_types + 1) if masked else 0
         context += distance_context + 1 if distance_context else 0
-        context += int(self.component_context)
         self.net = SecondOrderDecoder(latent_channels, hidden_channels,
                                       num_layers, 1 + num_bond_types +
                                       num_atom_types, normalize=normalize,
@@ -147,9 +134,7 @@ class MoleculeDecoder(torch.nn.Module):
         r"""The distance channels :math:`(G, n, n, L + 1)` of
         :obj:`distance_context`: the shortest-path distance of every pair
         of atoms in the graph of the known bonds, one-hot for :math:`1,
-        \ldots, L`, then "farther or not connected"; 0 on the diagonal.
-        With :obj:`component_context`, then "not connected"
-        (:math:`L + 2` channels)."""
+        \ldots, L`, then "farther or not connected"; 0 on the diagonal."""
         n = mask.size(1)
         eye = torch.eye(n, dtype=torch.bool, device=mask.device)
         adj = (known & (bond > 0) & ~eye).float()  # [G, n, n]
@@ -160,14 +145,6 @@ class MoleculeDecoder(torch.nn.Module):
             out.append(within - reach)  # exactly at distance k
             reach = within
         out.append(1 - reach)  # farther or not connected
-        if self.component_context:
-            # The components: squaring "within k" gives "within 2k", and
-            # within n - 1 is connected.
-            span = self.distance_context
-            while span < n - 1:
-                reach = ((reach @ reach) > 0).float()
-                span *= 2
-            out.append(1 - reach)  # not connected
         return torch.stack(out, dim=-1)  # the diagonal is within 0: 0
 
     def latent_preactivation(self, z: Tensor, mask: Tensor) -> Tensor:
@@ -204,9 +181,7 @@ class MoleculeDecoder(torch.nn.Module):
                 f'{self.num_bond_types}' +
                 (', masked=True' if self.masked else '') +
                 (f', distance_context={self.distance_context}'
-                 if self.distance_context else '') +
-                (', component_context=True' if self.component_context
-                 else '') + ')')
+                 if self.distance_context else '') + ')')
 
 
 #: The default number of rounds of masked decoding.
@@ -570,10 +545,6 @@ class MoleculeMGVAE(MGVAE):
             also sees the shortest-path distances (up to this many bonds)
             of the bonds decoded so far (:class:`MoleculeDecoder`; not in
             the paper). (default: :obj:`0`)
-        component_context (bool): With :obj:`distance_context`, the decoder
-            also tells pairs in different fragments from pairs farther
-            apart in one (:class:`MoleculeDecoder`; not in the paper).
-            (default: :obj:`False`)
         encoder_scope (str): As in :class:`MGN`; the default
             :obj:`"graph"` lets the finest latents see the whole molecule,
             which the all-at-once decoder needs to place the bonds between
@@ -594,7 +565,6 @@ class MoleculeMGVAE(MGVAE):
                  masked_decoding: bool = False,
                  decode_rounds: int = DECODE_ROUNDS,
                  distance_context: int = 0,
-                 component_context: bool = False,
                  encoder_scope: str = 'graph', **kwargs):
         kwargs.setdefault('order', 2)
         kwargs.setdefault('covariance', 'mrf')
@@ -647,8 +617,7 @@ class MoleculeMGVAE(MGVAE):
             latent_channels, hidden_channels, self.decoder_layers,
             num_atom_types, num_bond_types,
             normalize=self.normalize_second_order, masked=masked_decoding,
-            distance_context=distance_context,
-            component_context=component_context)
+            distance_context=distance_context)
 
     @property
     def decoder(self) -> MoleculeDecoder:
