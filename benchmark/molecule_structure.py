@@ -6,9 +6,9 @@ its ``--out`` (``samples_raw.smi``, ``samples_corrected.smi``,
 ``samples_joined.smi``) and reports, per setting and for the test split as
 the reference, the ring statistics of the valid molecules
 (:func:`torch_geometric_mgvae.chem.ring_stats`): heavy atoms, fragments
-and rings per molecule, the share of molecules with an aromatic ring and
-the shares of rings with 3-4, 5-6 and 7 or more atoms, with each value's
-ratio to the test set's.
+and rings per molecule, the share of molecules with an aromatic ring, the
+aromatic rings per molecule and the shares of rings with 3-4, 5-6 and 7
+or more atoms, with each value's ratio to the test set's.
 
     python benchmark/molecule_structure.py --dataset zinc --root ROOT OUT...
 
@@ -40,8 +40,8 @@ from torch_geometric_mgvae.experiments.results import (  # noqa: E402
 RESULTS = os.path.join(ROOT, 'benchmark', 'results',
                        'molecule_structure.json')
 TEST = 'test set (reference)'
-COLUMNS = ('atoms', 'fragments', 'rings', 'aromatic', 'ring_3_4',
-           'ring_5_6', 'ring_7_plus')
+COLUMNS = ('atoms', 'fragments', 'rings', 'aromatic', 'aromatic_rings',
+           'ring_3_4', 'ring_5_6', 'ring_7_plus')
 
 
 def run_method(out: str) -> str:
@@ -79,15 +79,16 @@ def main(argv=None):
                              ring_stats(f.read().split('\n'))))
     ref = rows[0][3]
     print(f'{"run (--out)":<24}{"setting":<27}' +
-          ''.join(f'{c:>12}' for c in COLUMNS))
+          ''.join(f'{c:>15}' for c in COLUMNS))
     records = []
     protocol = ('ring statistics of the valid molecules (RDKit SSSR '
-                'rings; aromatic = has an aromatic ring); ratio = value / '
-                'the test split\'s')
+                'rings; aromatic = has an aromatic ring; aromatic_rings = '
+                'rings with only aromatic bonds, per molecule); ratio = '
+                'value / the test split\'s')
     for out, method, setting, stats in rows:
         name = os.path.basename(os.path.normpath(out)) if out else TEST
         print(f'{name[:23]:<24}{(setting or "")[:26]:<27}' +
-              ''.join(f'{stats[c]:>12.3f}' for c in COLUMNS))
+              ''.join(f'{stats[c]:>15.3f}' for c in COLUMNS))
         extra = {} if setting is None else {'setting': setting}
         for c in COLUMNS:
             records.append(record('molecule_structure', label, method, c,

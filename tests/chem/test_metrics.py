@@ -77,9 +77,17 @@ def test_ring_stats_hand_values():
                         'C1CC', None])
     assert stats == pytest.approx(dict(
         atoms=(6 + 4 + 8 + 4) / 4, fragments=5 / 4, rings=3 / 4,
-        aromatic=1 / 4, ring_3_4=1 / 3, ring_5_6=1 / 3, ring_7_plus=1 / 3))
-    # Fused rings count once each (naphthalene: two 6-rings):
+        aromatic=1 / 4, aromatic_rings=1 / 4, ring_3_4=1 / 3,
+        ring_5_6=1 / 3, ring_7_plus=1 / 3))
+    # Fused rings count once each (naphthalene: two 6-rings, both
+    # aromatic; a Kekule SMILES reads as aromatic too):
     assert ring_stats(['c1ccc2ccccc2c1'])['rings'] == 2
+    assert ring_stats(['c1ccc2ccccc2c1'])['aromatic_rings'] == 2
+    assert ring_stats(['C1=CC=CC=C1'])['aromatic_rings'] == 1
+    # A diene ring and a ring fused to benzene that is not aromatic:
+    assert ring_stats(['C1=CC=CCC1'])['aromatic_rings'] == 0
+    tetralin = ring_stats(['c1ccc2c(c1)CCCC2'])
+    assert tetralin['rings'] == 2 and tetralin['aromatic_rings'] == 1
     no_rings = ring_stats(['CCO'])
     assert no_rings['rings'] == 0 and math.isnan(no_rings['ring_5_6'])
     assert all(math.isnan(v) for v in ring_stats(['xyz', '']).values())

@@ -151,6 +151,8 @@ def ring_stats(mols: Sequence[Any]) -> Dict[str, float]:
     * :obj:`rings`: rings (RDKit's smallest set of smallest rings) per
       molecule;
     * :obj:`aromatic`: the share of molecules with an aromatic ring;
+    * :obj:`aromatic_rings`: aromatic rings (all bonds aromatic) per
+      molecule;
     * :obj:`ring_3_4`, :obj:`ring_5_6`, :obj:`ring_7_plus`: the shares of
       the rings with 3-4, 5-6 and at least 7 atoms (:obj:`nan` without
       rings).
@@ -158,13 +160,16 @@ def ring_stats(mols: Sequence[Any]) -> Dict[str, float]:
     All values are :obj:`nan` if there is no valid entry.
     """
     valid = valid_mols(mols)
-    keys = ('atoms', 'fragments', 'rings', 'aromatic', 'ring_3_4',
-            'ring_5_6', 'ring_7_plus')
+    keys = ('atoms', 'fragments', 'rings', 'aromatic', 'aromatic_rings',
+            'ring_3_4', 'ring_5_6', 'ring_7_plus')
     if len(valid) == 0:
         return {key: math.nan for key in keys}
     sizes = [len(r) for mol in valid for r in mol.GetRingInfo().AtomRings()]
     aromatic = sum(any(a.GetIsAromatic() for a in mol.GetAtoms())
                    for mol in valid)
+    aromatic_rings = sum(
+        all(mol.GetBondWithIdx(b).GetIsAromatic() for b in ring)
+        for mol in valid for ring in mol.GetRingInfo().BondRings())
 
     def share(lo: int, hi: float) -> float:
         if not sizes:
@@ -176,6 +181,7 @@ def ring_stats(mols: Sequence[Any]) -> Dict[str, float]:
         atoms=sum(mol.GetNumAtoms() for mol in valid) / V,
         fragments=sum(len(Chem.GetMolFrags(mol)) for mol in valid) / V,
         rings=len(sizes) / V, aromatic=aromatic / V,
+        aromatic_rings=aromatic_rings / V,
         ring_3_4=share(3, 4), ring_5_6=share(5, 6),
         ring_7_plus=share(7, math.inf))
 
