@@ -226,6 +226,46 @@ def test_molecules_end_to_end(qm9_root, tmp_path, monkeypatch):
     assert state['current']['epoch'] == 3 and state['args']['epochs'] == 3
 
 
+def test_ema_of_the_weights_is_sampled_and_resumed(qm9_root, tmp_path):
+    out, res = tmp_path / 'out', tmp_path / 'results.json'
+    argv = ['molecules', '--root', qm9_root, '--num-train', '32',
+            '--batch-size', '32', '--num-samples', '8', '--hidden', '8',
+            '--latent', '4', '--decoder-layers', '1', '--no-fcd',
+            '--no-local-decoding', '--ema', '0.9', '--out', str(out),
+            '--results', str(res), '--no-progress']
+    assert main(argv + ['--epochs', '1']) == 0  # one optimizer step
+    first = torch.load(out / 'train_state.pt', weights_only=False)['current']
+    assert int(first['ema']['n_averaged']) == 1
+    w1 = first['model']
+    # The first step's average is the weights themselves:
+    ckpt = torch.load(out / 'model.pt', weights_only=True)['model']
+    for k, v in ckpt.items():
+        if torch.is_tensor(v) and v.is_floating_point():
+            assert torch.equal(v, w1[k]), k
+    # One more step, resumed: 0.9 * (weights after 1) + 0.1 * (after 2).
+    assert main(argv + ['--epochs', '2', '--resume']) == 0
+    second = torch.load(out / 'train_state.pt', weights_only=False)
+    w2 = second['current']['model']
+    assert int(second['current']['ema']['n_averaged']) == 2
+    assert second['args']['ema'] == 0.9
+    ckpt = torch.load(out / 'model.pt', weights_only=True)['model']
+    names = [n for n, _ in MoleculeMGVAE(**torch.load(
+        out / 'model.pt', weights_only=True)['model_kwargs']
+        ).named_parameters()]
+    assert any(not torch.equal(w1[n], w2[n]) for n in names)
+    for n in names:
+        assert torch.allclose(ckpt[n], 0.9 * w1[n] + 0.1 * w2[n],
+                              atol=1e-6), n
+    methods = {r['method'] for r in json.loads(res.read_text())}
+    assert any(m.endswith('EMA 0.9, 2 epochs)') for m in methods)
+    # A run with it is not resumed without it (exit code 2):
+    assert main([a for a in argv if a not in ('--ema', '0.9')] +
+                ['--epochs', '3', '--resume']) == 2
+    for bad in ('1', '-0.1', 'nan'):
+        with pytest.raises(SystemExit):
+            parse_args(['--ema', bad])
+
+
 def test_autoregressive_end_to_end(qm9_root, tmp_path):
     pytest.importorskip('torch_geometric_mgvae.models.autoregressive')
     out, res = tmp_path / 'out', tmp_path / 'results.json'

@@ -65,6 +65,7 @@ from torch_geometric_mgvae.experiments.io import (
 )
 from torch_geometric_mgvae.experiments.options import (
     UsageError,
+    decay,
     int_list,
     nonnegative_float,
     nonnegative_int,
@@ -236,6 +237,11 @@ def add_arguments(parser: argparse.ArgumentParser):
     opt.add_argument('--batch-size', type=positive_int, default=128)
     opt.add_argument('--lr', type=positive_float, default=1e-3,
                      help='Adam learning rate (default: 1e-3, the paper\'s)')
+    opt.add_argument('--ema', type=decay, default=0.0,
+                     help='keep an exponential moving average of the '
+                     'weights with this decay per optimizer step (e.g. '
+                     '0.999); sampling, the metrics and model.pt use it '
+                     '(default: 0 = off, the trained weights)')
     opt.add_argument('--kl-weight', type=nonnegative_float, default=1.0)
     opt.add_argument('--kl-warmup', type=nonnegative_int, default=0,
                      help='epochs over which the KL weight grows linearly '
@@ -446,9 +452,11 @@ def build_model(args: argparse.Namespace, num_atom_types: int,
 def method_name(args: argparse.Namespace, epochs: int) -> str:
     r"""The :obj:`method` of the records: the generator and its
     configuration."""
+    ema = f'EMA {args.ema:g}, ' if args.ema else ''
     if args.decoder == 'autoregressive':
         return (f'autoregressive MGN (hidden {args.hidden}, latent '
-                f'{args.latent}, {args.layers} layers, {epochs} epochs)')
+                f'{args.latent}, {args.layers} layers, {ema}{epochs} '
+                f'epochs)')
     parts = [f'K={",".join(map(str, args.clusters))}',
              f'hidden {args.hidden}', f'latent {args.latent}',
              f'{args.layers}+{args.decoder_layers} layers']
@@ -478,7 +486,7 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
     if args.refine_steps:
         parts.append(f'{args.refine_steps} refinement '
                      f'step{"s" if args.refine_steps > 1 else ""}')
-    parts.append(f'{epochs} epochs')
+    parts.append(f'{ema}{epochs} epochs')
     return f'all-at-once MGVAE ({", ".join(parts)})'
 
 
@@ -615,6 +623,16 @@ class MoleculeExperiment:
         self.net = self.par.wrap(LossModule(self.model, loss_terms_fn(args)))
         self.optimizer = torch.optim.Adam(self.model.parameters(),
                                           lr=args.lr)
+        self.ema = None
+        if args.ema:
+            from torch.optim.swa_utils import (
+                AveragedModel,
+                get_ema_multi_avg_fn,
+            )
+            self.ema = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+            self.optimizer.register_step_post_hook(
+                lambda *_: self.ema.update_parameters(self.model))
         self.loader = self.par.loader(self.train_graphs, args.batch_size,
                                       seed=args.seed)
         self.generator = self.par.generator(args.seed)
@@ -630,7 +648,9 @@ class MoleculeExperiment:
         return training_state(self.model, self.optimizer, self.model_kwargs,
                               generators={'generator': self.generator},
                               history=self.history,
-                              train_seconds=self.train_seconds)
+                              train_seconds=self.train_seconds,
+                              ema=None if self.ema is None else
+                              self.ema.state_dict())
 
     def restore(self, session: TrainingSession) -> Optional[Dict[str, Any]]:
         r"""Continues from :obj:`session`'s saved training state, if any."""
@@ -639,7 +659,19 @@ class MoleculeExperiment:
         if state is not None:
             self.history = state['history']
             self.train_seconds = state['train_seconds']
+            if self.ema is not None:
+                self.ema.load_state_dict(state['ema'])
         return state
+
+    def use_average(self):
+        r"""With :obj:`--ema`, loads the moving average of the weights into
+        the model, for sampling, the metrics and :obj:`model.pt` (the
+        training state keeps the trained weights and the average)."""
+        if self.ema is not None:
+            with torch.no_grad():
+                for p, q in zip(self.model.parameters(),
+                                self.ema.module.parameters()):
+                    p.copy_(q)
 
     def train_epoch(self) -> Dict[str, float]:
         r"""One epoch; returns the mean loss terms per molecule."""
@@ -969,6 +1001,7 @@ def run(args: argparse.Namespace, command: Optional[str] = None
         session.train('', step, args.epochs, exp.training_state, resumed,
                       stop=exp.out_of_time)
         bar.close()
+        exp.use_average()
         records = None
         if par.is_main:  # the others wait at the barrier
             exp.test()

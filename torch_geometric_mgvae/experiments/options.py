@@ -85,6 +85,11 @@ def probability(text: str) -> float:
     return _float(text, 'a number in [0, 1]', lambda v: 0 <= v <= 1)
 
 
+def decay(text: str) -> float:
+    r"""An argparse :obj:`type`: a decay rate in :math:`[0, 1)`."""
+    return _float(text, 'a number in [0, 1)', lambda v: 0 <= v < 1)
+
+
 def int_list(text: str) -> List[int]:
     r"""An argparse :obj:`type`: comma-separated positive integers, e.g.
     clusters per level :obj:`"2,1"`."""
