@@ -22,6 +22,7 @@ from torch_geometric_mgvae.experiments.molecules import (  # noqa: E402
     align_latents,
     interpolate,
     interpolation_pair,
+    lr_steps,
     method_name,
     parse_args,
     resolve_args,
@@ -264,6 +265,38 @@ def test_ema_of_the_weights_is_sampled_and_resumed(qm9_root, tmp_path):
     for bad in ('1', '-0.1', 'nan'):
         with pytest.raises(SystemExit):
             parse_args(['--ema', bad])
+
+
+def test_a_resumed_run_takes_a_new_learning_rate(qm9_root, tmp_path):
+    out, res = tmp_path / 'out', tmp_path / 'results.json'
+    argv = ['molecules', '--root', qm9_root, '--num-train', '32',
+            '--batch-size', '32', '--num-samples', '8', '--hidden', '8',
+            '--latent', '4', '--decoder-layers', '1', '--no-fcd',
+            '--no-local-decoding', '--out', str(out), '--results',
+            str(res), '--no-progress']
+    assert main(argv + ['--epochs', '2', '--lr', '0.01']) == 0
+    methods = {r['method'] for r in json.loads(res.read_text())}
+    assert any(m.endswith('no local decoders, 2 epochs)') for m in methods)
+    # A state saved before the rate was recorded per epoch:
+    state = torch.load(out / 'train_state.pt', weights_only=False)
+    for row in state['current']['history']:
+        del row['lr']
+    torch.save(state, out / 'train_state.pt')
+    assert main(argv + ['--epochs', '4', '--lr', '0.001', '--resume']) == 0
+    state = torch.load(out / 'train_state.pt', weights_only=False)
+    cur = state['current']
+    assert [row['lr'] for row in cur['history']] == [0.01, 0.01, 0.001,
+                                                     0.001]
+    assert cur['optimizer']['param_groups'][0]['lr'] == 0.001
+    assert state['args']['lr'] == 0.001
+    methods = {r['method'] for r in json.loads(res.read_text())}
+    assert any(m.endswith('lr 0.001 from epoch 3, 4 epochs)')
+               for m in methods)
+    assert lr_steps([dict(epoch=1, lr=0.1), dict(epoch=2, lr=0.1),
+                     dict(epoch=3, lr=0.01), dict(epoch=4),
+                     dict(epoch=5, lr=0.1)]) == \
+        'lr 0.01 from epoch 3, lr 0.1 from epoch 5'
+    assert lr_steps([]) == lr_steps([dict(epoch=1)]) == ''
 
 
 def test_autoregressive_end_to_end(qm9_root, tmp_path):

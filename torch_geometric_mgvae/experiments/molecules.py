@@ -113,8 +113,9 @@ JOINED = 'with correction + joining'
 SAMPLE_FILES = {RAW: 'samples_raw.smi', CORRECTED: 'samples_corrected.smi',
                 JOINED: 'samples_joined.smi'}
 REFERENCE = 'train set (reference)'
-#: Options that --resume may raise to train a saved run longer.
-BUDGET = ('epochs', 'max_minutes')
+#: Options that --resume may change: the budget (raised to train a saved
+#: run longer) and the learning rate of the epochs still to come.
+BUDGET = ('epochs', 'max_minutes', 'lr')
 #: The records go to OUT/RESULTS_NAME unless --results names a file (the
 #: committed benchmark/results/molecule_generation.json only when given).
 RESULTS_NAME = 'molecule_generation.json'
@@ -236,7 +237,9 @@ def add_arguments(parser: argparse.ArgumentParser):
     opt.add_argument('--epochs', type=positive_int, default=20)
     opt.add_argument('--batch-size', type=positive_int, default=128)
     opt.add_argument('--lr', type=positive_float, default=1e-3,
-                     help='Adam learning rate (default: 1e-3, the paper\'s)')
+                     help='Adam learning rate (default: 1e-3, the paper\'s); '
+                     'with --resume, a new one applies to the epochs still '
+                     'to come (the records say from which epoch)')
     opt.add_argument('--ema', type=decay, default=0.0,
                      help='keep an exponential moving average of the '
                      'weights with this decay per optimizer step (e.g. '
@@ -449,13 +452,30 @@ def build_model(args: argparse.Namespace, num_atom_types: int,
                                             in_channels, max_nodes))
 
 
-def method_name(args: argparse.Namespace, epochs: int) -> str:
+def lr_steps(history: Sequence[Dict[str, Any]]) -> str:
+    r"""The learning rates of a run whose :obj:`--lr` changed on
+    :obj:`--resume`, from the :obj:`"lr"` of its history's epochs, e.g.
+    :obj:`"lr 0.0003 from epoch 68"`; empty while it never changed."""
+    steps, last = [], None
+    for row in history:
+        lr = row.get('lr')
+        if lr is not None and last is not None and lr != last:
+            steps.append(f'lr {lr:g} from epoch {row["epoch"]}')
+        last = lr if lr is not None else last
+    return ', '.join(steps)
+
+
+def method_name(args: argparse.Namespace, epochs: int,
+                history: Sequence[Dict[str, Any]] = ()) -> str:
     r"""The :obj:`method` of the records: the generator and its
-    configuration."""
-    ema = f'EMA {args.ema:g}, ' if args.ema else ''
+    configuration (with the learning-rate changes of :obj:`history`,
+    :func:`lr_steps`)."""
+    steps = lr_steps(history)
+    training = (f'EMA {args.ema:g}, ' if args.ema else '') + (
+        f'{steps}, ' if steps else '')
     if args.decoder == 'autoregressive':
         return (f'autoregressive MGN (hidden {args.hidden}, latent '
-                f'{args.latent}, {args.layers} layers, {ema}{epochs} '
+                f'{args.latent}, {args.layers} layers, {training}{epochs} '
                 f'epochs)')
     parts = [f'K={",".join(map(str, args.clusters))}',
              f'hidden {args.hidden}', f'latent {args.latent}',
@@ -486,7 +506,7 @@ def method_name(args: argparse.Namespace, epochs: int) -> str:
     if args.refine_steps:
         parts.append(f'{args.refine_steps} refinement '
                      f'step{"s" if args.refine_steps > 1 else ""}')
-    parts.append(f'{ema}{epochs} epochs')
+    parts.append(f'{training}{epochs} epochs')
     return f'all-at-once MGVAE ({", ".join(parts)})'
 
 
@@ -661,6 +681,13 @@ class MoleculeExperiment:
             self.train_seconds = state['train_seconds']
             if self.ema is not None:
                 self.ema.load_state_dict(state['ema'])
+            # --lr may change on --resume (BUDGET): the restored optimizer
+            # has the saved one. Epochs saved before the rate was recorded
+            # per epoch ran at the saved run's --lr.
+            for row in self.history:
+                row.setdefault('lr', session.saved_args.get('lr'))
+            for group in self.optimizer.param_groups:
+                group['lr'] = self.args.lr
         return state
 
     def use_average(self):
@@ -688,7 +715,8 @@ class MoleculeExperiment:
                             self.weights, generator=self.generator,
                             epoch=epoch)
         self.train_seconds += time.perf_counter() - t0
-        self.history.append(dict(epoch=len(self.history) + 1, **stats))
+        self.history.append(dict(epoch=len(self.history) + 1, **stats,
+                                 lr=self.optimizer.param_groups[0]['lr']))
         return stats
 
     def out_of_time(self) -> bool:
@@ -829,7 +857,7 @@ class MoleculeExperiment:
         r"""The flat result records of the run."""
         args = self.args
         epochs = len(self.history)
-        method = method_name(args, epochs)
+        method = method_name(args, epochs, self.history)
         common = dict(task=TASK, dataset=self.label, command=self.command,
                       device=self.par.device.type,
                       processes=self.par.world_size,
@@ -891,8 +919,8 @@ class MoleculeExperiment:
                 'novelty_seen', 'qed_mean', 'fcd', 'nspdk', 'sample_seconds')
         rows = list(self.results.items()) + [(REFERENCE, self.reference)]
         width = max(len(r) for r, _ in rows) + 2
-        lines = [f'{self.label}: {method_name(self.args, len(self.history))}'
-                 f', {self.args.num_samples} samples',
+        method = method_name(self.args, len(self.history), self.history)
+        lines = [f'{self.label}: {method}, {self.args.num_samples} samples',
                  f'{"":<{width}}' + ''.join(f'{c[:12]:>13}' for c in cols)]
         for name, res in rows:
             cells = [f'{res[c]:>13.4g}' if c in res else f'{"—":>13}'
@@ -945,7 +973,8 @@ class MoleculeExperiment:
         if self.history:
             paths.append(plot_curves(
                 self.history, os.path.join(args.out, 'training_curve.png'),
-                keys=[k for k in self.history[0] if k != 'epoch']))
+                keys=[k for k in self.history[0]
+                      if k not in ('epoch', 'lr')]))
         for name, mols in self.mols.items():
             write_text(os.path.join(args.out, SAMPLE_FILES[name]),
                        ''.join(f'{mol_to_smiles(m) or ""}\n' for m in mols))

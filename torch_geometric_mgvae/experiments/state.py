@@ -252,7 +252,8 @@ class TrainingSession:
             is none or its options differ).
         budget (tuple): Options of a command with one training run that
             may differ on :obj:`resume` (e.g. :obj:`('epochs',
-            'max_minutes')`): a finished run resumed with a larger budget
+            'max_minutes')`, or a learning rate the driver applies to the
+            epochs to come): a finished run resumed with a larger budget
             trains on (:meth:`train`). (default: :obj:`()`)
     """
     def __init__(self, out: Optional[str] = None,
@@ -262,6 +263,8 @@ class TrainingSession:
         self.args = plain_args(args) if args is not None else {}
         self.every = every
         self.budget = tuple(budget)
+        #: The options of the loaded state (empty without :obj:`resume`).
+        self.saved_args: Dict[str, Any] = {}
         self.done: Dict[str, Any] = {}
         self._current: Optional[Dict[str, Any]] = None
         self._signal: Optional[str] = None
@@ -294,7 +297,7 @@ class TrainingSession:
                 and isinstance(saved.get('current'), (dict, type(None)))):
             raise UsageError(f"--resume: '{self.path}' is not a training "
                              f"state of this version")
-        old = saved['args']
+        old = self.saved_args = saved['args']
         diff = [k for k in sorted(set(old) | set(self.args))
                 if k not in RESUME_FREE and k not in self.budget
                 and not _same_option(old, self.args, k)]
