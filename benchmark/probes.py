@@ -1432,6 +1432,7 @@ def _cli_option_probes():
         ('molecules', ['--aromatic', '--decoder', 'autoregressive']),
         ('molecules', ['--distance-context', '6']),
         ('molecules', ['--masked-decoding', '--distance-context', '-1']),
+        ('molecules', ['--ema', '1']), ('molecules', ['--ema', 'nan']),
         ('properties', []), ('properties', ['--dataset', 'pcqm4m']),
         ('properties', ['--dataset', 'zinc', '--mode', 'unsupervised']),
         ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',
