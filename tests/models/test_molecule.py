@@ -650,3 +650,63 @@ def test_aromatic_bond_type_sample_and_model():
                                  generator=torch.Generator().manual_seed(1))
     assert sample.aromatic and sample.bond_prob.size(-1) == 5
     assert all(check_valence(m) for m in sample.corrected_mols(QM9_ATOMS))
+
+
+def test_aromatic_atom_classes_targets_and_sampling():
+    from torch_geometric_mgvae.chem import aromatic_atoms
+    A = len(QM9_ATOMS)
+    smiles = ['C1=CC=CC=C1O', 'CCO', 'C1=CC=CN1', 'C#N']
+    graphs = []
+    for s in smiles:
+        d = smiles_to_data(s)
+        flag = aromatic_atoms(d.x, d.edge_index, d.edge_attr, QM9_ATOMS)
+        d.x = torch.cat([d.x, flag.float().view(-1, 1)], dim=-1)
+        graphs.append(d)
+    data = Batch.from_data_list(graphs)
+    data.x, data.edge_attr = data.x.double(), data.edge_attr.double()
+    model = make(aromatic_atoms=True, node_channels=1)
+    assert model.atom_classes == 2 * A and make().atom_classes == A
+    assert 'num_atom_types=16' in str(model.decoder)
+    # Targets: class a + A f (benzene ring and pyrrole ring aromatic; the
+    # hydroxyl O, ethanol and HCN not).
+    out = model(data.x, data.edge_index, batch=data.batch,
+                edge_attr=data.edge_attr)
+    atom, _, mask = model._dense_targets(out)
+    C, N, O = 0, 1, 2
+    assert atom[mask].tolist() == ([C + A] * 6 + [O] + [C, C, O] +
+                                   [C + A] * 4 + [N + A] + [C, N])
+    # The atom term is the categorical likelihood of those classes:
+    from torch_geometric.utils import to_dense_batch
+    z, _ = to_dense_batch(out[0].z, out[0].batch)
+    logits, _ = model.decode_molecule(z, mask)
+    assert logits.shape == (4, 7, 2 * A)
+    want = F.cross_entropy(logits[mask], atom[mask], reduction='sum') / 4
+    assert torch.allclose(model.molecule_recon_loss(out)['atom_recon'],
+                          want)
+    # Sampled probabilities are over the A types, summed over the flag:
+    p = torch.arange(2 * A, dtype=torch.double).view(1, 2 * A)
+    folded = model.atom_type_probs(p)
+    assert folded.tolist() == [[float(a + a + A) for a in range(A)]]
+    for masked in (False, True):
+        m = make(aromatic_atoms=True, node_channels=1,
+                 masked_decoding=masked, distance_context=2 * masked)
+        terms = m.loss_terms(m(data.x, data.edge_index, batch=data.batch,
+                               edge_attr=data.edge_attr),
+                             torch.Generator().manual_seed(0))
+        sum(terms.values()).backward()
+        sample = m.eval().sample(
+            6, num_nodes=7, generator=torch.Generator().manual_seed(1),
+            decode_temperature=0.75 * masked)
+        assert sample.atom_prob.shape == (6, 7, A)
+        assert torch.allclose(sample.atom_prob.sum(-1),
+                              torch.ones(6, 7, dtype=torch.double))
+        assert all(check_valence(x) for x in sample.corrected_mols(
+            QM9_ATOMS))
+    # The valence regulariser reads the folded types:
+    m = make(aromatic_atoms=True, node_channels=1, atoms=QM9_ATOMS,
+             valence_regularizer=True)
+    assert torch.isfinite(m.valence_loss(torch.tensor([3, 5])))
+    with pytest.raises(ValueError, match='node_channels >= 1'):
+        make(aromatic_atoms=True)
+    with pytest.raises(ValueError, match='node_channels=0'):
+        model.refine(sample)
