@@ -672,8 +672,8 @@ def test_aromatic_atom_classes_targets_and_sampling():
     out = model(data.x, data.edge_index, batch=data.batch,
                 edge_attr=data.edge_attr)
     atom, _, mask = model._dense_targets(out)
-    C, N, OX = 0, 1, 2
-    assert atom[mask].tolist() == ([C + A] * 6 + [OX] + [C, C, OX] +
+    C, N, O = 0, 1, 2
+    assert atom[mask].tolist() == ([C + A] * 6 + [O] + [C, C, O] +
                                    [C + A] * 4 + [N + A] + [C, N])
     # The atom term is the categorical likelihood of those classes:
     from torch_geometric.utils import to_dense_batch
