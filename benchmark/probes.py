@@ -991,15 +991,6 @@ def _model_input_probes():
     api('inputs', 'molecule-one-atom', 'MoleculeMGVAE on a 1-atom molecule',
         lambda: loss_terms(molecule_model(), mol('C')), check=finite_terms)
 
-    def five_bonded_carbon():
-        from torch_geometric_mgvae.chem import QM9_ATOMS, aromatic_atoms
-        x = torch.zeros(6, len(QM9_ATOMS))
-        x[:, 0] = 1
-        ei = torch.tensor([[0] * 5, [1, 2, 3, 4, 5]])
-        return aromatic_atoms(x, ei, None, QM9_ATOMS)
-    api('inputs', 'aromatic-atoms-bad-valence', 'aromatic_atoms of a carbon '
-        'with five bonds', five_bonded_carbon, error=V, match='sanitize')
-
     def decoder_with_pre(context: int, pre_shape):
         from torch_geometric_mgvae.nn import SecondOrderDecoder
         dec = SecondOrderDecoder(3, 5, 2, context_channels=context)
@@ -1168,7 +1159,7 @@ def _hparam_probes():
                        ('feature_loss', 'mse'), ('global_decoder', None),
                        ('edge_feature_loss', 'ce'),
                        ('order', 1), ('atoms', [('C', 0)]),
-                       ('decode_rounds', 0), ('aromatic_atoms', True)):
+                       ('decode_rounds', 0)):
         ctor(f'molecule-{key}-{value}', f'MoleculeMGVAE({key}={value!r})',
              lambda key=key, value=value: molecule(**{key: value}),
              key if key not in ('feature_loss', 'global_decoder', 'order',
@@ -1442,8 +1433,6 @@ def _cli_option_probes():
         ('molecules', ['--distance-context', '6']),
         ('molecules', ['--masked-decoding', '--distance-context', '-1']),
         ('molecules', ['--ema', '1']), ('molecules', ['--ema', 'nan']),
-        ('molecules', ['--aromatic-atoms', '--decoder', 'autoregressive']),
-        ('molecules', ['--aromatic-atoms', '--refine-steps', '1']),
         ('properties', []), ('properties', ['--dataset', 'pcqm4m']),
         ('properties', ['--dataset', 'zinc', '--mode', 'unsupervised']),
         ('properties', ['--dataset', 'qm9', '--mode', 'unsupervised',

@@ -72,12 +72,6 @@ def test_defaults_and_checks():
     assert 'aromatic' not in method_name(parse_args([]), 3)
     with pytest.raises(UsageError, match='--aromatic is for the all-at-'):
         parse_args(['--aromatic', '--decoder', 'autoregressive'])
-    assert 'aromatic atoms' in method_name(
-        parse_args(['--aromatic-atoms']), 3)
-    with pytest.raises(UsageError, match='--aromatic-atoms is for the'):
-        parse_args(['--aromatic-atoms', '--decoder', 'autoregressive'])
-    with pytest.raises(UsageError, match='leave out --aromatic-atoms'):
-        parse_args(['--aromatic-atoms', '--refine-steps', '1'])
     for bad in (['--epochs', '0'], ['--temperature', '0']):
         with pytest.raises(SystemExit):  # rejected while parsing
             parse_args(bad)
@@ -142,38 +136,6 @@ def test_aromatic_bond_type_end_to_end(qm9_root, tmp_path, monkeypatch,
     state = torch.load(tmp_path / 'out' / 'train_state.pt',
                        weights_only=False)
     assert state['args']['aromatic'] is True
-
-
-def test_aromatic_atoms_end_to_end(qm9_root, tmp_path):
-    from torch_geometric_mgvae.experiments.molecules import load_splits
-    train, test, _ = load_splits('qm9', qm9_root, 48, aromatic_flags=True)
-    plain, _, _ = load_splits('qm9', qm9_root, 48)
-    A = len(QM9_ATOMS)
-    for g, h in zip(train + test, plain):
-        assert g.x.size(1) == A + 1 and torch.equal(g.x[:, :A], h.x)
-    flags = torch.cat([g.x[:, -1] for g in train])
-    assert set(flags.tolist()) <= {0.0, 1.0}
-    # Each molecule's flags are RDKit's aromaticity of its SMILES:
-    for g in train[:10]:
-        from rdkit import Chem
-        mol = Chem.MolFromSmiles(g.smiles)
-        assert sorted(g.x[:, -1].tolist()) == sorted(
-            float(a.GetIsAromatic()) for a in mol.GetAtoms())
-    out = str(tmp_path / 'out')
-    assert main(['molecules', '--root', qm9_root, '--num-train', '48',
-                 '--num-samples', '16', '--epochs', '1', '--hidden', '8',
-                 '--latent', '4', '--decoder-layers', '1',
-                 '--aromatic-atoms', '--masked-decoding', '--decode-rounds',
-                 '2', '--no-fcd', '--out', out, '--no-progress']) == 0
-    state = torch.load(os.path.join(out, 'train_state.pt'),
-                       weights_only=False)
-    assert state['args']['aromatic_atoms'] is True
-    assert state['current']['model_kwargs']['aromatic_atoms'] is True
-    records = json.loads(open(os.path.join(
-        out, 'molecule_generation.json')).read())
-    values = {(r.get('setting'), r['metric']): r['value'] for r in records
-              if 'aromatic atoms' in r['method']}
-    assert values[(CORRECTED, 'validity')] == 1.0
 
 
 def test_molecules_end_to_end(qm9_root, tmp_path, monkeypatch):

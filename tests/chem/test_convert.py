@@ -236,32 +236,3 @@ def test_real_data_vocabulary(name, column, atoms):
     for data in data_list[:100]:
         mol = data_to_mol(data.x, data.edge_index, data.edge_attr, atoms)
         assert mol_to_smiles(mol) == data.smiles
-
-
-def test_aromatic_atoms_of_kekule_and_aromatic_graphs():
-    from torch_geometric_mgvae.chem import aromatic_atoms
-    cases = {
-        'C1=CC=CC=C1C': [1] * 6 + [0],  # toluene, Kekule input
-        'C1=CCCC=C1': [0] * 6,  # cyclohexa-1,3-diene
-        'C1=CC=CN1': [1] * 5,  # pyrrole (the N keeps its hydrogen)
-        'C1=CC=NC=C1CC#N': [1] * 6 + [0] * 3,
-        'CCO': [0, 0, 0],
-    }
-    for smiles, want in cases.items():
-        for kekulize in (True, False):
-            d = smiles_to_data(smiles, kekulize=kekulize)
-            got = aromatic_atoms(d.x, d.edge_index, d.edge_attr, QM9_ATOMS)
-            assert got.dtype == torch.bool and got.int().tolist() == want
-    d = smiles_to_data('C')
-    assert aromatic_atoms(d.x, d.edge_index, d.edge_attr,
-                          QM9_ATOMS).tolist() == [False]
-    empty = aromatic_atoms(torch.zeros(0, len(QM9_ATOMS)),
-                           torch.zeros(2, 0, dtype=torch.long), None,
-                           QM9_ATOMS)
-    assert empty.shape == (0, )
-    # A carbon with five bonds does not sanitize:
-    x = torch.zeros(6, len(QM9_ATOMS))
-    x[:, 0] = 1
-    ei = torch.tensor([[0] * 5, [1, 2, 3, 4, 5]])
-    with pytest.raises(ValueError, match='does not sanitize'):
-        aromatic_atoms(x, torch.cat([ei, ei.flip(0)], 1), None, QM9_ATOMS)

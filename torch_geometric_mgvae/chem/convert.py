@@ -306,34 +306,6 @@ def data_to_mol(
     return _build_mol(types, edge_index, bonds, atoms, sanitize)
 
 
-def aromatic_atoms(
-    x: Tensor,
-    edge_index: Tensor,
-    edge_attr: Optional[Tensor],
-    atoms: Union[AtomVocabulary, Sequence] = QM9_ATOMS,
-) -> Tensor:
-    r"""Which atoms of a molecular graph RDKit perceives as aromatic, as a
-    bool tensor ``[n]``; arguments as in :func:`data_to_mol`.
-
-    Aromaticity is perceived after sanitization, so a Kekulé graph (of
-    :func:`mol_to_data` with :obj:`kekulize=True`, whose aromatic flags
-    are cleared) gets the same flags as its aromatic form: the six carbons
-    of benzene drawn with alternating single and double bonds are
-    aromatic, those of cyclohexa-1,3-diene are not.
-
-    Raises:
-        ValueError: If the graph does not sanitize (e.g. a valence
-            violation).
-    """
-    mol = data_to_mol(x, edge_index, edge_attr, atoms, sanitize=False)
-    out = sanitize_aromatic(mol)
-    if out is None:
-        raise ValueError("aromatic_atoms: the molecular graph does not "
-                         "sanitize (RDKit cannot perceive its aromaticity)")
-    return torch.tensor([a.GetIsAromatic() for a in out.GetAtoms()],
-                        dtype=torch.bool).view(-1)
-
-
 def _build_mol(atom_types: Tensor, edge_index: Tensor, bonds: Tensor,
                atoms, sanitize: bool,
                repair: bool = False) -> Optional['Chem.Mol']:

@@ -207,11 +207,6 @@ def add_arguments(parser: argparse.ArgumentParser):
                        help='aromatic bonds as a fourth bond type instead '
                        'of Kekule structures (datasets with kekulize=False; '
                        'all-at-once decoder; not in the paper)')
-    model.add_argument('--aromatic-atoms', action='store_true',
-                       help='decode with each atom type whether RDKit '
-                       'perceives the atom as aromatic (also an encoder '
-                       'input); with --masked-decoding the later rounds see '
-                       'it (all-at-once decoder; not in the paper)')
     model.add_argument('--chem-features', default=None,
                        action=argparse.BooleanOptionalAction,
                        help='append the 24 RDKit atom features of Table 7 '
@@ -307,9 +302,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
         if args.aromatic:
             raise UsageError('--aromatic is for the all-at-once decoder '
                              '(--decoder all-at-once)')
-        if args.aromatic_atoms:
-            raise UsageError('--aromatic-atoms is for the all-at-once '
-                             'decoder (--decoder all-at-once)')
     if args.distance_context and not args.masked_decoding:
         raise UsageError('--distance-context is a context of masked '
                          'decoding: add --masked-decoding')
@@ -319,10 +311,6 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
                          'masked decoder: add --masked-decoding')
     if args.masked_decoding and args.decode_rounds is None:
         args.decode_rounds = DECODE_ROUNDS
-    if args.refine_steps and args.aromatic_atoms:
-        raise UsageError('--refine-steps re-encodes decoded molecules, '
-                         'whose aromaticity flags are not decoded into '
-                         'them: leave out --aromatic-atoms')
     if args.refine_steps and args.chem_features:
         raise UsageError('--refine-steps re-encodes decoded molecules, '
                          'whose RDKit features are undefined: add '
@@ -366,25 +354,9 @@ def _chem_inputs(graphs: List[Data], mean: Tensor, std: Tensor
     return out
 
 
-def _with_aromatic_flags(graphs: List[Data], atoms) -> List[Data]:
-    r"""Copies whose :obj:`x` ends with a column of RDKit's aromaticity
-    of each atom (:func:`~torch_geometric_mgvae.chem.aromatic_atoms`, 1 or
-    0), the flag :class:`MoleculeMGVAE` reads with
-    :obj:`aromatic_atoms`."""
-    from torch_geometric_mgvae.chem import aromatic_atoms
-    A = len(atoms)
-    out = []
-    for g in graphs:
-        h = g.clone()
-        flag = aromatic_atoms(g.x[:, :A], g.edge_index, g.edge_attr, atoms)
-        h.x = torch.cat([g.x, flag.to(g.x.dtype).view(-1, 1)], dim=-1)
-        out.append(h)
-    return out
-
-
 def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
                 data: Optional[str] = None, chem_features: bool = False,
-                kekulize: bool = True, aromatic_flags: bool = False
+                kekulize: bool = True
                 ) -> Tuple[List[Data], List[Data], List[str]]:
     r"""The :obj:`num_train` training molecules (a random subset of the
     training split, seeded), the test molecules and the SMILES of the whole
@@ -394,8 +366,7 @@ def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
     types followed by the 24 RDKit features of the paper's Table 7,
     standardised with the training molecules' mean and deviation. With
     :obj:`kekulize=False`, :obj:`edge_attr` has a fourth (aromatic) bond
-    type. With :obj:`aromatic_flags`, :obj:`x` ends with each atom's
-    aromaticity (:func:`_with_aromatic_flags`)."""
+    type."""
     from torch_geometric_mgvae import datasets
     _copy_raw(dataset, root, data)
     spec = DATASETS[dataset]
@@ -416,10 +387,6 @@ def load_splits(dataset: str, root: str, num_train: int, seed: int = 0,
         mean, std = chem.mean(0), chem.std(0).clamp(min=1e-6)
         train, test = _chem_inputs(train, mean, std), _chem_inputs(
             test, mean, std)
-    if aromatic_flags:
-        atoms = spec['atoms']
-        train = _with_aromatic_flags(train, atoms)
-        test = _with_aromatic_flags(test, atoms)
     return train, test, train_smiles
 
 
@@ -455,7 +422,6 @@ def model_kwargs(args: argparse.Namespace, num_atom_types: int,
                 masked_decoding=args.masked_decoding,
                 decode_rounds=args.decode_rounds or DECODE_ROUNDS,
                 distance_context=args.distance_context,
-                aromatic_atoms=args.aromatic_atoms,
                 valence_regularizer=args.valence_weight > 0,
                 covariance=args.covariance,
                 prior_kwargs=dict(matching=args.matching))
@@ -527,8 +493,6 @@ def method_name(args: argparse.Namespace, epochs: int,
             parts.append(f'distances up to {args.distance_context}')
     if args.aromatic:
         parts.append('aromatic bonds')
-    if args.aromatic_atoms:
-        parts.append('aromatic atoms')
     if args.chem_features:
         parts.append('chem features')
     if args.valence_weight > 0:
@@ -649,8 +613,7 @@ class MoleculeExperiment:
             self.train_graphs, self.test_graphs, self.train_smiles = \
                 load_splits(args.dataset, args.root, args.num_train,
                             args.seed, args.data, args.chem_features,
-                            kekulize=not args.aromatic,
-                            aromatic_flags=args.aromatic_atoms)
+                            kekulize=not args.aromatic)
         self.num_atom_types = len(self.atoms)
         self.in_channels = self.train_graphs[0].num_features
         self.max_nodes = max(int(g.num_nodes) for g in

@@ -545,16 +545,6 @@ class MoleculeMGVAE(MGVAE):
             also sees the shortest-path distances (up to this many bonds)
             of the bonds decoded so far (:class:`MoleculeDecoder`; not in
             the paper). (default: :obj:`0`)
-        aromatic_atoms (bool): Decode with each atom's type whether it is
-            aromatic (class :math:`a + A f`, see :obj:`atom_classes`; not
-            in the paper). The flag :math:`f` is the last input node
-            channel (1 aromatic, 0 not; *e.g.* from
-            :func:`~torch_geometric_mgvae.chem.aromatic_atoms`), which the
-            encoder also sees. With :obj:`masked_decoding`, atoms decoded
-            aromatic tell the later rounds which rings to close with
-            alternating bonds. Sampled molecules keep only the types (the
-            probabilities are summed over the flag). (default:
-            :obj:`False`)
         encoder_scope (str): As in :class:`MGN`; the default
             :obj:`"graph"` lets the finest latents see the whole molecule,
             which the all-at-once decoder needs to place the bonds between
@@ -575,7 +565,6 @@ class MoleculeMGVAE(MGVAE):
                  masked_decoding: bool = False,
                  decode_rounds: int = DECODE_ROUNDS,
                  distance_context: int = 0,
-                 aromatic_atoms: bool = False,
                  encoder_scope: str = 'graph', **kwargs):
         kwargs.setdefault('order', 2)
         kwargs.setdefault('covariance', 'mrf')
@@ -615,11 +604,6 @@ class MoleculeMGVAE(MGVAE):
                              f"'num_atom_types' is {num_atom_types}")
         if valence_regularizer and atoms is None:
             raise ValueError("'valence_regularizer' needs 'atoms'")
-        if aromatic_atoms and node_channels < 1:
-            raise ValueError("'aromatic_atoms' reads each atom's flag from "
-                             "the last input node channel: it needs "
-                             "node_channels >= 1")
-        self.aromatic_atoms = bool(aromatic_atoms)
         self.atoms = None if atoms is None else [tuple(a) for a in atoms]
         if atoms is not None:
             from torch_geometric_mgvae.chem.valence import max_valence
@@ -631,28 +615,13 @@ class MoleculeMGVAE(MGVAE):
         # The finest global decoder decodes atoms and bonds jointly:
         self.global_decoders[0] = MoleculeDecoder(
             latent_channels, hidden_channels, self.decoder_layers,
-            self.atom_classes, num_bond_types,
+            num_atom_types, num_bond_types,
             normalize=self.normalize_second_order, masked=masked_decoding,
             distance_context=distance_context)
 
     @property
     def decoder(self) -> MoleculeDecoder:
         return self.global_decoders[0]
-
-    @property
-    def atom_classes(self) -> int:
-        r"""The atom classes the decoder predicts: the :math:`A` types, or
-        with :obj:`aromatic_atoms` the :math:`2A` pairs (type, aromatic),
-        class :math:`a + A f` for type :math:`a` and flag :math:`f`."""
-        return self.num_atom_types * (2 if self.aromatic_atoms else 1)
-
-    def atom_type_probs(self, p: Tensor) -> Tensor:
-        r"""The atom-type probabilities :math:`(..., A)` of decoder class
-        probabilities :math:`(..., \text{atom_classes})` (with
-        :obj:`aromatic_atoms`, summed over the flag)."""
-        if not self.aromatic_atoms:
-            return p
-        return p.unflatten(-1, (2, self.num_atom_types)).sum(-2)
 
     def forward(self, x: Union[Tensor, BaseData], edge_index: Adj = None,
                 edge_weight: OptTensor = None, batch: OptTensor = None,
@@ -674,8 +643,6 @@ class MoleculeMGVAE(MGVAE):
         lvl = out[0]
         B = lvl.num_graphs
         atom = lvl.x[:, :self.num_atom_types].argmax(dim=-1)
-        if self.aromatic_atoms:  # class a + A f, the flag f last in x
-            atom = atom + self.num_atom_types * (lvl.x[:, -1] > 0.5).long()
         atom, mask = to_dense_batch(atom, lvl.batch, batch_size=B)  # [B, n]
         bond = lvl.edge_attr.argmax(dim=-1) + 1  # classes 1..B
         bond = to_dense_adj(lvl.edge_index, lvl.batch, bond, batch_size=B,
@@ -684,8 +651,7 @@ class MoleculeMGVAE(MGVAE):
 
     def decode_molecule(self, z: Tensor, mask: Tensor, *known: Tensor,
                         latent_pre: OptTensor = None):
-        r"""Atom logits :math:`(G, n, A)` (with :obj:`aromatic_atoms`
-        over the :math:`2A` classes of :obj:`atom_classes`) and bond logits
+        r"""Atom logits :math:`(G, n, A)` and bond logits
         :math:`(G, n, n, 1 + B)` of dense finest-level latents
         :math:`(G, n, d)` (with :obj:`masked_decoding`, optionally given
         the known atom types, bond classes and known entries of
@@ -777,7 +743,7 @@ class MoleculeMGVAE(MGVAE):
         atom = mask.new_zeros(G, n, dtype=torch.long)
         bond = mask.new_zeros(G, n, n, dtype=torch.long)
         known = torch.zeros_like(valid)
-        atom_prob = z.new_zeros(G, n, self.atom_classes)
+        atom_prob = z.new_zeros(G, n, self.num_atom_types)
         bond_prob = z.new_zeros(G, n, n, 1 + self.num_bond_types)
         # The latents' part of the first layer is the same in every round:
         pre = self.decoder.latent_preactivation(z, mask)
@@ -803,8 +769,7 @@ class MoleculeMGVAE(MGVAE):
             bond_prob = torch.where(nb.unsqueeze(-1), b, bond_prob)
             bond = torch.where(nb, vb, bond)
             known = known | new
-        return (apply_mask(self.atom_type_probs(atom_prob), mask, 1),
-                apply_mask(bond_prob, mask, 2))
+        return apply_mask(atom_prob, mask, 1), apply_mask(bond_prob, mask, 2)
 
     def local_recon_loss(self, out: MGNOutput,
                          generator: Optional[torch.Generator] = None,
@@ -861,7 +826,6 @@ class MoleculeMGVAE(MGVAE):
             return self.mu_heads[0].weight.sum() * 0.
         z, mask = self.prior_sample(num_nodes, generator)
         atom, bond = self.decode_molecule(z.detach(), mask)
-        atom = self.atom_type_probs(atom.softmax(-1)).clamp(min=1e-30).log()
         return (valence_excess(atom, bond, mask, self.max_valence) +
                 bond_deficit(bond, mask)).mean()
 
@@ -966,7 +930,7 @@ class MoleculeMGVAE(MGVAE):
                 z, mask, rounds, generator,
                 decode_temperature=decode_temperature) + (mask, )
         atom, bond = self.decode_molecule(z, mask)
-        return (apply_mask(self.atom_type_probs(atom.softmax(-1)), mask, 1),
+        return (apply_mask(atom.softmax(-1), mask, 1),
                 apply_mask(bond.softmax(-1), mask, 2), mask)
 
     def _check_refinable(self):
